@@ -1,0 +1,1 @@
+"""meterstream's streaming side: settings, storage, the Faust app and the CLI."""

@@ -1,0 +1,74 @@
+"""The ``meterstream`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from streams.settings import Settings
+
+err = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
+
+    Settings come from MS_* environment variables (see the README)."""
+
+
+@main.command()
+def up() -> None:
+    """Start the local Kafka broker (unless MS_KAFKA_BOOTSTRAP names one), create topics,
+    apply ClickHouse migrations."""
+    from streams import services
+
+    settings = Settings()
+    local = services.kafka_up(settings)
+    where = "local broker" if local else "external broker"
+    created = services.ensure_topics(settings)
+    applied = services.apply_migrations(settings)
+    err.print(f"kafka: {where} at {settings.bootstrap}; topics created: {created or 'none new'}")
+    err.print(f"clickhouse: migrations applied: {[m.path.name for m in applied] or 'none new'}")
+
+
+@main.command()
+def down() -> None:
+    """Stop the local Kafka broker started by `up` (an external one is left alone)."""
+    from streams import services
+
+    services.kafka_down(Settings())
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the ClickHouse migrations not applied yet (idempotent)."""
+    from streams import services
+
+    applied = services.apply_migrations(Settings())
+    for m in applied:
+        click.echo(f"applied {m.path.name}")
+    if not applied:
+        click.echo("up to date")
+
+
+@main.command()
+def status() -> None:
+    """Say what is running and where the state lives."""
+    from streams import services
+
+    settings = Settings()
+    click.echo(f"data dir:   {settings.data_dir}")
+    if settings.local_kafka:
+        state = "running" if services.kafka_running(settings) else "stopped"
+        click.echo(f"kafka:      local broker {settings.bootstrap} ({state})")
+    else:
+        click.echo(f"kafka:      external {settings.bootstrap}")
+    store = "server (MS_CLICKHOUSE_URL)" if settings.clickhouse_url else f"chDB at {settings.chdb_path}"
+    click.echo(f"clickhouse: {store}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

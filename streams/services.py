@@ -1,0 +1,79 @@
+"""Starting and stopping the local stack: the Kafka broker of ops/kafka/kafka.sh, topics,
+and ClickHouse migrations."""
+
+from __future__ import annotations
+
+import subprocess
+
+from streams.settings import Settings
+from streams.storage import open_store
+from streams.storage.migrations import Migration, migrate
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def _kafka_script(settings: Settings, action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(settings.kafka_script), action],
+        env=settings.service_env(),
+        text=True,
+        capture_output=action == "status",
+        check=False,
+    )
+
+
+def kafka_up(settings: Settings) -> bool:
+    """Start the local broker unless an external one is configured. True if one is local."""
+    if not settings.local_kafka:
+        return False
+    if _kafka_script(settings, "start").returncode != 0:
+        raise ServiceError(
+            f"the local Kafka broker did not start; see {settings.data_dir}/kafka/logs/server.log"
+        )
+    return True
+
+
+def kafka_down(settings: Settings) -> None:
+    if settings.local_kafka and _kafka_script(settings, "stop").returncode != 0:
+        raise ServiceError("stopping the local Kafka broker failed")
+
+
+def kafka_running(settings: Settings) -> bool:
+    return settings.local_kafka and _kafka_script(settings, "status").returncode == 0
+
+
+def apply_migrations(settings: Settings) -> list[Migration]:
+    with open_store(settings) as store:
+        return migrate(store, settings.migrations_dir)
+
+
+def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
+    """Create the pipeline's topics with explicit partition counts (no auto-creation)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    wanted = names or [settings.events_topic, settings.dead_letter_topic]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin")
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for name in wanted:
+            if name in existing:
+                continue
+            try:
+                admin.create_topics(
+                    [NewTopic(
+                            name,
+                            settings.topic_partitions,
+                            settings.topic_replication,
+                            topic_configs={"retention.ms": str(7 * 86400_000)},
+                        )]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,69 @@
+"""Settings from environment variables, all prefixed ``MS_`` (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "meterstream"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MS_", extra="ignore")
+
+    # Kafka. Unset bootstrap: the local broker of ops/kafka/kafka.sh on 127.0.0.1:kafka_port.
+    kafka_bootstrap: str | None = None
+    kafka_port: int = 9092
+    kafka_controller_port: int | None = None
+    # ClickHouse. Unset URL: the embedded engine (chDB) in data_dir/chdb.
+    clickhouse_url: SecretStr | None = None
+    clickhouse_database: str = "meterstream"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Pricing catalogs: a directory of catalog files; unset: the ones shipped in pricing/catalogs.
+    catalog_dir: Path | None = None
+    # Topics.
+    events_topic: str = "billing_events"
+    dead_letter_topic: str = "billing_events_dlq"
+    topic_partitions: int = 4
+    topic_replication: int = 1
+
+    @property
+    def local_kafka(self) -> bool:
+        """True when meterstream starts its own broker (no external bootstrap given)."""
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "chdb"
+
+    @cached_property
+    def migrations_dir(self) -> Path:
+        return REPO_ROOT / "ops" / "clickhouse" / "migrations"
+
+    @property
+    def kafka_script(self) -> Path:
+        return REPO_ROOT / "ops" / "kafka" / "kafka.sh"
+
+    def service_env(self) -> dict[str, str]:
+        """Environment for ops/ scripts: the same settings, spelled as they read them."""
+        env = dict(os.environ)
+        env["MS_DATA_DIR"] = str(self.data_dir)
+        env["MS_KAFKA_PORT"] = str(self.kafka_port)
+        env.setdefault("MS_PYTHON", sys.executable)
+        if self.kafka_controller_port:
+            env["MS_KAFKA_CONTROLLER_PORT"] = str(self.kafka_controller_port)
+        return env

@@ -1,0 +1,85 @@
+"""The embedded ClickHouse engine (chDB). One process owns a data directory at a time."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.storage.base import Row, Store, StoreError, convert_value, json_default
+
+_IDENT_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def check_identifier(name: str) -> str:
+    if not name or set(name) - _IDENT_OK or name[0].isdigit():
+        raise StoreError(f"not a plain identifier: {name!r}")
+    return name
+
+
+class ChdbStore(Store):
+    backend = "chdb"
+
+    def __init__(self, path: Path, database: str = "meterstream") -> None:
+        try:
+            from chdb import session
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StoreError(
+                "the embedded engine needs chDB: pip install 'meterstream[embedded]'"
+            ) from exc
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.database = check_identifier(database)
+        self._lock = threading.Lock()  # a chDB session is not safe for concurrent queries
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open the chDB data directory {path}: {exc} "
+                "(is another meterstream process, e.g. a worker, holding it?)"
+            ) from exc
+        self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._run(f"USE {self.database}")
+
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt, params=dict(params) if params else None)
+            except Exception as exc:
+                raise StoreError(str(exc)) from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        res = self._run(sql, "JSON", params)
+        raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
+        if not raw.strip():
+            return []
+        doc = json.loads(raw, parse_float=Decimal)
+        types = {m["name"]: m["type"] for m in doc["meta"]}
+        return [{k: convert_value(types[k], v) for k, v in row.items()} for row in doc["data"]]
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def insert(self, table: str, rows: Sequence[Row], *, dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        settings = ""
+        if dedup_token is not None:
+            # SETTINGS cannot take a bound parameter: allow only a safe alphabet
+            if set(dedup_token) - (_IDENT_OK | set("-:.")):
+                raise StoreError(f"dedup token has characters outside [A-Za-z0-9_:.-]: {dedup_token!r}")
+            settings = f" SETTINGS insert_deduplication_token = '{dedup_token}'"
+        body = b"\n".join(orjson.dumps(r, default=json_default, option=orjson.OPT_PASSTHROUGH_DATETIME) for r in rows)
+        sql = f"INSERT INTO {check_identifier(table)}{settings} FORMAT JSONEachRow\n" + body.decode()
+        self._run(sql)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None

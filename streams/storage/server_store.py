@@ -1,0 +1,52 @@
+"""A ClickHouse server, through clickhouse-connect (HTTP). Used when MS_CLICKHOUSE_URL is set,
+e.g. ``http://user:password@host:8123``; the password belongs in the environment only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from streams.storage.base import Row, Store, StoreError
+from streams.storage.chdb_store import check_identifier
+
+
+class ServerStore(Store):
+    backend = "server"
+
+    def __init__(self, url: str, database: str = "meterstream") -> None:
+        import clickhouse_connect
+
+        self.database = check_identifier(database)
+        try:
+            admin = clickhouse_connect.get_client(dsn=url)
+            admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            admin.close()
+            self._client = clickhouse_connect.get_client(dsn=url, database=self.database)
+        except Exception as exc:
+            raise StoreError(f"cannot connect to the ClickHouse server: {exc}") from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        try:
+            return list(self._client.query(sql, parameters=dict(params or {})).named_results())
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def insert(self, table: str, rows: Sequence[Row], *, dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        columns = list(rows[0])
+        data = [[r[c] for c in columns] for r in rows]
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        try:
+            self._client.insert(check_identifier(table), data, column_names=columns, settings=settings)
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._client.close()
