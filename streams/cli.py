@@ -70,5 +70,10 @@ def status() -> None:
     click.echo(f"clickhouse: {store}")
 
 
+from streams.cli_pricing import catalog_group, price_command  # noqa: E402
+
+main.add_command(price_command)
+main.add_command(catalog_group)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,213 @@
+"""Price catalogs: YAML data files (pricing/catalogs/FORMAT.md) loaded into an index.
+
+Catalog files are data, not code: every price carries its source and effective dates, and the
+engine looks prices up by (provider, product, time, dimension, qualifiers)."""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pricing.errors import CatalogError, PricingError
+
+SHIPPED_CATALOGS = Path(__file__).parent / "catalogs"
+
+Dimension = Literal[
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "images", "audio_seconds", "training_tokens", "training_images_seen", "storage_months",
+    "dedicated_hours", "dedicated_months", "guardrail_text_units", "human_tasks",
+]
+TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"})
+MAX_UNIT_PRICE_PLACES = 9  # price/per; with quantities of <= 3 places, costs stay within 12
+
+
+def _exact(value: Any, what: str) -> Decimal:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a quoted decimal string, not {type(value).__name__} {value!r}")
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{what} is not a decimal: {value!r}") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"{what} must be finite and >= 0: {value!r}")
+    return d
+
+
+class PriceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dimension: Dimension
+    per: int = Field(ge=1)
+    price: Decimal
+    regions: tuple[str, ...] | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    min_steps: int | None = None
+    max_steps: int | None = None
+    method: Literal["sft", "dpo"] | None = None
+    commitment: Literal["none", "1m", "6m"] | None = None
+    compute_units: int | None = Field(default=None, ge=1)
+    policy: Literal[
+        "content_filter", "denied_topics", "sensitive_info", "sensitive_info_regex",
+        "word_filter", "contextual_grounding",
+    ] | None = None
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _price(cls, v: Any) -> Decimal:
+        return _exact(v, "price")
+
+    @model_validator(mode="after")
+    def _places(self) -> PriceSpec:
+        unit = self.price / self.per
+        if unit.normalize().as_tuple().exponent < -MAX_UNIT_PRICE_PLACES:  # type: ignore[operator]
+            raise ValueError(f"price/per has more than {MAX_UNIT_PRICE_PLACES} decimal places")
+        return self
+
+
+class Tokenizer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    encoding: str
+    exact: bool
+
+
+class ProductSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str | None = None
+    aliases: tuple[str, ...] = ()
+    effective_from: dt.datetime
+    effective_to: dt.datetime | None = None
+    source: str = Field(min_length=1)
+    regions: tuple[str, ...] | None = None
+    batch_factor: Decimal | None = None
+    tokenizer: Tokenizer | None = None
+    prices: tuple[PriceSpec, ...] = Field(min_length=1)
+
+    @field_validator("batch_factor", mode="before")
+    @classmethod
+    def _factor(cls, v: Any) -> Decimal | None:
+        return None if v is None else _exact(v, "batch_factor")
+
+    @model_validator(mode="after")
+    def _dates(self) -> ProductSpec:
+        for t in (self.effective_from, self.effective_to):
+            if t is not None and t.tzinfo is None:
+                raise ValueError("effective dates need a UTC offset")
+        if self.effective_to is not None and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        return self
+
+
+class CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    version: str
+    products: tuple[ProductSpec, ...]
+
+
+@dataclass(frozen=True)
+class Product:
+    """One catalog entry in force over [effective_from, effective_to)."""
+
+    provider: str
+    currency: str
+    catalog_version: str
+    spec: ProductSpec
+    prices: dict[str, tuple[PriceSpec, ...]] = field(hash=False)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass
+class Catalog:
+    products: dict[tuple[str, str], list[Product]]  # (provider, id or alias) -> by effective_from
+    files: list[Path]
+
+    def providers(self) -> set[str]:
+        return {p for p, _ in self.products}
+
+    def entries(self) -> list[Product]:
+        seen: dict[int, Product] = {}
+        for plist in self.products.values():
+            for p in plist:
+                seen[id(p)] = p
+        return sorted(seen.values(), key=lambda p: (p.provider, p.id, p.spec.effective_from))
+
+    def lookup(self, provider: str, model: str, ts: dt.datetime) -> Product:
+        versions = self.products.get((provider, model))
+        if versions is None:
+            if provider not in self.providers():
+                raise PricingError(f"unknown provider {provider!r}")
+            raise PricingError(f"unknown model {model!r} for provider {provider!r}")
+        starts = [p.spec.effective_from for p in versions]
+        i = bisect.bisect_right(starts, ts) - 1
+        if i < 0 or (versions[i].spec.effective_to is not None and ts >= versions[i].spec.effective_to):
+            raise PricingError(
+                f"no price for {provider}/{model} in force at {ts.isoformat()} "
+                f"(catalog entries start {starts[0].isoformat()})"
+            )
+        return versions[i]
+
+
+def _load_file(path: Path) -> CatalogFile:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path.name}: not YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{path.name}: expected a mapping at the top")
+    defaults = doc.pop("defaults", {}) or {}
+    products = []
+    for raw in doc.get("products") or []:
+        products.append({**defaults, **raw})
+    doc["products"] = products
+    try:
+        return CatalogFile.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        where = loc
+        if first["loc"][:1] == ("products",) and len(first["loc"]) > 1:
+            idx = first["loc"][1]
+            if isinstance(idx, int) and idx < len(products):
+                where = f"product {products[idx].get('id')!r}: {loc}"
+        raise CatalogError(f"{path.name}: {where}: {first['msg']}") from None
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Load every *.yaml catalog in ``directory`` (default: the shipped catalogs)."""
+    directory = Path(directory) if directory is not None else SHIPPED_CATALOGS
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise CatalogError(f"no *.yaml catalog files in {directory}")
+    index: dict[tuple[str, str], list[Product]] = defaultdict(list)
+    currency_of: dict[str, str] = {}
+    for path in files:
+        cf = _load_file(path)
+        if currency_of.setdefault(cf.provider, cf.currency) != cf.currency:
+            raise CatalogError(f"{path.name}: provider {cf.provider} already priced in {currency_of[cf.provider]}")
+        for spec in cf.products:
+            by_dim: dict[str, list[PriceSpec]] = defaultdict(list)
+            for ps in spec.prices:
+                by_dim[ps.dimension].append(ps)
+            product = Product(cf.provider, cf.currency, f"{cf.provider}-{cf.currency.lower()}@{cf.version}",
+                              spec, {k: tuple(v) for k, v in by_dim.items()})
+            for name in (spec.id, *spec.aliases):
+                index[(cf.provider, name)].append(product)
+    for key, versions in index.items():
+        versions.sort(key=lambda p: p.spec.effective_from)
+        for a, b in zip(versions, versions[1:]):
+            if a.spec.effective_to is None or a.spec.effective_to > b.spec.effective_from:
+                raise CatalogError(f"{key[0]}/{key[1]}: overlapping effective ranges")
+    return Catalog(dict(index), files)

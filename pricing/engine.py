@@ -1,0 +1,246 @@
+"""The pricing engine: a validated billing event + a catalog -> a priced event.
+
+Pure and exact: Decimal arithmetic in a context that traps any rounding (a cost that cannot be
+carried exactly is an error, not a rounded number); costs carry at most 12 decimal places. The
+only rounding is the one the guardrail rule states: text units = ceil(chars / 1000), for input
+and output text separately. Anything the catalog does not price is an error, never zero."""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import Any
+
+from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
+from pricing.errors import PricingError
+from schemas.billing_event import BillingEvent
+
+EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
+MAX_PLACES = 12
+ONE = Decimal(1)
+
+_UNIT_NAMES = {
+    "input_tokens": "input tokens",
+    "output_tokens": "output tokens",
+    "cached_input_tokens": "cached input tokens",
+    "cache_write_tokens": "cache write tokens",
+    "images": "image",
+    "audio_seconds": "audio second",
+    "training_tokens": "training tokens",
+    "training_images_seen": "training image seen",
+    "storage_months": "custom-model month",
+    "dedicated_hours": "unit-hour",
+    "dedicated_months": "instance-month",
+    "guardrail_text_units": "text units",
+    "human_tasks": "human task",
+}
+
+
+def _per_label(per: int) -> str:
+    if per == 1:
+        return ""
+    if per % 1_000_000 == 0:
+        return f"{per // 1_000_000}M "
+    if per % 1000 == 0:
+        return f"{per // 1000}K "
+    return f"{per} "
+
+
+def money_str(d: Decimal) -> str:
+    """Exact decimal text, no exponent, no trailing zeros ("0.15", "10")."""
+    return format(d.normalize(EXACT) if d else Decimal(0), "f")
+
+
+def _region_ok(p: PriceSpec, region: str | None) -> bool:
+    return p.regions is None or (region is not None and region in p.regions)
+
+
+def _select(product: Product, dim: str, region: str | None, what: str, **want: Any) -> PriceSpec:
+    candidates = product.prices.get(dim)
+    if not candidates:
+        raise PricingError(f"{product.provider}/{product.id} has no price for {what}")
+    matches = []
+    for p in candidates:
+        if not _region_ok(p, region):
+            continue
+        if "method" in want and (p.method or "sft") != want["method"]:
+            continue
+        if "commitment" in want and (p.commitment or "none") != want["commitment"]:
+            continue
+        if "policy" in want and p.policy != want["policy"]:
+            continue
+        if "size" in want:
+            w, h, steps = want["size"]
+            if (p.max_width is not None and w > p.max_width) or (p.max_height is not None and h > p.max_height):
+                continue
+            if p.min_steps is not None or p.max_steps is not None:
+                if steps is None:
+                    continue
+                if (p.min_steps is not None and steps < p.min_steps) or (
+                    p.max_steps is not None and steps > p.max_steps
+                ):
+                    continue
+        matches.append(p)
+    if not matches:
+        where = f" in region {region}" if region else ""
+        raise PricingError(f"{product.provider}/{product.id} has no price for {what}{where}")
+    if len(matches) > 1:
+        # a region-specific price wins over a general one; the smallest image tier that fits wins
+        specific = [p for p in matches if p.regions is not None]
+        matches = specific or matches
+        if "size" in want:
+            matches.sort(key=lambda p: (p.max_width or 10**9) * (p.max_height or 10**9))
+            matches = matches[:1]
+    if len(matches) > 1:
+        raise PricingError(f"catalog defect: {len(matches)} prices match {product.id} {what}")
+    return matches[0]
+
+
+class _Bill:
+    __slots__ = ("items", "total")
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+        self.total = Decimal(0)
+
+    def add(self, dim: str, qty: Decimal | int, p: PriceSpec, factor: Decimal = ONE, note: str = "") -> None:
+        unit_price = EXACT.multiply(p.price, factor) if factor != ONE else p.price
+        cost = EXACT.divide(EXACT.multiply(Decimal(qty), unit_price), p.per)
+        self.total = EXACT.add(self.total, cost)
+        unit = f"{_per_label(p.per)}{_UNIT_NAMES[dim]}{note}"
+        self.items.append(
+            {
+                "dimension": dim,
+                "quantity": money_str(Decimal(qty)),
+                "unit": unit,
+                "unit_price": money_str(unit_price),
+                "cost": money_str(cost),
+            }
+        )
+
+
+def _guardrail_product(catalog: Catalog, product: Product, event: BillingEvent) -> Product:
+    if "guardrail_text_units" in product.prices:
+        return product
+    return catalog.lookup(event.provider, "guardrails", event.ts)
+
+
+def _count_text(product: Product, text: str) -> int:
+    tok = product.spec.tokenizer
+    if tok is None:
+        raise PricingError(f"{product.provider}/{product.id} has no tokenizer: send token counts, not text")
+    from pricing.tokenizer import count_tokens
+
+    return count_tokens(text, tok.encoding)
+
+
+def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
+    """Price one event. Raises PricingError with the reason when it cannot be priced."""
+    product = catalog.lookup(event.provider, event.model, event.ts)
+    spec = product.spec
+    region = event.region
+    if spec.regions is not None:
+        if region is None:
+            raise PricingError(f"{product.provider}/{product.id} is priced by region: `region` is required")
+        if region not in spec.regions:
+            raise PricingError(f"{product.provider}/{product.id} is not offered in region {region}")
+    factor = ONE
+    if event.mode == "batch":
+        if spec.batch_factor is None:
+            raise PricingError(f"{product.provider}/{product.id} does not offer batch mode")
+        factor = spec.batch_factor
+    batch_note = f" (batch x{money_str(factor)})" if event.mode == "batch" else ""
+
+    usage = event.usage
+    bill = _Bill()
+    estimated = False
+    counts = {d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")}
+    if event.text is not None:
+        for dim, text in (("input_tokens", event.text.input), ("output_tokens", event.text.output)):
+            if text and counts[dim] is None:
+                counts[dim] = _count_text(product, text)
+                estimated = True
+    for dim in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens"):
+        qty = counts[dim]
+        if qty:
+            bill.add(dim, qty, _select(product, dim, region, dim), factor, batch_note)
+
+    for img in usage.images or ():
+        p = _select(product, "images", region, f"images of {img.width}x{img.height}"
+                    + (f" at {img.steps} steps" if img.steps is not None else ""),
+                    size=(img.width, img.height, img.steps))
+        tier = f" ({img.width}x{img.height}" + (f", {img.steps} steps)" if img.steps is not None else ")")
+        bill.add("images", img.count, p, note=tier)
+
+    if usage.audio_seconds:
+        bill.add("audio_seconds", usage.audio_seconds, _select(product, "audio_seconds", region, "audio_seconds"))
+
+    tr = usage.training
+    if tr is not None:
+        if tr.tokens:
+            p = _select(product, "training_tokens", region, f"training ({tr.method})", method=tr.method)
+            bill.add("training_tokens", tr.tokens * tr.epochs, p, note=f" ({tr.method}, {tr.epochs} epochs)")
+        if tr.images_seen:
+            bill.add("training_images_seen", tr.images_seen,
+                     _select(product, "training_images_seen", region, "training images seen"))
+
+    if usage.storage_months:
+        bill.add("storage_months", usage.storage_months, _select(product, "storage_months", region, "storage"))
+
+    ded = usage.dedicated
+    if ded is not None:
+        if ded.hours:
+            p = _select(product, "dedicated_hours", region, f"dedicated hours (commitment {ded.commitment})",
+                        commitment=ded.commitment)
+            cu = p.compute_units or 1
+            qty = EXACT.multiply(Decimal(ded.instances * cu), ded.hours)
+            note = f" ({ded.instances} x {cu} compute units)" if p.compute_units else f" (commitment {ded.commitment})"
+            bill.add("dedicated_hours", qty, p, note=note)
+        if ded.months:
+            p = _select(product, "dedicated_months", region, f"dedicated months (commitment {ded.commitment})",
+                        commitment=ded.commitment)
+            bill.add("dedicated_months", EXACT.multiply(Decimal(ded.instances), ded.months), p)
+
+    guardrail_units = 0
+    g = usage.guardrail
+    if g is not None:
+        guardrail_units = g.input_units + g.output_units
+        if guardrail_units:
+            gp = _guardrail_product(catalog, product, event)
+            for policy in g.policies:
+                pol = policy.value
+                p = _select(gp, "guardrail_text_units", region, f"guardrail policy {pol}", policy=pol)
+                bill.add("guardrail_text_units", guardrail_units, p, note=f" ({pol})")
+
+    if usage.human_tasks:
+        bill.add("human_tasks", usage.human_tasks, _select(product, "human_tasks", region, "human tasks"))
+
+    if not bill.items:
+        raise PricingError("nothing to price: every quantity is zero")
+    total = bill.total
+    if total.normalize(EXACT).as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
+        raise PricingError(f"cost {total} needs more than {MAX_PLACES} decimal places")
+
+    usage_out = usage.model_dump(mode="json", exclude_none=True)
+    for dim, qty in counts.items():
+        if qty is not None:
+            usage_out[dim] = qty
+    priced: dict[str, Any] = {
+        "event_id": event.event_id,
+        "ts": event.ts.isoformat(),
+        "tenant_id": event.tenant_id,
+        "user_id": event.user_id,
+        "provider": event.provider,
+        "model": event.model,
+        "product_id": product.id,
+        "region": region,
+        "mode": event.mode,
+        "usage": usage_out,
+        "labels": event.labels or {},
+        "currency": product.currency,
+        "cost": money_str(total),
+        "line_items": bill.items,
+        "catalog_version": product.catalog_version,
+        "estimated": estimated,
+        "guardrail_units": guardrail_units,
+    }
+    return priced

@@ -1,0 +1,183 @@
+"""billing_event v1: what producers write to Kafka, one JSON object per message.
+
+Bounds are part of the contract (an event outside them is rejected with the field and the
+bound in the reason). Token buckets are disjoint: ``input_tokens`` excludes
+``cached_input_tokens`` and ``cache_write_tokens``. Decimal quantities (durations, months)
+carry at most 3 decimal places; send them as JSON strings when the exact text matters
+(JSON numbers with more than 15 significant digits cannot be told apart from their float)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 1_048_576          # a whole serialized event
+MAX_FUTURE = dt.timedelta(minutes=15)  # clock skew allowed for `ts` ahead of the receiver
+
+_ID = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces or control characters
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_ID)]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+
+
+def _at_most_3_places(v: Decimal) -> Decimal:
+    if v.as_tuple().exponent < -3:  # type: ignore[operator]
+        raise ValueError("at most 3 decimal places")
+    return v
+
+
+def count(le: int) -> object:
+    return Field(default=None, ge=0, le=le)
+
+
+Quantity = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_at_most_3_places)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ImageUsage(_Strict):
+    count: int = Field(ge=1, le=10_000)
+    width: int = Field(ge=1, le=10_000)
+    height: int = Field(ge=1, le=10_000)
+    steps: int | None = Field(default=None, ge=1, le=500)
+
+
+class TrainingUsage(_Strict):
+    """Either a token-priced training run (tokens × epochs) or an images-seen one."""
+
+    tokens: int | None = Field(default=None, ge=0, le=10**12)
+    epochs: int = Field(default=1, ge=1, le=100)
+    method: Literal["sft", "dpo"] = "sft"
+    images_seen: int | None = Field(default=None, ge=0, le=10**9)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrainingUsage:
+        if (self.tokens is None) == (self.images_seen is None):
+            raise ValueError("training needs exactly one of `tokens` or `images_seen`")
+        return self
+
+
+class DedicatedUsage(_Strict):
+    """Dedicated capacity: Bailian instances (compute units) or Bedrock model units."""
+
+    instances: int = Field(default=1, ge=1, le=1_000)
+    hours: Annotated[Quantity, Field(le=100_000)] | None = None
+    months: Annotated[Quantity, Field(le=120)] | None = None
+    commitment: Literal["none", "1m", "6m"] = "none"
+
+    @model_validator(mode="after")
+    def _one_period(self) -> DedicatedUsage:
+        if (self.hours is None) == (self.months is None):
+            raise ValueError("dedicated needs exactly one of `hours` or `months`")
+        return self
+
+
+class GuardrailPolicy(str, Enum):
+    content_filter = "content_filter"
+    denied_topics = "denied_topics"
+    sensitive_info = "sensitive_info"
+    sensitive_info_regex = "sensitive_info_regex"
+    word_filter = "word_filter"
+    contextual_grounding = "contextual_grounding"
+
+
+class GuardrailUsage(_Strict):
+    """Text units are ``ceil(chars / 1000)``, for input and output text separately."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)  # policies from JSON strings
+    policies: list[GuardrailPolicy] = Field(min_length=1, max_length=6)
+    input_chars: int = Field(default=0, ge=0, le=100_000_000, strict=True)
+    output_chars: int = Field(default=0, ge=0, le=100_000_000, strict=True)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GuardrailUsage:
+        if len(set(self.policies)) != len(self.policies):
+            raise ValueError("guardrail policies must not repeat")
+        return self
+
+    @property
+    def input_units(self) -> int:
+        return -(-self.input_chars // 1000)
+
+    @property
+    def output_units(self) -> int:
+        return -(-self.output_chars // 1000)
+
+
+class Usage(_Strict):
+    input_tokens: int | None = count(100_000_000)
+    output_tokens: int | None = count(100_000_000)
+    cached_input_tokens: int | None = count(100_000_000)
+    cache_write_tokens: int | None = count(100_000_000)
+    images: list[ImageUsage] | None = Field(default=None, min_length=1, max_length=100)
+    audio_seconds: Annotated[Quantity, Field(le=3_000_000)] | None = None
+    training: TrainingUsage | None = None
+    storage_months: Annotated[Quantity, Field(le=120)] | None = None
+    dedicated: DedicatedUsage | None = None
+    guardrail: GuardrailUsage | None = None
+    human_tasks: int | None = count(10_000_000)
+
+    def has_quantity(self) -> bool:
+        t = self.training
+        d = self.dedicated
+        g = self.guardrail
+        return bool(
+            self.input_tokens
+            or self.output_tokens
+            or self.cached_input_tokens
+            or self.cache_write_tokens
+            or self.images
+            or self.audio_seconds
+            or (t is not None and (t.tokens or t.images_seen))
+            or self.storage_months
+            or (d is not None and (d.hours or d.months))
+            or (g is not None and (g.input_chars or g.output_chars))
+            or self.human_tasks
+        )
+
+
+class TextPayload(_Strict):
+    """Only for counting tokens when a count is absent; never stored, logged or forwarded."""
+
+    input: str | None = Field(default=None, max_length=500_000)
+    output: str | None = Field(default=None, max_length=500_000)
+
+
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+LabelValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class BillingEvent(_Strict):
+    event_id: Id
+    ts: dt.datetime
+    tenant_id: Name
+    user_id: Name
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
+    model: Name
+    region: Region | None = None
+    mode: Literal["realtime", "batch"] = "realtime"
+    usage: Usage
+    text: TextPayload | None = None
+    labels: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
+
+    @model_validator(mode="after")
+    def _check(self) -> BillingEvent:
+        if self.ts.tzinfo is None:
+            raise ValueError("ts must carry a UTC offset (RFC 3339)")
+        if self.ts.year < 2000:
+            raise ValueError("ts is before 2000")
+        text = self.text
+        from_text = text is not None and (
+            (text.input and self.usage.input_tokens is None)
+            or (text.output and self.usage.output_tokens is None)
+        )
+        if not (self.usage.has_quantity() or from_text):
+            raise ValueError("usage has no quantity above zero")
+        return self

@@ -1,0 +1,129 @@
+"""`meterstream price` and `meterstream catalog …`: the pricing engine from the command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from pricing import CatalogError, load_catalog
+from pricing.rating import Rejection, rate
+
+catalog_option = click.option(
+    "--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="MS_CATALOG_DIR", default=None,
+    help="Directory of catalog files (default: MS_CATALOG_DIR, else the shipped catalogs).",
+)
+
+
+def _load(catalog_dir: Path | None):
+    try:
+        return load_catalog(catalog_dir)
+    except CatalogError as exc:
+        raise click.ClickException(f"catalog: {exc}") from None
+
+
+def _lines(stream: IO[bytes], size: int | None):
+    if size and sys.stderr.isatty() and size > 1_000_000:
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("pricing", total=size)
+            for line in stream:
+                progress.update(task, advance=len(line))
+                yield line
+    else:
+        yield from stream
+
+
+@click.command("price")
+@click.argument("source", default="-", type=click.Path(allow_dash=True, dir_okay=False))
+@catalog_option
+def price_command(source: str, catalog_dir: Path | None) -> None:
+    """Price billing events (JSON lines) from SOURCE or stdin: priced events to stdout, one JSON
+    line per rejected input to stderr. Exit 1 when any line was rejected."""
+    catalog = _load(catalog_dir)
+    if source == "-":
+        stream, size = sys.stdin.buffer, None
+    else:
+        stream, size = open(source, "rb"), os.path.getsize(source)  # noqa: SIM115
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    rejected = 0
+    with stream:
+        for n, line in enumerate(_lines(stream, size), start=1):
+            if not line.strip():
+                continue
+            result = rate(line, catalog)
+            if isinstance(result, Rejection):
+                rejected += 1
+                err.write(orjson.dumps({"line": n, "event_id": result.event_id, "reason": result.reason}) + b"\n")
+            else:
+                out.write(orjson.dumps(result) + b"\n")
+    out.flush()
+    err.flush()
+    sys.exit(1 if rejected else 0)
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """Inspect the pricing catalogs meterstream loads."""
+
+
+@catalog_group.command("validate")
+@catalog_option
+def catalog_validate(catalog_dir: Path | None) -> None:
+    """Load every catalog file and report what was loaded (exit 1 on any defect)."""
+    cat = _load(catalog_dir)
+    entries = cat.entries()
+    click.echo(f"ok: {len(cat.files)} files, {len(entries)} entries, providers {', '.join(sorted(cat.providers()))}")
+    for f in cat.files:
+        click.echo(f"  {f}")
+
+
+@catalog_group.command("list")
+@click.option("--provider", default=None)
+@catalog_option
+def catalog_list(provider: str | None, catalog_dir: Path | None) -> None:
+    """List products: provider, id, currency, effective range, dimensions priced."""
+    cat = _load(catalog_dir)
+    table = Table("provider", "product", "currency", "effective", "dimensions", "batch")
+    for p in cat.entries():
+        if provider and p.provider != provider:
+            continue
+        s = p.spec
+        eff = f"{s.effective_from:%Y-%m-%d} .. {s.effective_to:%Y-%m-%d}" if s.effective_to else f"{s.effective_from:%Y-%m-%d} .."
+        batch = "-" if s.batch_factor is None else f"x{s.batch_factor}"
+        table.add_row(p.provider, s.id, p.currency, eff, ", ".join(sorted(p.prices)), batch)
+    Console().print(table)
+
+
+@catalog_group.command("show")
+@click.argument("provider")
+@click.argument("model")
+@catalog_option
+def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
+    """Show every price of one product (all its effective versions) with its source."""
+    cat = _load(catalog_dir)
+    versions = cat.products.get((provider, model))
+    if not versions:
+        raise click.ClickException(f"unknown product {provider}/{model}")
+    for p in versions:
+        s = p.spec
+        click.echo(f"{p.provider}/{s.id}  {s.name or ''}  [{p.catalog_version}]")
+        click.echo(f"  effective: {s.effective_from.isoformat()} .. {s.effective_to.isoformat() if s.effective_to else 'open'}")
+        click.echo(f"  source:    {s.source}")
+        if s.regions:
+            click.echo(f"  regions:   {', '.join(s.regions)}")
+        click.echo(f"  batch:     {'not offered' if s.batch_factor is None else 'x' + str(s.batch_factor)}")
+        if s.tokenizer:
+            click.echo(f"  tokenizer: {s.tokenizer.encoding} ({'exact' if s.tokenizer.exact else 'estimate'})")
+        for ps in s.prices:
+            quals = {k: v for k, v in ps.model_dump(exclude={"dimension", "per", "price"}).items() if v is not None}
+            q = " ".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in quals.items())
+            click.echo(f"  {ps.dimension:<22} {ps.price} {p.currency} per {ps.per}  {q}")
