@@ -59,6 +59,7 @@ def _select(product: Product, dim: str, region: str | None, what: str, **want: A
     if not candidates:
         raise PricingError(f"{product.provider}/{product.id} has no price for {what}")
     matches = []
+    needs_steps = False
     for p in candidates:
         if not _region_ok(p, region):
             continue
@@ -74,6 +75,7 @@ def _select(product: Product, dim: str, region: str | None, what: str, **want: A
                 continue
             if p.min_steps is not None or p.max_steps is not None:
                 if steps is None:
+                    needs_steps = True
                     continue
                 if (p.min_steps is not None and steps < p.min_steps) or (
                     p.max_steps is not None and steps > p.max_steps
@@ -81,6 +83,8 @@ def _select(product: Product, dim: str, region: str | None, what: str, **want: A
                     continue
         matches.append(p)
     if not matches:
+        if needs_steps:
+            raise PricingError(f"{product.provider}/{product.id} prices {what} by steps: `steps` is required")
         where = f" in region {region}" if region else ""
         raise PricingError(f"{product.provider}/{product.id} has no price for {what}{where}")
     if len(matches) > 1:

@@ -71,9 +71,10 @@ def status() -> None:
 
 
 from streams.cli_pricing import catalog_group, price_command  # noqa: E402
+from streams.cli_stream import produce_command, rejects_command, report_command, worker_command  # noqa: E402
 
-main.add_command(price_command)
-main.add_command(catalog_group)
+for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command):
+    main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

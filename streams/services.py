@@ -54,7 +54,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wanted = names or [settings.events_topic, settings.dead_letter_topic]
+    wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic]
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin")
     try:
         existing = set(admin.list_topics())
@@ -66,7 +66,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
                 admin.create_topics(
                     [NewTopic(
                             name,
-                            settings.topic_partitions,
+                            settings.sink_partitions if name == settings.sink_topic else settings.topic_partitions,
                             settings.topic_replication,
                             topic_configs={"retention.ms": str(7 * 86400_000)},
                         )]

@@ -34,8 +34,17 @@ class Settings(BaseSettings):
     # Topics.
     events_topic: str = "billing_events"
     dead_letter_topic: str = "billing_events_dlq"
+    sink_topic: str = "meterstream_sink"
     topic_partitions: int = 4
     topic_replication: int = 1
+    # Worker.
+    app_id: str = "meterstream"
+    web_port: int = 6066
+    allowed_lateness_hours: int = 48
+    dedup_retention_hours: int = 24
+    sink_batch: int = 5000
+    # Analysts reach a worker's store through its web port when the embedded engine is locked.
+    worker_url: str | None = None
 
     @property
     def local_kafka(self) -> bool:
@@ -45,6 +54,15 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def sink_partitions(self) -> int:
+        """The embedded engine has one owner: one sink partition. A server takes several."""
+        return 1 if self.clickhouse_url is None else self.topic_partitions
+
+    @property
+    def analyst_url(self) -> str:
+        return self.worker_url or f"http://127.0.0.1:{self.web_port}"
 
     @property
     def chdb_path(self) -> Path:

@@ -90,6 +90,11 @@ GOOD: list[dict[str, Any]] = [
     _event("good-gpt-4o-0513", "openai", "gpt-4o-2024-05-13", {"input_tokens": 1000, "output_tokens": 100}),
     _event("good-gpt-4o-text", "openai", "gpt-4o", {"output_tokens": 10},
            text={"input": "How many tokens is this sentence?"}),
+    _event("good-gpt-4o-mini-cached", "openai", "gpt-4o-mini", {"input_tokens": 1000, "cached_input_tokens": 10},
+           ts="2024-10-01T00:00:00Z"),
+    _event("good-bailian-offset", "bailian", "qwen-max", {"input_tokens": 1000}, ts="2024-08-01T08:00:00+08:00"),
+    _event("good-claude-haiku-guardrail", "bedrock", "anthropic.claude-3-haiku-20240307-v1:0",
+           {"input_tokens": 10, "guardrail": {"policies": ["content_filter"], "input_chars": 10}}, "us-east-1"),
 ]
 GOOD_IDS = [e["event_id"] for e in GOOD]
 

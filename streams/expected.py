@@ -1,0 +1,79 @@
+"""What the pipeline must report for a known list of produced lines, computed straight from the
+pricing engine (no Kafka, no Faust, no ClickHouse): the oracle of the demo, tests and chaos runs.
+
+It follows the pipeline's stated rules independently: a line's partition is Kafka's default
+partitioner (murmur2) on the producer's key; per partition, in order: a rejected line is
+dead-lettered; an event more than the allowed lateness behind the partition's stream time is
+dead-lettered `too_late`; a repeated (tenant_id, event_id) is dropped; the rest is counted in its
+minute, hour and day windows per user and per model."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from pricing import Catalog
+from pricing.rating import Rejection, rate
+from streams.producer import event_key
+from streams.windows import WINDOWS
+
+Key = tuple[str, int | None, str, str, str]  # (window, start_ms | None for total, tenant, who, currency)
+
+
+@dataclass
+class Expected:
+    counted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+    by_user: dict[Key, list] = field(default_factory=lambda: defaultdict(lambda: [Decimal(0), 0]))
+    by_model: dict[Key, list] = field(default_factory=lambda: defaultdict(lambda: [Decimal(0), 0]))
+
+
+def partition_for(key: bytes | None, partitions: int) -> int | None:
+    if key is None:
+        return None  # unkeyed lines (bad input) go anywhere; they never count
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int,
+                    lateness: dt.timedelta = dt.timedelta(hours=48), now: dt.datetime | None = None) -> Expected:
+    exp = Expected()
+    watermark: dict[int | None, int] = defaultdict(int)
+    seen: set[tuple[int | None, str, str]] = set()
+    lateness_ms = int(lateness.total_seconds() * 1000)
+    for line in lines:
+        p = partition_for(event_key(line), partitions)
+        result = rate(line, catalog, now=now)
+        if isinstance(result, Rejection):
+            exp.rejected += 1
+            exp.reasons.append(result.reason)
+            continue
+        ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
+        if ts_ms < watermark[p] - lateness_ms:
+            exp.rejected += 1
+            exp.reasons.append("too_late")
+            continue
+        watermark[p] = max(watermark[p], ts_ms)
+        ident = (p, result["tenant_id"], result["event_id"])
+        if ident in seen:
+            exp.duplicates += 1
+            continue
+        seen.add(ident)
+        exp.counted += 1
+        cost = Decimal(result["cost"])
+        cur = result["currency"]
+        for table, who in ((exp.by_user, result["user_id"]), (exp.by_model, result["model"])):
+            for w in WINDOWS:
+                acc = table[(w.name, ts_ms - ts_ms % w.ms, result["tenant_id"], who, cur)]
+                acc[0] += cost
+                acc[1] += 1
+            acc = table[("total", None, result["tenant_id"], who, cur)]
+            acc[0] += cost
+            acc[1] += 1
+    return exp
