@@ -42,6 +42,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,  # a killed worker's partitions move on after 10 s, not 60
+        broker_heartbeat_interval=3.0,
         web_enabled=True,
         web_host="127.0.0.1",
         web_port=settings.web_port,
@@ -51,7 +53,8 @@ def create_app(settings: Settings) -> faust.App:
     events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
     dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
     sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
-    state = app.Table("state", partitions=settings.topic_partitions, key_type=str, value_type=list)
+    # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
+    state = app.Table("state", partitions=settings.topic_partitions)
 
     aggregator = Aggregator(
         load_catalog(settings.catalog_dir),

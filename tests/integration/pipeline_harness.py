@@ -75,6 +75,19 @@ class Stack:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
             return json.loads(resp.read())
 
+    def wait_for_progress(self, port: int, at_least: int, timeout: float = 120) -> int:
+        """Wait until this worker process has handled `at_least` inputs; return how many."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                handled = sum(self.health(port)["stats"].values())
+                if handled >= at_least:
+                    return handled
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.2)
+        raise AssertionError(f"worker {port} handled fewer than {at_least} inputs in {timeout}s")
+
     def report(self, by: str, window: str) -> list[dict]:
         out = self.cli("report", "--by", by, "--window", window, "--format", "json").stdout
         return json.loads(out)

@@ -4,7 +4,6 @@ window, dead letters with reasons, and exactness through SIGKILLs and a second w
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 
 import pytest
@@ -61,11 +60,10 @@ def test_sigkill_three_times_mid_stream_is_still_exact(stack):
     stack.produce(lines)
     exp = stack.expected(NOW + dt.timedelta(minutes=5))
     port = stack.start_worker()
-    kills = 0
-    while kills < 3:
-        time.sleep(6)
+    for _ in range(3):
+        seen = stack.wait_for_progress(port, at_least=800)
         stack.kill_worker(port)  # SIGKILL: no shutdown, no commit, no flush
-        kills += 1
+        assert seen < len(lines)  # it died mid-stream
         port = stack.start_worker(port)
     stack.wait_until_exact(exp, timeout=300)
     for by in ("user", "model"):
@@ -80,7 +78,7 @@ def test_two_workers_one_killed_mid_stream(stack):
     exp = stack.expected(NOW + dt.timedelta(minutes=5))
     a = stack.start_worker()
     b = stack.start_worker()
-    time.sleep(12)
+    stack.wait_for_progress(b, at_least=1500)
     stack.kill_worker(b)
     stack.wait_until_exact(exp, timeout=300)
     got = normalize(stack.report("model", "hour"), "model", "hour")
