@@ -73,6 +73,15 @@ def status() -> None:
 from streams.cli_pricing import catalog_group, price_command  # noqa: E402
 from streams.cli_stream import produce_command, rejects_command, report_command, worker_command  # noqa: E402
 
+@main.command()
+@click.option("--events", type=int, default=3000, show_default=True)
+def demo(events: int) -> None:
+    """Run the pipeline end to end on this machine and check it against the pricing engine."""
+    from streams.demo import run_demo
+
+    sys.exit(0 if run_demo(events) else 1)
+
+
 for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command):
     main.add_command(_cmd)
 

@@ -77,3 +77,33 @@ def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int
             acc[0] += cost
             acc[1] += 1
     return exp
+
+
+def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
+    table = exp.by_user if by == "user" else exp.by_model
+    out = {}
+    for (w, start, tenant, who, cur), (cost, n) in table.items():
+        if w == window:
+            ws = None if start is None else dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc)
+            out[(ws, tenant, who, cur)] = (cost, n)
+    return out
+
+
+def normalize(rows: list[dict], by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
+    """Report rows (from `report --format json`, or from streams.report.spend) keyed like as_rows."""
+    who = "user_id" if by == "user" else "model"
+    out = {}
+    for r in rows:
+        ws = None
+        if window != "total":
+            ws = r["window_start"]
+            ws = dt.datetime.fromisoformat(ws) if isinstance(ws, str) else ws
+        if not isinstance(r["cost"], (str, Decimal)):
+            raise TypeError(f"cost must be a decimal string or Decimal, not {type(r['cost']).__name__}")
+        out[(ws, r["tenant_id"], r[who], r["currency"])] = (Decimal(r["cost"]), int(r["events"]))
+    return out
+
+
+def diff(got: dict, want: dict) -> list:
+    keys = set(got) | set(want)
+    return [(k, got.get(k), want.get(k)) for k in sorted(keys, key=str) if got.get(k) != want.get(k)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -22,6 +25,24 @@ def check_identifier(name: str) -> str:
     return name
 
 
+@contextlib.contextmanager
+def _stderr_captured():
+    """chDB's engine writes start-up failures to fd 2; keep them for the error message."""
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+
+        def text() -> str:
+            tmp.seek(0)
+            return tmp.read().decode(errors="replace")
+
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class ChdbStore(Store):
     backend = "chdb"
 
@@ -36,13 +57,15 @@ class ChdbStore(Store):
         self.path = path
         self.database = check_identifier(database)
         self._lock = threading.Lock()  # a chDB session is not safe for concurrent queries
-        try:
-            self._session = session.Session(str(path))
-        except Exception as exc:
-            raise StoreError(
-                f"cannot open the chDB data directory {path}: {exc} "
-                "(is another meterstream process, e.g. a worker, holding it?)"
-            ) from exc
+        with _stderr_captured() as captured:
+            try:
+                self._session = session.Session(str(path))
+            except Exception as exc:
+                detail = " ".join(captured().split())[-400:]
+                raise StoreError(
+                    f"cannot open the chDB data directory {path}: {exc} {detail} "
+                    "(is another meterstream process, e.g. a worker, holding it?)"
+                ) from exc
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
 

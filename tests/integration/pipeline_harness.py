@@ -12,11 +12,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 from pricing import load_catalog
-from streams.expected import Expected, expected_totals
+from streams.expected import Expected, as_rows, diff, expected_totals, normalize  # noqa: F401
 from streams.producer import publish
 from tests.conftest import free_port
 
@@ -90,7 +89,9 @@ class Stack:
 
     def report(self, by: str, window: str) -> list[dict]:
         out = self.cli("report", "--by", by, "--window", window, "--format", "json").stdout
-        return json.loads(out)
+        rows = json.loads(out)
+        assert all(isinstance(r["cost"], str) for r in rows)  # decimal strings, never floats
+        return rows
 
     def rejects(self) -> list[dict]:
         return json.loads(self.cli("rejects", "--format", "json", "--limit", "100000").stdout)
@@ -112,28 +113,3 @@ class Stack:
             time.sleep(2)
         raise AssertionError(f"totals did not converge: {len(got or {})} rows vs {len(want)} expected; "
                              f"differences: {diff(got or {}, want)[:10]}")
-
-
-def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
-    table = exp.by_user if by == "user" else exp.by_model
-    out = {}
-    for (w, start, tenant, who, cur), (cost, n) in table.items():
-        if w == window:
-            ws = None if start is None else dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc)
-            out[(ws, tenant, who, cur)] = (cost, n)
-    return out
-
-
-def normalize(rows: list[dict], by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
-    who = "user_id" if by == "user" else "model"
-    out = {}
-    for r in rows:
-        ws = None if window == "total" else dt.datetime.fromisoformat(r["window_start"])
-        assert isinstance(r["cost"], str)  # decimal strings, never floats
-        out[(ws, r["tenant_id"], r[who], r["currency"])] = (Decimal(r["cost"]), int(r["events"]))
-    return out
-
-
-def diff(got: dict, want: dict) -> list:
-    keys = set(got) | set(want)
-    return [(k, got.get(k), want.get(k)) for k in sorted(keys, key=str) if got.get(k) != want.get(k)]

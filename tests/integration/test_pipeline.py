@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from streams.generate import generate
-from tests.integration.pipeline_harness import Stack, as_rows, diff, normalize
+from streams.expected import as_rows, diff, normalize
+from tests.integration.pipeline_harness import Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
