@@ -123,6 +123,33 @@ def create_app(settings: Settings) -> faust.App:
                 return self.json({"error": str(exc)}, status=400)
             return self.bytes(orjson.dumps(rows, default=str), content_type="application/json")
 
+    @app.page("/rerate")
+    class RerateView(faust.web.View):
+        """`meterstream rerate` for analysts while this worker holds the embedded engine."""
+
+        async def post(self, request: Any) -> Any:
+            import datetime as dt
+            from pathlib import Path
+
+            from pricing import CatalogError
+            from streams.rerate import RerateError, rerate
+
+            body = await request.json()
+            store = sink.store
+            if store is None:
+                return self.json({"error": "this worker does not hold the store"}, status=503)
+            try:
+                catalog = load_catalog(Path(body["catalog_dir"]) if body.get("catalog_dir") else settings.catalog_dir)
+                since = dt.datetime.fromisoformat(body["since"])
+                until = dt.datetime.fromisoformat(body["until"])
+                async with sink.store_lock:
+                    result = await asyncio.to_thread(
+                        rerate, store, catalog, since, until,
+                        lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
+            except (RerateError, CatalogError, StoreError, ValueError, KeyError) as exc:
+                return self.json({"error": str(exc)}, status=400)
+            return self.json(result)
+
     @app.page("/fault/sink")
     class FaultView(faust.web.View):
         """Fault injection for ops/chaos: {"fail": true} makes sink writes fail until false."""

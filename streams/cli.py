@@ -71,7 +71,13 @@ def status() -> None:
 
 
 from streams.cli_pricing import catalog_group, price_command  # noqa: E402
-from streams.cli_stream import produce_command, rejects_command, report_command, worker_command  # noqa: E402
+from streams.cli_stream import (  # noqa: E402
+    produce_command,
+    rejects_command,
+    report_command,
+    rerate_command,
+    worker_command,
+)
 
 @main.command()
 @click.option("--events", type=int, default=3000, show_default=True)
@@ -82,7 +88,8 @@ def demo(events: int) -> None:
     sys.exit(0 if run_demo(events) else 1)
 
 
-for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command):
+for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
+             rerate_command):
     main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -141,3 +141,56 @@ def rejects_command(fmt: str, limit: int) -> None:
         raise click.ClickException(str(exc)) from None
     cols = ["src_partition", "src_offset", "event_id", "tenant_id", "reason"]
     emit(rows, fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
+
+
+@click.command("rerate")
+@click.option("--since", required=True, help="RFC 3339 start of the period (event time, inclusive).")
+@click.option("--until", required=True, help="RFC 3339 end of the period (exclusive).")
+@click.option("--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Catalog directory to price with (default: MS_CATALOG_DIR or the shipped catalogs).")
+def rerate_command(since: str, until: str, catalog_dir: Path | None) -> None:
+    """Re-price a closed period from the stored usage with another catalog, rewrite the affected
+    rollups, and print the old and new totals per currency."""
+    import datetime as dt
+    import json
+    import urllib.error
+    import urllib.request
+
+    from pricing import CatalogError, load_catalog
+    from streams.analyst import Reader, parse_time
+    from streams.rerate import RerateError, rerate
+
+    settings = Settings()
+    a, b = parse_time(since), parse_time(until)
+    reader = Reader(settings)
+    try:
+        if reader.store is not None:
+            try:
+                result = rerate(reader.store, load_catalog(catalog_dir or settings.catalog_dir), a, b,
+                                lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
+            except (RerateError, CatalogError) as exc:
+                raise click.ClickException(str(exc)) from None
+        else:
+            body = json.dumps({"since": a.isoformat(), "until": b.isoformat(),
+                               "catalog_dir": str(catalog_dir.resolve()) if catalog_dir else None}).encode()
+            result = None
+            for url in reader.via:
+                req = urllib.request.Request(f"{url}/rerate", data=body, headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=600) as resp:  # noqa: S310 - local worker URL
+                        result = json.loads(resp.read())
+                        break
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 503:
+                        raise click.ClickException(json.loads(exc.read()).get("error", str(exc))) from None
+                except urllib.error.URLError:
+                    continue
+            if result is None:
+                raise click.ClickException("the embedded engine is locked and no worker serves it")
+    finally:
+        reader.close()
+    click.echo(f"re-rated {result['events']} events (version {result['version']})")
+    old = {t["currency"]: t for t in result["before"]}
+    for t in result["after"]:
+        o = old.get(t["currency"], {"cost": "0"})
+        click.echo(f"{t['currency']}: {money_str(Decimal(o['cost']))} -> {money_str(Decimal(t['cost']))}")

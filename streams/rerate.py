@@ -1,0 +1,115 @@
+"""Re-rating: re-price a closed period from the ledger's stored usage with another catalog and
+rewrite the affected rollups, absolutely, so the views show the new totals.
+
+Only windows no stream write can reach any more are touched: the whole period must end before
+now − allowed lateness − the 15-minute future bound (later events for it are dead-lettered
+`too_late`). Re-rated rows carry version 2^62 + the re-rating's time in ms, above every stream
+version (a source offset), so they win in ReplacingMergeTree and a later re-rating wins again."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from pricing import Catalog, PricingError, price_event
+from schemas.billing_event import MAX_FUTURE, BillingEvent
+from streams.storage import Store
+from streams.windows import WINDOWS
+
+RERATE_BASE = 1 << 62
+UTC = dt.timezone.utc
+_FMT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class RerateError(ValueError):
+    pass
+
+
+def _p(t: dt.datetime) -> str:
+    return t.astimezone(UTC).strftime(_FMT)[:-3]
+
+
+def _totals(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    return store.query(
+        "SELECT currency, sum(cost) AS cost, count() AS events FROM ledger FINAL "
+        "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')} GROUP BY currency ORDER BY currency",
+        {"a": _p(since), "b": _p(until)})
+
+
+def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetime, *,
+           lateness: dt.timedelta, now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or dt.datetime.now(UTC)
+    if until <= since:
+        raise RerateError("--until must be after --since")
+    # the widest window (a day) containing `until` must be closed too
+    day_ms = WINDOWS[-1].ms
+    until_ms = int(until.timestamp() * 1000)
+    closes = dt.datetime.fromtimestamp((until_ms + day_ms - 1) // day_ms * day_ms / 1000, UTC)
+    if closes > now - lateness - MAX_FUTURE:
+        raise RerateError(
+            f"the period's windows are still open to late events until {closes + lateness + MAX_FUTURE:%Y-%m-%d %H:%M} UTC "
+            f"(allowed lateness {lateness}); re-rate a period that ends before {now - lateness - MAX_FUTURE:%Y-%m-%d %H:%M} UTC")
+    before = _totals(store, since, until)
+    rows = store.query(
+        "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, usage, labels, currency, "
+        "src_partition, src_offset FROM ledger FINAL "
+        "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')}",
+        {"a": _p(since), "b": _p(until)})
+    version = RERATE_BASE + int(now.timestamp() * 1000)
+    new_rows, failures = [], []
+    for r in rows:
+        event = BillingEvent.model_validate({
+            "event_id": r["event_id"], "ts": r["ts"], "tenant_id": r["tenant_id"], "user_id": r["user_id"],
+            "provider": r["provider"], "model": r["model"], "region": r["region"] or None, "mode": r["mode"],
+            "usage": orjson.loads(r["usage"]), "labels": r["labels"] or None}, strict=False)
+        try:
+            priced = price_event(event, catalog)
+        except PricingError as exc:
+            failures.append(f"{r['tenant_id']}/{r['event_id']}: {exc.reason}")
+            continue
+        if priced["currency"] != r["currency"]:
+            failures.append(f"{r['tenant_id']}/{r['event_id']}: currency would change {r['currency']} -> {priced['currency']}")
+            continue
+        u = priced["usage"]
+        new_rows.append({
+            "tenant_id": r["tenant_id"], "event_id": r["event_id"], "user_id": r["user_id"],
+            "provider": r["provider"], "model": r["model"], "region": r["region"], "mode": r["mode"],
+            "ts": r["ts"], "currency": priced["currency"], "cost": priced["cost"],
+            "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
+            "cached_input_tokens": u.get("cached_input_tokens", 0), "cache_write_tokens": u.get("cache_write_tokens", 0),
+            "images": sum(i["count"] for i in u.get("images", ())), "guardrail_units": priced["guardrail_units"],
+            "line_items": orjson.dumps(priced["line_items"]).decode(), "usage": r["usage"],
+            "labels": r["labels"], "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
+            "src_partition": r["src_partition"], "src_offset": r["src_offset"], "version": version,
+            "ingested_at": now,
+        })
+    if failures:
+        raise RerateError(f"{len(failures)} events cannot be re-priced with this catalog (nothing written): "
+                          + "; ".join(failures[:5]))
+    for i in range(0, len(new_rows), 10_000):
+        store.insert("ledger", new_rows[i:i + 10_000])
+    # rewrite every window overlapping the period, from the whole ledger inside those windows
+    for w in WINDOWS:
+        lo = dt.datetime.fromtimestamp(int(since.timestamp() * 1000) // w.ms * w.ms / 1000, UTC)
+        hi = dt.datetime.fromtimestamp((until_ms + w.ms - 1) // w.ms * w.ms / 1000, UTC)
+        start = f"toStartOfInterval(ts, INTERVAL {w.ms // 1000} SECOND)"
+        for kind, who in (("user", "user_id"), ("model", "model")):
+            store.command(
+                f"INSERT INTO rollup_{kind}_{w.name} (window_start, tenant_id, {who}, currency, src_partition, cost, "
+                "events, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, images, guardrail_units, version) "
+                f"SELECT {start} AS ws, tenant_id, {who}, currency, src_partition, sum(cost), count(), sum(input_tokens), "
+                "sum(output_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(images), sum(guardrail_units), "
+                "{v:UInt64} FROM ledger FINAL WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')} "
+                f"GROUP BY ws, tenant_id, {who}, currency, src_partition",
+                {"v": version, "a": _p(lo), "b": _p(hi)})
+    after = _totals(store, since, until)
+    return {"events": len(new_rows), "version": version,
+            "before": [{**t, "cost": str(t["cost"])} for t in before],
+            "after": [{**t, "cost": str(t["cost"])} for t in after]}
+
+
+def as_decimal(totals: list[dict[str, Any]]) -> dict[str, Decimal]:
+    return {t["currency"]: Decimal(str(t["cost"])) for t in totals}
