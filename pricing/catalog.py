@@ -123,6 +123,7 @@ class Product:
     catalog_version: str
     spec: ProductSpec
     prices: dict[str, tuple[PriceSpec, ...]] = field(hash=False)
+    memo: dict[Any, Any] = field(default_factory=dict, hash=False, compare=False)  # engine's lookups
 
     @property
     def id(self) -> str:
@@ -133,6 +134,10 @@ class Product:
 class Catalog:
     products: dict[tuple[str, str], list[Product]]  # (provider, id or alias) -> by effective_from
     files: list[Path]
+    _starts: dict[tuple[str, str], list[dt.datetime]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._starts = {k: [p.spec.effective_from for p in v] for k, v in self.products.items()}
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
@@ -150,7 +155,7 @@ class Catalog:
             if provider not in self.providers():
                 raise PricingError(f"unknown provider {provider!r}")
             raise PricingError(f"unknown model {model!r} for provider {provider!r}")
-        starts = [p.spec.effective_from for p in versions]
+        starts = self._starts[(provider, model)]
         i = bisect.bisect_right(starts, ts) - 1
         if i < 0 or (versions[i].spec.effective_to is not None and ts >= versions[i].spec.effective_to):
             raise PricingError(

@@ -8,6 +8,7 @@ and output text separately. Anything the catalog does not price is an error, nev
 from __future__ import annotations
 
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from functools import lru_cache
 from typing import Any
 
 from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
@@ -50,11 +51,31 @@ def money_str(d: Decimal) -> str:
     return format(d.normalize(EXACT) if d else Decimal(0), "f")
 
 
+@lru_cache(maxsize=4096)
+def _unit_text(per: int, dim: str, note: str) -> str:
+    return f"{_per_label(per)}{_UNIT_NAMES[dim]}{note}"
+
+
+@lru_cache(maxsize=4096)
+def _price_text(price: Decimal) -> str:
+    return money_str(price)
+
+
 def _region_ok(p: PriceSpec, region: str | None) -> bool:
     return p.regions is None or (region is not None and region in p.regions)
 
 
 def _select(product: Product, dim: str, region: str | None, what: str, **want: Any) -> PriceSpec:
+    if not want:  # the common case (tokens and other plain dimensions): remembered per product
+        key = (dim, region)
+        hit = product.memo.get(key)
+        if hit is None:
+            hit = product.memo[key] = _select_uncached(product, dim, region, what)
+        return hit
+    return _select_uncached(product, dim, region, what, **want)
+
+
+def _select_uncached(product: Product, dim: str, region: str | None, what: str, **want: Any) -> PriceSpec:
     candidates = product.prices.get(dim)
     if not candidates:
         raise PricingError(f"{product.provider}/{product.id} has no price for {what}")
@@ -108,15 +129,14 @@ class _Bill:
 
     def add(self, dim: str, qty: Decimal | int, p: PriceSpec, factor: Decimal = ONE, note: str = "") -> None:
         unit_price = EXACT.multiply(p.price, factor) if factor != ONE else p.price
-        cost = EXACT.divide(EXACT.multiply(Decimal(qty), unit_price), p.per)
+        cost = EXACT.divide(EXACT.multiply(qty, unit_price), p.per)
         self.total = EXACT.add(self.total, cost)
-        unit = f"{_per_label(p.per)}{_UNIT_NAMES[dim]}{note}"
         self.items.append(
             {
                 "dimension": dim,
-                "quantity": money_str(Decimal(qty)),
-                "unit": unit,
-                "unit_price": money_str(unit_price),
+                "quantity": str(qty) if type(qty) is int else money_str(qty),
+                "unit": _unit_text(p.per, dim, note),
+                "unit_price": _price_text(unit_price),
                 "cost": money_str(cost),
             }
         )

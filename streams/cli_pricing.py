@@ -92,14 +92,15 @@ def catalog_validate(catalog_dir: Path | None) -> None:
 def catalog_list(provider: str | None, catalog_dir: Path | None) -> None:
     """List products: provider, id, currency, effective range, dimensions priced."""
     cat = _load(catalog_dir)
-    table = Table("provider", "product", "currency", "effective", "dimensions", "batch")
+    table = Table("provider", "product", "currency", "effective", "dimensions", "batch", "tokenizer")
     for p in cat.entries():
         if provider and p.provider != provider:
             continue
         s = p.spec
         eff = f"{s.effective_from:%Y-%m-%d} .. {s.effective_to:%Y-%m-%d}" if s.effective_to else f"{s.effective_from:%Y-%m-%d} .."
         batch = "-" if s.batch_factor is None else f"x{s.batch_factor}"
-        table.add_row(p.provider, s.id, p.currency, eff, ", ".join(sorted(p.prices)), batch)
+        tok = "-" if s.tokenizer is None else f"{s.tokenizer.encoding}{'' if s.tokenizer.exact else ' (estimate)'}"
+        table.add_row(p.provider, s.id, p.currency, eff, ", ".join(sorted(p.prices)), batch, tok)
     Console().print(table)
 
 

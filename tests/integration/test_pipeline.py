@@ -47,6 +47,9 @@ def test_known_event_set_gives_exact_totals_in_every_window(stack):
             got = normalize(stack.report(by, window), by, window)
             want = as_rows(exp, by, window)
             assert got == want, diff(got, want)[:5]
+    png = stack.tmp / "spend.png"
+    stack.cli("report", "--by", "model", "--window", "minute", "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     rejects = stack.rejects()
     assert len(rejects) == exp.rejected
     assert all(r["reason"] for r in rejects)

@@ -1,0 +1,152 @@
+"""Delivering alerts: the `alerts` table is the outbox; then the `spend_alerts` topic (once per
+idempotency key) and webhooks (Slack-compatible JSON, retried with backoff, failures recorded).
+Webhooks run in background tasks: a slow or dead endpoint never holds up the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from streams.alerts import Alert, AlertEvaluator
+from streams.budgets import Budget
+from streams.storage import Store
+
+log = logging.getLogger("meterstream.alerts")
+UTC = dt.timezone.utc
+
+
+def ledger_spend(store: Store) -> Callable[[Budget, dt.datetime, dt.datetime], Decimal]:
+    def lookup(b: Budget, start: dt.datetime, end: dt.datetime) -> Decimal:
+        where = ["tenant_id = {t:String}", "currency = {c:String}",
+                 "ts >= {a:DateTime64(3, 'UTC')}", "ts < {b:DateTime64(3, 'UTC')}"]
+        params: dict[str, Any] = {"t": b.tenant_id, "c": b.currency,
+                                  "a": start.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                                  "b": end.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]}
+        if b.user_id:
+            where.append("user_id = {u:String}")
+            params["u"] = b.user_id
+        if b.model:
+            where.append("model = {m:String}")
+            params["m"] = b.model
+        rows = store.query(f"SELECT sum(cost) AS s FROM ledger FINAL WHERE {' AND '.join(where)}", params)
+        return rows[0]["s"] if rows else Decimal(0)
+
+    return lookup
+
+
+def load_evaluator(store: Store) -> AlertEvaluator:
+    fired = {r["alert_key"] for r in store.query("SELECT alert_key FROM alerts FINAL")}
+    hw = {r["p"]: r["o"] for r in store.query(
+        "SELECT src_partition AS p, max(src_offset) AS o FROM ledger GROUP BY src_partition")}
+    return AlertEvaluator(ledger_spend(store), fired, hw)
+
+
+def undelivered(store: Store) -> list[dict[str, Any]]:
+    return store.query("SELECT * FROM alerts FINAL WHERE NOT kafka_delivered OR webhook_status IN ('', 'pending')")
+
+
+class Deliverer:
+    def __init__(self, bootstrap: str, topic: str, webhooks: list[str],
+                 write_row: Callable[[dict[str, Any]], Awaitable[None]], *,
+                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.webhooks = webhooks
+        self.write_row = write_row
+        self.attempts = attempts
+        self.timeout_s = timeout_s
+        self.first_backoff_s = first_backoff_s
+        self.producer: Any = None
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def keys_in_topic(self) -> set[str]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        keys: set[str] = set()
+        try:
+            parts = consumer.partitions_for_topic(self.topic) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
+                parts = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in parts]
+            if not tps:
+                return keys
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+                for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                    keys.update(m.key.decode() for m in msgs if m.key)
+        finally:
+            await consumer.stop()
+        return keys
+
+    async def deliver(self, alert: Alert, *, in_topic: bool = False) -> None:
+        """Kafka now (awaited: it is fast and must precede the offset commit), webhooks later."""
+        payload = alert.payload()
+        if not in_topic:
+            await self.producer.send_and_wait(self.topic, orjson.dumps(payload), key=alert.key.encode())
+        status = "pending" if self.webhooks else "none"
+        await self.write_row(alert.row(kafka_delivered=True, webhook_status=status, version=2))
+        if self.webhooks:
+            task = asyncio.create_task(self._webhooks(alert, payload))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _webhooks(self, alert: Alert, payload: dict[str, Any]) -> None:
+        import aiohttp
+
+        results = []
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for url in self.webhooks:
+                delay, last = self.first_backoff_s, ""
+                for attempt in range(1, self.attempts + 1):
+                    try:
+                        async with session.post(url, json=payload) as resp:
+                            if 200 <= resp.status < 300:
+                                last = f"delivered after {attempt} attempt(s)"
+                                break
+                            last = f"HTTP {resp.status}"
+                    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                        last = f"{type(exc).__name__}: {exc}"[:200]
+                    if attempt < self.attempts:
+                        await asyncio.sleep(delay)
+                        delay *= 2
+                else:
+                    last = f"failed after {self.attempts} attempts: {last}"
+                    log.warning("webhook %s for alert %s: %s", url, alert.key, last)
+                results.append(f"{url}: {last}")
+        await self.write_row(alert.row(kafka_delivered=True, webhook_status="; ".join(results), version=3))
+
+
+def alert_from_row(row: dict[str, Any], budget: Budget | None) -> Alert | None:
+    """Rebuild an undelivered alert from its outbox row (its budget must still exist)."""
+    if budget is None:
+        return None
+    event = {"event_id": row["event_id"]} if row.get("event_id") else None
+    created = row["created_at"]
+    if isinstance(created, str):
+        created = dt.datetime.fromisoformat(created)
+    return Alert(row["alert_key"], budget, row["period"], Decimal(str(row["threshold"])).normalize(),
+                 Decimal(str(row["spend"])), event, created)

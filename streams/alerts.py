@@ -1,0 +1,139 @@
+"""Spend alerts: exactly one alert per (budget, period, threshold).
+
+The evaluator runs in the sink, the one consumer that sees every priced event in order (sink
+records are per source partition in offset order; a replay repeats offsets it has seen, which are
+skipped). Spend per (budget, period) starts from the ledger the first time it is needed (so a
+budget created mid-period counts the spend already there, and a late event adds to its own
+period) and grows with each new ledger record. Alerts go first to the ClickHouse `alerts` table
+(the outbox), then to the `spend_alerts` topic and webhooks; a restart delivers whatever the
+outbox holds undelivered, after checking which idempotency keys the topic already has."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pricing import money_str
+from streams.budgets import Budget
+
+UTC = dt.timezone.utc
+SpendLookup = Callable[[Budget, dt.datetime, dt.datetime], Decimal]
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    budget: Budget
+    period: str
+    threshold: Decimal
+    spend: Decimal
+    event: dict[str, Any] | None
+    created_at: dt.datetime
+
+    def payload(self) -> dict[str, Any]:
+        b = self.budget
+        pct = money_str(self.threshold * 100)
+        return {
+            "idempotency_key": self.key,
+            "budget": b.id,
+            "scope": {"tenant_id": b.tenant_id, "user_id": b.user_id, "model": b.model},
+            "period": {"kind": b.period, "key": self.period, "timezone": b.timezone},
+            "threshold": money_str(self.threshold),
+            "spend": money_str(self.spend),
+            "amount": money_str(b.amount),
+            "currency": b.currency,
+            "event": self.event,
+            "created_at": self.created_at.isoformat(),
+            "text": (f"meterstream: budget {b.id} ({b.scope_text()}) reached {pct}% of "
+                     f"{money_str(b.amount)} {b.currency} for {b.period} {self.period}: "
+                     f"spend {money_str(self.spend)} {b.currency}"),
+        }
+
+    def row(self, *, kafka_delivered: bool = False, webhook_status: str = "", version: int = 1) -> dict[str, Any]:
+        b, ev = self.budget, self.event or {}
+        return {
+            "alert_key": self.key, "budget_id": b.id, "tenant_id": b.tenant_id, "user_id": b.user_id or "",
+            "model": b.model or "", "period_kind": b.period, "period": self.period, "threshold": self.threshold,
+            "spend": self.spend, "amount": b.amount, "currency": b.currency,
+            "event_id": ev.get("event_id", ""), "created_at": self.created_at,
+            "kafka_delivered": kafka_delivered, "webhook_status": webhook_status, "version": version,
+        }
+
+
+def alert_key(budget_id: str, period: str, threshold: Decimal) -> str:
+    return f"{budget_id}|{period}|{money_str(threshold)}"
+
+
+class AlertEvaluator:
+    def __init__(self, spend_lookup: SpendLookup, fired: set[str] | None = None,
+                 high_water: dict[int, int] | None = None) -> None:
+        self.budgets: dict[str, Budget] = {}
+        self.by_tenant: dict[str, list[Budget]] = defaultdict(list)
+        self.spend: dict[tuple[str, str], Decimal] = {}
+        self.fired: set[str] = fired or set()
+        self.high_water: dict[int, int] = high_water or {}
+        self._lookup = spend_lookup
+
+    def _index(self) -> None:
+        self.by_tenant = defaultdict(list)
+        for b in self.budgets.values():
+            self.by_tenant[b.tenant_id].append(b)
+
+    def _spend(self, b: Budget, period: str) -> Decimal:
+        k = (b.id, period)
+        if k not in self.spend:
+            self.spend[k] = self._lookup(b, *b.period_range(period))
+        return self.spend[k]
+
+    def _check(self, b: Budget, period: str, event: dict[str, Any] | None, now: dt.datetime) -> list[Alert]:
+        spend = self.spend[(b.id, period)]
+        out = []
+        for t in b.thresholds:  # ascending: one event can cross several, one alert each
+            key = alert_key(b.id, period, t)
+            if key not in self.fired and spend >= b.amount * t:
+                self.fired.add(key)
+                out.append(Alert(key, b, period, t, spend, event, now))
+        return out
+
+    def set_budget(self, budget: Budget, now: dt.datetime) -> list[Alert]:
+        """A new or changed budget; its current period's spend already counts."""
+        old = self.budgets.get(budget.id)
+        self.budgets[budget.id] = budget
+        if old is not None and old != budget:
+            self.spend = {k: v for k, v in self.spend.items() if k[0] != budget.id}
+        self._index()
+        period = budget.period_of(now)
+        self._spend(budget, period)
+        return self._check(budget, period, None, now)
+
+    def delete_budget(self, budget_id: str) -> None:
+        self.budgets.pop(budget_id, None)
+        self.spend = {k: v for k, v in self.spend.items() if k[0] != budget_id}
+        self._index()
+
+    def on_ledger(self, row: dict[str, Any], now: dt.datetime) -> list[Alert]:
+        """One priced event (a ledger row of a sink record)."""
+        p, off = row["src_partition"], row["src_offset"]
+        if off <= self.high_water.get(p, -1):
+            return []  # a replayed record: evaluated before
+        self.high_water[p] = off
+        budgets = self.by_tenant.get(row["tenant_id"])
+        if not budgets:
+            return []
+        ts = row["ts"] if isinstance(row["ts"], dt.datetime) else dt.datetime.fromtimestamp(row["ts"] / 1000, UTC)
+        cost = Decimal(row["cost"])
+        event = {"tenant_id": row["tenant_id"], "event_id": row["event_id"], "user_id": row["user_id"],
+                 "model": row["model"], "ts": ts.isoformat(), "cost": money_str(cost)}
+        out: list[Alert] = []
+        for b in budgets:
+            if not b.matches(row["tenant_id"], row["user_id"], row["model"], row["currency"]):
+                continue
+            period = b.period_of(ts)
+            self._spend(b, period)  # from the ledger, the first time
+            self.spend[(b.id, period)] += cost
+            out.extend(self._check(b, period, event, now))
+        return out
