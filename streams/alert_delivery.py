@@ -94,7 +94,9 @@ class Deliverer:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            from streams.sink import behind
+
+            while await behind(consumer, tps, ends):
                 for msgs in (await consumer.getmany(timeout_ms=1000)).values():
                     keys.update(m.key.decode() for m in msgs if m.key)
         finally:

@@ -63,7 +63,10 @@ def create_app(settings: Settings) -> faust.App:
     )
     expiry = Expiry(aggregator)
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
-                        lambda: open_store(settings), max_records=settings.sink_batch)
+                        lambda: open_store(settings), max_records=settings.sink_batch,
+                        budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
+                        webhooks=settings.webhook_urls, webhook_attempts=settings.alert_webhook_attempts,
+                        webhook_timeout_s=settings.alert_webhook_timeout_s)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
     app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
     stats = app.meterstream_stats  # type: ignore[attr-defined]
@@ -102,7 +105,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"ok": True, "stats": dict(stats), "sink_rows": sink.rows_written,
-                         "store_open": sink.store is not None})
+                         "alerts_sent": sink.alerts_sent, "store_open": sink.store is not None})
 
     @app.page("/query")
     class QueryView(faust.web.View):

@@ -88,8 +88,10 @@ def demo(events: int) -> None:
     sys.exit(0 if run_demo(events) else 1)
 
 
+from streams.cli_alerts import alerts_command, budgets_group  # noqa: E402
+
 for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
-             rerate_command):
+             rerate_command, budgets_group, alerts_command):
     main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,7 +54,9 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic]
+    wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic,
+                       settings.budgets_topic, settings.alerts_topic]
+    compacted = {settings.budgets_topic, settings.alerts_topic}  # keyed: the latest per key is what counts
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin")
     try:
         existing = set(admin.list_topics())
@@ -66,9 +68,10 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
                 admin.create_topics(
                     [NewTopic(
                             name,
-                            settings.sink_partitions if name == settings.sink_topic else settings.topic_partitions,
+                            1 if name in compacted or name == settings.sink_topic else settings.topic_partitions,
                             settings.topic_replication,
-                            topic_configs={"retention.ms": str(7 * 86400_000)},
+                            topic_configs={"cleanup.policy": "compact"} if name in compacted
+                            else {"retention.ms": str(7 * 86400_000)},
                         )]
                 )
                 created.append(name)

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     events_topic: str = "billing_events"
     dead_letter_topic: str = "billing_events_dlq"
     sink_topic: str = "meterstream_sink"
+    budgets_topic: str = "meterstream_budgets"
+    alerts_topic: str = "spend_alerts"
+    alert_webhooks: str | None = None  # comma-separated URLs (Slack-compatible incoming webhooks)
+    alert_webhook_attempts: int = 5
+    alert_webhook_timeout_s: float = 5.0
     topic_partitions: int = 4
     topic_replication: int = 1
     # Worker.
@@ -57,8 +62,13 @@ class Settings(BaseSettings):
 
     @property
     def sink_partitions(self) -> int:
-        """The embedded engine has one owner: one sink partition. A server takes several."""
-        return 1 if self.clickhouse_url is None else self.topic_partitions
+        """One: a single sink (and alert evaluator) owns the store and sees every priced event
+        in order; with the embedded engine there can be only one owner anyway."""
+        return 1
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        return [u.strip() for u in (self.alert_webhooks or "").split(",") if u.strip()]
 
     @property
     def analyst_url(self) -> str:

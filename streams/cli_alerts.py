@@ -1,0 +1,89 @@
+"""`meterstream budgets list|set|delete` and `meterstream alerts`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import yaml
+
+from streams.budgets import BudgetError, BudgetTopic, parse_budget
+from streams.cli_stream import emit
+from streams.settings import Settings
+
+
+def _topic() -> BudgetTopic:
+    s = Settings()
+    return BudgetTopic(s.bootstrap, s.budgets_topic)
+
+
+@click.group("budgets")
+def budgets_group() -> None:
+    """Spend budgets (a compacted Kafka topic: workers pick changes up live)."""
+
+
+@budgets_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def budgets_list(fmt: str) -> None:
+    rows = [b.model_dump(mode="json") for b in _topic().read_all().values()]
+    for r in rows:
+        r["thresholds"] = ",".join(r["thresholds"])
+    emit(rows, fmt, ["id", "tenant_id", "user_id", "model", "period", "timezone", "currency", "amount", "thresholds"])
+
+
+@budgets_group.command("set")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A YAML list of budgets (every one is checked before any is written).")
+@click.option("--id", "budget_id", default=None)
+@click.option("--tenant", default=None)
+@click.option("--user", default=None)
+@click.option("--model", default=None)
+@click.option("--period", default=None, help="day | month")
+@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--currency", default=None)
+@click.option("--amount", default=None, help="A decimal, e.g. 250.00")
+@click.option("--thresholds", default="0.5,0.8,1", show_default=True, help="Fractions of the amount, in (0, 10].")
+def budgets_set(file: Path | None, budget_id: str | None, tenant: str | None, user: str | None, model: str | None,
+                period: str | None, timezone: str, currency: str | None, amount: str | None, thresholds: str) -> None:
+    """Create or replace budgets."""
+    if file is not None:
+        docs = yaml.safe_load(file.read_text()) or []
+        if not isinstance(docs, list):
+            raise click.ClickException("the budgets file must hold a YAML list")
+    else:
+        docs = [{"id": budget_id, "tenant_id": tenant, "user_id": user, "model": model, "period": period,
+                 "timezone": timezone, "currency": currency, "amount": amount,
+                 "thresholds": [t.strip() for t in thresholds.split(",") if t.strip()]}]
+    try:
+        budgets = [parse_budget({k: v for k, v in d.items() if v is not None}) for d in docs]
+    except BudgetError as exc:
+        raise click.ClickException(f"{exc} (nothing written)") from None
+    _topic().put(budgets)
+    click.echo(f"set {len(budgets)} budget(s): {', '.join(b.id for b in budgets)}")
+
+
+@budgets_group.command("delete")
+@click.argument("budget_id")
+def budgets_delete(budget_id: str) -> None:
+    topic = _topic()
+    if budget_id not in topic.read_all():
+        raise click.ClickException(f"no budget {budget_id!r}")
+    topic.delete(budget_id)
+    click.echo(f"deleted {budget_id}")
+
+
+@click.command("alerts")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def alerts_command(fmt: str) -> None:
+    """Spend alerts sent, with their delivery state."""
+    from streams.analyst import AnalystError, Reader
+
+    types = {"threshold": "Decimal(9, 4)", "spend": "Decimal(38, 12)", "amount": "Decimal(38, 12)",
+             "created_at": "DateTime64(3, 'UTC')"}
+    try:
+        with Reader(Settings()) as reader:
+            rows = reader.query("SELECT * FROM alerts FINAL ORDER BY created_at, alert_key", None, types)
+    except AnalystError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(rows, fmt, ["alert_key", "budget_id", "tenant_id", "user_id", "model", "period", "threshold", "spend",
+                     "amount", "currency", "event_id", "created_at", "kafka_delivered", "webhook_status"])

@@ -1,0 +1,124 @@
+"""Budgets and the alert evaluator: exactly one alert per (budget, period, threshold)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from streams.alerts import AlertEvaluator
+from streams.budgets import BudgetError, parse_budget
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+class Ledger:
+    """The rows the sink has written so far: what the evaluator's spend lookup reads."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], dict] = {}  # one row per source offset, as in ClickHouse
+
+    def spend(self, b, start, end) -> Decimal:
+        return sum((Decimal(r["cost"]) for r in self.rows.values()
+                    if b.matches(r["tenant_id"], r["user_id"], r["model"], r["currency"])
+                    and start <= dt.datetime.fromtimestamp(r["ts"] / 1000, UTC) < end), Decimal(0))
+
+
+def row(offset: int, cost: str, *, user="u1", model="gpt-4o", tenant="acme", ts=T0, partition=0, currency="USD"):
+    return {"src_partition": partition, "src_offset": offset, "tenant_id": tenant, "user_id": user,
+            "model": model, "currency": currency, "cost": cost, "event_id": f"e{partition}-{offset}",
+            "ts": int(ts.timestamp() * 1000)}
+
+
+def budget(**kw):
+    base = {"id": "b", "tenant_id": "acme", "period": "day", "currency": "USD", "amount": "10"}
+    return parse_budget({**base, **kw})
+
+
+def run(evaluator, ledger, rows):
+    fired = []
+    for r in rows:
+        fired += [(a.budget.id, a.period, str(a.threshold)) for a in evaluator.on_ledger(r, T0)]
+        ledger.rows[(r["src_partition"], r["src_offset"])] = r
+    return fired
+
+
+def test_scripted_sequence_daily_and_monthly_for_user_tenant_and_model():
+    ledger = Ledger()
+    ev = AlertEvaluator(ledger.spend)
+    ev.set_budget(budget(id="tenant-day"), T0)
+    ev.set_budget(budget(id="user-month", user_id="u1", period="month", amount="20"), T0)
+    ev.set_budget(budget(id="model-day", model="qwen-plus", currency="USD", amount="4", thresholds=["0.5", "1"]), T0)
+    fired = run(ev, ledger, [
+        row(0, "4.99"),                       # tenant 49.9%: nothing
+        row(1, "0.01"),                       # tenant 50% exactly: tenant-day 0.5
+        row(2, "3", user="u2"),               # tenant 80%: 0.8 (u2 not in user-month)
+        row(3, "2", model="qwen-plus"),       # tenant 100%; model 50%
+        row(4, "7", ts=T0 + dt.timedelta(days=1)),   # next day: tenant 70% of day 2 -> 0.5 only
+        row(5, "2.5", model="qwen-plus", user="u9"),  # model 112.5%: 1; tenant day1 125%: nothing new
+        row(6, "2", ts=T0 + dt.timedelta(days=2)),   # u1's month 16 of 20: 0.8; tenant day 3 at 20%
+        row(7, "4.1", ts=T0 + dt.timedelta(days=2), partition=3),  # u1's month 100.5%: 1 (another partition)
+    ])
+    assert fired == [
+        ("tenant-day", "2026-03-10", "0.5"),                                     # row 1
+        ("tenant-day", "2026-03-10", "0.8"),                                     # row 2
+        ("tenant-day", "2026-03-10", "1"), ("model-day", "2026-03-10", "0.5"),   # row 3 (u1 month at 35%)
+        ("tenant-day", "2026-03-11", "0.5"), ("user-month", "2026-03", "0.5"),   # row 4 (u1 month at 70%)
+        ("model-day", "2026-03-10", "1"),                                        # row 5
+        ("user-month", "2026-03", "0.8"),                                        # row 6
+        ("tenant-day", "2026-03-12", "0.5"), ("user-month", "2026-03", "1"),     # row 7 (tenant day 3: 6.1)
+    ]
+
+
+def test_one_event_over_several_thresholds_gives_one_alert_each():
+    ledger = Ledger()
+    ev = AlertEvaluator(ledger.spend)
+    ev.set_budget(budget(), T0)
+    alerts = ev.on_ledger(row(0, "25"), T0)
+    assert [str(a.threshold) for a in alerts] == ["0.5", "0.8", "1"]
+    assert all(a.event["event_id"] == "e0-0" and a.spend == Decimal("25") for a in alerts)
+    assert len({a.key for a in alerts}) == 3
+
+
+def test_replays_and_restarts_fire_nothing_again():
+    ledger = Ledger()
+    ev = AlertEvaluator(ledger.spend)
+    ev.set_budget(budget(), T0)
+    first = run(ev, ledger, [row(0, "6"), row(1, "3")])
+    assert first == [("b", "2026-03-10", "0.5"), ("b", "2026-03-10", "0.8")]
+    assert run(ev, ledger, [row(0, "6"), row(1, "3")]) == []  # the same offsets again: a replay
+    # a restart: state rebuilt from what ClickHouse holds (fired keys, high-water offsets)
+    again = AlertEvaluator(ledger.spend, fired=set(ev.fired), high_water=dict(ev.high_water))
+    again.set_budget(budget(), T0)
+    assert run(again, ledger, [row(1, "3"), row(2, "1")]) == [("b", "2026-03-10", "1")]
+
+
+def test_budget_created_mid_period_counts_spend_already_there():
+    ledger = Ledger()
+    ev = AlertEvaluator(ledger.spend)
+    run(ev, ledger, [row(0, "8.5"), row(1, "1", tenant="other")])
+    alerts = ev.set_budget(budget(), T0)
+    assert [(str(a.threshold), a.event) for a in alerts] == [("0.5", None), ("0.8", None)]
+    assert run(ev, ledger, [row(2, "1.5")]) == [("b", "2026-03-10", "1")]
+
+
+def test_periods_follow_the_budget_time_zone():
+    b = budget(timezone="Asia/Shanghai")
+    late_utc = dt.datetime(2026, 3, 10, 17, 0, tzinfo=UTC)  # 01:00 on the 11th in Shanghai
+    assert b.period_of(late_utc) == "2026-03-11"
+    assert b.period_range("2026-03-11") == (dt.datetime(2026, 3, 10, 16, tzinfo=UTC),
+                                            dt.datetime(2026, 3, 11, 16, tzinfo=UTC))
+    m = budget(period="month", timezone="America/New_York")
+    assert m.period_range("2026-12") == (dt.datetime(2026, 12, 1, 5, tzinfo=UTC), dt.datetime(2027, 1, 1, 5, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"amount": "-5"}, "positive"), ({"amount": 0.1}, "float"), ({"currency": "XYZ"}, "unknown currency"),
+    ({"thresholds": ["0"]}, "outside"), ({"thresholds": ["10.5"]}, "outside"), ({"period": "week"}, "period"),
+    ({"timezone": "Mars/Olympus"}, "time zone"), ({"id": "has space"}, "id"), ({"surprise": 1}, "surprise"),
+])
+def test_bad_budgets_are_refused_with_a_clear_message(change, message):
+    with pytest.raises(BudgetError, match=message):
+        budget(**change)
