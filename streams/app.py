@@ -165,21 +165,28 @@ def create_app(settings: Settings) -> faust.App:
 
 
 class Expiry:
-    """Evicts window and dedup entries past their keeping, by partition stream time. Keeps an
-    in-memory index of this process's keys per partition (rebuilt from the table on demand)."""
+    """Evicts window and dedup entries past their keeping, by partition stream time: a scan of
+    the partition's keys every `every` messages, at most once per minute of stream time."""
 
     def __init__(self, aggregator: Aggregator, every: int = 5000) -> None:
         self.aggregator = aggregator
         self.every = every
         self.count: dict[int, int] = defaultdict(int)
+        self.scanned_at: dict[int, int] = {}
 
     def reset(self) -> None:
         self.count.clear()
+        self.scanned_at.clear()
 
     def due(self, state: Any, partition: int) -> list[str]:
         self.count[partition] += 1
         if self.count[partition] % self.every:
             return []
+        meta = state.get(f"m{SEP}{partition}")
+        watermark = meta[0] if meta else 0
+        if watermark - self.scanned_at.get(partition, -10**15) < 60_000:
+            return []
+        self.scanned_at[partition] = watermark
         prefix = ("w" + SEP + str(partition) + SEP, "s" + SEP + str(partition) + SEP)
         keys = [k for k in list(state.keys()) if k.startswith(prefix)]
         return self.aggregator.expired(state, partition, keys)
