@@ -282,17 +282,26 @@ class SinkConsumer:
         try:
             while not self._stopping.is_set():
                 if budgets is not None and consumer.assignment():
-                    if self.evaluator is None:
-                        await self._ready_evaluator()  # owner of the sink: evaluate budgets now
-                    await self._budget_changes(budgets)
+                    try:
+                        if self.evaluator is None:
+                            await self._ready_evaluator()  # owner of the sink: evaluate budgets now
+                        await self._budget_changes(budgets)
+                    except Exception as exc:  # noqa: BLE001 - ClickHouse or Kafka away: retry later
+                        self.evaluator = None  # reload, and re-deliver the outbox, next time
+                        log.warning("budget evaluation deferred (%s)", exc)
+                        await asyncio.sleep(1)
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 for tp, msgs in batches.items():
                     records = [orjson.loads(m.value) for m in msgs]
                     token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"
                     alerts = await self._write(records, token)
                     for alert in alerts:
-                        await self.deliverer.deliver(alert)
-                        self.alerts_sent += 1
+                        try:
+                            await self.deliverer.deliver(alert)
+                            self.alerts_sent += 1
+                        except Exception as exc:  # noqa: BLE001 - it stays in the outbox
+                            self.evaluator = None  # the reload delivers what the outbox holds
+                            log.warning("alert %s not delivered yet (%s)", alert.key, exc)
                     await consumer.commit({tp: msgs[-1].offset + 1})
         finally:
             await consumer.stop()
