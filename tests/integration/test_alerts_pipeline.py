@@ -114,11 +114,15 @@ def alerts_table(stack: Stack) -> list[dict]:
 
 def wait_for(predicate, timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except AssertionError as exc:  # e.g. a CLI read while the worker is (re)opening the store
+            last = exc
         time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; last error: {last}")
 
 
 def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_service, tmp_path):
