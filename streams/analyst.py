@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -21,6 +22,10 @@ from streams.storage.base import convert_value
 
 class AnalystError(RuntimeError):
     pass
+
+
+class _NoWorker(AnalystError):
+    """No worker holds the store right now."""
 
 
 class Reader:
@@ -40,6 +45,16 @@ class Reader:
         if self.store is not None:
             return self.store.query(sql, params)
         body = json.dumps({"sql": sql, "params": params or {}}, default=str).encode()
+        for attempt in range(20):  # a worker re-opening the store (after a rebalance) answers 503 briefly
+            try:
+                return self._ask_workers(body, types)
+            except _NoWorker:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def _ask_workers(self, body: bytes, types: dict[str, str] | None) -> list[dict[str, Any]]:
         problems = []
         for url in self.via:
             req = urllib.request.Request(f"{url}/query", data=body, headers={"Content-Type": "application/json"})
@@ -55,8 +70,8 @@ class Reader:
             except urllib.error.URLError as exc:
                 problems.append(f"{url}: {exc.reason}")
         else:
-            raise AnalystError("the embedded engine is held by another process and no worker serves it: "
-                               + "; ".join(problems))
+            raise _NoWorker("the embedded engine is held by another process and no worker serves it: "
+                            + "; ".join(problems))
         # values crossed HTTP as JSON text: restore the types the caller names
         for row in rows:
             for col, ch_type in (types or {}).items():

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 import orjson
 
+import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
 from streams.aggregator import SEP, Aggregator, Source
 from streams.settings import Settings
