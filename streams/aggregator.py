@@ -66,9 +66,30 @@ def _strip_text(raw: bytes) -> str:
 
 def _counts(priced: dict[str, Any]) -> tuple[int, ...]:
     u = priced["usage"]
-    images = sum(i["count"] for i in u.get("images", ()))
     return (1, u.get("input_tokens", 0), u.get("output_tokens", 0), u.get("cached_input_tokens", 0),
-            u.get("cache_write_tokens", 0), images, priced["guardrail_units"])
+            u.get("cache_write_tokens", 0), _images(u), priced["guardrail_units"])
+
+
+def _images(usage: dict[str, Any]) -> int:
+    return sum(i["count"] for i in usage.get("images", ()))
+
+
+def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int) -> dict[str, Any]:
+    """The ledger row of a priced event (``ts`` in ms, or a datetime), for the stream and re-rating."""
+    u = priced["usage"]
+    return {
+        "tenant_id": priced["tenant_id"], "event_id": priced["event_id"], "user_id": priced["user_id"],
+        "provider": priced["provider"], "model": priced["model"], "region": priced["region"] or "",
+        "mode": priced["mode"], "ts": ts, "currency": priced["currency"], "cost": priced["cost"],
+        "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
+        "cached_input_tokens": u.get("cached_input_tokens", 0),
+        "cache_write_tokens": u.get("cache_write_tokens", 0),
+        "images": _images(u), "guardrail_units": priced["guardrail_units"],
+        "line_items": orjson.dumps(priced["line_items"]).decode(),
+        "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
+        "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
+        "src_partition": partition, "src_offset": offset, "version": version,
+    }
 
 
 class Aggregator:
@@ -128,7 +149,7 @@ class Aggregator:
                     tot = [str(Decimal(tot[0]) + cost), *(a + b for a, b in zip(tot[1:8], counts)), offset]
                     state[key] = tot
                 out.rollups.append(self._rollup_row(w.name, start, kind, tenant, who, currency, p, tot))
-        out.ledger = self._ledger_row(src, priced, ts_ms)
+        out.ledger = ledger_row(priced, ts_ms, src.partition, src.offset, version=1)
 
     @staticmethod
     def _rollup_row(window: str, start: int, kind: str, tenant: str, who: str, currency: str, p: int,
@@ -138,24 +159,6 @@ class Aggregator:
                "currency": currency, "src_partition": p, "cost": tot[0], "version": tot[8]}
         row.update(zip(COUNTERS, tot[1:8]))
         return row
-
-    @staticmethod
-    def _ledger_row(src: Source, priced: dict[str, Any], ts_ms: int) -> dict[str, Any]:
-        u = priced["usage"]
-        return {
-            "tenant_id": priced["tenant_id"], "event_id": priced["event_id"], "user_id": priced["user_id"],
-            "provider": priced["provider"], "model": priced["model"], "region": priced["region"] or "",
-            "mode": priced["mode"], "ts": ts_ms, "currency": priced["currency"], "cost": priced["cost"],
-            "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
-            "cached_input_tokens": u.get("cached_input_tokens", 0),
-            "cache_write_tokens": u.get("cache_write_tokens", 0),
-            "images": sum(i["count"] for i in u.get("images", ())),
-            "guardrail_units": priced["guardrail_units"],
-            "line_items": orjson.dumps(priced["line_items"]).decode(),
-            "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
-            "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
-            "src_partition": src.partition, "src_offset": src.offset, "version": 1,
-        }
 
     @staticmethod
     def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> dict[str, Any]:

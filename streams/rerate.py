@@ -9,13 +9,13 @@ version (a source offset), so they win in ReplacingMergeTree and a later re-rati
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from pricing import Catalog, PricingError, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
+from streams.aggregator import ledger_row
 from streams.storage import Store
 from streams.windows import WINDOWS
 
@@ -73,19 +73,8 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
         if priced["currency"] != r["currency"]:
             failures.append(f"{r['tenant_id']}/{r['event_id']}: currency would change {r['currency']} -> {priced['currency']}")
             continue
-        u = priced["usage"]
-        new_rows.append({
-            "tenant_id": r["tenant_id"], "event_id": r["event_id"], "user_id": r["user_id"],
-            "provider": r["provider"], "model": r["model"], "region": r["region"], "mode": r["mode"],
-            "ts": r["ts"], "currency": priced["currency"], "cost": priced["cost"],
-            "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
-            "cached_input_tokens": u.get("cached_input_tokens", 0), "cache_write_tokens": u.get("cache_write_tokens", 0),
-            "images": sum(i["count"] for i in u.get("images", ())), "guardrail_units": priced["guardrail_units"],
-            "line_items": orjson.dumps(priced["line_items"]).decode(), "usage": r["usage"],
-            "labels": r["labels"], "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
-            "src_partition": r["src_partition"], "src_offset": r["src_offset"], "version": version,
-            "ingested_at": now,
-        })
+        new_rows.append({**ledger_row(priced, r["ts"], r["src_partition"], r["src_offset"], version=version),
+                         "ingested_at": now})
     if failures:
         raise RerateError(f"{len(failures)} events cannot be re-priced with this catalog (nothing written): "
                           + "; ".join(failures[:5]))
@@ -110,6 +99,3 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
             "before": [{**t, "cost": str(t["cost"])} for t in before],
             "after": [{**t, "cost": str(t["cost"])} for t in after]}
 
-
-def as_decimal(totals: list[dict[str, Any]]) -> dict[str, Decimal]:
-    return {t["currency"]: Decimal(str(t["cost"])) for t in totals}
