@@ -1,8 +1,8 @@
 """The Faust app: topics, the state table, the rating agent, the sink, the analyst endpoint.
 
-    billing_events --rate_events--> state table (per-partition windows, dedup; changelog topic)
-                               \\-> meterstream_sink (ledger + absolute rollup rows)  --SinkConsumer--> ClickHouse
-                                \\-> billing_events_dlq (rejections)                   (also rejected_events)
+    billing_events --rate_events--> state table (per-partition dedup entries; changelog topic)
+                               \\-> meterstream_sink (ledger rows, rejections) --SinkConsumer--> ClickHouse
+                                \\-> billing_events_dlq (rejections)        (ledger, rollup totals, rejected_events)
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -18,13 +19,61 @@ import orjson
 
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
-from streams.aggregator import SEP, Aggregator, Source
+from streams.rater import Output, Rater, Source
 from streams.settings import Settings
 from streams.sink import SinkConsumer
 from streams.storage import StoreError, open_store
 
 log = logging.getLogger("meterstream.worker")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+MAX_SINK_RECORD = 768 * 1024  # bytes: well under Kafka's 1 MiB default message limit
+
+
+def sink_records(at_ms: int, out: Output) -> list[bytes]:
+    """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order."""
+    parts = [("x", out.rejected), ("l", out.ledger)]
+    records: list[bytes] = []
+
+    def emit(tag: str, rows: list[Any]) -> None:
+        value = orjson.dumps({"at": at_ms, tag: rows})
+        if len(value) > MAX_SINK_RECORD and len(rows) > 1:
+            emit(tag, rows[: len(rows) // 2])
+            emit(tag, rows[len(rows) // 2:])
+        else:
+            records.append(value)
+
+    for tag, rows in parts:
+        if rows:
+            emit(tag, rows)
+    return records
+
+
+class PartitionState(MutableMapping):
+    """The state table as one partition's batch sees it: a write goes to the table and to that
+    partition's changelog. (Faust's ``table[key] = v`` takes the partition from the current
+    event, which a batch from ``take_events`` does not have.)"""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table, self.data, self.partition = table, table.data, partition
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table.send_changelog(self.partition, key, value)
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.table.send_changelog(self.partition, key, None, value_serializer="raw")
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -57,47 +106,46 @@ def create_app(settings: Settings) -> faust.App:
     # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
     state = app.Table("state", partitions=settings.topic_partitions)
 
-    aggregator = Aggregator(
+    rater = Rater(
         load_catalog(settings.catalog_dir),
         lateness_ms=settings.allowed_lateness_hours * 3_600_000,
         dedup_ms=settings.dedup_retention_hours * 3_600_000,
     )
-    expiry = Expiry(aggregator)
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
                         lambda: open_store(settings), max_records=settings.sink_batch,
                         budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
                         webhooks=settings.webhook_urls, webhook_attempts=settings.alert_webhook_attempts,
-                        webhook_timeout_s=settings.alert_webhook_timeout_s)
+                        webhook_timeout_s=settings.alert_webhook_timeout_s,
+                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
     app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
     stats = app.meterstream_stats  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect
     async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
-        expiry.reset()
+        rater.reset()
 
     @app.agent(events)
     async def rate_events(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            ts_ms = int((msg.timestamp or time.time()) * 1000)
-            src = Source(msg.topic, msg.partition, msg.offset, ts_ms)
-            out = aggregator.process(state, src, event.value)
-            record: dict[str, Any] = {"at": int(time.time() * 1000)}
-            if out.rejected is not None:
-                stats["rejected"] += 1
-                record["x"] = out.rejected
-                await dlq.send(key=event.key, value=orjson.dumps(out.rejected), partition=msg.partition)
-            elif out.duplicate:
-                stats["duplicates"] += 1
-            else:
-                stats["counted"] += 1
-                record["l"] = out.ledger
-                record["r"] = out.rollups
-            if len(record) > 1:
-                await sink_topic.send(key=str(msg.partition).encode(), value=orjson.dumps(record))
-            for key in expiry.due(state, msg.partition):
-                del state[key]
+        async for batch in stream.take_events(settings.agent_batch, within=settings.agent_batch_within_s):
+            by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
+            now_s = time.time()
+            for event in batch:
+                msg = event.message
+                ts_ms = int((msg.timestamp or now_s) * 1000)
+                by_partition[msg.partition].append((Source(msg.topic, msg.partition, msg.offset, ts_ms), event.value))
+            for partition, items in by_partition.items():
+                view = PartitionState(state, partition)
+                out = rater.process_batch(view, items)
+                for key in rater.expired(view, partition):
+                    del view[key]
+                stats["rejected"] += len(out.rejected)
+                stats["duplicates"] += out.duplicates
+                stats["counted"] += len(out.ledger)
+                for row in out.rejected:
+                    await dlq.send(key=str(row["src_offset"]).encode(), value=orjson.dumps(row), partition=partition)
+                for value in sink_records(int(time.time() * 1000), out):
+                    await sink_topic.send(key=str(partition).encode(), value=value)
 
     @app.task
     async def run_sink() -> None:
@@ -105,7 +153,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, "stats": dict(stats), "sink_rows": sink.rows_written,
+        return web.json({"ok": True, "stats": dict(stats), "state_keys": len(state.data), "sink_rows": sink.rows_written,
                          "alerts_sent": sink.alerts_sent, "store_open": sink.store is not None})
 
     @app.page("/query")
@@ -163,31 +211,3 @@ def create_app(settings: Settings) -> faust.App:
             return self.json({"fail_writes": sink.fail_writes})
 
     return app
-
-
-class Expiry:
-    """Evicts window and dedup entries past their keeping, by partition stream time: a scan of
-    the partition's keys every `every` messages, at most once per minute of stream time."""
-
-    def __init__(self, aggregator: Aggregator, every: int = 5000) -> None:
-        self.aggregator = aggregator
-        self.every = every
-        self.count: dict[int, int] = defaultdict(int)
-        self.scanned_at: dict[int, int] = {}
-
-    def reset(self) -> None:
-        self.count.clear()
-        self.scanned_at.clear()
-
-    def due(self, state: Any, partition: int) -> list[str]:
-        self.count[partition] += 1
-        if self.count[partition] % self.every:
-            return []
-        meta = state.get(f"m{SEP}{partition}")
-        watermark = meta[0] if meta else 0
-        if watermark - self.scanned_at.get(partition, -10**15) < 60_000:
-            return []
-        self.scanned_at[partition] = watermark
-        prefix = ("w" + SEP + str(partition) + SEP, "s" + SEP + str(partition) + SEP)
-        keys = [k for k in list(state.keys()) if k.startswith(prefix)]
-        return self.aggregator.expired(state, partition, keys)

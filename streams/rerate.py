@@ -15,7 +15,7 @@ import orjson
 
 from pricing import Catalog, PricingError, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
-from streams.aggregator import ledger_row
+from streams.rater import ledger_row
 from streams.storage import Store
 from streams.windows import WINDOWS
 

@@ -1,11 +1,12 @@
 """The ClickHouse sink: batches of sink records -> idempotent inserts, one place for batching.
 
-The rating agent publishes one sink record per input message to the sink topic (flushed to
-Kafka before the input offset is committed). This sink consumes that topic with manual
-commits: a batch is written to ClickHouse first, its offsets committed after. Every row is
-idempotent (ledger: one row per (tenant, event_id); rollups: absolute values versioned by source
-offset; rejected_events: one row per source offset), so a batch written twice changes nothing;
-the insert deduplication token (from the batch's offsets) also drops an identical retried block.
+The rating agent publishes the ledger rows and rejections of each batch of input messages to the
+sink topic (flushed to Kafka before the input offsets are committed). This sink consumes that
+topic with manual commits: a batch is written to ClickHouse first, its offsets committed after.
+It also keeps the windowed totals (streams/rollups.py). Every row is idempotent (ledger: one row
+per (tenant, event_id); rollups: absolute values versioned by source offset; rejected_events: one
+row per source offset), so a batch written twice changes nothing; the insert deduplication token
+(from the batch's offsets) also drops an identical retried ledger or rejections block.
 ClickHouse unavailable: the batch is retried with backoff, never skipped, and Kafka keeps our
 place."""
 
@@ -20,12 +21,12 @@ from typing import Any
 
 import orjson
 
+from streams.rollups import Rollups
 from streams.storage import Store, StoreError
 
 log = logging.getLogger("meterstream.sink")
 UTC = dt.timezone.utc
 
-_ROLLUP_KEY = ("window_start", "tenant_id", "user_id", "model", "currency", "src_partition")
 
 
 def _ms(value: int) -> dt.datetime:
@@ -33,55 +34,41 @@ def _ms(value: int) -> dt.datetime:
 
 
 def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Group a batch's rows by table; of several versions of one rollup row keep the newest."""
+    """A batch's ledger and rejected_events rows (one per event, one per source offset)."""
     ledger: dict[tuple[str, str], dict[str, Any]] = {}
     rejected: dict[tuple[str, int, int], dict[str, Any]] = {}
-    rollups: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
     for rec in records:
         at = _ms(rec["at"])
-        if (row := rec.get("l")) is not None:
+        for row in rec.get("l", ()):
             ledger[(row["tenant_id"], row["event_id"])] = {**row, "ts": _ms(row["ts"]), "ingested_at": at}
-        if (row := rec.get("x")) is not None:
+        for row in rec.get("x", ()):
             rejected[(row["src_topic"], row["src_partition"], row["src_offset"])] = {**row, "rejected_at": at}
-        for row in rec.get("r", ()):
-            table = row["table"]
-            key = tuple(row.get(k) for k in _ROLLUP_KEY)
-            seen = rollups.setdefault(table, {})
-            if key not in seen or seen[key]["version"] < row["version"]:
-                seen[key] = row
     out: dict[str, list[dict[str, Any]]] = {}
     if ledger:
         out["ledger"] = list(ledger.values())
     if rejected:
         out["rejected_events"] = list(rejected.values())
-    for table, rows in sorted(rollups.items()):
-        out[table] = [
-            {**{k: v for k, v in r.items() if k != "table"}, "window_start": _ms(r["window_start"])}
-            for r in rows.values()
-        ]
     return out
 
 
-def write_batch(store: Store, records: list[dict[str, Any]], token: str) -> int:
-    n = 0
-    for table, rows in rows_by_table(records).items():
-        store.insert(table, rows, dedup_token=f"{token}:{table}")
-        n += len(rows)
-    return n
-
-
-def sink_step(store: Store, evaluator: Any, records: list[dict[str, Any]], token: str,
+def sink_step(store: Store, evaluator: Any, rollups: Rollups, records: list[dict[str, Any]], token: str,
               now: dt.datetime) -> list[Any]:
-    """Evaluate budgets on the batch, write its alerts (the outbox) first, then its rows."""
+    """Evaluate budgets on the batch, write its alerts (the outbox) first, then its ledger,
+    rejections and the rollup totals it changed; keep those totals in memory last."""
+    ledger = [row for rec in records for row in rec.get("l", ())]
     alerts = []
     if evaluator is not None:
-        for rec in records:
-            if (row := rec.get("l")) is not None:
-                alerts.extend(evaluator.on_ledger(row, now))
+        for row in ledger:
+            alerts.extend(evaluator.on_ledger(row, now))
     if alerts:
         store.insert("alerts", [a.row() for a in alerts], dedup_token=f"{token}:alerts")
         after_outbox()
-    write_batch(store, records, token)
+    staged = rollups.stage(store, ledger)
+    for table, rows in rows_by_table(records).items():
+        store.insert(table, rows, dedup_token=f"{token}:{table}")
+    for table, rows in rollups.rows(staged).items():
+        store.insert(table, rows)  # absolute and versioned: a repeat is harmless
+    rollups.keep(staged)
     return alerts
 
 
@@ -106,7 +93,8 @@ class SinkConsumer:
     def __init__(self, bootstrap: str, topic: str, group_id: str, open_store: Callable[[], Store], *,
                  max_records: int = 5000, max_backoff_s: float = 30.0, budgets_topic: str | None = None,
                  alerts_topic: str | None = None, webhooks: list[str] | None = None,
-                 webhook_attempts: int = 5, webhook_timeout_s: float = 5.0) -> None:
+                 webhook_attempts: int = 5, webhook_timeout_s: float = 5.0,
+                 rollup_keep_ms: int = 48 * 3_600_000) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.group_id = group_id
@@ -124,6 +112,8 @@ class SinkConsumer:
         self.webhook_attempts = webhook_attempts
         self.webhook_timeout_s = webhook_timeout_s
         self.evaluator: Any = None
+        self.rollup_keep_ms = rollup_keep_ms
+        self.rollups = Rollups(rollup_keep_ms)
         self.budgets: dict[str, Any] = {}
         self.deliverer: Any = None
         self.budgets_consumer: Any = None
@@ -132,6 +122,7 @@ class SinkConsumer:
     async def _close_store(self) -> None:
         async with self.store_lock:
             self.evaluator = None
+            self.rollups = Rollups(self.rollup_keep_ms)  # another worker may write them meanwhile
             if self.store is not None:
                 store, self.store = self.store, None
                 await asyncio.to_thread(store.close)
@@ -231,7 +222,7 @@ class SinkConsumer:
                 store = await self._ensure_store()
                 evaluator = await self._ready_evaluator()
                 async with self.store_lock:
-                    alerts = await asyncio.to_thread(sink_step, store, evaluator, records, token,
+                    alerts = await asyncio.to_thread(sink_step, store, evaluator, self.rollups, records, token,
                                                      dt.datetime.now(UTC))
                     self.rows_written += len(records)
                 return alerts

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -21,12 +20,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import REPO_ROOT, Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from streams.stack import free_port
 
 
 def docker_answers() -> bool:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.integration.pipeline_harness import Stack
+from streams.stack import Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -97,11 +97,8 @@ def topic_keys(stack: Stack) -> list[str]:
 
 def make_stack(kafka_service, clickhouse_service, tmp_path, hooks: list[Webhook]) -> Stack:
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    tag = stack.env["MS_APP_ID"]
-    stack.env.update({"MS_BUDGETS_TOPIC": f"{tag}-budgets", "MS_ALERTS_TOPIC": f"{tag}-alerts",
-                      "MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks),
+    stack.env.update({"MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks),
                       "MS_ALERT_WEBHOOK_ATTEMPTS": "4", "MS_ALERT_WEBHOOK_TIMEOUT_S": "1"})
-    stack.cli("up")  # the alert topics, under their test names
     path = tmp_path / "budgets.yaml"
     path.write_text(yaml.safe_dump(BUDGETS))
     stack.cli("budgets", "set", "--file", str(path))

@@ -10,7 +10,7 @@ import pytest
 
 from streams.generate import generate
 from streams.expected import as_rows, diff, normalize
-from tests.integration.pipeline_harness import Stack
+from streams.stack import Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

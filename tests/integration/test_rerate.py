@@ -12,7 +12,7 @@ from pricing import load_catalog
 from pricing.catalog import SHIPPED_CATALOGS
 from streams.expected import as_rows, diff, expected_totals, normalize
 from streams.generate import generate
-from tests.integration.pipeline_harness import Stack
+from streams.stack import Stack
 
 pytestmark = pytest.mark.integration
 

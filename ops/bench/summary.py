@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Regenerate the README's table of benchmark and chaos figures from ops/bench/results/*.json
+(between the `<!-- figures:begin -->` and `<!-- figures:end -->` markers).
+
+    python ops/bench/summary.py           # rewrite README.md
+    python ops/bench/summary.py --print   # print the table only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "ops" / "bench" / "results"
+BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def table() -> str:
+    rows: list[tuple[str, str, str, str, str]] = []  # id, figure, value, target, verdict
+    sources: list[str] = []
+
+    def src(doc: dict[str, Any], name: str) -> None:
+        m = doc["machine"]
+        sources.append(f"`{name}`: {doc['timestamp'][:10]}, commit {doc.get('git_commit')}, "
+                       f"{m.get('cpu_model')} ({m.get('cores')} cores)")
+
+    if doc := load("pricing.json"):
+        src(doc, "pricing.json")
+        r = doc["results"]
+        eps = r["all_mix"]["events_per_s"]
+        rows.append(("P1", "validate + price, realistic mix, one core", f"{eps:,.0f} events/s", "≥ 100,000/s",
+                     verdict(eps >= 100_000)))
+        ratio = doc.get("ratio_token_subset_over_litellm")
+        if ratio:
+            rows.append(("P1", "token events vs LiteLLM `cost_per_token`", f"{ratio:.1f}×", "≥ 20×", verdict(ratio >= 20)))
+    if doc := load("pipeline.json"):
+        src(doc, "pipeline.json")
+        r = doc["results"]
+        if p2 := r.get("p2"):
+            rows.append(("P2", f"Kafka → exact totals in chDB, {p2['events']:,} events, one worker",
+                         f"{p2['sustained_events_per_s']:,} events/s", "≥ 30,000/s",
+                         verdict(p2["sustained_events_per_s"] >= 30_000)))
+            rows.append(("P2", f"share of a bare aiokafka consumer ({p2['raw_consume_per_s']:,}/s)",
+                         f"{p2['share_of_raw']:.1%}", "≥ 50%", verdict(p2["share_of_raw"] >= 0.5)))
+        if p3 := r.get("p3"):
+            rows.append(("P3", f"produced → in the 1-minute rollup at {p3['achieved_rate_per_s']:,}/s, p50 / p99",
+                         f"{p3['p50_s']} s / {p3['p99_s']} s", "p99 ≤ 5 s", verdict(p3["p99_s"] <= 5)))
+        if p4 := r.get("p4"):
+            rows.append(("P4", f"worker RSS, {p4['window_keys']:,} active window keys",
+                         f"{p4['rss_mib']:,} MiB", "≤ 1,024 MiB", verdict(p4["rss_mib"] <= 1024)))
+    if doc := load("query.json"):
+        src(doc, "query.json")
+        for q in doc.get("summary", []):
+            rows.append(("P5", q["what"], f"{q['p50_ms']} ms (p50)", "≤ 200 ms", verdict(q["p50_ms"] <= 200)))
+    for name in ("chaos.json", "chaos-short.json"):
+        if doc := load(name):
+            src(doc, name)
+            for r in doc["results"]:
+                alerts = f"{r['alerts_delivered']}/{r['alerts_expected']} alerts"
+                rows.append((r["scenario"], f"{r['what']}: {r['produced']:,} produced, {r['counted']:,} counted, "
+                             f"{r['dead_lettered']:,} dead-lettered, {alerts}",
+                             f"diff {r['totals_diff']}", "diff 0, every alert once",
+                             verdict(r["totals_diff"] == 0 and not r["alerts_missing"] and r["alerts_repeated"] == 0
+                                     and not r["alerts_unexpected"])))
+    lines = ["| | figure | value | target | |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    lines += ["", "Measured: " + "; ".join(sources) + "."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--print", action="store_true")
+    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    args = ap.parse_args(argv)
+    text = table()
+    if args.print:
+        print(text)
+        return 0
+    readme = args.readme.read_text()
+    if BEGIN not in readme or END not in readme:
+        print(f"{args.readme} has no {BEGIN} ... {END} markers", file=sys.stderr)
+        return 1
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    args.readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

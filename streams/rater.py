@@ -1,0 +1,196 @@
+"""The rating agent's per-partition core: validate, price, judge lateness, deduplicate.
+
+It is deterministic in the partition's log: the state and the output after offset ``o`` depend
+only on the messages at offsets <= o. A message replayed after a crash (Kafka delivers at least
+once) is recognised by its dedup entry, which names the offset that first carried the event: the
+same offset is a replay and is emitted again (its ledger row is idempotent), a later offset is a
+duplicate and is dropped. The windowed totals are kept downstream, by the sink
+(streams/rollups.py). The README's "How meterstream counts each event exactly once" gives the
+whole argument.
+
+Messages are handled in batches (one partition's consecutive offsets); a batch writes one dedup
+entry and the partition's meta, whatever its size.
+
+State layout (a MutableMapping: a Faust table in the worker, a dict in tests):
+  ``m|p``               -> [watermark_ms, last_offset]                      per partition
+  ``d|p|first_offset``  -> [max_ts_ms, [[tenant, event_id, offset], ...]]  the events first
+                           counted by one batch (dedup), kept `dedup_ms` of stream time
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pricing import Catalog
+from pricing.rating import Rejection, rate
+
+SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
+EXPIRE_EVERY_MS = 60_000  # look for expired dedup entries at most once per minute of stream time
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
+
+
+@dataclass(slots=True)
+class Output:
+    """What a batch of input messages produces: ledger rows (idempotent, one per event) and
+    rejections (one per source offset), in offset order."""
+
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
+class DedupIndex:
+    """One partition's dedup entries in memory, rebuilt from the state after a (re)assignment."""
+
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, event_id) -> offset
+    entries: dict[str, int] = field(default_factory=dict)           # d-key -> max ts
+    expired_at: int = -(10**15)                                     # watermark of the last sweep
+
+
+def _strip_text(raw: bytes) -> str:
+    """The payload kept with a rejection: the input without any `text` (never stored)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:65_536].decode("utf-8", "replace")
+    if isinstance(doc, dict) and "text" in doc:
+        doc["text"] = "<removed>"
+    return orjson.dumps(doc).decode()[:1_048_576]
+
+
+def _images(usage: dict[str, Any]) -> int:
+    return sum(i["count"] for i in usage.get("images", ()))
+
+
+def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int) -> dict[str, Any]:
+    """The ledger row of a priced event (``ts`` in ms, or a datetime), for the stream and re-rating."""
+    u = priced["usage"]
+    return {
+        "tenant_id": priced["tenant_id"], "event_id": priced["event_id"], "user_id": priced["user_id"],
+        "provider": priced["provider"], "model": priced["model"], "region": priced["region"] or "",
+        "mode": priced["mode"], "ts": ts, "currency": priced["currency"], "cost": priced["cost"],
+        "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
+        "cached_input_tokens": u.get("cached_input_tokens", 0),
+        "cache_write_tokens": u.get("cache_write_tokens", 0),
+        "images": _images(u), "guardrail_units": priced["guardrail_units"],
+        "line_items": orjson.dumps(priced["line_items"]).decode(),
+        "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
+        "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
+        "src_partition": partition, "src_offset": offset, "version": version,
+    }
+
+
+class Rater:
+    def __init__(self, catalog: Catalog, *, lateness_ms: int = 48 * 3_600_000,
+                 dedup_ms: int = 24 * 3_600_000) -> None:
+        self.catalog = catalog
+        self.lateness_ms = lateness_ms
+        self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
+        self.indexes: dict[int, DedupIndex] = {}
+
+    def reset(self) -> None:
+        """Forget the in-memory indexes (partitions were reassigned: the state may have changed)."""
+        self.indexes.clear()
+
+    def process(self, state: MutableMapping[str, Any], src: Source, raw: bytes) -> Output:
+        return self.process_batch(state, [(src, raw)])
+
+    def process_batch(self, state: MutableMapping[str, Any], batch: Iterable[tuple[Source, bytes]]) -> Output:
+        """Handle consecutive messages of ONE partition, in offset order."""
+        out = Output()
+        items = list(batch)
+        if not items:
+            return out
+        p = items[0][0].partition
+        idx = self.index(state, p)
+        meta_key = f"m{SEP}{p}"
+        watermark, meta_offset = state.get(meta_key) or [0, -1]
+        new_seen: list[list[Any]] = []
+        max_ts = 0
+        for src, raw in items:
+            now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
+            result = rate(raw, self.catalog, now=now)
+            if isinstance(result, Rejection):
+                out.rejected.append(self._rejected(src, raw, result.reason, result.event_id))
+                continue
+            ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
+            if ts_ms < watermark - self.lateness_ms:
+                out.rejected.append(self._rejected(
+                    src, raw, f"too_late: event time is {(watermark - ts_ms) // 60_000} minutes behind "
+                    f"this partition's stream time (allowed lateness {self.lateness_ms // 60_000} minutes)",
+                    result["event_id"]))
+                continue
+            watermark = max(watermark, ts_ms)
+            ident = (result["tenant_id"], result["event_id"])
+            seen = idx.seen.get(ident)
+            if seen is not None and seen != src.offset:
+                out.duplicates += 1  # an earlier offset carried this (tenant, event_id)
+                continue
+            if seen is None:
+                idx.seen[ident] = src.offset
+                new_seen.append([ident[0], ident[1], src.offset])
+                max_ts = max(max_ts, ts_ms)
+            out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1))
+        if new_seen:
+            dkey = f"d{SEP}{p}{SEP}{new_seen[0][2]}"
+            state[dkey] = [max_ts, new_seen]
+            idx.entries[dkey] = max_ts
+        last = items[-1][0].offset
+        if last > meta_offset:
+            state[meta_key] = [watermark, last]
+        return out
+
+    def index(self, state: MutableMapping[str, Any], p: int) -> DedupIndex:
+        """This partition's dedup index, built from the state by one scan the first time."""
+        idx = self.indexes.get(p)
+        if idx is None:
+            idx = self.indexes[p] = DedupIndex()
+            prefix = f"d{SEP}{p}{SEP}"
+            for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
+                max_ts, ids = state[key]
+                idx.entries[key] = max_ts
+                for tenant, event_id, offset in ids:
+                    idx.seen[(tenant, event_id)] = offset
+        return idx
+
+    def expired(self, state: MutableMapping[str, Any], p: int, *, force: bool = False) -> list[str]:
+        """This partition's dedup entries past keeping (dropped from the index: the caller
+        deletes them from the state). Swept at most once per minute of stream time."""
+        meta = state.get(f"m{SEP}{p}")
+        idx = self.index(state, p)
+        if not meta or (not force and meta[0] - idx.expired_at < EXPIRE_EVERY_MS):
+            return []
+        watermark = idx.expired_at = meta[0]
+        gone: list[str] = []
+        for dkey in [k for k, ts in idx.entries.items() if ts + self.dedup_ms < watermark]:
+            del idx.entries[dkey]
+            for tenant, event_id, offset in state[dkey][1]:
+                if idx.seen.get((tenant, event_id)) == offset:
+                    del idx.seen[(tenant, event_id)]
+            gone.append(dkey)
+        return gone
+
+    @staticmethod
+    def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> dict[str, Any]:
+        tenant = None
+        try:
+            doc = orjson.loads(raw)
+            if isinstance(doc, dict) and isinstance(doc.get("tenant_id"), str):
+                tenant = doc["tenant_id"][:256]
+        except orjson.JSONDecodeError:
+            pass
+        return {"src_topic": src.topic, "src_partition": src.partition, "src_offset": src.offset,
+                "event_id": event_id, "tenant_id": tenant, "reason": reason, "payload": _strip_text(raw)}

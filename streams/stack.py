@@ -1,0 +1,180 @@
+"""A whole meterstream stack run from the outside, for integration tests, benchmarks and chaos
+runs: a Kafka broker (the project's own, or one given), its own topics and ClickHouse database,
+workers as real subprocesses (`meterstream worker`), reads through `meterstream report`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from pricing import load_catalog
+from streams.expected import Expected, as_rows, diff, expected_totals, normalize
+from streams.producer import publish
+from streams.settings import REPO_ROOT
+
+CLI = [sys.executable, "-m", "streams.cli"]
+KAFKA_SH = REPO_ROOT / "ops" / "kafka" / "kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """The project's own Kafka broker (ops/kafka/kafka.sh) in a data directory of its own, on
+    free ports; it can be stopped and started again on the same ports and data."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = dict(os.environ, MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(self.port),
+                        MS_KAFKA_CONTROLLER_PORT=str(free_port()))
+        self.env.setdefault("MS_PYTHON", sys.executable)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def start(self) -> Broker:
+        subprocess.run(["bash", str(KAFKA_SH), "start"], env=self.env, check=True)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SH), "stop"], env=self.env, check=False)
+
+    def pid(self) -> int | None:
+        pidfile = self.data_dir / "kafka" / "kafka.pid"
+        return int(pidfile.read_text()) if pidfile.exists() else None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class Stack:
+    def __init__(self, bootstrap: str, tmp: Path, clickhouse_url: str | None = None, partitions: int = 4,
+                 extra_env: dict[str, str] | None = None) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self.partitions = partitions
+        self.ports: list[int] = []
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
+        self.env.update({
+            "MS_KAFKA_BOOTSTRAP": bootstrap, "MS_DATA_DIR": str(tmp / "data"), "MS_APP_ID": f"ms-{tag}",
+            "MS_EVENTS_TOPIC": f"ev-{tag}", "MS_DEAD_LETTER_TOPIC": f"dlq-{tag}", "MS_SINK_TOPIC": f"sink-{tag}",
+            "MS_BUDGETS_TOPIC": f"budgets-{tag}", "MS_ALERTS_TOPIC": f"alerts-{tag}",
+            "MS_TOPIC_PARTITIONS": str(partitions), "MS_CLICKHOUSE_DATABASE": f"db_{tag}",
+        })
+        if clickhouse_url:
+            self.env["MS_CLICKHOUSE_URL"] = clickhouse_url
+        self.env.update(extra_env or {})
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.produced: list[bytes] = []
+        self.cli("up")
+
+    @property
+    def events_topic(self) -> str:
+        return self.env["MS_EVENTS_TOPIC"]
+
+    def cli(self, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run(CLI + list(args), env=env or self.env, capture_output=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"meterstream {' '.join(args)} failed: {proc.stderr.decode()[-3000:]}")
+        return proc
+
+    def start_worker(self, port: int | None = None, env: dict[str, str] | None = None) -> int:
+        port = port or free_port()
+        if port not in self.ports:
+            self.ports.append(port)
+        self.env["MS_WORKER_URL"] = ",".join(f"http://127.0.0.1:{p}" for p in self.ports)
+        log = open(self.tmp / f"worker-{port}.log", "ab")  # noqa: SIM115
+        self.workers[port] = subprocess.Popen(CLI + ["worker", "--web-port", str(port), "--loglevel", "warning"],
+                                              env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        return port
+
+    def kill_worker(self, port: int, sig: int = signal.SIGKILL) -> None:
+        proc = self.workers.pop(port)
+        proc.send_signal(sig)
+        proc.wait(60)
+
+    def stop(self) -> None:
+        for port in list(self.workers):
+            self.kill_worker(port, signal.SIGTERM)
+
+    def produce(self, lines: list[bytes]) -> None:
+        publish(self.bootstrap, self.events_topic, lines)
+        self.produced.extend(lines)
+
+    def health(self, port: int) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def handled(self, port: int) -> int:
+        stats = self.health(port)["stats"]
+        return stats.get("counted", 0) + stats.get("rejected", 0) + stats.get("duplicates", 0)
+
+    def wait_for_progress(self, port: int, at_least: int, timeout: float = 120) -> int:
+        """Wait until this worker process has handled `at_least` inputs; return how many."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                handled = self.handled(port)
+                if handled >= at_least:
+                    return handled
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.2)
+        raise AssertionError(f"worker {port} handled fewer than {at_least} inputs in {timeout}s")
+
+    def query(self, sql: str, params: dict | None = None) -> list[dict]:
+        """A read through a worker's /query endpoint (the worker holds the embedded engine)."""
+        for port in self.ports:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/query", method="POST",
+                                         data=json.dumps({"sql": sql, "params": params or {}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    return json.loads(resp.read())
+            except OSError:
+                continue
+        raise AssertionError("no worker answered the query")
+
+    def report(self, by: str, window: str) -> list[dict]:
+        out = self.cli("report", "--by", by, "--window", window, "--format", "json").stdout
+        rows = json.loads(out)
+        assert all(isinstance(r["cost"], str) for r in rows)  # decimal strings, never floats
+        return rows
+
+    def rejects(self) -> list[dict]:
+        return json.loads(self.cli("rejects", "--format", "json", "--limit", "10000000").stdout)
+
+    def expected(self, now: dt.datetime) -> Expected:
+        return expected_totals(self.produced, load_catalog(), partitions=self.partitions, now=now)
+
+    def wait_until_exact(self, exp: Expected, timeout: float = 240, *, by: str = "user") -> None:
+        want = as_rows(exp, by, "total")
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            try:
+                got = normalize(self.report(by, "total"), by, "total")
+                if got == want and self.count_rejected() == exp.rejected:
+                    return
+            except AssertionError:
+                pass  # e.g. no worker holds the store during a restart
+            time.sleep(2)
+        raise AssertionError(f"totals did not converge: {len(got or {})} rows vs {len(want)} expected; "
+                             f"differences: {diff(got or {}, want)[:10]}")
+
+    def count_rejected(self) -> int:
+        return int(self.query("SELECT count() AS n FROM rejected_events FINAL")[0]["n"])

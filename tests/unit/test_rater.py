@@ -1,0 +1,102 @@
+"""The rating agent's core on its own (a dict for state): replays are re-emitted, duplicates
+dropped, lateness follows stream time, dedup entries expire, and a batch writes little state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from copy import deepcopy
+
+import orjson
+
+from pricing import load_catalog
+from streams.rater import SEP, Rater, Source
+
+CAT = load_catalog()
+T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def ev(event_id: str, ts: dt.datetime, tokens: int = 1000) -> bytes:
+    return orjson.dumps({"event_id": event_id, "ts": ts.isoformat(), "tenant_id": "t", "user_id": "u",
+                         "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": tokens}})
+
+
+def src(offset: int, at: dt.datetime = T) -> Source:
+    """A record of partition 0 produced at `at` (the Kafka timestamp)."""
+    return Source("billing_events", 0, offset, int(at.timestamp() * 1000))
+
+
+def test_replay_of_applied_offsets_changes_nothing_and_re_emits_the_same_rows():
+    rater, state = Rater(CAT), {}
+    outs = [rater.process(state, src(i), ev(f"e{i}", T)) for i in range(3)]
+    snapshot = deepcopy(state)
+    replay = [rater.process(state, src(i), ev(f"e{i}", T)) for i in range(3)]
+    assert {k: v for k, v in state.items() if k[0] == "m"} == {k: v for k, v in snapshot.items() if k[0] == "m"}
+    assert [o.ledger for o in replay] == [o.ledger for o in outs]
+    assert outs[2].ledger[0]["cost"] == "0.0025" and outs[2].ledger[0]["src_offset"] == 2
+
+
+def test_duplicate_event_id_at_a_later_offset_is_dropped():
+    rater, state = Rater(CAT), {}
+    rater.process(state, src(0), ev("same", T))
+    out = rater.process(state, src(1), ev("same", T))
+    assert out.duplicates == 1 and out.ledger == []
+
+
+def test_lateness_is_judged_by_stream_time():
+    rater, state = Rater(CAT, lateness_ms=3_600_000), {}
+    rater.process(state, src(0), ev("now", T))
+    ok = rater.process(state, src(1), ev("50min", T - dt.timedelta(minutes=50)))
+    late = rater.process(state, src(2), ev("2h", T - dt.timedelta(hours=2)))
+    assert len(ok.ledger) == 1
+    assert len(late.rejected) == 1 and late.rejected[0]["reason"].startswith("too_late")
+
+
+def test_rejection_keeps_payload_without_text():
+    rater, state = Rater(CAT), {}
+    raw = json.dumps({"event_id": "x", "text": {"input": "secret prompt"}, "usage": {}}).encode()
+    out = rater.process(state, src(0), raw)
+    assert len(out.rejected) == 1 and "secret prompt" not in out.rejected[0]["payload"]
+
+
+def test_dedup_entries_expire_after_retention():
+    rater, state = Rater(CAT, lateness_ms=3_600_000, dedup_ms=3_600_000), {}
+    rater.process(state, src(0), ev("old", T))
+    later = T + dt.timedelta(hours=3)
+    assert len(rater.process(state, src(1, later), ev("new", later)).ledger) == 1
+    gone = rater.expired(state, 0)
+    assert gone == [SEP.join(("d", "0", "0"))]  # the entry of the batch that counted "old"
+    for key in gone:
+        del state[key]
+    assert ("t", "old") not in rater.index(state, 0).seen
+    assert rater.process(state, src(2, later), ev("new", later)).duplicates == 1  # "new" is still kept
+
+
+def test_a_batch_equals_the_same_messages_one_by_one_and_writes_two_keys():
+    msgs = [(src(i), ev(f"e{i % 7}", T + dt.timedelta(seconds=i))) for i in range(20)]
+    one = Rater(CAT)
+    s1: dict = {}
+    outs = [one.process(s1, m, raw) for m, raw in msgs]
+
+    class Counting(dict):
+        writes = 0
+
+        def __setitem__(self, k, v):
+            Counting.writes += 1
+            super().__setitem__(k, v)
+
+    s2 = Counting()
+    out = Rater(CAT).process_batch(s2, msgs)
+    assert out.ledger == [r for o in outs for r in o.ledger]
+    assert out.duplicates == sum(o.duplicates for o in outs) == 13
+    assert Counting.writes == 2  # one dedup entry and the partition's meta, not one per event
+    assert s2[f"m{SEP}0"] == s1[f"m{SEP}0"]
+
+
+def test_index_rebuilt_from_state_after_reassignment():
+    rater, state = Rater(CAT), {}
+    rater.process_batch(state, [(src(i), ev(f"e{i}", T)) for i in range(5)])
+    fresh = Rater(CAT)  # a new worker restoring the same state from the changelog
+    assert fresh.process(state, src(9), ev("e3", T)).duplicates == 1
+    replay = fresh.process(state, src(3), ev("e3", T))  # the original offset: a replay, re-emitted
+    assert replay.duplicates == 0 and replay.ledger[0]["src_offset"] == 3
