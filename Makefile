@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export MS_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: install kafka-jars test demo clean
+.PHONY: install kafka-jars test demo bench chaos figures clean
 
 install: $(STAMP)
 
@@ -25,5 +25,28 @@ test: install kafka-jars
 demo: install kafka-jars
 	$(VENV)/bin/meterstream demo
 
+# Benchmarks need LiteLLM (the comparison of P1): in a virtualenv of their own.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e '.[dev,bench]'
+	rm -f $(BENCH_VENV)/.installed-* && touch $@
+
+bench: $(BENCH_STAMP) kafka-jars
+	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_pricing.py
+	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_pipeline.py
+	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_query.py
+	$(BENCH_VENV)/bin/python ops/bench/summary.py
+
+chaos: install kafka-jars
+	$(VENV)/bin/python ops/chaos/run.py $(CHAOS_ARGS)
+	$(VENV)/bin/python ops/bench/summary.py
+
+figures:
+	$(PYTHON) ops/bench/summary.py
+
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) $(BENCH_VENV) .data

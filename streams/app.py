@@ -89,7 +89,10 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         processing_guarantee="at_least_once",  # exactness comes from the design, not from EOS
         producer_acks=-1,
-        broker_commit_every=1000,
+        broker_commit_every=10_000,
+        broker_max_poll_records=5000,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        stream_buffer_maxsize=2 * settings.agent_batch,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10.0,  # a killed worker's partitions move on after 10 s, not 60

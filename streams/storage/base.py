@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -67,6 +68,19 @@ def convert_value(ch_type: str, value: Any) -> Any:
     return value
 
 
+_SECONDS: dict[float, str] = {}
+
+
+def _second_text(second: float) -> str:
+    """"YYYY-MM-DD HH:MM:SS" (UTC) of a Unix second, cached: rows of a batch share few seconds."""
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        text = _SECONDS[second] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+    return text
+
+
 def json_default(value: Any) -> Any:
     """JSON encoding of values for JSONEachRow inserts: exact decimals as strings."""
     if isinstance(value, Decimal):
@@ -74,7 +88,7 @@ def json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise TypeError("naive datetime in a row: times must carry a zone")
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"{_second_text(value.timestamp() // 1)}.{value.microsecond:06d}"
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"cannot store {type(value).__name__}")

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Fault injection against the real pipeline, checked against an oracle computed independently
+from the produced events (streams/expected.py: the pricing engine alone, no Kafka, no Faust, no
+ClickHouse).
+
+  R1  SIGKILL the worker at random points (default 10 times during 1M events)
+  R2  restart the Kafka broker mid-stream
+  R3  ClickHouse unavailable for 60 s (embedded engine: the worker's sink is made to fail)
+  R4  10% duplicate event_ids from producers
+  R5  the bad-input corpus (tests/data/bad_events.jsonl: 137 kinds; the 138th, an oversize line,
+      is refused by the broker to the producer) interleaved with good traffic
+  R6  late events hours behind (and some beyond the allowed lateness)
+  short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage (CI)
+
+    python ops/chaos/run.py                 # R1..R6, full size
+    python ops/chaos/run.py --scenarios short
+    python ops/chaos/run.py --scenarios R1 --events 200000 --kills 5
+
+Each scenario prints events produced, counted, dead-lettered, duplicates dropped, the totals
+diff against the oracle (must be 0), and spend alerts expected vs delivered; the exit code is 1
+when any diff is not 0 or an alert is missing or repeated. Results: ops/bench/results/chaos.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "ops" / "bench"))
+sys.path.insert(0, str(REPO))
+
+from common import RESULTS, header, write  # noqa: E402
+from pricing import load_catalog  # noqa: E402
+from streams.expected import Expected, as_rows, diff, expected_totals, normalize  # noqa: E402
+from streams.generate import generate  # noqa: E402
+from streams.stack import Broker, Stack  # noqa: E402
+
+CORPUS = REPO / "tests" / "data" / "bad_events.jsonl"
+THRESHOLDS = ("0.25", "0.5", "0.9", "1", "2")
+
+
+@dataclass
+class Scenario:
+    name: str
+    what: str
+    events: int
+    kills: int = 0
+    broker_restarts: int = 0
+    outage_s: float = 0
+    dup: float = 0.0
+    bad: bool = False
+    late: bool = False
+    seed: int = 1
+
+
+@dataclass
+class Outcome:
+    faults: list[str] = field(default_factory=list)
+    worker_restarts: int = 0
+
+
+def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
+    n = args.events
+    return {
+        "R1": Scenario("R1", f"SIGKILL the worker {args.kills} times at random points", n or 1_000_000,
+                       kills=args.kills, seed=101),
+        "R2": Scenario("R2", "restart the Kafka broker mid-stream", n or 200_000, broker_restarts=1, seed=102),
+        "R3": Scenario("R3", f"ClickHouse unavailable for {args.outage_s:.0f} s (sink writes fail)", n or 200_000,
+                       outage_s=args.outage_s, seed=103),
+        "R4": Scenario("R4", "10% duplicate event_ids", n or 200_000, dup=0.10, seed=104),
+        "R5": Scenario("R5", "bad-input corpus (137 kinds) interleaved with good traffic", n or 100_000, bad=True,
+                       seed=105),
+        "R6": Scenario("R6", "late events hours behind, some beyond the lateness", n or 100_000, late=True, seed=106),
+        "short": Scenario("short", "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, "
+                          "bad corpus, late events", n or 100_000, kills=3, broker_restarts=1, outage_s=10,
+                          dup=0.10, bad=True, late=True, seed=107),
+    }
+
+
+def traffic(sc: Scenario, now: dt.datetime) -> list[bytes]:
+    late = sc.events // 200 if sc.late else 0
+    lines = [line for _, line in generate(sc.events, seed=sc.seed, now=now, users=300, tenants=3,
+                                          duplicate_rate=sc.dup, late=late, too_late=late // 10,
+                                          bad=sc.events // 500 if sc.bad else 0)]
+    if sc.bad:
+        rnd = random.Random(sc.seed)
+        corpus = [json.loads(x)["raw"] for x in CORPUS.read_text().splitlines() if x.strip()]
+        for raw in corpus:
+            if raw != "GENERATE_OVERSIZE":  # over the broker's message size: refused to the producer
+                lines.insert(rnd.randrange(len(lines) // 10, len(lines)), raw.encode())
+    return lines
+
+
+def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-tenant daily USD budgets sized from the oracle's spend, so several thresholds are
+    crossed, and the alert keys that must then be delivered (one per crossing)."""
+    spend: dict[tuple[str, int], Decimal] = {}
+    for (window, start, tenant, _user, currency), (cost, _n) in exp.by_user.items():
+        if window == "day" and currency == "USD":
+            spend[(tenant, start)] = spend.get((tenant, start), Decimal(0)) + cost
+    budgets, keys = [], []
+    for tenant in sorted({t for t, _ in spend}):
+        top = max(v for (t, _), v in spend.items() if t == tenant)
+        amount = (top / Decimal("1.2")).quantize(Decimal("0.01"))  # ~120% of the busiest day: "1" fires there
+        bid = f"chaos-{tenant}"
+        budgets.append({"id": bid, "tenant_id": tenant, "period": "day", "currency": "USD",
+                        "amount": str(amount), "thresholds": list(THRESHOLDS)})
+        for (t, start), v in sorted(spend.items()):
+            if t != tenant:
+                continue
+            day = dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+            keys += [f"{bid}|{day}|{Decimal(th).normalize()}" for th in THRESHOLDS if v >= amount * Decimal(th)]
+    return budgets, sorted(keys)
+
+
+def committed(stack: Stack) -> int:
+    """Input offsets the worker group has committed (its progress, across kills)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, request_timeout_ms=5000)
+    try:
+        group = stack.env["MS_APP_ID"]
+        offsets = admin.list_group_offsets({group: None})[group]
+        return sum(v.offset for tp, v in offsets.items() if tp.topic == stack.events_topic and v.offset > 0)
+    finally:
+        admin.close()
+
+
+def progress(stack: Stack) -> int:
+    from kafka.errors import KafkaError
+
+    try:
+        return committed(stack)
+    except (KafkaError, OSError):  # the broker is restarting
+        return -1
+
+
+def fault_sink(port: int, fail: bool) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/fault/sink", method="POST",
+                                 data=json.dumps({"fail": fail}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def alerts_in_topic(stack: Stack) -> list[str]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=3000)
+    try:
+        tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        return [m.key.decode() for m in consumer if m.value is not None]
+    finally:
+        consumer.close()
+
+
+def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"\n{sc.name}: {sc.what} ({sc.events:,} events)")
+    t_start = time.monotonic()
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    rnd = random.Random(sc.seed)
+    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions)
+    out = Outcome()
+    try:
+        lines = traffic(sc, now)
+        exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
+        budgets, want_alerts = budgets_for(exp)
+        budget_file = tmp / f"{sc.name}-budgets.json"
+        budget_file.write_text(json.dumps(budgets))
+        stack.cli("budgets", "set", "--file", str(budget_file))
+        stack.produce(lines)
+        total = len(lines)
+        # faults at progress points (committed input offsets), in order
+        plan = sorted([(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
+                      + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
+                      + ([(0.3, "outage")] if sc.outage_s else []))
+        port = stack.start_worker()
+        for at, kind in plan:
+            deadline = time.monotonic() + args.timeout
+            while progress(stack) < at * total:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{sc.name}: the worker did not reach {at:.0%} in {args.timeout:.0f}s")
+                if stack.workers[port].poll() is not None:  # died on its own: count it, restart it
+                    out.worker_restarts += 1
+                    out.faults.append(f"worker exited by itself (code {stack.workers[port].returncode})")
+                    stack.workers.pop(port)
+                    stack.start_worker(port)
+                time.sleep(0.2)
+            if kind == "kill":
+                stack.kill_worker(port)
+                out.faults.append(f"SIGKILL at {at:.0%}")
+                time.sleep(rnd.uniform(0, 2))
+                stack.start_worker(port)
+            elif kind == "broker":
+                broker.stop()
+                out.faults.append(f"broker stopped at {at:.0%}")
+                time.sleep(5)
+                broker.start()
+            elif kind == "outage":
+                fault_sink(port, True)
+                out.faults.append(f"sink failing for {sc.outage_s:.0f} s from {at:.0%}")
+                time.sleep(sc.outage_s)
+                fault_sink(port, False)
+        stack.wait_until_exact(exp, timeout=args.timeout)
+        diffs = 0
+        for by, window in (("user", "total"), ("model", "total"), ("user", "minute"), ("model", "day")):
+            got = normalize(stack.report(by, window), by, window)
+            d = diff(got, as_rows(exp, by, window))
+            diffs += len(d)
+            if d:
+                print(f"  DIFF {by}/{window}: {d[:5]}")
+        counted = int(stack.query("SELECT count() AS n FROM ledger FINAL")[0]["n"])
+        dead = stack.count_rejected()
+        delivered: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            delivered = alerts_in_topic(stack)
+            if len(set(delivered)) >= len(want_alerts):
+                break
+            time.sleep(2)
+        time.sleep(3)
+        delivered = alerts_in_topic(stack)
+        missing = sorted(set(want_alerts) - set(delivered))
+        unexpected = sorted(set(delivered) - set(want_alerts))
+        repeated = len(delivered) - len(set(delivered))
+        result = {"scenario": sc.name, "what": sc.what, "produced": total, "counted": counted,
+                  "duplicates_dropped": total - counted - dead, "dead_lettered": dead,
+                  "oracle": {"counted": exp.counted, "duplicates": exp.duplicates, "rejected": exp.rejected},
+                  "totals_diff": diffs + abs(counted - exp.counted) + abs(dead - exp.rejected),
+                  "alerts_expected": len(want_alerts), "alerts_delivered": len(set(delivered)),
+                  "alerts_missing": missing, "alerts_unexpected": unexpected, "alerts_repeated": repeated,
+                  "faults": out.faults, "worker_restarts_unplanned": out.worker_restarts,
+                  "seconds": round(time.monotonic() - t_start, 1)}
+        print(f"  produced {total:,}; counted {counted:,} (oracle {exp.counted:,}); dead-lettered {dead:,} "
+              f"(oracle {exp.rejected:,}); duplicates dropped {result['duplicates_dropped']:,}")
+        print(f"  totals diff vs oracle: {result['totals_diff']}; alerts expected {len(want_alerts)}, delivered "
+              f"{result['alerts_delivered']} (missing {len(missing)}, unexpected {len(unexpected)}, repeated {repeated})")
+        print(f"  faults: {'; '.join(out.faults) or 'none'}; {result['seconds']}s")
+        return result
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", default="R1,R2,R3,R4,R5,R6", help="comma-separated: R1..R6, short")
+    ap.add_argument("--events", type=int, default=0, help="events per scenario (default: per scenario)")
+    ap.add_argument("--kills", type=int, default=10, help="R1's SIGKILLs")
+    ap.add_argument("--outage-s", type=float, default=60)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds to reach exact totals, per scenario")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    table = scenarios(args)
+    unknown = [s for s in chosen if s not in table]
+    if unknown:
+        ap.error(f"unknown scenarios: {unknown}")
+    report = header("chaos: fault injection against the real pipeline, oracle from the produced events")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ms-chaos-") as d:
+        tmp = Path(d)
+        broker = Broker(tmp / "kafka").start()
+        try:
+            for name in chosen:
+                results.append(run(table[name], broker, tmp, args))
+        finally:
+            broker.remove()
+    ok = all(r["totals_diff"] == 0 and not r["alerts_missing"] and not r["alerts_unexpected"]
+             and r["alerts_repeated"] == 0 for r in results)
+    print(f"\n  {'scenario':<7} {'produced':>10} {'counted':>10} {'dead':>7} {'dups':>8} {'diff':>5} {'alerts':>9}")
+    for r in results:
+        print(f"  {r['scenario']:<7} {r['produced']:>10,} {r['counted']:>10,} {r['dead_lettered']:>7,} "
+              f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}")
+    print(f"  {'all exact, every alert once' if ok else 'FAILED'}")
+    report.update({"params": {**vars(args), "json": None}, "results": results, "ok": ok})
+    default = RESULTS / ("chaos-short.json" if chosen == ["short"] else "chaos.json")
+    write(args.json or default, report)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
