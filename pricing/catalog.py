@@ -134,10 +134,16 @@ class Product:
 class Catalog:
     products: dict[tuple[str, str], list[Product]]  # (provider, id or alias) -> by effective_from
     files: list[Path]
-    _starts: dict[tuple[str, str], list[dt.datetime]] = field(default_factory=dict, repr=False)
+    # key -> (versions, their starts, their ends); bounds as stdlib-UTC datetimes: the same
+    # instants, cheaper to compare than pydantic's TzInfo
+    _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None]]] = field(
+        default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._starts = {k: [p.spec.effective_from for p in v] for k, v in self.products.items()}
+        utc = dt.timezone.utc
+        self._index = {k: (v, [p.spec.effective_from.astimezone(utc) for p in v],
+                           [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v])
+                       for k, v in self.products.items()}
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
@@ -150,17 +156,17 @@ class Catalog:
         return sorted(seen.values(), key=lambda p: (p.provider, p.id, p.spec.effective_from))
 
     def lookup(self, provider: str, model: str, ts: dt.datetime) -> Product:
-        versions = self.products.get((provider, model))
-        if versions is None:
+        hit = self._index.get((provider, model))
+        if hit is None:
             if provider not in self.providers():
                 raise PricingError(f"unknown provider {provider!r}")
             raise PricingError(f"unknown model {model!r} for provider {provider!r}")
-        starts = self._starts[(provider, model)]
+        versions, starts, ends = hit
         i = bisect.bisect_right(starts, ts) - 1
-        if i < 0 or (versions[i].spec.effective_to is not None and ts >= versions[i].spec.effective_to):
+        if i < 0 or (ends[i] is not None and ts >= ends[i]):
             raise PricingError(
                 f"no price for {provider}/{model} in force at {ts.isoformat()} "
-                f"(catalog entries start {starts[0].isoformat()})"
+                f"(catalog entries start {versions[0].spec.effective_from.isoformat()})"
             )
         return versions[i]
 

@@ -7,13 +7,14 @@ and output text separately. Anything the catalog does not price is an error, nev
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from functools import lru_cache
 from typing import Any
 
 from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
 from pricing.errors import PricingError
-from schemas.billing_event import BillingEvent
+from schemas.billing_event import BillingEvent, Usage
 
 EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
 MAX_PLACES = 12
@@ -48,7 +49,11 @@ def _per_label(per: int) -> str:
 
 def money_str(d: Decimal) -> str:
     """Exact decimal text, no exponent, no trailing zeros ("0.15", "10")."""
-    return format(d.normalize(EXACT) if d else Decimal(0), "f")
+    if not d:
+        return "0"
+    n = d.normalize(EXACT)
+    s = str(n)  # same text as format(n, "f") unless str() chose an exponent; 3x cheaper
+    return format(n, "f") if "E" in s else s
 
 
 @lru_cache(maxsize=4096)
@@ -65,14 +70,18 @@ def _region_ok(p: PriceSpec, region: str | None) -> bool:
     return p.regions is None or (region is not None and region in p.regions)
 
 
+MEMO_MAX = 4096  # entries per product: regions and image sizes come from producers
+
+
 def _select(product: Product, dim: str, region: str | None, what: str, **want: Any) -> PriceSpec:
-    if not want:  # the common case (tokens and other plain dimensions): remembered per product
-        key = (dim, region)
-        hit = product.memo.get(key)
-        if hit is None:
-            hit = product.memo[key] = _select_uncached(product, dim, region, what)
-        return hit
-    return _select_uncached(product, dim, region, what, **want)
+    """The price for dim; remembered per product (a pure function of its arguments but `what`)."""
+    key = (dim, region, *want.items())
+    hit = product.memo.get(key)
+    if hit is None:
+        hit = _select_uncached(product, dim, region, what, **want)
+        if len(product.memo) < MEMO_MAX:
+            product.memo[key] = hit
+    return hit
 
 
 def _select_uncached(product: Product, dim: str, region: str | None, what: str, **want: Any) -> PriceSpec:
@@ -268,3 +277,96 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
         "guardrail_units": guardrail_units,
     }
     return priced
+
+
+# Fast path for events schemas.validate.parse_common passed (plain counts only, no text).
+_PLAIN = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "human_tasks")  # line-item order
+_USAGE_ORDER = tuple(f for f in Usage.model_fields if f in _PLAIN)  # model_dump's order
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}  # at most 325 orders of those 5 keys
+
+
+def _layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """Usage keys in line-item order, and whether they already come in Usage field order."""
+    return tuple(d for d in _PLAIN if d in keys), keys == tuple(d for d in _USAGE_ORDER if d in keys)
+
+
+def _plan(product: Product, region: str | None, mode: str) -> dict[str, tuple[Decimal, str, str]]:
+    """Per plain dimension priced for (region, mode): (price per 1 unit, unit text, unit price
+    text). Empty when price_event would reject the region or mode."""
+    spec = product.spec
+    if spec.regions is not None and region not in spec.regions:
+        return {}
+    factor, note = ONE, ""
+    if mode == "batch":
+        if spec.batch_factor is None:
+            return {}
+        factor, note = spec.batch_factor, f" (batch x{money_str(spec.batch_factor)})"
+    plan = {}
+    for dim in _PLAIN:
+        f, n = (ONE, "") if dim == "human_tasks" else (factor, note)  # batch applies to tokens only
+        try:
+            p = _select(product, dim, region, dim)
+            unit_price = EXACT.multiply(p.price, f) if f != ONE else p.price
+            per_unit = EXACT.divide(unit_price, p.per)  # qty * per_unit == qty * unit_price / per, exactly
+        except (PricingError, ArithmeticError):
+            continue  # price_event decides
+        if per_unit.normalize(EXACT).as_tuple().exponent >= -MAX_PLACES:  # type: ignore[operator]
+            plan[dim] = (per_unit, _unit_text(p.per, dim, n), _price_text(unit_price))
+        # else: costs could exceed MAX_PLACES; price_event decides
+    return plan
+
+
+def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Catalog) -> dict[str, Any] | None:
+    """price_event's priced dict for a parse_common event, or None when price_event must decide
+    (it then gives the rejection reason)."""
+    try:
+        product = catalog.lookup(doc["provider"], doc["model"], ts)
+    except PricingError:
+        return None
+    region, mode = doc.get("region"), doc.get("mode", "realtime")
+    memo = product.memo
+    key = ("plan", region, mode)  # "plan" is no dimension: never one of _select's keys
+    plan = memo.get(key)
+    if plan is None:
+        plan = _plan(product, region, mode)
+        if len(memo) < MEMO_MAX:
+            memo[key] = plan
+    usage = doc["usage"]
+    keys = tuple(usage)
+    dims, clean = _LAYOUTS.get(keys) or _LAYOUTS.setdefault(keys, _layout(keys))
+    items = []
+    total = None
+    for dim in dims:
+        qty = usage[dim]
+        if qty is None:
+            clean = False  # model_dump leaves None out
+        elif qty:
+            line = plan.get(dim)
+            if line is None:
+                return None
+            per_unit, unit, price_text = line
+            cost = EXACT.multiply(qty, per_unit)  # integer qty: at most MAX_PLACES places (see _plan)
+            total = cost if total is None else EXACT.add(total, cost)
+            items.append({"dimension": dim, "quantity": str(qty), "unit": unit, "unit_price": price_text,
+                          "cost": money_str(cost)})
+    if total is None:
+        return None
+    return {
+        "event_id": doc["event_id"],
+        "ts": ts_text,
+        "tenant_id": doc["tenant_id"],
+        "user_id": doc["user_id"],
+        "provider": doc["provider"],
+        "model": doc["model"],
+        "product_id": product.spec.id,
+        "region": region,
+        "mode": mode,
+        "usage": usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
+        "labels": doc.get("labels") or {},
+        "currency": product.currency,
+        "cost": money_str(total),
+        "line_items": items,
+        "catalog_version": product.catalog_version,
+        "estimated": False,
+        "guardrail_units": 0,
+    }

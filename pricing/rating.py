@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pricing.catalog import Catalog
-from pricing.engine import price_event
+from pricing.engine import price_common, price_event
 from pricing.errors import PricingError
-from schemas.validate import InvalidEvent, parse_event
+from schemas.validate import InvalidEvent, parse_common, parse_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,11 @@ class Rejection:
 
 
 def rate(raw: bytes | str, catalog: Catalog, *, now: dt.datetime | None = None) -> dict[str, Any] | Rejection:
+    common = parse_common(raw, now)  # fast path: the usual shapes, same results; None -> full path
+    if common is not None:
+        priced = price_common(*common, catalog)
+        if priced is not None:
+            return priced
     try:
         event = parse_event(raw, now=now)
     except InvalidEvent as exc:

@@ -154,6 +154,8 @@ LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 LabelValue = Annotated[str, StringConstraints(max_length=256)]
 
 
+# schemas.validate.parse_common re-checks the common shape by hand (rate()'s fast path): keep the
+# two in step; tests/unit/test_rating_fastpath.py compares them.
 class BillingEvent(_Strict):
     event_id: Id
     ts: dt.datetime
