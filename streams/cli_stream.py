@@ -94,7 +94,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
 
 @click.command("report")
 @click.option("--by", type=click.Choice(["user", "model"]), required=True)
-@click.option("--window", type=click.Choice(["minute", "hour", "day", "total"]), default="total", show_default=True)
+@click.option("--window", type=click.Choice(["minute", "hour", "day", "month", "total"]), default="total", show_default=True)
 @click.option("--tenant", default=None)
 @click.option("--since", default=None, help="RFC 3339 time (inclusive, window start).")
 @click.option("--until", default=None, help="RFC 3339 time (exclusive, window start).")
@@ -119,7 +119,7 @@ def report_command(by: str, window: str, tenant: str | None, since: str | None, 
     emit(rows, fmt, columns)
     if plot is not None:
         if window == "total":
-            raise click.UsageError("--plot needs --window minute|hour|day")
+            raise click.UsageError("--plot needs --window minute|hour|day|month")
         from streams.plot import spend_over_time
 
         spend_over_time(rows, plot, f"spend by {by} per {window}")

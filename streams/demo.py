@@ -89,7 +89,7 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
         with Reader(settings) as reader:
             ok = True
             for by in ("user", "model"):
-                for window in ("minute", "hour", "day", "total"):
+                for window in ("minute", "hour", "day", "month", "total"):
                     rows = spend(reader, by=by, window=window)
                     d = diff(normalize(rows, by, window), as_rows(exp, by, window))
                     if d:

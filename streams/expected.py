@@ -70,7 +70,7 @@ def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int
         cur = result["currency"]
         for table, who in ((exp.by_user, result["user_id"]), (exp.by_model, result["model"])):
             for w in WINDOWS:
-                acc = table[(w.name, ts_ms - ts_ms % w.ms, result["tenant_id"], who, cur)]
+                acc = table[(w.name, w.start(ts_ms), result["tenant_id"], who, cur)]
                 acc[0] += cost
                 acc[1] += 1
             acc = table[("total", None, result["tenant_id"], who, cur)]

@@ -6,16 +6,26 @@ import datetime as dt
 from typing import Any
 
 from streams.analyst import Reader
+from streams.windows import WINDOWS
 
 TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}
+
+
+def coarsest_window(*bounds: dt.datetime | None) -> str:
+    """The widest window (month, day, hour, minute) starting at every given bound."""
+    ms = [int(b.timestamp() * 1000) for b in bounds if b is not None]
+    for w in reversed(WINDOWS):
+        if all(w.start(t) == t for t in ms):
+            return w.name
+    return WINDOWS[0].name  # a bound inside a minute: the minute windows (window starts are compared)
 
 
 def spend(reader: Reader, *, by: str, window: str, tenant: str | None = None,
           since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Rows of tenant_id, user_id|model, currency, cost, events[, window_start]."""
     who = {"user": "user_id", "model": "model"}[by]
-    # totals over a range read the minute windows (exact to the minute); otherwise the day ones
-    source_window = window if window != "total" else ("minute" if since or until else "day")
+    # totals read the coarsest windows whose boundaries the range falls on (fewest rows)
+    source_window = window if window != "total" else coarsest_window(since, until)
     view = f"spend_by_{by}_{source_window}"
     where, params = ["1"], {}
     if tenant:

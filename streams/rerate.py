@@ -44,10 +44,10 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
     now = now or dt.datetime.now(UTC)
     if until <= since:
         raise RerateError("--until must be after --since")
-    # the widest window (a day) containing `until` must be closed too
-    day_ms = WINDOWS[-1].ms
+    # the widest window (a calendar month) containing the period's end must be closed too
+    widest = WINDOWS[-1]
     until_ms = int(until.timestamp() * 1000)
-    closes = dt.datetime.fromtimestamp((until_ms + day_ms - 1) // day_ms * day_ms / 1000, UTC)
+    closes = dt.datetime.fromtimestamp(widest.end(widest.start(until_ms - 1)) / 1000, UTC)
     if closes > now - lateness - MAX_FUTURE:
         raise RerateError(
             f"the period's windows are still open to late events until {closes + lateness + MAX_FUTURE:%Y-%m-%d %H:%M} UTC "
@@ -82,9 +82,9 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
         store.insert("ledger", new_rows[i:i + 10_000])
     # rewrite every window overlapping the period, from the whole ledger inside those windows
     for w in WINDOWS:
-        lo = dt.datetime.fromtimestamp(int(since.timestamp() * 1000) // w.ms * w.ms / 1000, UTC)
-        hi = dt.datetime.fromtimestamp((until_ms + w.ms - 1) // w.ms * w.ms / 1000, UTC)
-        start = f"toStartOfInterval(ts, INTERVAL {w.ms // 1000} SECOND)"
+        lo = dt.datetime.fromtimestamp(w.start(int(since.timestamp() * 1000)) / 1000, UTC)
+        hi = dt.datetime.fromtimestamp(w.end(w.start(until_ms - 1)) / 1000, UTC)
+        start = w.sql_start("ts")
         for kind, who in (("user", "user_id"), ("model", "model")):
             store.command(
                 f"INSERT INTO rollup_{kind}_{w.name} (window_start, tenant_id, {who}, currency, src_partition, cost, "

@@ -7,11 +7,15 @@ ClickHouse the first time a batch needs it. A ledger row is applied to a total o
 source offset is beyond the total's version, so a ledger row seen again (a replay upstream, or
 a sink batch retried) changes nothing. A batch's changes are staged, written, and only then
 kept in memory: after a failed write the memory still matches ClickHouse.
+
+In memory a total is a tuple: the cost as an integer count of 10^-12 (the ledger's Decimal(38, 12)
+scale: exact), the seven counters, the version; key strings are interned. About 250 bytes a key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -26,46 +30,70 @@ TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
     (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
     for kind in ("user", "model") for w in WINDOWS)
 UTC = dt.timezone.utc
+SCALE = 12  # decimal places of the ledger's and rollups' Decimal(38, 12)
+ZERO = (0, 0, 0, 0, 0, 0, 0, 0, -1)
 
 Slice = tuple[str, int]                 # (table, window start ms)
 Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
-# Totals: [cost, events, input, output, cached_input, cache_write, images, guardrail_units, version]
+# Totals: (cost in 10^-12, events, input, output, cached_input, cache_write, images, guardrail_units, version)
 
 
 def _ms(value: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, UTC)
 
 
+def to_units(cost: Decimal | str) -> int:
+    """A cost as an integer count of 10^-12; more decimal places than that is an error."""
+    d = Decimal(cost)
+    units = d.scaleb(SCALE)
+    if units != units.to_integral_value():
+        raise ValueError(f"cost {cost} has more than {SCALE} decimal places")
+    return int(units)
+
+
+def from_units(units: int) -> str:
+    return money_str(Decimal(units).scaleb(-SCALE))
+
+
 class Rollups:
     def __init__(self, keep_ms: int = 48 * 3_600_000) -> None:
         self.keep_ms = keep_ms  # windows ending this long before the newest event leave memory
-        self.slices: dict[Slice, dict[Key, list[Any]]] = {}
+        self.slices: dict[Slice, dict[Key, tuple[int, ...]]] = {}
         self.newest_ms = 0
 
-    def stage(self, store: Store, ledger: list[dict[str, Any]]) -> dict[Slice, dict[Key, list[Any]]]:
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self.slices.values())
+
+    def stage(self, store: Store, ledger: list[dict[str, Any]]) -> dict[Slice, dict[Key, tuple[int, ...]]]:
         """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept."""
-        need = {(table, w.start(row["ts"])) for row in ledger for table, _, w in TABLES}
-        self._load(store, need - self.slices.keys())
-        staged: dict[Slice, dict[Key, list[Any]]] = {}
+        starts: dict[int, list[int]] = {}  # ts -> the window starts of TABLES, computed once
         for row in ledger:
-            ts, offset, p = row["ts"], row["src_offset"], row["src_partition"]
-            u_cost = Decimal(row["cost"])
-            counts = (1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
-                      row["cache_write_tokens"], row["images"], row["guardrail_units"])
-            for table, column, w in TABLES:
-                sl = (table, w.start(ts))
-                key = (row["tenant_id"], row[column], row["currency"], p)
-                changed = staged.setdefault(sl, {})
-                tot = changed.get(key) or self.slices[sl].get(key)
-                if tot is not None and offset <= tot[8]:
+            if row["ts"] not in starts:
+                starts[row["ts"]] = [w.start(row["ts"]) for _, _, w in TABLES]
+        need = {(t[0], st[i]) for st in starts.values() for i, t in enumerate(TABLES)}
+        self._load(store, need - self.slices.keys())
+        staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
+        intern = sys.intern
+        for row in ledger:
+            offset, p = row["src_offset"], row["src_partition"]
+            delta = (to_units(row["cost"]), 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
+                     row["cache_write_tokens"], row["images"], row["guardrail_units"])
+            tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
+            for (table, column, _), start in zip(TABLES, starts[row["ts"]]):
+                sl = (table, start)
+                key = (tenant, intern(row[column]), currency, p)
+                changed = staged.get(sl)
+                if changed is None:
+                    changed = staged[sl] = {}
+                tot = changed.get(key) or self.slices[sl].get(key, ZERO)
+                if offset <= tot[8]:
                     continue  # applied before
-                base = tot or [Decimal(0), 0, 0, 0, 0, 0, 0, 0, -1]
-                changed[key] = [base[0] + u_cost, *(a + b for a, b in zip(base[1:8], counts)), offset]
-            self.newest_ms = max(self.newest_ms, ts)
+                changed[key] = (*(a + b for a, b in zip(tot, delta)), offset)
+            self.newest_ms = max(self.newest_ms, row["ts"])
         return staged
 
     @staticmethod
-    def rows(staged: dict[Slice, dict[Key, list[Any]]]) -> dict[str, list[dict[str, Any]]]:
+    def rows(staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> dict[str, list[dict[str, Any]]]:
         """Staged totals as rows of their rollup tables."""
         out: dict[str, list[dict[str, Any]]] = {}
         columns = {table: column for table, column, _ in TABLES}
@@ -74,17 +102,17 @@ class Rollups:
             rows = out.setdefault(table, [])
             for (tenant, who, currency, p), tot in changed.items():
                 row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,
-                       "src_partition": p, "cost": money_str(tot[0]), "version": tot[8]}
+                       "src_partition": p, "cost": from_units(tot[0]), "version": tot[8]}
                 row.update(zip(COUNTERS, tot[1:8]))
                 rows.append(row)
         return out
 
-    def keep(self, staged: dict[Slice, dict[Key, list[Any]]]) -> None:
+    def keep(self, staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> None:
         """After the staged rows are written: keep them, and let old windows leave memory."""
         for sl, changed in staged.items():
             self.slices.setdefault(sl, {}).update(changed)
         windows = {table: w for table, _, w in TABLES}
-        for sl in [sl for sl in self.slices if sl[1] + windows[sl[0]].ms + self.keep_ms < self.newest_ms]:
+        for sl in [sl for sl in self.slices if windows[sl[0]].end(sl[1]) + self.keep_ms < self.newest_ms]:
             del self.slices[sl]  # ClickHouse has it: a late event reloads it
 
     def _load(self, store: Store, slices: set[Slice]) -> None:
@@ -99,6 +127,8 @@ class Rollups:
                 f"src_partition, cost, {', '.join(COUNTERS)}, version FROM {table} FINAL "
                 "WHERE window_start IN (" + ", ".join(f"fromUnixTimestamp64Milli(toInt64({int(s)}), 'UTC')"
                                                       for s in starts) + ")")
+            intern = sys.intern
             for r in rows:
-                self.slices[(table, int(r["ws"]))][(r["tenant_id"], r["who"], r["currency"], int(r["src_partition"]))] = [
-                    Decimal(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"])]
+                key = (intern(r["tenant_id"]), intern(r["who"]), intern(r["currency"]), int(r["src_partition"]))
+                self.slices[(table, int(r["ws"]))][key] = (
+                    to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"]))

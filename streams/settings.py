@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     web_port: int = 6066
     allowed_lateness_hours: int = 48
     dedup_retention_hours: int = 24
-    sink_batch: int = 5000
+    sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
     agent_batch: int = 2000          # input messages the rating agent takes at a time
     agent_batch_within_s: float = 0.25  # ... or what arrived within this time
     # Analysts reach a worker's store through its web port when the embedded engine is locked.

@@ -91,7 +91,7 @@ class SinkConsumer:
     (it closes it on revocation)."""
 
     def __init__(self, bootstrap: str, topic: str, group_id: str, open_store: Callable[[], Store], *,
-                 max_records: int = 5000, max_backoff_s: float = 30.0, budgets_topic: str | None = None,
+                 max_records: int = 64, max_backoff_s: float = 30.0, budgets_topic: str | None = None,
                  alerts_topic: str | None = None, webhooks: list[str] | None = None,
                  webhook_attempts: int = 5, webhook_timeout_s: float = 5.0,
                  rollup_keep_ms: int = 48 * 3_600_000) -> None:
@@ -250,7 +250,7 @@ class SinkConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.max_records,
-            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         consumer.subscribe([self.topic], listener=Listener())
         await consumer.start()

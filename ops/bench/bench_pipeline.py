@@ -75,16 +75,18 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def wait_exact(stack: Stack, port: int, exp: Any, n: int, timeout: float) -> dict[str, float]:
-    """Poll the worker until it handled n inputs and ClickHouse holds exactly the expected
+def wait_exact(stack: Stack, ports: list[int], exp: Any, n: int, timeout: float) -> dict[str, float]:
+    """Poll the workers until they handled n inputs and ClickHouse holds exactly the expected
     ledger; return the times (monotonic) of first progress, all handled, totals exact."""
     t_first = t_handled = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            handled = stack.handled(port)
-        except OSError:
-            handled = 0
+        handled = 0
+        for port in ports:
+            try:
+                handled += stack.handled(port)
+            except OSError:
+                pass
         now = time.monotonic()
         if handled and t_first is None:
             t_first = now
@@ -118,12 +120,13 @@ def p2_throughput(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.d
         exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
         raw = asyncio.run(raw_consume(bootstrap, stack.events_topic, len(lines)))
         print(f"  raw aiokafka consume: {raw:,.0f} messages/s; starting the worker ...")
-        port = stack.start_worker()
-        times = wait_exact(stack, port, exp, len(lines), timeout=args.timeout)
+        ports = [stack.start_worker() for _ in range(args.workers)]
+        times = wait_exact(stack, ports, exp, len(lines), timeout=args.timeout)
+        port = next(p for p in ports if stack.health(p)["store_open"])  # the one holding the sink
         sustained = len(lines) / (times["exact"] - times["first"])
         rating = len(lines) / max(times["handled"] - times["first"], 1e-9)
         mem = rss_kib(stack.workers[port].pid)
-        result = {"events": len(lines), "counted": exp.counted, "duplicates": exp.duplicates,
+        result = {"events": len(lines), "workers": args.workers, "counted": exp.counted, "duplicates": exp.duplicates,
                   "rejected": exp.rejected, "produce_events_per_s": round(produce_eps),
                   "raw_consume_per_s": round(raw), "sustained_events_per_s": round(sustained),
                   "rating_events_per_s": round(rating), "share_of_raw": round(sustained / raw, 4),
@@ -183,7 +186,6 @@ def p3_freshness(stack: Stack, port: int, args: argparse.Namespace, sustained: f
     producer.flush()
     producer.close()
     elapsed = time.time() - start
-    target = stack.handled(port) + 0  # noqa: F841 - progress is read below
     deadline = time.monotonic() + 120
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -220,7 +222,7 @@ def p4_memory(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.datet
         produce(stack, lines)
         exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
         port = stack.start_worker()
-        wait_exact(stack, port, exp, len(lines), timeout=args.timeout)
+        wait_exact(stack, [port], exp, len(lines), timeout=args.timeout)
         health = stack.health(port)
         mem = rss_kib(stack.workers[port].pid)
         result = {"users": users, "window_keys": users * 3 + 3, "state_keys": health["state_keys"],
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1, help="P2/P3: worker processes")
     ap.add_argument("--seed", type=int, default=20261125)
     ap.add_argument("--keys", type=int, default=1_000_000, help="P4: active window keys")
     ap.add_argument("--freshness-seconds", type=int, default=60)

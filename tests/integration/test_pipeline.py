@@ -43,7 +43,7 @@ def test_known_event_set_gives_exact_totals_in_every_window(stack):
     stack.start_worker()
     stack.wait_until_exact(exp)
     for by in ("user", "model"):
-        for window in ("minute", "hour", "day", "total"):
+        for window in ("minute", "hour", "day", "month", "total"):
             got = normalize(stack.report(by, window), by, window)
             want = as_rows(exp, by, window)
             assert got == want, diff(got, want)[:5]

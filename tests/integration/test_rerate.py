@@ -22,11 +22,12 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
     stack.env["MS_ALLOWED_LATENESS_HOURS"] = "1"
     stack.env["MS_DEDUP_RETENTION_HOURS"] = "1"
     try:
-        then = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=5)
+        # 40 days back: its calendar month (the widest window) is closed, as re-rating requires
+        then = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=40)
         lines = [line for _, line in generate(1500, seed=21, now=then, duplicate_rate=0.05, bad=5)]
         stack.produce(lines)
         stack.start_worker()
-        stack.wait_until_exact(stack.expected(then + dt.timedelta(days=5)))
+        stack.wait_until_exact(stack.expected(then + dt.timedelta(days=40)))
 
         new_dir = tmp_path / "catalog-v2"
         shutil.copytree(SHIPPED_CATALOGS, new_dir)
@@ -42,11 +43,11 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
         assert "re-rated" in out and "USD:" in out
 
         exp = expected_totals(lines, new_catalog, partitions=stack.partitions,
-                              lateness=dt.timedelta(hours=1), now=then + dt.timedelta(days=5))
-        old = stack.expected(then + dt.timedelta(days=5))
+                              lateness=dt.timedelta(hours=1), now=then + dt.timedelta(days=40))
+        old = stack.expected(then + dt.timedelta(days=40))
         assert as_rows(exp, "model", "total") != as_rows(old, "model", "total")  # the change matters
         for by in ("user", "model"):
-            for window in ("minute", "hour", "day", "total"):
+            for window in ("minute", "hour", "day", "month", "total"):
                 got = normalize(stack.report(by, window), by, window)
                 assert got == as_rows(exp, by, window), diff(got, as_rows(exp, by, window))[:3]
     finally:

@@ -89,3 +89,23 @@ def test_windows_leaving_memory_are_reloaded_for_a_late_event(db):
     late = [row(3, T0 + 2_000)]  # back into the first minute
     write(r, db, late)
     assert totals(db) == expected(old + later + late)
+
+
+def test_month_windows_follow_the_calendar(db):
+    jan31 = int(dt.datetime(2025, 1, 31, 23, 59, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    feb1 = int(dt.datetime(2025, 2, 1, 0, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    write(Rollups(), db, [row(0, jan31, cost="1.5"), row(1, feb1, cost="0.000000000001")])
+    month = {(k[0], k[1]): v for k, v in totals(db, "rollup_user_month").items()}
+    jan1 = int(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    assert month == {(jan1, "u1"): (Decimal("1.5"), 1), (feb1, "u1"): (Decimal("1E-12"), 1)}
+
+
+def test_report_reads_the_coarsest_windows_a_range_allows():
+    from streams.report import coarsest_window
+
+    utc = dt.timezone.utc
+    assert coarsest_window(None, None) == "month"
+    assert coarsest_window(dt.datetime(2025, 1, 1, tzinfo=utc), dt.datetime(2025, 3, 1, tzinfo=utc)) == "month"
+    assert coarsest_window(dt.datetime(2025, 1, 5, tzinfo=utc), None) == "day"
+    assert coarsest_window(dt.datetime(2025, 1, 5, 3, tzinfo=utc), None) == "hour"
+    assert coarsest_window(dt.datetime(2025, 1, 5, 3, 7, 30, tzinfo=utc), None) == "minute"
