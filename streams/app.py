@@ -156,7 +156,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, "stats": dict(stats), "state_keys": len(state.data), "sink_rows": sink.rows_written,
+        return web.json({"ok": True, "stats": dict(stats), "state_keys": len(state.data),
+                         "rollup_keys": len(sink.rollups), "sink_rows": sink.rows_written,
                          "alerts_sent": sink.alerts_sent, "store_open": sink.store is not None})
 
     @app.page("/query")

@@ -210,8 +210,8 @@ def p3_freshness(stack: Stack, port: int, args: argparse.Namespace, sustained: f
 
 
 def p4_memory(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
-    users = math.ceil(args.keys / 3)  # each user: a minute, an hour and a day window key
-    print(f"\nP4 memory: {users:,} users x (minute, hour, day) = {users * 3:,} user-window keys")
+    users = math.ceil(args.keys / 4)  # each user: a minute, an hour, a day and a month window key
+    print(f"\nP4 memory: {users:,} users x (minute, hour, day, month) = {users * 4:,} user-window keys")
     stack = Stack(bootstrap, tmp / "p4", partitions=args.partitions)
     try:
         ts = now.replace(second=0, microsecond=0).isoformat()
@@ -225,10 +225,10 @@ def p4_memory(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.datet
         wait_exact(stack, [port], exp, len(lines), timeout=args.timeout)
         health = stack.health(port)
         mem = rss_kib(stack.workers[port].pid)
-        result = {"users": users, "window_keys": users * 3 + 3, "state_keys": health["state_keys"],
+        result = {"users": users, "window_keys": health["rollup_keys"], "state_keys": health["state_keys"],
                   "rss_mib": round(mem["VmRSS"] / 1024), "peak_rss_mib": round(mem["VmHWM"] / 1024),
                   "totals_diff": 0}
-        print(f"  state keys {health['state_keys']:,}; worker RSS {result['rss_mib']} MiB "
+        print(f"  window keys in memory {health['rollup_keys']:,}; state keys {health['state_keys']:,}; worker RSS {result['rss_mib']} MiB "
               f"(peak {result['peak_rss_mib']} MiB)")
         return result
     finally:
