@@ -105,6 +105,11 @@ class Rater:
         """Forget the in-memory indexes (partitions were reassigned: the state may have changed)."""
         self.indexes.clear()
 
+    def next_offset(self, state: MutableMapping[str, Any], p: int) -> int | None:
+        """The offset after the last one handled on this partition (None before the first)."""
+        meta = state.get(f"m{SEP}{p}")
+        return meta[1] + 1 if meta else None
+
     def process(self, state: MutableMapping[str, Any], src: Source, raw: bytes) -> Output:
         return self.process_batch(state, [(src, raw)])
 

@@ -100,3 +100,30 @@ def test_index_rebuilt_from_state_after_reassignment():
     assert fresh.process(state, src(9), ev("e3", T)).duplicates == 1
     replay = fresh.process(state, src(3), ev("e3", T))  # the original offset: a replay, re-emitted
     assert replay.duplicates == 0 and replay.ledger[0]["src_offset"] == 3
+
+
+def test_faust_never_commits_past_a_message_it_did_not_deliver():
+    """streams/faust_fixes.py: with offset 10 committed (next to read) and 11, 12 acked but 10
+    never delivered, nothing is committed; once 10 is acked, all three are."""
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    import streams.faust_fixes  # noqa: F401
+    from faust.transport.consumer import Consumer
+
+    class Fake:
+        _new_offset = Consumer._new_offset
+
+        def __init__(self):
+            self._acked = defaultdict(list)
+            self._acked_index = defaultdict(set)
+            self._committed_offset = defaultdict(lambda: None)
+            self._gap = defaultdict(IntervalTree)
+
+    c, tp = Fake(), ("events", 0)
+    c._committed_offset[tp] = 10
+    c._acked[tp] = [12, 11]
+    assert c._new_offset(tp) is None
+    c._acked[tp].append(10)
+    assert c._new_offset(tp) == 13
