@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
@@ -16,7 +17,6 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
@@ -129,33 +129,21 @@ def create_app(settings: Settings) -> faust.App:
     async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
         rater.reset()
 
-    rewinds: dict[int, tuple[int, float]] = {}  # partition -> (offset re-read from, when)
-
-    async def in_order(view: PartitionState, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
-        """The batch up to the first hole in the partition's offsets. A hole means Faust dropped a
-        message (see streams/faust_fixes.py): what follows it is skipped, unprocessed (its commit
-        is blocked at the hole), and the partition is re-read from the hole, so every total is
-        applied in offset order. Events topics have no transactions or compaction: no real gaps."""
+    def in_order(view: PartitionState, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
+        """The batch, checked to continue the partition's offsets. A hole means Faust dropped a
+        message (see streams/faust_fixes.py): nothing after it may be applied first, and Faust
+        does not re-read it in this process, so the worker exits (code 75) without processing
+        the batch. Its commit is blocked at the hole: restarted (by its supervisor), it re-reads
+        from there, in order. Events topics have no transactions or compaction: no real gaps."""
         expected = rater.next_offset(view, partition)
-        if expected is None:
-            return items
-        good = []
-        for src, raw in items:
-            if src.offset > expected:
-                break
-            good.append((src, raw))
-            expected = max(expected, src.offset + 1)
-        if len(good) == len(items):
-            rewinds.pop(partition, None)
-            return good
-        stats["skipped_after_hole"] += len(items) - len(good)
-        last = rewinds.get(partition)
-        if last is None or last[0] != expected or time.monotonic() - last[1] > 10:
-            log.warning("partition %d: offset %d was not delivered (next came %d); re-reading from %d",
-                        partition, expected, items[len(good)][0].offset, expected)
-            await app.consumer.seek(TP(settings.events_topic, partition), expected)
-            rewinds[partition] = (expected, time.monotonic())
-        return good
+        for src, _ in items:
+            if expected is not None and src.offset > expected:
+                log.error("partition %d: offset %d was never delivered (next came %d); exiting so that a "
+                          "restart re-reads it in order", partition, expected, src.offset)
+                logging.shutdown()
+                os._exit(75)
+            expected = src.offset + 1 if expected is None else max(expected, src.offset + 1)
+        return items
 
     @app.agent(events)
     async def rate_events(stream: faust.StreamT) -> None:
@@ -168,9 +156,7 @@ def create_app(settings: Settings) -> faust.App:
                 by_partition[msg.partition].append((Source(msg.topic, msg.partition, msg.offset, ts_ms), event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
-                items = await in_order(view, partition, items)
-                if not items:
-                    continue
+                in_order(view, partition, items)
                 out = rater.process_batch(view, items)
                 for key in rater.expired(view, partition):
                     del view[key]

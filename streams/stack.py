@@ -48,6 +48,14 @@ class Broker:
         subprocess.run(["bash", str(KAFKA_SH), "start"], env=self.env, check=True)
         return self
 
+    def restart_exited(self) -> list[int]:
+        """Restart workers that exited by themselves (as a supervisor would); their ports."""
+        exited = [port for port, proc in self.workers.items() if proc.poll() is not None]
+        for port in exited:
+            self.workers.pop(port)
+            self.start_worker(port)
+        return exited
+
     def stop(self) -> None:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=self.env, check=False)
 
@@ -106,6 +114,14 @@ class Stack:
         proc = self.workers.pop(port)
         proc.send_signal(sig)
         proc.wait(60)
+
+    def restart_exited(self) -> list[int]:
+        """Restart workers that exited by themselves (as a supervisor would); their ports."""
+        exited = [port for port, proc in self.workers.items() if proc.poll() is not None]
+        for port in exited:
+            self.workers.pop(port)
+            self.start_worker(port)
+        return exited
 
     def stop(self) -> None:
         for port in list(self.workers):
@@ -166,6 +182,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         got = None
         while time.monotonic() < deadline:
+            self.restart_exited()
             try:
                 got = normalize(self.report(by, "total"), by, "total")
                 if got == want and self.count_rejected() == exp.rejected:
