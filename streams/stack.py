@@ -48,14 +48,6 @@ class Broker:
         subprocess.run(["bash", str(KAFKA_SH), "start"], env=self.env, check=True)
         return self
 
-    def restart_exited(self) -> list[int]:
-        """Restart workers that exited by themselves (as a supervisor would); their ports."""
-        exited = [port for port, proc in self.workers.items() if proc.poll() is not None]
-        for port in exited:
-            self.workers.pop(port)
-            self.start_worker(port)
-        return exited
-
     def stop(self) -> None:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=self.env, check=False)
 
