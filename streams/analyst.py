@@ -1,9 +1,10 @@
-"""Read access for analysts' commands (report, rejects, alerts, rerate's reads).
+"""Read access for analysts' commands (report, rejects, alerts, sql, rerate).
 
 With a ClickHouse server, or an embedded data directory no worker holds, the store is opened
-directly. When a worker holds the embedded engine (one process per data directory), the same
-read-only SQL goes to that worker's /query endpoint (MS_WORKER_URL, default
-http://127.0.0.1:MS_WEB_PORT)."""
+directly. When a worker holds the embedded engine (one process per data directory), the command
+asks that worker (MS_WORKER_URL, default http://127.0.0.1:MS_WEB_PORT) with its bearer token:
+named reads by name (/read/<name>), an analyst's own SQL through /sql, which checks it the same
+way (streams/sql_guard.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
+from streams import reads
 from streams.settings import Settings
+from streams.sql_guard import RefusedSQL, SqlGuard
 from streams.storage import Store, StoreError, open_store
 from streams.storage.base import convert_value
+from streams.web_token import TokenMissing, read_token
 
 
 class AnalystError(RuntimeError):
@@ -29,6 +33,8 @@ class _NoWorker(AnalystError):
 
 
 class Reader:
+    """Named reads (streams/reads.py) and checked ad-hoc SQL, on the store or through a worker."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store: Store | None = None
@@ -40,44 +46,61 @@ class Reader:
             # a worker holds the embedded engine: ask the workers (MS_WORKER_URL, comma-separated)
             self.via = [u.strip().rstrip("/") for u in settings.analyst_url.split(",") if u.strip()]
 
-    def query(self, sql: str, params: dict[str, Any] | None = None,
-              types: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Rows of the read called `name` (spend, rejects, alerts, counts)."""
         if self.store is not None:
-            return self.store.query(sql, params)
-        body = json.dumps({"sql": sql, "params": params or {}}, default=str).encode()
+            try:
+                return reads.run(self.store, name, params)
+            except reads.ReadError as exc:
+                raise AnalystError(str(exc)) from None
+        rows = self._ask(f"/read/{name}", params)
+        return _typed(rows, reads.READS[name].types)
+
+    def sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """An analyst's own SELECT, checked (streams/sql_guard.py) and run read-only."""
+        if self.store is not None:
+            try:
+                return run_checked_sql(self.store, self.settings, text, params)
+            except RefusedSQL as exc:
+                raise AnalystError(f"refused: {exc}") from None
+        return self._ask("/sql", {"sql": text, "params": params or {}})
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 60) -> Any:
+        """POST to the workers (the one holding the store answers); for the worker-only actions."""
+        return self._ask(path, body, timeout)
+
+    def _ask(self, path: str, body_obj: dict[str, Any], timeout: float = 60) -> Any:
+        body = json.dumps(body_obj, default=_json_default).encode()
         for attempt in range(20):  # a worker re-opening the store (after a rebalance) answers 503 briefly
             try:
-                return self._ask_workers(body, types)
+                return self._ask_workers(path, body, timeout)
             except _NoWorker:
                 if attempt == 19:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")
 
-    def _ask_workers(self, body: bytes, types: dict[str, str] | None) -> list[dict[str, Any]]:
+    def _ask_workers(self, path: str, body: bytes, timeout: float) -> Any:
         problems = []
+        try:
+            token = read_token(self.settings)
+        except TokenMissing as exc:
+            raise AnalystError(str(exc)) from None
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token.get_secret_value()}"}
         for url in self.via:
-            req = urllib.request.Request(f"{url}/query", data=body, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(f"{url}{path}", data=body, headers=headers)
             try:
-                with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - local worker URL
-                    rows = json.loads(resp.read(), parse_float=Decimal)
-                break
+                with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - local worker URL
+                    return json.loads(resp.read(), parse_float=Decimal)
             except urllib.error.HTTPError as exc:
                 text = exc.read().decode(errors="replace")
                 if exc.code != 503:  # 503: that worker does not hold the store; try the next
-                    raise AnalystError(f"worker at {url}: {text}") from None
-                problems.append(f"{url}: {text}")
+                    raise AnalystError(f"worker at {url}: {_error_text(text)}") from None
+                problems.append(f"{url}: {_error_text(text)}")
             except urllib.error.URLError as exc:
                 problems.append(f"{url}: {exc.reason}")
-        else:
-            raise _NoWorker("the embedded engine is held by another process and no worker serves it: "
-                            + "; ".join(problems))
-        # values crossed HTTP as JSON text: restore the types the caller names
-        for row in rows:
-            for col, ch_type in (types or {}).items():
-                if col in row:
-                    row[col] = convert_value(ch_type, row[col])
-        return rows
+        raise _NoWorker("the embedded engine is held by another process and no worker serves it: "
+                        + "; ".join(problems))
 
     def close(self) -> None:
         if self.store is not None:
@@ -88,6 +111,40 @@ class Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_checked_sql(store: Store, settings: Settings, text: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Check `text` with the store's own parser, then run it read-only with limits."""
+    if params is not None and (not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int | bool) for k, v in params.items())):
+        raise RefusedSQL("params must map names to strings or integers")
+    canonical = SqlGuard(store, settings.clickhouse_database).canonical(text, params)
+    return store.query_readonly(canonical, params, max_rows=settings.sql_max_rows,
+                                timeout_s=settings.sql_timeout_s)
+
+
+def _typed(rows: list[dict[str, Any]], types: dict[str, str]) -> list[dict[str, Any]]:
+    """Values crossed HTTP as JSON text: restore the types the read names."""
+    for row in rows:
+        for col, ch_type in types.items():
+            if col in row:
+                row[col] = convert_value(ch_type, row[col])
+    return rows
+
+
+def _error_text(text: str) -> str:
+    try:
+        return str(json.loads(text).get("error", text))
+    except (ValueError, AttributeError):
+        return text[:300]
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    raise TypeError(f"not JSON: {type(v).__name__}")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

@@ -1,4 +1,4 @@
-"""The Faust app: topics, the state table, the rating agent, the sink, the analyst endpoint.
+"""The Faust app: topics, the state table, the rating agent, the sink; web endpoints in streams/web.py.
 
     billing_events --rate_events--> state table (per-partition dedup entries; changelog topic)
                                \\-> meterstream_sink (ledger rows, rejections) --SinkConsumer--> ClickHouse
@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
@@ -21,9 +19,11 @@ import orjson
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
 from streams.rater import Output, Rater, Source
+from streams.recovery import restart_in_place
 from streams.settings import Settings
 from streams.sink import SinkConsumer
-from streams.storage import StoreError, open_store
+from streams.storage import open_store
+from streams.web import install as install_web
 
 log = logging.getLogger("meterstream.worker")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -99,8 +99,14 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=10.0,  # a killed worker's partitions move on after 10 s, not 60
         broker_heartbeat_interval=3.0,
         web_enabled=True,
-        web_host="127.0.0.1",
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else "127.0.0.1",
         web_port=settings.web_port,
+        web_router_enabled=False,  # Faust's own pages would expose the dedup state
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         web_in_thread=False,
         datadir=str(datadir),
     )
@@ -132,16 +138,15 @@ def create_app(settings: Settings) -> faust.App:
     def in_order(view: PartitionState, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
         """The batch, checked to continue the partition's offsets. A hole means Faust dropped a
         message (see streams/faust_fixes.py): nothing after it may be applied first, and Faust
-        does not re-read it in this process, so the worker exits (code 75) without processing
-        the batch. Its commit is blocked at the hole: restarted (by its supervisor), it re-reads
-        from there, in order. Events topics have no transactions or compaction: no real gaps."""
+        does not re-read it in this process, so the worker restarts itself in place (see
+        streams/recovery.py) without processing the batch. Its commit is blocked at the hole: the
+        new process re-reads from there, in order. Events topics have no transactions or
+        compaction: no real gaps."""
         expected = rater.next_offset(view, partition)
         for src, _ in items:
             if expected is not None and src.offset > expected:
-                log.error("partition %d: offset %d was never delivered (next came %d); exiting so that a "
-                          "restart re-reads it in order", partition, expected, src.offset)
-                logging.shutdown()
-                os._exit(75)
+                restart_in_place(f"partition {partition}: offset {expected} was never delivered "
+                                 f"(next came {src.offset})")
             expected = src.offset + 1 if expected is None else max(expected, src.offset + 1)
         return items
 
@@ -172,64 +177,5 @@ def create_app(settings: Settings) -> faust.App:
     async def run_sink() -> None:
         await sink.run()
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, "stats": dict(stats), "state_keys": len(state.data),
-                         "rollup_keys": len(sink.rollups), "sink_rows": sink.rows_written,
-                         "alerts_sent": sink.alerts_sent, "store_open": sink.store is not None})
-
-    @app.page("/query")
-    class QueryView(faust.web.View):
-        """Read-only SQL for analysts' commands while this worker holds the embedded engine."""
-
-        async def post(self, request: Any) -> Any:
-            body = await request.json()
-            sql = body.get("sql", "")
-            if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-                return self.json({"error": "only SELECT queries"}, status=400)
-            store = sink.store
-            if store is None:
-                return self.json({"error": "this worker does not hold the store"}, status=503)
-            try:
-                async with sink.store_lock:
-                    rows = await asyncio.to_thread(store.query, sql, body.get("params") or {})
-            except StoreError as exc:
-                return self.json({"error": str(exc)}, status=400)
-            return self.bytes(orjson.dumps(rows, default=str), content_type="application/json")
-
-    @app.page("/rerate")
-    class RerateView(faust.web.View):
-        """`meterstream rerate` for analysts while this worker holds the embedded engine."""
-
-        async def post(self, request: Any) -> Any:
-            import datetime as dt
-            from pathlib import Path
-
-            from pricing import CatalogError
-            from streams.rerate import RerateError, rerate
-
-            body = await request.json()
-            store = sink.store
-            if store is None:
-                return self.json({"error": "this worker does not hold the store"}, status=503)
-            try:
-                catalog = load_catalog(Path(body["catalog_dir"]) if body.get("catalog_dir") else settings.catalog_dir)
-                since = dt.datetime.fromisoformat(body["since"])
-                until = dt.datetime.fromisoformat(body["until"])
-                async with sink.store_lock:
-                    result = await asyncio.to_thread(
-                        rerate, store, catalog, since, until,
-                        lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
-            except (RerateError, CatalogError, StoreError, ValueError, KeyError) as exc:
-                return self.json({"error": str(exc)}, status=400)
-            return self.json(result)
-
-    @app.page("/fault/sink")
-    class FaultView(faust.web.View):
-        """Fault injection for ops/chaos: {"fail": true} makes sink writes fail until false."""
-
-        async def post(self, request: Any) -> Any:
-            sink.fail_writes = bool((await request.json()).get("fail"))
-            return self.json({"fail_writes": sink.fail_writes})
-
+    install_web(app, settings, sink, stats, state)
     return app

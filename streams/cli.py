@@ -76,6 +76,7 @@ from streams.cli_stream import (  # noqa: E402
     rejects_command,
     report_command,
     rerate_command,
+    sql_command,
     worker_command,
 )
 
@@ -91,7 +92,7 @@ def demo(events: int) -> None:
 from streams.cli_alerts import alerts_command, budgets_group  # noqa: E402
 
 for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
-             rerate_command, budgets_group, alerts_command):
+             rerate_command, sql_command, budgets_group, alerts_command):
     main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,11 +78,9 @@ def alerts_command(fmt: str) -> None:
     """Spend alerts sent, with their delivery state."""
     from streams.analyst import AnalystError, Reader
 
-    types = {"threshold": "Decimal(9, 4)", "spend": "Decimal(38, 12)", "amount": "Decimal(38, 12)",
-             "created_at": "DateTime64(3, 'UTC')"}
     try:
         with Reader(Settings()) as reader:
-            rows = reader.query("SELECT * FROM alerts FINAL ORDER BY created_at, alert_key", None, types)
+            rows = reader.read("alerts")
     except AnalystError as exc:
         raise click.ClickException(str(exc)) from None
     emit(rows, fmt, ["alert_key", "budget_id", "tenant_id", "user_id", "model", "period", "threshold", "spend",

@@ -105,11 +105,11 @@ def report_command(by: str, window: str, tenant: str | None, since: str | None, 
                    plot: Path | None) -> None:
     """Spend totals per currency from ClickHouse, by user or by model."""
     from streams.analyst import AnalystError, Reader, parse_time
-    from streams.report import spend
 
     try:
         with Reader(Settings()) as reader:
-            rows = spend(reader, by=by, window=window, tenant=tenant, since=parse_time(since), until=parse_time(until))
+            rows = reader.read("spend", by=by, window=window, tenant=tenant, since=parse_time(since),
+                               until=parse_time(until))
     except AnalystError as exc:
         raise click.ClickException(str(exc)) from None
     who = "user_id" if by == "user" else "model"
@@ -132,11 +132,10 @@ def report_command(by: str, window: str, tenant: str | None, since: str | None, 
 def rejects_command(fmt: str, limit: int) -> None:
     """Dead-lettered inputs with their reasons (payloads never hold `text`)."""
     from streams.analyst import AnalystError, Reader
-    from streams.report import rejects
 
     try:
         with Reader(Settings()) as reader:
-            rows = rejects(reader, limit)
+            rows = reader.read("rejects", limit=limit)
     except AnalystError as exc:
         raise click.ClickException(str(exc)) from None
     cols = ["src_partition", "src_offset", "event_id", "tenant_id", "reason"]
@@ -146,47 +145,43 @@ def rejects_command(fmt: str, limit: int) -> None:
 @click.command("rerate")
 @click.option("--since", required=True, help="RFC 3339 start of the period (event time, inclusive).")
 @click.option("--until", required=True, help="RFC 3339 end of the period (exclusive).")
-@click.option("--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Catalog directory to price with (default: MS_CATALOG_DIR or the shipped catalogs).")
-def rerate_command(since: str, until: str, catalog_dir: Path | None) -> None:
+@click.option("--catalog", default=None,
+              help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR) to price with; default: the "
+                   "worker's own (MS_CATALOG_DIR or the shipped catalogs). Without a running worker, also a path.")
+def rerate_command(since: str, until: str, catalog: str | None) -> None:
     """Re-price a closed period from the stored usage with another catalog, rewrite the affected
     rollups, and print the old and new totals per currency."""
     import datetime as dt
-    import json
-    import urllib.error
-    import urllib.request
 
     from pricing import CatalogError, load_catalog
-    from streams.analyst import Reader, parse_time
+    from streams.analyst import AnalystError, Reader, parse_time
     from streams.rerate import RerateError, rerate
 
     settings = Settings()
     a, b = parse_time(since), parse_time(until)
+    path = Path(catalog) if catalog else None
+    named = path is not None and not path.is_dir()
     reader = Reader(settings)
     try:
         if reader.store is not None:
+            catalog_dir = settings.rerate_catalogs / catalog if named else (path or settings.catalog_dir)
             try:
-                result = rerate(reader.store, load_catalog(catalog_dir or settings.catalog_dir), a, b,
+                result = rerate(reader.store, load_catalog(catalog_dir), a, b,
                                 lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
             except (RerateError, CatalogError) as exc:
                 raise click.ClickException(str(exc)) from None
         else:
-            body = json.dumps({"since": a.isoformat(), "until": b.isoformat(),
-                               "catalog_dir": str(catalog_dir.resolve()) if catalog_dir else None}).encode()
-            result = None
-            for url in reader.via:
-                req = urllib.request.Request(f"{url}/rerate", data=body, headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=600) as resp:  # noqa: S310 - local worker URL
-                        result = json.loads(resp.read())
-                        break
-                except urllib.error.HTTPError as exc:
-                    if exc.code != 503:
-                        raise click.ClickException(json.loads(exc.read()).get("error", str(exc))) from None
-                except urllib.error.URLError:
-                    continue
-            if result is None:
-                raise click.ClickException("the embedded engine is locked and no worker serves it")
+            if path is not None and not named:
+                if path.resolve().parent != settings.rerate_catalogs.resolve():
+                    raise click.ClickException(
+                        f"a running worker re-rates only with catalogs in {settings.rerate_catalogs} "
+                        "(MS_RERATE_CATALOGS_DIR): copy the directory there and give its name")
+                catalog = path.resolve().name
+            try:
+                result = reader.post("/rerate", {"since": a.isoformat(), "until": b.isoformat(), "catalog": catalog},
+                                     timeout=600)
+            except AnalystError as exc:
+                raise click.ClickException(str(exc)) from None
     finally:
         reader.close()
     click.echo(f"re-rated {result['events']} events (version {result['version']})")
@@ -194,3 +189,28 @@ def rerate_command(since: str, until: str, catalog_dir: Path | None) -> None:
     for t in result["after"]:
         o = old.get(t["currency"], {"cost": "0"})
         click.echo(f"{t['currency']}: {money_str(Decimal(o['cost']))} -> {money_str(Decimal(t['cost']))}")
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A value for a {NAME:Type} placeholder (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+def sql_command(query: str, params: tuple[str, ...], fmt: str) -> None:
+    """Run one read-only SELECT over meterstream's tables and views. It is checked by ClickHouse's
+    own parser first (no table functions, INTO OUTFILE, FORMAT, SETTINGS or other databases) and
+    runs under readonly=1 with MS_SQL_TIMEOUT_S and MS_SQL_MAX_ROWS."""
+    from streams.analyst import AnalystError, Reader
+
+    bound = {}
+    for p in params:
+        name, sep, value = p.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{p!r}: give NAME=VALUE", param_hint="--param")
+        bound[name] = value
+    try:
+        with Reader(Settings()) as reader:
+            rows = reader.sql(query, bound)
+    except AnalystError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(rows, fmt, list(rows[0]) if rows else [])

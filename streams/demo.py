@@ -25,7 +25,6 @@ from streams.analyst import AnalystError, Reader
 from streams.expected import as_rows, diff, expected_totals, normalize
 from streams.generate import generate
 from streams.producer import publish
-from streams.report import rejects, spend
 from streams.settings import Settings
 
 console = Console()
@@ -78,8 +77,8 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
                 raise RuntimeError(f"the worker exited ({worker.returncode}); see {log_path}")
             try:
                 with Reader(settings) as reader:
-                    got = normalize(spend(reader, by="user", window="total"), "user", "total")
-                    n_rej = len(rejects(reader, 100_000))
+                    got = normalize(reader.read("spend", by="user", window="total"), "user", "total")
+                    n_rej = len(reader.read("rejects", limit=100_000))
             except AnalystError:
                 got, n_rej = {}, -1
             if got == want and n_rej == exp.rejected:
@@ -90,14 +89,14 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
             ok = True
             for by in ("user", "model"):
                 for window in ("minute", "hour", "day", "month", "total"):
-                    rows = spend(reader, by=by, window=window)
+                    rows = reader.read("spend", by=by, window=window)
                     d = diff(normalize(rows, by, window), as_rows(exp, by, window))
                     if d:
                         ok = False
                         console.print(f"[red]MISMATCH {by}/{window}: {d[:3]}")
-            _print_totals(spend(reader, by="user", window="total"), "user_id", "Spend per user (top 10 per currency)")
-            _print_totals(spend(reader, by="model", window="total"), "model", "Spend per model")
-            rej = rejects(reader, 100_000)
+            _print_totals(reader.read("spend", by="user", window="total"), "user_id", "Spend per user (top 10 per currency)")
+            _print_totals(reader.read("spend", by="model", window="total"), "model", "Spend per model")
+            rej = reader.read("rejects", limit=100_000)
         reasons = Counter(r["reason"].split(":")[0] if r["reason"].startswith("too_late") else r["reason"] for r in rej)
         table = Table("dead-lettered", "reason", title="Dead letters")
         for reason, n in reasons.most_common():

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     agent_batch_within_s: float = 0.25  # ... or what arrived within this time
     # Analysts reach a worker's store through its web port when the embedded engine is locked.
     worker_url: str | None = None
+    # The web port: bind address, bearer token (unset: one written to data_dir/web-token), the
+    # Host names it answers to besides loopback ones, limits of analysts' ad-hoc SQL.
+    web_bind: str = "127.0.0.1"
+    web_token: SecretStr | None = None
+    web_allowed_hosts: str = ""
+    sql_max_rows: int = Field(default=100_000, ge=1)
+    sql_timeout_s: int = Field(default=30, ge=1)
+    # Catalogs a worker may re-rate with, by name: the subdirectories of this directory.
+    rerate_catalogs_dir: Path | None = None
+    # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.
+    fault_injection: bool = False
 
     @property
     def local_kafka(self) -> bool:
@@ -75,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def analyst_url(self) -> str:
         return self.worker_url or f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def rerate_catalogs(self) -> Path:
+        return self.rerate_catalogs_dir or self.data_dir / "catalogs"
 
     @property
     def chdb_path(self) -> Path:

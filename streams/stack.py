@@ -13,9 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pricing import load_catalog
 from streams.expected import Expected, as_rows, diff, expected_totals, normalize
@@ -123,9 +126,34 @@ class Stack:
         publish(self.bootstrap, self.events_topic, lines)
         self.produced.extend(lines)
 
+    def token(self) -> str:
+        """The workers' bearer token: MS_WEB_TOKEN, or the one the first worker wrote."""
+        if "MS_WEB_TOKEN" in self.env:
+            return self.env["MS_WEB_TOKEN"]
+        return (Path(self.env["MS_DATA_DIR"]) / "web-token").read_text().strip()
+
+    def request(self, port: int, path: str, body: dict | None = None, *, timeout: float = 60) -> tuple[int, Any]:
+        """(status, decoded JSON) of a GET (no body) or JSON POST to a worker, with the token."""
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read(), parse_float=Decimal)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def post(self, port: int, path: str, body: dict) -> tuple[int, Any]:
+        return self.request(port, path, body)
+
     def health(self, port: int) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            return json.loads(resp.read())
+        """A worker's /status (counters, recoveries); OSError while it is not listening."""
+        status, body = self.request(port, "/status", timeout=5)
+        if status != 200:
+            raise OSError(f"status {status}: {body}")
+        return body
 
     def handled(self, port: int) -> int:
         stats = self.health(port)["stats"]
@@ -140,22 +168,23 @@ class Stack:
                 if handled >= at_least:
                     return handled
             except OSError:
-                pass  # not listening yet
+                pass  # not listening yet (or no token written yet)
             time.sleep(0.2)
         raise AssertionError(f"worker {port} handled fewer than {at_least} inputs in {timeout}s")
 
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
-        """A read through a worker's /query endpoint (the worker holds the embedded engine)."""
+        """An analyst's SELECT through a worker's /sql endpoint (the worker holds the embedded engine)."""
+        problems = []
         for port in self.ports:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/query", method="POST",
-                                         data=json.dumps({"sql": sql, "params": params or {}}).encode(),
-                                         headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=60) as resp:
-                    return json.loads(resp.read())
-            except OSError:
+                status, body = self.request(port, "/sql", {"sql": sql, "params": params or {}})
+            except OSError as exc:
+                problems.append(str(exc))
                 continue
-        raise AssertionError("no worker answered the query")
+            if status == 200:
+                return body
+            problems.append(f"{status}: {body}")
+        raise AssertionError(f"no worker answered the query: {problems}")
 
     def report(self, by: str, window: str) -> list[dict]:
         out = self.cli("report", "--by", by, "--window", window, "--format", "json").stdout

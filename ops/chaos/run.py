@@ -30,7 +30,6 @@ import random
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -68,6 +67,7 @@ class Scenario:
 class Outcome:
     faults: list[str] = field(default_factory=list)
     worker_restarts: int = 0
+    recoveries: int = 0
 
 
 def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
@@ -146,11 +146,18 @@ def progress(stack: Stack) -> int:
         return -1
 
 
-def fault_sink(port: int, fail: bool) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/fault/sink", method="POST",
-                                 data=json.dumps({"fail": fail}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
+def fault_sink(stack: Stack, port: int, fail: bool) -> None:
+    status, body = stack.post(port, "/fault/sink", {"fail": fail})
+    if status != 200:
+        raise SystemExit(f"/fault/sink answered {status}: {body}")
+
+
+def recoveries(stack: Stack, port: int) -> int:
+    """How often this worker process recovered in place (streams/recovery.py) so far."""
+    try:
+        return int(stack.health(port)["recoveries"]["count"])
+    except (OSError, KeyError):
+        return 0
 
 
 def alerts_in_topic(stack: Stack) -> list[str]:
@@ -172,7 +179,8 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
     t_start = time.monotonic()
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     rnd = random.Random(sc.seed)
-    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions)
+    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions,
+                  extra_env={"MS_FAULT_INJECTION": "1"})
     out = Outcome()
     try:
         lines = traffic(sc, now)
@@ -200,6 +208,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                     stack.start_worker(port)
                 time.sleep(0.2)
             if kind == "kill":
+                out.recoveries += recoveries(stack, port)
                 stack.kill_worker(port)
                 out.faults.append(f"SIGKILL at {at:.0%}")
                 time.sleep(rnd.uniform(0, 2))
@@ -210,11 +219,14 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                 time.sleep(5)
                 broker.start()
             elif kind == "outage":
-                fault_sink(port, True)
+                fault_sink(stack, port, True)
                 out.faults.append(f"sink failing for {sc.outage_s:.0f} s from {at:.0%}")
                 time.sleep(sc.outage_s)
-                fault_sink(port, False)
+                fault_sink(stack, port, False)
         stack.wait_until_exact(exp, timeout=args.timeout)
+        out.recoveries += recoveries(stack, port)
+        if out.recoveries:
+            out.faults.append(f"the worker recovered in place {out.recoveries} times (offset holes)")
         diffs = 0
         for by, window in (("user", "total"), ("model", "total"), ("user", "minute"), ("model", "day")):
             got = normalize(stack.report(by, window), by, window)
@@ -243,6 +255,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                   "alerts_expected": len(want_alerts), "alerts_delivered": len(set(delivered)),
                   "alerts_missing": missing, "alerts_unexpected": unexpected, "alerts_repeated": repeated,
                   "faults": out.faults, "worker_restarts_unplanned": out.worker_restarts,
+                  "worker_recoveries_in_place": out.recoveries,
                   "seconds": round(time.monotonic() - t_start, 1)}
         print(f"  produced {total:,}; counted {counted:,} (oracle {exp.counted:,}); dead-lettered {dead:,} "
               f"(oracle {exp.rejected:,}); duplicates dropped {result['duplicates_dropped']:,}")

@@ -33,6 +33,14 @@ class Store(abc.ABC):
         """Insert rows (dicts keyed by column). A repeat of the same block with the same
         ``dedup_token`` is dropped by tables that keep a deduplication window."""
 
+    def query_readonly(self, sql: str, params: Mapping[str, Any] | None = None, *, max_rows: int,
+                       timeout_s: int) -> list[Row]:
+        """A SELECT (already checked to hold no SETTINGS, FORMAT or INTO) under readonly=1, with a
+        time limit and a row limit: going over either is an error, not a cut."""
+        limits = (f"\nSETTINGS readonly = 1, max_execution_time = {int(timeout_s)}, "
+                  f"max_result_rows = {int(max_rows)}, result_overflow_mode = 'throw'")
+        return self.query(sql + limits, params)
+
     def close(self) -> None:  # noqa: B027 - optional for backends
         pass
 

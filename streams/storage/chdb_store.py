@@ -74,6 +74,10 @@ class ChdbStore(Store):
             try:
                 return self._session.query(sql, fmt, params=dict(params) if params else None)
             except Exception as exc:
+                # chDB keeps the output a query wrote before it failed (a row limit, a timeout,
+                # throwIf) and hands it to the NEXT query in front of its own: drain it here.
+                with contextlib.suppress(Exception):
+                    self._session.query("SELECT 1", "CSV")
                 raise StoreError(str(exc)) from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:

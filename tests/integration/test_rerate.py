@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,8 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
         stack.start_worker()
         stack.wait_until_exact(stack.expected(then + dt.timedelta(days=40)))
 
-        new_dir = tmp_path / "catalog-v2"
+        # a worker re-rates only with catalogs by name, from MS_RERATE_CATALOGS_DIR
+        new_dir = Path(stack.env["MS_DATA_DIR"]) / "catalogs" / "v2"
         shutil.copytree(SHIPPED_CATALOGS, new_dir)
         path = new_dir / "openai-usd.yaml"
         text = path.read_text()
@@ -38,8 +40,16 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
         new_catalog = load_catalog(new_dir)
 
         since, until = then - dt.timedelta(hours=2), then + dt.timedelta(hours=1)
+        elsewhere = tmp_path / "catalog-elsewhere"
+        shutil.copytree(new_dir, elsewhere)
+        with pytest.raises(AssertionError, match="re-rates only with catalogs in"):
+            stack.cli("rerate", "--since", since.isoformat(), "--until", until.isoformat(), "--catalog", str(elsewhere))
+        for catalog in (str(elsewhere), "../catalog-elsewhere", "/etc"):  # the endpoint itself takes no paths
+            refused = stack.post(stack.ports[0], "/rerate", {"since": since.isoformat(), "until": until.isoformat(),
+                                                             "catalog": catalog})
+            assert refused[0] == 400 and "not a path" in refused[1]["error"], refused
         out = stack.cli("rerate", "--since", since.isoformat(), "--until", until.isoformat(),
-                        "--catalog", str(new_dir)).stdout.decode()
+                        "--catalog", "v2").stdout.decode()
         assert "re-rated" in out and "USD:" in out
 
         exp = expected_totals(lines, new_catalog, partitions=stack.partitions,

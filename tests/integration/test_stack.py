@@ -163,3 +163,13 @@ def test_insert_dedup_token_drops_a_retried_block(store):
     store.insert("dd", [{"k": 1}, {"k": 2}], dedup_token="p0-o0-o1")  # a retry
     store.insert("dd", [{"k": 1}, {"k": 2}], dedup_token="p0-o2-o3")  # new data, same rows
     assert store.query("SELECT count() AS n FROM dd") == [{"n": 4}]
+
+
+def test_a_failed_query_leaves_nothing_for_the_next(store):
+    """chDB hands the output a failed query wrote to the next query; the store drains it."""
+    with pytest.raises(StoreError, match="Limit for result exceeded"):
+        store.query_readonly("SELECT number FROM system.numbers LIMIT 1000000", max_rows=1000, timeout_s=10)
+    assert store.query("SELECT 1 AS x") == [{"x": 1}]
+    with pytest.raises(StoreError, match="throwIf"):
+        store.query("SELECT throwIf(number = 50000) AS t FROM numbers(100000) SETTINGS max_block_size = 1000")
+    assert store.query("SELECT 2 AS x") == [{"x": 2}]
