@@ -55,7 +55,9 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
         sys.stdout.write(buf.getvalue())
     else:
         # cells are Text, never markup: a user_id such as "[/x]" or "[b]alice" shows as it is
-        table = Table(*(Text(c) for c in columns))
+        table = Table()
+        for c in columns:
+            table.add_column(Text(c))
         for r in clean:
             table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in columns))
         Console().print(table)
