@@ -111,7 +111,7 @@ def test_chdb_skips_with_a_clear_line(chdb):
 
 
 def test_a_server_refusing_access_management_fails_without_the_hash(tmp_path):
-    """chDB answers CREATE ROLE with ACCESS_DENIED, as a server does to a user without access
+    """chDB answers CREATE SETTINGS PROFILE (and ROLE) with ACCESS_DENIED, as a server does to a user without access
     management: here it stands in for such a server (the statements really run)."""
     with ChdbStore(tmp_path / "chdb", "meterstream") as store:
         store.backend = "server"
