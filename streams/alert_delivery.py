@@ -1,21 +1,27 @@
 """Delivering alerts: the `alerts` table is the outbox; then the `spend_alerts` topic (once per
-idempotency key) and webhooks (Slack-compatible JSON, retried with backoff, failures recorded).
-Webhooks run in background tasks: a slow or dead endpoint never holds up the pipeline."""
+idempotency key) and webhooks (Slack-compatible JSON, signed, retried with backoff, failures
+recorded). Webhooks run in background tasks: a slow or dead endpoint never holds up the pipeline.
+
+Webhook URLs are secrets: they are never stored or logged; a webhook is named by its label
+(host and a short hash, streams/webhooks.py). Redirects are not followed (a 3xx would re-send the
+body elsewhere): a 3xx answer is a failed delivery."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from streams.alerts import Alert, AlertEvaluator
 from streams.budgets import Budget
 from streams.storage import Store
+from streams.webhooks import WebhookConfigError, WebhookTarget, signed_headers
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.timezone.utc
@@ -51,13 +57,33 @@ def undelivered(store: Store) -> list[dict[str, Any]]:
     return store.query("SELECT * FROM alerts FINAL WHERE NOT kafka_delivered OR webhook_status IN ('', 'pending')")
 
 
+def _describe(exc: BaseException) -> str:
+    """A failed attempt in words that cannot hold the URL (aiohttp's messages may quote it)."""
+    name = type(exc).__name__
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"{name} (no answer within the timeout)"
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return f"{name}: {os_error.strerror}"
+    return name
+
+
 class Deliverer:
-    def __init__(self, bootstrap: str, topic: str, webhooks: list[str],
+    def __init__(self, bootstrap: str, topic: str, webhooks: Sequence[WebhookTarget],
                  write_row: Callable[[dict[str, Any]], Awaitable[None]], *,
+                 secret: SecretStr | str | None = None,
                  attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self.webhooks = webhooks
+        self.webhooks = list(webhooks)
+        for w in self.webhooks:
+            if not isinstance(w, WebhookTarget):
+                raise TypeError("webhooks must be WebhookTarget (checked URLs), not plain strings")
+        if isinstance(secret, str):
+            secret = SecretStr(secret)
+        if self.webhooks and not (secret and secret.get_secret_value()):
+            raise WebhookConfigError("webhooks need a signing secret (MS_ALERT_WEBHOOK_SECRET)")
+        self.secret = secret
         self.write_row = write_row
         self.attempts = attempts
         self.timeout_s = timeout_s
@@ -116,30 +142,53 @@ class Deliverer:
             task.add_done_callback(self.tasks.discard)
 
     async def _webhooks(self, alert: Alert, payload: dict[str, Any]) -> None:
+        try:
+            await self.send_webhooks(alert, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the outbox row stays 'pending': redelivered on restart
+            log.warning("webhook status of alert %s not recorded (%s)", alert.key, _describe(exc))
+
+    async def send_webhooks(self, alert: Alert, payload: dict[str, Any] | None = None) -> str:
+        """POST the alert to every webhook (signed, retried, no redirects) and record the
+        outcome per webhook label in the alert's row; return that status."""
         import aiohttp
 
+        body = orjson.dumps(alert.payload() if payload is None else payload)
         results = []
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for url in self.webhooks:
-                delay, last = self.first_backoff_s, ""
-                for attempt in range(1, self.attempts + 1):
-                    try:
-                        async with session.post(url, json=payload) as resp:
-                            if 200 <= resp.status < 300:
-                                last = f"delivered after {attempt} attempt(s)"
-                                break
-                            last = f"HTTP {resp.status}"
-                    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                        last = f"{type(exc).__name__}: {exc}"[:200]
-                    if attempt < self.attempts:
-                        await asyncio.sleep(delay)
-                        delay *= 2
-                else:
-                    last = f"failed after {self.attempts} attempts: {last}"
-                    log.warning("webhook %s for alert %s: %s", url, alert.key, last)
-                results.append(f"{url}: {last}")
-        await self.write_row(alert.row(kafka_delivered=True, webhook_status="; ".join(results), version=3))
+            for target in self.webhooks:
+                results.append(f"{target.label}: {await self._post(session, target, alert.key, body)}")
+        status = "; ".join(results)
+        await self.write_row(alert.row(kafka_delivered=True, webhook_status=status, version=3))
+        return status
+
+    async def _post(self, session: Any, target: WebhookTarget, key: str, body: bytes) -> str:
+        import aiohttp
+
+        assert self.secret is not None  # checked in __init__
+        delay, last = self.first_backoff_s, ""
+        for attempt in range(1, self.attempts + 1):
+            headers = {"Content-Type": "application/json", **signed_headers(self.secret, body, key)}
+            try:
+                async with session.post(target.url.get_secret_value(), data=body, headers=headers,
+                                        allow_redirects=False) as resp:
+                    if 200 <= resp.status < 300:
+                        return f"delivered after {attempt} attempt(s)"
+                    if 300 <= resp.status < 400:  # never re-POST the body to where it points
+                        last = f"failed: HTTP {resp.status} redirect, not followed"
+                        log.warning("webhook %s for alert %s: %s", target.label, key, last)
+                        return last
+                    last = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+                last = _describe(exc)
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        last = f"failed after {self.attempts} attempts: {last}"
+        log.warning("webhook %s for alert %s: %s", target.label, key, last)
+        return last
 
 
 def alert_from_row(row: dict[str, Any], budget: Budget | None) -> Alert | None:

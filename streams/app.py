@@ -124,7 +124,8 @@ def create_app(settings: Settings) -> faust.App:
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
                         lambda: open_store(settings), max_records=settings.sink_batch,
                         budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
-                        webhooks=settings.webhook_urls, webhook_attempts=settings.alert_webhook_attempts,
+                        webhooks=settings.webhook_targets, webhook_secret=settings.alert_webhook_secret,
+                        webhook_attempts=settings.alert_webhook_attempts,
                         webhook_timeout_s=settings.alert_webhook_timeout_s,
                         rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000)
     app.meterstream_sink = sink  # type: ignore[attr-defined]

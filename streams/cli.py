@@ -7,12 +7,28 @@ import sys
 import click
 from rich.console import Console
 
+from streams.cli_stream import one_line
 from streams.settings import Settings
 
 err = Console(stderr=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Main(click.Group):
+    """Settings refused at startup and store errors end a command with one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from streams.analyst import AnalystError
+        from streams.services import ServiceError
+        from streams.storage import StoreError
+        from streams.webhooks import WebhookConfigError
+
+        try:
+            return super().invoke(ctx)
+        except (StoreError, WebhookConfigError, AnalystError, ServiceError) as exc:
+            raise click.ClickException(one_line(exc)) from None
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
 
@@ -29,9 +45,12 @@ def up() -> None:
     local = services.kafka_up(settings)
     where = "local broker" if local else "external broker"
     created = services.ensure_topics(settings)
-    applied = services.apply_migrations(settings)
-    err.print(f"kafka: {where} at {settings.bootstrap}; topics created: {created or 'none new'}")
-    err.print(f"clickhouse: migrations applied: {[m.path.name for m in applied] or 'none new'}")
+    notes: list[str] = []
+    applied = services.apply_migrations(settings, notes)
+    err.print(f"kafka: {where} at {settings.bootstrap}; topics created: {created or 'none new'}", markup=False)
+    err.print(f"clickhouse: migrations applied: {[m.path.name for m in applied] or 'none new'}", markup=False)
+    for note in notes:
+        err.print(f"clickhouse: {note}", markup=False)
 
 
 @main.command()
@@ -47,11 +66,14 @@ def migrate() -> None:
     """Apply the ClickHouse migrations not applied yet (idempotent)."""
     from streams import services
 
-    applied = services.apply_migrations(Settings())
+    notes: list[str] = []
+    applied = services.apply_migrations(Settings(), notes)
     for m in applied:
         click.echo(f"applied {m.path.name}")
     if not applied:
         click.echo("up to date")
+    for note in notes:
+        click.echo(note)
 
 
 @main.command()

@@ -8,7 +8,7 @@ import click
 import yaml
 
 from streams.budgets import BudgetError, BudgetTopic, parse_budget
-from streams.cli_stream import emit
+from streams.cli_stream import emit, one_line
 from streams.settings import Settings
 
 
@@ -77,11 +77,12 @@ def budgets_delete(budget_id: str) -> None:
 def alerts_command(fmt: str) -> None:
     """Spend alerts sent, with their delivery state."""
     from streams.analyst import AnalystError, Reader
+    from streams.storage import StoreError
 
     try:
         with Reader(Settings()) as reader:
             rows = reader.read("alerts")
-    except AnalystError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (AnalystError, StoreError) as exc:
+        raise click.ClickException(one_line(exc)) from None
     emit(rows, fmt, ["alert_key", "budget_id", "tenant_id", "user_id", "model", "period", "threshold", "spend",
                      "amount", "currency", "event_id", "created_at", "kafka_delivered", "webhook_status"])

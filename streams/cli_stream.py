@@ -13,9 +13,26 @@ import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pricing import money_str
 from streams.settings import Settings
+
+
+def one_line(exc: BaseException, limit: int = 600) -> str:
+    """An error's message on one line (ClickHouse's can span many), cut to a readable length."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: an RFC 3339 time (Z or an offset; none given: UTC), else a usage error."""
+    from streams.analyst import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time, e.g. 2026-11-01T00:00:00Z") from None
 
 
 def _json_value(v: Any) -> Any:
@@ -37,9 +54,12 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
         writer.writerows(clean)
         sys.stdout.write(buf.getvalue())
     else:
-        table = Table(*columns)
+        # cells are Text, never markup: a user_id such as "[/x]" or "[b]alice" shows as it is
+        table = Table()
+        for c in columns:
+            table.add_column(Text(c))
         for r in clean:
-            table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
+            table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in columns))
         Console().print(table)
 
 
@@ -96,22 +116,22 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
 @click.option("--by", type=click.Choice(["user", "model"]), required=True)
 @click.option("--window", type=click.Choice(["minute", "hour", "day", "month", "total"]), default="total", show_default=True)
 @click.option("--tenant", default=None)
-@click.option("--since", default=None, help="RFC 3339 time (inclusive, window start).")
-@click.option("--until", default=None, help="RFC 3339 time (exclusive, window start).")
+@click.option("--since", default=None, callback=time_option, help="RFC 3339 time (inclusive, window start).")
+@click.option("--until", default=None, callback=time_option, help="RFC 3339 time (exclusive, window start).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Draw spend over time (per currency) to a PNG file.")
-def report_command(by: str, window: str, tenant: str | None, since: str | None, until: str | None, fmt: str,
+def report_command(by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str,
                    plot: Path | None) -> None:
     """Spend totals per currency from ClickHouse, by user or by model."""
-    from streams.analyst import AnalystError, Reader, parse_time
+    from streams.analyst import AnalystError, Reader
+    from streams.storage import StoreError
 
     try:
         with Reader(Settings()) as reader:
-            rows = reader.read("spend", by=by, window=window, tenant=tenant, since=parse_time(since),
-                               until=parse_time(until))
-    except AnalystError as exc:
-        raise click.ClickException(str(exc)) from None
+            rows = reader.read("spend", by=by, window=window, tenant=tenant, since=since, until=until)
+    except (AnalystError, StoreError) as exc:
+        raise click.ClickException(one_line(exc)) from None
     who = "user_id" if by == "user" else "model"
     columns = ["tenant_id", who, "currency", "cost", "events"]
     if window != "total":
@@ -132,44 +152,50 @@ def report_command(by: str, window: str, tenant: str | None, since: str | None, 
 def rejects_command(fmt: str, limit: int) -> None:
     """Dead-lettered inputs with their reasons (payloads never hold `text`)."""
     from streams.analyst import AnalystError, Reader
+    from streams.storage import StoreError
 
     try:
         with Reader(Settings()) as reader:
             rows = reader.read("rejects", limit=limit)
-    except AnalystError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (AnalystError, StoreError) as exc:
+        raise click.ClickException(one_line(exc)) from None
     cols = ["src_partition", "src_offset", "event_id", "tenant_id", "reason"]
     emit(rows, fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
 
 
 @click.command("rerate")
-@click.option("--since", required=True, help="RFC 3339 start of the period (event time, inclusive).")
-@click.option("--until", required=True, help="RFC 3339 end of the period (exclusive).")
+@click.option("--since", required=True, callback=time_option,
+              help="RFC 3339 start of the period (event time, inclusive).")
+@click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
 @click.option("--catalog", default=None,
               help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR) to price with; default: the "
                    "worker's own (MS_CATALOG_DIR or the shipped catalogs). Without a running worker, also a path.")
-def rerate_command(since: str, until: str, catalog: str | None) -> None:
+def rerate_command(since: Any, until: Any, catalog: str | None) -> None:
     """Re-price a closed period from the stored usage with another catalog, rewrite the affected
     rollups, and print the old and new totals per currency."""
     import datetime as dt
 
     from pricing import CatalogError, load_catalog
-    from streams.analyst import AnalystError, Reader, parse_time
+    from streams.analyst import AnalystError, Reader
     from streams.rerate import RerateError, rerate
+    from streams.storage import StoreError
 
     settings = Settings()
-    a, b = parse_time(since), parse_time(until)
+    a, b = since, until
     path = Path(catalog) if catalog else None
     named = path is not None and not path.is_dir()
-    reader = Reader(settings)
+    try:
+        reader = Reader(settings)
+    except StoreError as exc:
+        raise click.ClickException(one_line(exc)) from None
     try:
         if reader.store is not None:
             catalog_dir = settings.rerate_catalogs / catalog if named else (path or settings.catalog_dir)
             try:
                 result = rerate(reader.store, load_catalog(catalog_dir), a, b,
                                 lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
-            except (RerateError, CatalogError) as exc:
-                raise click.ClickException(str(exc)) from None
+            except (RerateError, CatalogError, StoreError) as exc:
+                raise click.ClickException(one_line(exc)) from None
         else:
             if path is not None and not named:
                 if path.resolve().parent != settings.rerate_catalogs.resolve():

@@ -3,11 +3,15 @@ and ClickHouse migrations."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 
 from streams.settings import Settings
 from streams.storage import open_store
+from streams.storage.access import apply_analyst_access
 from streams.storage.migrations import Migration, migrate
+
+log = logging.getLogger("meterstream.migrate")
 
 
 class ServiceError(RuntimeError):
@@ -44,9 +48,17 @@ def kafka_running(settings: Settings) -> bool:
     return settings.local_kafka and _kafka_script(settings, "status").returncode == 0
 
 
-def apply_migrations(settings: Settings) -> list[Migration]:
+def apply_migrations(settings: Settings, notes: list[str] | None = None) -> list[Migration]:
+    """Apply the migrations, then the analyst role and user (on a server; chDB skips them).
+    What the access step did is logged and appended to ``notes`` (never a password)."""
     with open_store(settings) as store:
-        return migrate(store, settings.migrations_dir)
+        applied = migrate(store, settings.migrations_dir)
+        note = apply_analyst_access(store, settings.clickhouse_database, settings.clickhouse_analyst_user,
+                                    settings.clickhouse_analyst_password)
+    log.info("%s", note)
+    if notes is not None:
+        notes.append(note)
+    return applied
 
 
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:

@@ -7,8 +7,10 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +30,10 @@ class Settings(BaseSettings):
     # ClickHouse. Unset URL: the embedded engine (chDB) in data_dir/chdb.
     clickhouse_url: SecretStr | None = None
     clickhouse_database: str = "meterstream"
+    # A read-only analyst user on a ClickHouse server (created by `meterstream migrate` when the
+    # password is set; the role meterstream_analyst is created on a server in any case).
+    clickhouse_analyst_user: str = "meterstream_analyst"
+    clickhouse_analyst_password: SecretStr | None = None
     data_dir: Path = Field(default_factory=default_data_dir)
     # Pricing catalogs: a directory of catalog files; unset: the ones shipped in pricing/catalogs.
     catalog_dir: Path | None = None
@@ -37,7 +43,10 @@ class Settings(BaseSettings):
     sink_topic: str = "meterstream_sink"
     budgets_topic: str = "meterstream_budgets"
     alerts_topic: str = "spend_alerts"
-    alert_webhooks: str | None = None  # comma-separated URLs (Slack-compatible incoming webhooks)
+    # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
+    # path), never stored, printed or logged; named by host and a short hash (streams/webhooks.py).
+    alert_webhooks: SecretStr | None = None
+    alert_webhook_secret: SecretStr | None = None  # HMAC-SHA256 key signing every webhook body
     alert_webhook_attempts: int = 5
     alert_webhook_timeout_s: float = 5.0
     topic_partitions: int = 4
@@ -79,9 +88,21 @@ class Settings(BaseSettings):
         in order; with the embedded engine there can be only one owner anyway."""
         return 1
 
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Settings:
+        """Refuse, at startup, webhook URLs that are not https:// (plain http:// only to a loopback
+        host) and webhooks without a signing secret. Raises WebhookConfigError (never a pydantic
+        ValidationError, which would print the URLs)."""
+        if parse_webhooks(self.alert_webhooks) and not (
+                self.alert_webhook_secret and self.alert_webhook_secret.get_secret_value()):
+            raise WebhookConfigError(
+                "MS_ALERT_WEBHOOKS is set but MS_ALERT_WEBHOOK_SECRET is not: webhooks are only sent "
+                "signed (set a random secret shared with the receivers, or unset MS_ALERT_WEBHOOKS)")
+        return self
+
     @property
-    def webhook_urls(self) -> list[str]:
-        return [u.strip() for u in (self.alert_webhooks or "").split(",") if u.strip()]
+    def webhook_targets(self) -> list[WebhookTarget]:
+        return parse_webhooks(self.alert_webhooks)
 
     @property
     def analyst_url(self) -> str:

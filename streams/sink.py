@@ -92,8 +92,8 @@ class SinkConsumer:
 
     def __init__(self, bootstrap: str, topic: str, group_id: str, open_store: Callable[[], Store], *,
                  max_records: int = 64, max_backoff_s: float = 30.0, budgets_topic: str | None = None,
-                 alerts_topic: str | None = None, webhooks: list[str] | None = None,
-                 webhook_attempts: int = 5, webhook_timeout_s: float = 5.0,
+                 alerts_topic: str | None = None, webhooks: list[Any] | None = None,
+                 webhook_secret: Any = None, webhook_attempts: int = 5, webhook_timeout_s: float = 5.0,
                  rollup_keep_ms: int = 48 * 3_600_000) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -108,7 +108,8 @@ class SinkConsumer:
         self._stopping = asyncio.Event()
         self.budgets_topic = budgets_topic
         self.alerts_topic = alerts_topic
-        self.webhooks = webhooks or []
+        self.webhooks = webhooks or []  # streams.webhooks.WebhookTarget: URLs are secrets, never logged
+        self.webhook_secret = webhook_secret
         self.webhook_attempts = webhook_attempts
         self.webhook_timeout_s = webhook_timeout_s
         self.evaluator: Any = None
@@ -262,7 +263,7 @@ class SinkConsumer:
             from streams.alert_delivery import Deliverer
 
             self.deliverer = Deliverer(self.bootstrap, self.alerts_topic, self.webhooks, self._write_alert_row,
-                                       attempts=self.webhook_attempts, timeout_s=self.webhook_timeout_s)
+                                       secret=self.webhook_secret, attempts=self.webhook_attempts, timeout_s=self.webhook_timeout_s)
             await self.deliverer.start()
             budgets = Plain(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
             await budgets.start()

@@ -10,6 +10,9 @@ from streams.storage.base import Row, Store, StoreError
 from streams.storage.chdb_store import check_identifier
 
 
+_READ_ONLY = ("READONLY", "ACCESS_DENIED", "Code: 164", "Code: 497")
+
+
 class ServerStore(Store):
     backend = "server"
 
@@ -19,8 +22,14 @@ class ServerStore(Store):
         self.database = check_identifier(database)
         try:
             admin = clickhouse_connect.get_client(dsn=url)
-            admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            admin.close()
+            try:
+                admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            except Exception as exc:
+                # a read-only user (the analyst role) may not create it: it must exist already
+                if not any(code in str(exc) for code in _READ_ONLY):
+                    raise
+            finally:
+                admin.close()
             self._client = clickhouse_connect.get_client(dsn=url, database=self.database)
         except Exception as exc:
             raise StoreError(f"cannot connect to the ClickHouse server: {exc}") from exc

@@ -14,23 +14,34 @@ import pytest
 import yaml
 
 from streams.stack import Stack
+from streams.webhooks import url_label, verify_signature
 
 pytestmark = pytest.mark.integration
+SECRET = "whsec-integration-7d3e"
+TOKEN = "T0KEN-in-the-path-b2c4d6"  # a webhook URL's secret part: must never be stored, printed or logged
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 DAY, MONTH = f"{NOW:%Y-%m-%d}", f"{NOW:%Y-%m}"
 
 
 class Webhook:
-    """A local endpoint: 'ok', 'flaky' (HTTP 500 for the first N calls) or 'dead' (never answers)."""
+    """A local endpoint: 'ok', 'flaky' (HTTP 500 for the first N calls) or 'dead' (never answers).
+    It checks every signature with the shipped helper and refuses (401) what does not verify."""
 
     def __init__(self, mode: str, failures: int = 0) -> None:
-        self.mode, self.failures, self.calls, self.bodies = mode, failures, 0, []
+        self.mode, self.failures, self.calls, self.bodies, self.unsigned = mode, failures, 0, [], 0
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.calls += 1
+                if not verify_signature(SECRET, self.headers.get("Meterstream-Timestamp"), body,
+                                        self.headers.get("Meterstream-Signature")):
+                    hook.unsigned += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                assert self.headers["Idempotency-Key"] == json.loads(body)["idempotency_key"]
                 if hook.mode == "dead":
                     time.sleep(3600)
                 if hook.mode == "flaky" and hook.calls <= hook.failures:
@@ -48,7 +59,7 @@ class Webhook:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/{TOKEN}"
 
     def keys(self) -> list[str]:
         return sorted(b["idempotency_key"] for b in self.bodies)
@@ -97,7 +108,7 @@ def topic_keys(stack: Stack) -> list[str]:
 
 def make_stack(kafka_service, clickhouse_service, tmp_path, hooks: list[Webhook]) -> Stack:
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    stack.env.update({"MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks),
+    stack.env.update({"MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks), "MS_ALERT_WEBHOOK_SECRET": SECRET,
                       "MS_ALERT_WEBHOOK_ATTEMPTS": "4", "MS_ALERT_WEBHOOK_TIMEOUT_S": "1"})
     path = tmp_path / "budgets.yaml"
     path.write_text(yaml.safe_dump(BUDGETS))
@@ -147,6 +158,7 @@ def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_s
                                                     "event", "idempotency_key"} <= set(body)
         rows = alerts_table(stack)
         wait_for(lambda: all("delivered" in r["webhook_status"] for r in alerts_table(stack)), what="status")
+        assert ok.unsigned == flaky.unsigned == 0  # every request was signed with the shared secret
         # a budget created now counts the spend already in its period: 4.41 of 4 USD -> 0.5, 0.8, 1 at once
         stack.cli("budgets", "set", "--id", "acme-late", "--tenant", "acme", "--period", "day",
                   "--currency", "USD", "--amount", "4")
@@ -201,5 +213,13 @@ def test_dead_webhook_is_recorded_failed_and_never_stalls_counting(kafka_service
                  and sorted(r["alert_key"] for r in alerts_table(stack)) == want, timeout=120,
                  what="failed webhook status")
         assert topic_keys(stack) == want  # Kafka delivery is independent of the webhook
+        # the URL (its token) is in none of: the alerts table, the CLI's output, the worker's log
+        label = url_label(dead.url)
+        outputs = [stack.cli("alerts", "--format", "json").stdout.decode(), stack.cli("alerts").stdout.decode()]
+        logs = [p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log")]
+        assert all(r["webhook_status"].startswith(f"{label}: failed") for r in json.loads(outputs[0]))
+        assert any(f"webhook {label} for alert" in text for text in logs)  # the failures were logged, by label
+        for text in outputs + logs:
+            assert TOKEN not in text and dead.url not in text
     finally:
         stack.stop()

@@ -43,3 +43,31 @@ def test_worker_image_builds_from_the_repo():
     build = COMPOSE["services"]["worker"]["build"]
     assert (REPO_ROOT / build["dockerfile"]).is_file()
     assert Path(REPO_ROOT / build["context"]).resolve() == REPO_ROOT
+
+
+def _published(port_spec: str) -> tuple[str | None, str, str]:
+    """"host_ip:host_port:container_port" (or shorter) as (host_ip, host_port, container_port)."""
+    parts = str(port_spec).split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    return None, parts[0], parts[0]
+
+
+def test_every_published_port_binds_to_loopback():
+    published = [(name, p) for name, svc in COMPOSE["services"].items() for p in svc.get("ports", [])]
+    assert ("clickhouse", "127.0.0.1:8123:8123") in published
+    for name, spec in published:
+        assert not isinstance(spec, dict), f"{name}: use the short 'IP:host:container' form"
+        host_ip, _, _ = _published(spec)
+        assert host_ip == "127.0.0.1", f"{name} publishes {spec} on every interface of the host"
+
+
+def test_analyst_user_password_comes_from_the_environment():
+    env = COMPOSE["services"]["worker"]["environment"]
+    assert env["MS_CLICKHOUSE_ANALYST_USER"] == "meterstream_analyst"
+    assert env["MS_CLICKHOUSE_ANALYST_PASSWORD"].startswith("${CLICKHOUSE_ANALYST_PASSWORD")
+    # the server lets the migrating user manage access (CREATE ROLE / USER)
+    assert COMPOSE["services"]["clickhouse"]["environment"]["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == "1"
+    assert "MS_ALERT_WEBHOOKS" not in env or "MS_ALERT_WEBHOOK_SECRET" in env
