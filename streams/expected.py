@@ -90,7 +90,7 @@ def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, i
 
 
 def normalize(rows: list[dict], by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
-    """Report rows (from `report --format json`, or from streams.report.spend) keyed like as_rows."""
+    """Report rows (from `report --format json`, or from streams.reads) keyed like as_rows."""
     who = "user_id" if by == "user" else "model"
     out = {}
     for r in rows:

@@ -101,7 +101,7 @@ def test_month_windows_follow_the_calendar(db):
 
 
 def test_report_reads_the_coarsest_windows_a_range_allows():
-    from streams.report import coarsest_window
+    from streams.reads import coarsest_window
 
     utc = dt.timezone.utc
     assert coarsest_window(None, None) == "month"
