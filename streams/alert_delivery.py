@@ -15,6 +15,7 @@ import orjson
 
 from streams.alerts import Alert, AlertEvaluator
 from streams.budgets import Budget
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.storage import Store
 
 log = logging.getLogger("meterstream.alerts")
@@ -54,8 +55,10 @@ def undelivered(store: Store) -> list[dict[str, Any]]:
 class Deliverer:
     def __init__(self, bootstrap: str, topic: str, webhooks: list[str],
                  write_row: Callable[[dict[str, Any]], Awaitable[None]], *,
-                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5) -> None:
+                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5,
+                 security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.webhooks = webhooks
         self.write_row = write_row
@@ -68,7 +71,8 @@ class Deliverer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                         **self.security.aiokafka())
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -80,7 +84,8 @@ class Deliverer:
     async def keys_in_topic(self) -> set[str]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    **self.security.aiokafka())
         await consumer.start()
         keys: set[str] = set()
         try:

@@ -20,6 +20,7 @@ import orjson
 
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
+from streams.kafka_security import kafka_security
 from streams.rater import Output, Rater, Source
 from streams.settings import Settings
 from streams.sink import SinkConsumer
@@ -80,6 +81,7 @@ class PartitionState(MutableMapping):
 def create_app(settings: Settings) -> faust.App:
     datadir = settings.data_dir / "faust" / f"{settings.app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
+    security = kafka_security(settings)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -103,6 +105,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_in_thread=False,
         datadir=str(datadir),
+        **security.faust(),
     )
     events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
     dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
@@ -120,7 +123,7 @@ def create_app(settings: Settings) -> faust.App:
                         budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
                         webhooks=settings.webhook_urls, webhook_attempts=settings.alert_webhook_attempts,
                         webhook_timeout_s=settings.alert_webhook_timeout_s,
-                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000)
+                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
     app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
     stats = app.meterstream_stats  # type: ignore[attr-defined]
