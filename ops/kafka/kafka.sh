@@ -12,6 +12,8 @@
 #                                   SCRAM-SHA-256 and SCRAM-SHA-512)
 #   MS_KAFKA_SSL_KEYSTORE           the broker's keystore (its key and certificate chain)
 #   MS_KAFKA_SSL_KEYSTORE_PASSWORD  its password (also the key's); MS_KAFKA_SSL_KEYSTORE_TYPE: PKCS12
+#   MS_KAFKA_SSL_TRUSTSTORE         optional: clients must then present a certificate it trusts (mTLS);
+#                                   MS_KAFKA_SSL_TRUSTSTORE_PASSWORD, MS_KAFKA_SSL_TRUSTSTORE_TYPE: PKCS12
 #   MS_KAFKA_SASL_USERS             name:password,... (PLAIN users in the listener's JAAS config, and
 #                                   SCRAM credentials for both SCRAM mechanisms, set at every start;
 #                                   names [A-Za-z0-9._-], passwords without , " \ or newlines)
@@ -73,6 +75,14 @@ sasl_ssl_config() {  # the SASL_SSL listener's lines of server.properties
     || { log "MS_KAFKA_SASL_SSL_PORT needs MS_KAFKA_SSL_KEYSTORE (a keystore file)"; return 1; }
   [ -n "${MS_KAFKA_SSL_KEYSTORE_PASSWORD:-}" ] || { log "MS_KAFKA_SSL_KEYSTORE_PASSWORD is unset"; return 1; }
   users="$(sasl_users)" || return 1
+  local client_auth="listener.name.sasl_ssl.ssl.client.auth=none"
+  if [ -n "${MS_KAFKA_SSL_TRUSTSTORE:-}" ]; then
+    [ -f "$MS_KAFKA_SSL_TRUSTSTORE" ] || { log "MS_KAFKA_SSL_TRUSTSTORE is not a file"; return 1; }
+    client_auth="listener.name.sasl_ssl.ssl.client.auth=required
+listener.name.sasl_ssl.ssl.truststore.location=$MS_KAFKA_SSL_TRUSTSTORE
+listener.name.sasl_ssl.ssl.truststore.type=${MS_KAFKA_SSL_TRUSTSTORE_TYPE:-PKCS12}
+listener.name.sasl_ssl.ssl.truststore.password=${MS_KAFKA_SSL_TRUSTSTORE_PASSWORD:-}"
+  fi
   while read -r name pw; do jaas+=" user_$name=\"$pw\""; done <<<"$users"
   cat <<PROPS
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
@@ -83,7 +93,7 @@ listener.name.sasl_ssl.ssl.keystore.location=$MS_KAFKA_SSL_KEYSTORE
 listener.name.sasl_ssl.ssl.keystore.type=${MS_KAFKA_SSL_KEYSTORE_TYPE:-PKCS12}
 listener.name.sasl_ssl.ssl.keystore.password=$MS_KAFKA_SSL_KEYSTORE_PASSWORD
 listener.name.sasl_ssl.ssl.key.password=$MS_KAFKA_SSL_KEYSTORE_PASSWORD
-listener.name.sasl_ssl.ssl.client.auth=none
+$client_auth
 PROPS
 }
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -35,7 +37,8 @@ def keytool(*args: str) -> None:
 
 def make_tls(d: Path) -> Path:
     """A CA, and a broker keystore (PKCS12) holding a key and a certificate the CA signed for
-    127.0.0.1 and localhost. Returns the CA certificate (PEM): what clients trust."""
+    127.0.0.1 and localhost; for mTLS a truststore with the CA, and a client certificate and key
+    (PEM). Returns the CA certificate (PEM): what clients trust."""
     ec = ["-keyalg", "EC", "-groupname", "secp256r1", "-validity", "2", "-storetype", "PKCS12"]
     ca, broker = str(d / "ca.p12"), str(d / "broker.p12")
     keytool("-genkeypair", "-alias", "ca", "-dname", "CN=meterstream-test-ca", "-ext", "bc:c", *ec,
@@ -53,6 +56,21 @@ def make_tls(d: Path) -> Path:
             "-file", str(d / "ca.pem"))
     keytool("-importcert", "-alias", "broker", "-keystore", broker, "-storepass", STOREPASS,
             "-file", str(d / "broker.pem"))
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-keystore", str(d / "truststore.p12"),
+            "-storetype", "PKCS12", "-storepass", STOREPASS, "-file", str(d / "ca.pem"))
+    client = str(d / "client.p12")
+    keytool("-genkeypair", "-alias", "client", "-dname", f"CN={USER}", *ec, "-keystore", client,
+            "-storepass", STOREPASS)
+    keytool("-certreq", "-alias", "client", "-keystore", client, "-storepass", STOREPASS,
+            "-file", str(d / "client.csr"))
+    keytool("-gencert", "-alias", "ca", "-keystore", ca, "-storepass", STOREPASS, "-rfc", "-validity", "2",
+            "-infile", str(d / "client.csr"), "-outfile", str(d / "client.pem"), "-ext", "EKU=clientAuth")
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-keystore", client, "-storepass", STOREPASS,
+            "-file", str(d / "ca.pem"))
+    keytool("-importcert", "-alias", "client", "-keystore", client, "-storepass", STOREPASS,
+            "-file", str(d / "client.pem"))
+    subprocess.run(["openssl", "pkcs12", "-in", client, "-nocerts", "-nodes", "-passin", f"pass:{STOREPASS}",
+                    "-out", str(d / "client.key")], check=True, capture_output=True, timeout=60)
     return d / "ca.pem"
 
 
@@ -206,3 +224,44 @@ def test_clients_without_the_right_credentials_are_refused(tls_broker, case):
     assert time.monotonic() - t0 < 30
     if case.startswith("wrong password"):  # the broker itself refused them: authentication failed
         assert log.read_text().count("Failed authentication") > failed_before
+
+
+def test_mutual_tls_needs_a_client_certificate(tls_broker, tmp_path):
+    """A broker that also requires client certificates (MS_KAFKA_SSL_TRUSTSTORE): meterstream's
+    clients present MS_KAFKA_SSL_CERTFILE/KEYFILE; without them they are refused."""
+    _, cafile = tls_broker
+    d = cafile.parent
+    broker = Broker(tmp_path / "kafka", extra_env={
+        "MS_KAFKA_SASL_SSL_PORT": str(free_port()), "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
+        "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS, "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD}",
+        "MS_KAFKA_SSL_TRUSTSTORE": str(d / "truststore.p12"), "MS_KAFKA_SSL_TRUSTSTORE_PASSWORD": STOREPASS,
+    })
+    broker.start()
+    try:
+        bootstrap = broker.sasl_ssl_bootstrap
+        mtls = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", USER, SecretStr(PASSWORD), cafile=cafile,
+                             certfile=d / "client.pem", keyfile=d / "client.key")
+        assert kafka_python_topics(bootstrap, mtls) == asyncio.run(aiokafka_topics(bootstrap, mtls))
+        # the CLI, configured from the environment only: budgets (kafka-python) over mTLS + SASL
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
+        env.update(mtls.env(), MS_KAFKA_BOOTSTRAP=bootstrap, MS_BUDGETS_TOPIC="budgets-mtls",
+                   MS_DATA_DIR=str(tmp_path / "data"))
+        cli = [sys.executable, "-m", "streams.cli", "budgets"]
+        subprocess.run(cli + ["set", "--id", "b1", "--tenant", "acme", "--period", "month", "--currency", "USD",
+                              "--amount", "5"], env=env, check=True, capture_output=True, timeout=120)
+        listed = subprocess.run(cli + ["list", "--format", "json"], env=env, check=True, capture_output=True,
+                                timeout=120)
+        assert [b["id"] for b in json.loads(listed.stdout)] == ["b1"]
+
+        import aiokafka.errors
+        import kafka.errors
+
+        no_cert = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", USER, SecretStr(PASSWORD), cafile=cafile)
+        with pytest.raises(kafka.errors.KafkaError):
+            kafka_python_topics(bootstrap, no_cert, timeout_ms=4000)
+        with pytest.raises(aiokafka.errors.KafkaError):
+            asyncio.run(aiokafka_topics(bootstrap, no_cert))
+        log = (broker.data_dir / "kafka" / "logs" / "server.log").read_text()
+        assert "SSL handshake failed" in log  # refused by the broker at the TLS handshake
+    finally:
+        broker.remove()
