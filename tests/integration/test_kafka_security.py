@@ -175,7 +175,12 @@ def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_servic
         while alert_keys_in_topic(stack) != want_alerts and time.monotonic() < deadline:
             time.sleep(1)
         assert alert_keys_in_topic(stack) == want_alerts  # delivered by the worker over SASL_SSL
-        table = json.loads(stack.cli("alerts", "--format", "json").stdout)
+        deadline = time.monotonic() + 30  # the outbox row is marked delivered just after the send
+        while True:
+            table = json.loads(stack.cli("alerts", "--format", "json").stdout)
+            if all(r["kafka_delivered"] for r in table) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert sorted(r["alert_key"] for r in table) == want_alerts
         assert all(r["kafka_delivered"] for r in table)
     finally:
