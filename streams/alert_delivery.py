@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from streams.alerts import Alert, AlertEvaluator
 from streams.budgets import Budget
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.storage import Store
 from streams.webhooks import WebhookConfigError, WebhookTarget, signed_headers
 
@@ -72,8 +73,10 @@ class Deliverer:
     def __init__(self, bootstrap: str, topic: str, webhooks: Sequence[WebhookTarget],
                  write_row: Callable[[dict[str, Any]], Awaitable[None]], *,
                  secret: SecretStr | str | None = None,
-                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5) -> None:
+                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5,
+                 security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.webhooks = list(webhooks)
         for w in self.webhooks:
@@ -94,7 +97,8 @@ class Deliverer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                         **self.security.aiokafka())
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -106,7 +110,8 @@ class Deliverer:
     async def keys_in_topic(self) -> set[str]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    **self.security.aiokafka())
         await consumer.start()
         keys: set[str] = set()
         try:

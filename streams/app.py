@@ -18,6 +18,7 @@ import orjson
 
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
+from streams.kafka_security import kafka_security
 from streams.rater import Output, Rater, Source
 from streams.recovery import restart_in_place
 from streams.settings import Settings
@@ -80,6 +81,7 @@ class PartitionState(MutableMapping):
 def create_app(settings: Settings) -> faust.App:
     datadir = settings.data_dir / "faust" / f"{settings.app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
+    security = kafka_security(settings)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -109,6 +111,7 @@ def create_app(settings: Settings) -> faust.App:
         web_metrics_enabled=False,
         web_in_thread=False,
         datadir=str(datadir),
+        **security.faust(),
     )
     events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
     dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
@@ -127,7 +130,7 @@ def create_app(settings: Settings) -> faust.App:
                         webhooks=settings.webhook_targets, webhook_secret=settings.alert_webhook_secret,
                         webhook_attempts=settings.alert_webhook_attempts,
                         webhook_timeout_s=settings.alert_webhook_timeout_s,
-                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000)
+                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
     app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
     stats = app.meterstream_stats  # type: ignore[attr-defined]

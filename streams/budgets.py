@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
+
 # ISO 4217 codes meterstream accepts for budgets (the catalogs' currencies and the common ones)
 CURRENCIES = frozenset("USD EUR CNY JPY GBP CHF CAD AUD HKD SGD KRW INR BRL MXN SEK NOK DKK PLN CZK "
                        "HUF TRY ZAR NZD TWD THB VND IDR MYR PHP ILS AED SAR RUB UAH".split())
@@ -124,15 +126,16 @@ def parse_budget(doc: dict) -> Budget:
 class BudgetTopic:
     """The compacted topic of budgets: key = budget id, value = JSON, tombstone = deleted."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
 
     def ensure(self) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security.kafka_python())
         try:
             if self.topic not in admin.list_topics():
                 admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
@@ -145,7 +148,8 @@ class BudgetTopic:
         from kafka import KafkaProducer
 
         self.ensure()
-        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                          **self.security.kafka_python())
         for b in budgets:
             p.send(self.topic, key=b.id.encode(), value=b.model_dump_json().encode())
         p.flush()
@@ -155,7 +159,8 @@ class BudgetTopic:
         from kafka import KafkaProducer
 
         self.ensure()
-        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                          **self.security.kafka_python())
         p.send(self.topic, key=budget_id.encode(), value=None)
         p.flush()
         p.close()
@@ -164,7 +169,8 @@ class BudgetTopic:
         from kafka import KafkaConsumer, TopicPartition
 
         self.ensure()
-        c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                          **self.security.kafka_python())
         tp = TopicPartition(self.topic, 0)
         c.assign([tp])
         c.seek_to_beginning(tp)

@@ -33,6 +33,14 @@ def main() -> None:
     """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
 
     Settings come from MS_* environment variables (see the README)."""
+    from pydantic import ValidationError
+
+    try:
+        Settings()
+    except ValidationError as exc:  # the errors name the variables, never their values
+        reasons = "; ".join(("MS_" + "_".join(map(str, e["loc"])).upper() + ": " if e["loc"] else "")
+                            + e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
+        raise click.ClickException(f"invalid settings: {reasons}") from None
 
 
 @main.command()

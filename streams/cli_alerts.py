@@ -9,12 +9,13 @@ import yaml
 
 from streams.budgets import BudgetError, BudgetTopic, parse_budget
 from streams.cli_stream import emit, one_line
+from streams.kafka_security import kafka_security
 from streams.settings import Settings
 
 
 def _topic() -> BudgetTopic:
     s = Settings()
-    return BudgetTopic(s.bootstrap, s.budgets_topic)
+    return BudgetTopic(s.bootstrap, s.budgets_topic, kafka_security(s))
 
 
 @click.group("budgets")

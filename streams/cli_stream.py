@@ -92,6 +92,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
     """Publish billing events (JSON lines, each as is: bad lines too) to Kafka."""
     from rich.progress import Progress
 
+    from streams.kafka_security import kafka_security
     from streams.producer import publish
 
     settings = Settings()
@@ -108,7 +109,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("producing", total=total)
         n = publish(settings.bootstrap, topic or settings.events_topic, lines,
-                    lambda k: progress.update(task, advance=k))
+                    lambda k: progress.update(task, advance=k), kafka_security(settings))
     click.echo(f"produced {n} events to {topic or settings.events_topic} at {settings.bootstrap}", err=True)
 
 

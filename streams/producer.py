@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import orjson
 
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
+
 
 def event_key(line: bytes) -> bytes | None:
     """``tenant_id/user_id`` when the line is a JSON object with both, else None."""
@@ -21,17 +23,19 @@ def event_key(line: bytes) -> bytes | None:
     return None
 
 
-def make_producer(bootstrap: str):
+def make_producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT):
     from kafka import KafkaProducer
 
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                          linger_ms=20, batch_size=256 * 1024, compression_type=None,
-                         max_request_size=2 * 1024 * 1024, client_id="meterstream-produce")
+                         max_request_size=2 * 1024 * 1024, client_id="meterstream-produce",
+                         **security.kafka_python())
 
 
-def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress=None) -> int:
+def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress=None,
+            security: KafkaSecurity = PLAINTEXT) -> int:
     """Send every line as is (bad lines too: they must reach the dead-letter path)."""
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, security)
     n = 0
     futures = []
     try:

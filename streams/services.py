@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 
+from streams.kafka_security import kafka_security
 from streams.settings import Settings
 from streams.storage import open_store
 from streams.storage.access import apply_analyst_access
@@ -69,7 +70,8 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic,
                        settings.budgets_topic, settings.alerts_topic]
     compacted = {settings.budgets_topic, settings.alerts_topic}  # keyed: the latest per key is what counts
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin",
+                             **kafka_security(settings).kafka_python())
     try:
         existing = set(admin.list_topics())
         created = []

@@ -6,8 +6,9 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
@@ -20,13 +21,27 @@ def default_data_dir() -> Path:
     return Path(base) / "meterstream"
 
 
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MS_", extra="ignore")
+    # hide_input_in_errors: a validation error never echoes a value (passwords, URLs with them)
+    model_config = SettingsConfigDict(env_prefix="MS_", extra="ignore", hide_input_in_errors=True)
 
     # Kafka. Unset bootstrap: the local broker of ops/kafka/kafka.sh on 127.0.0.1:kafka_port.
     kafka_bootstrap: str | None = None
     kafka_port: int = 9092
     kafka_controller_port: int | None = None
+    # Kafka client security, for every client (streams/kafka_security.py builds their arguments).
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None    # unset: the system's CAs
+    kafka_ssl_certfile: FilePath | None = None  # a client certificate (mTLS), PEM
+    kafka_ssl_keyfile: FilePath | None = None   # its unencrypted private key, PEM (unset: in the certfile)
+    kafka_sasl_ssl_port: int | None = None      # the local broker's SASL_SSL listener (ops/kafka/kafka.sh)
     # ClickHouse. Unset URL: the embedded engine (chDB) in data_dir/chdb.
     clickhouse_url: SecretStr | None = None
     clickhouse_database: str = "meterstream"
@@ -73,6 +88,28 @@ class Settings(BaseSettings):
     # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.
     fault_injection: bool = False
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"MS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "MS_KAFKA_SASL_USERNAME and MS_KAFKA_SASL_PASSWORD")
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError("MS_KAFKA_SASL_USERNAME/PASSWORD are set but MS_KAFKA_SECURITY_PROTOCOL="
+                             f"{self.kafka_security_protocol} sends no credentials (use SASL_SSL)")
+        if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+            raise ValueError("MS_KAFKA_SSL_* files are set but MS_KAFKA_SECURITY_PROTOCOL="
+                             f"{self.kafka_security_protocol} does not use TLS (use SSL or SASL_SSL)")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("MS_KAFKA_SSL_KEYFILE needs MS_KAFKA_SSL_CERTFILE")
+        return self
+
     @property
     def local_kafka(self) -> bool:
         """True when meterstream starts its own broker (no external bootstrap given)."""
@@ -80,7 +117,11 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap(self) -> str:
-        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        if self.kafka_security_protocol == "SASL_SSL" and self.kafka_sasl_ssl_port:
+            return f"127.0.0.1:{self.kafka_sasl_ssl_port}"  # the local broker's SASL_SSL listener
+        return f"127.0.0.1:{self.kafka_port}"
 
     @property
     def sink_partitions(self) -> int:
@@ -132,4 +173,6 @@ class Settings(BaseSettings):
         env.setdefault("MS_PYTHON", sys.executable)
         if self.kafka_controller_port:
             env["MS_KAFKA_CONTROLLER_PORT"] = str(self.kafka_controller_port)
+        if self.kafka_sasl_ssl_port:
+            env["MS_KAFKA_SASL_SSL_PORT"] = str(self.kafka_sasl_ssl_port)
         return env

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.rollups import Rollups
 from streams.storage import Store, StoreError
 
@@ -94,8 +95,9 @@ class SinkConsumer:
                  max_records: int = 64, max_backoff_s: float = 30.0, budgets_topic: str | None = None,
                  alerts_topic: str | None = None, webhooks: list[Any] | None = None,
                  webhook_secret: Any = None, webhook_attempts: int = 5, webhook_timeout_s: float = 5.0,
-                 rollup_keep_ms: int = 48 * 3_600_000) -> None:
+                 rollup_keep_ms: int = 48 * 3_600_000, security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.group_id = group_id
         self._open_store = open_store
@@ -252,6 +254,7 @@ class SinkConsumer:
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.max_records,
             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+            **self.security.aiokafka(),
         )
         consumer.subscribe([self.topic], listener=Listener())
         await consumer.start()
@@ -263,9 +266,10 @@ class SinkConsumer:
             from streams.alert_delivery import Deliverer
 
             self.deliverer = Deliverer(self.bootstrap, self.alerts_topic, self.webhooks, self._write_alert_row,
-                                       secret=self.webhook_secret, attempts=self.webhook_attempts, timeout_s=self.webhook_timeout_s)
+                                       secret=self.webhook_secret, attempts=self.webhook_attempts,
+                                       timeout_s=self.webhook_timeout_s, security=self.security)
             await self.deliverer.start()
-            budgets = Plain(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            budgets = Plain(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security.aiokafka())
             await budgets.start()
             tp0 = TopicPartition(self.budgets_topic, 0)
             budgets.assign([tp0])

@@ -22,6 +22,7 @@ from typing import Any
 
 from pricing import load_catalog
 from streams.expected import Expected, as_rows, diff, expected_totals, normalize
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.producer import publish
 from streams.settings import REPO_ROOT
 
@@ -37,15 +38,19 @@ def free_port() -> int:
 
 class Broker:
     """The project's own Kafka broker (ops/kafka/kafka.sh) in a data directory of its own, on
-    free ports; it can be stopped and started again on the same ports and data."""
+    free ports; it can be stopped and started again on the same ports and data. `extra_env`: more
+    of kafka.sh's settings, e.g. its SASL_SSL listener (MS_KAFKA_SASL_SSL_PORT, ...)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = dict(os.environ, MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(self.port),
                         MS_KAFKA_CONTROLLER_PORT=str(free_port()))
         self.env.setdefault("MS_PYTHON", sys.executable)
+        self.env.update(extra_env or {})
         self.bootstrap = f"127.0.0.1:{self.port}"
+        sasl_port = self.env.get("MS_KAFKA_SASL_SSL_PORT")
+        self.sasl_ssl_bootstrap = f"127.0.0.1:{sasl_port}" if sasl_port else None
 
     def start(self) -> Broker:
         subprocess.run(["bash", str(KAFKA_SH), "start"], env=self.env, check=True)
@@ -64,10 +69,14 @@ class Broker:
 
 
 class Stack:
+    """`security`: how every client of the stack (its subprocesses and its own producer) talks to
+    the broker at `bootstrap`."""
+
     def __init__(self, bootstrap: str, tmp: Path, clickhouse_url: str | None = None, partitions: int = 4,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT) -> None:
         tag = uuid.uuid4().hex[:8]
         self.bootstrap = bootstrap
+        self.security = security
         self.tmp = tmp
         self.partitions = partitions
         self.ports: list[int] = []
@@ -80,6 +89,7 @@ class Stack:
         })
         if clickhouse_url:
             self.env["MS_CLICKHOUSE_URL"] = clickhouse_url
+        self.env.update(security.env())
         self.env.update(extra_env or {})
         self.workers: dict[int, subprocess.Popen] = {}
         self.produced: list[bytes] = []
@@ -123,7 +133,7 @@ class Stack:
             self.kill_worker(port, signal.SIGTERM)
 
     def produce(self, lines: list[bytes]) -> None:
-        publish(self.bootstrap, self.events_topic, lines)
+        publish(self.bootstrap, self.events_topic, lines, security=self.security)
         self.produced.extend(lines)
 
     def token(self) -> str:

@@ -128,7 +128,8 @@ def committed(stack: Stack) -> int:
     """Input offsets the worker group has committed (its progress, across kills)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, request_timeout_ms=5000)
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, request_timeout_ms=5000,
+                             **stack.security.kafka_python())
     try:
         group = stack.env["MS_APP_ID"]
         offsets = admin.list_group_offsets({group: None})[group]
@@ -164,7 +165,7 @@ def alerts_in_topic(stack: Stack) -> list[str]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=3000)
+                             consumer_timeout_ms=3000, **stack.security.kafka_python())
     try:
         tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
         consumer.assign([tp])
