@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import orjson
 
+from schemas.validate import strip_line
+
 
 def event_key(line: bytes) -> bytes | None:
     """``tenant_id/user_id`` when the line is a JSON object with both, else None."""
@@ -36,7 +38,7 @@ def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress=None) -
     futures = []
     try:
         for line in lines:
-            line = line.rstrip(b"\r\n")
+            line = strip_line(line)  # what `meterstream price` measures and rates, too
             if not line.strip():
                 continue
             futures.append(producer.send(topic, key=event_key(line), value=line))

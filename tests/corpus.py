@@ -11,6 +11,7 @@ payload may contain it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,32 @@ def raw_bytes(case: dict[str, Any]) -> bytes:
     if raw.startswith("GENERATE_"):
         return generated(raw, None if raw == "GENERATE_OVERSIZE" else case["kind"])
     return raw.encode("utf-8")
+
+
+_ID = re.compile(r"[\x21-\x7e]{1,128}").fullmatch
+_NAME = re.compile(r"[\x21-\x7e]{1,256}").fullmatch
+_FIRST_ID = re.compile(rb'^(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"event_id"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
+
+
+def expected_ids(raw: bytes) -> tuple[str | None, str | None]:
+    """The ids a rejection must report (the rule, written out independently): the input's
+    top-level event_id / tenant_id when it is a valid id occurring once, read as leniently as
+    Python's json reads (NaN, Infinity, 1e400, a BOM); for input even that cannot read, an
+    event_id that is the object's first member."""
+    try:
+        pairs = json.loads(raw, object_pairs_hook=lambda p: ("pairs", p))
+    except (ValueError, RecursionError):
+        m = _FIRST_ID.match(raw)
+        ident = m.group(1).decode("utf-8", "replace") if m else None
+        return (ident if ident and _ID(ident) else None), None
+    if not (isinstance(pairs, tuple) and pairs[0] == "pairs"):
+        return None, None
+    found: dict[str, list[Any]] = {}
+    for k, v in pairs[1]:
+        found.setdefault(k, []).append(v)
+
+    def one(key: str, ok: Any) -> str | None:
+        vals = found.get(key, [])
+        return vals[0] if len(vals) == 1 and isinstance(vals[0], str) and ok(vals[0]) else None
+
+    return one("event_id", _ID), one("tenant_id", _NAME)

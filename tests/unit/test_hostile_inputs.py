@@ -24,7 +24,7 @@ import pytest
 from pricing import PricingError, load_catalog, price_event
 from schemas.validate import InvalidEvent, parse_event
 from streams.rater import Output, Rater, Source
-from tests.corpus import BAD, HOSTILE, PROMPT_MARKER, load, raw_bytes
+from tests.corpus import BAD, HOSTILE, PROMPT_MARKER, expected_ids, load, raw_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalog()
@@ -32,44 +32,15 @@ NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 CASES = load(HOSTILE)
 KAFKA_RECORD_LIMIT = 1_000_000  # Faust's producer_max_request_size (aiokafka max_request_size)
 
+def _kind(case: dict[str, Any]) -> str:
+    return case["kind"]
+
+
 GOOD = [
     {"event_id": f"good-{i}", "ts": "2024-11-01T12:00:00Z", "tenant_id": "tenant-g", "user_id": "user-g",
      "provider": "bedrock", "model": "anthropic.claude-3-haiku-20240307-v1:0", "region": "us-east-1",
      "usage": {"input_tokens": 1000 + i, "output_tokens": 10}} for i in range(3)
 ]
-
-_ID = re.compile(r"[\x21-\x7e]{1,128}").fullmatch
-_NAME = re.compile(r"[\x21-\x7e]{1,256}").fullmatch
-_FIRST_ID = re.compile(rb'^(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"event_id"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
-
-
-def _kind(case: dict[str, Any]) -> str:
-    return case["kind"]
-
-
-def expected_ids(raw: bytes) -> tuple[str | None, str | None]:
-    """The ids a rejection must report (the rule, written out independently): the input's
-    top-level event_id / tenant_id when it is a valid id occurring once, read as leniently as
-    Python's json reads (NaN, Infinity, 1e400, a BOM); for input even that cannot read, an
-    event_id that is the object's first member."""
-    try:
-        pairs = json.loads(raw, object_pairs_hook=lambda p: ("pairs", p))
-    except (ValueError, RecursionError):
-        m = _FIRST_ID.match(raw)
-        ident = m.group(1).decode("utf-8", "replace") if m else None
-        return (ident if ident and _ID(ident) else None), None
-    if not (isinstance(pairs, tuple) and pairs[0] == "pairs"):
-        return None, None
-    found: dict[str, list[Any]] = {}
-    for k, v in pairs[1]:
-        found.setdefault(k, []).append(v)
-
-    def one(key: str, ok: Any) -> str | None:
-        vals = found.get(key, [])
-        return vals[0] if len(vals) == 1 and isinstance(vals[0], str) and ok(vals[0]) else None
-
-    return one("event_id", _ID), one("tenant_id", _NAME)
-
 
 # ------------------------------------------------------------------------------ the corpus
 
