@@ -3,8 +3,11 @@
 Bounds are part of the contract (an event outside them is rejected with the field and the
 bound in the reason). Token buckets are disjoint: ``input_tokens`` excludes
 ``cached_input_tokens`` and ``cache_write_tokens``. Decimal quantities (durations, months)
-carry at most 3 decimal places; send them as JSON strings when the exact text matters
-(JSON numbers with more than 15 significant digits cannot be told apart from their float)."""
+carry at most 3 decimal places, no exponent and no negative zero, and are kept canonical; send
+them as JSON strings when the exact text matters (JSON numbers with more than 15 significant
+digits cannot be told apart from their float). ``ts`` is an instant (judged in UTC) with at most
+microsecond precision. Label values hold no control or format characters (FORBIDDEN_CHARS).
+Strict JSON (no repeated keys, no NaN) is checked before the models, in schemas/validate.py."""
 
 from __future__ import annotations
 

@@ -86,33 +86,24 @@ def _pairs(raw: bytes) -> Any:
     return json.loads(raw, object_pairs_hook=_Pairs)
 
 
-def _strings(doc: Any) -> int:
-    """How many strings (keys and values) a decoded JSON value holds."""
-    n, stack = 0, [doc]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is str:
-            n += 1
-        elif t is dict:
-            n += len(v)
-            stack.extend(v.values())
-        elif t is list:
-            stack.extend(v)
-    return n
+def _no_duplicates(raw: bytes, doc: Any) -> bool:
+    """True when the input can hold no repeated key; False when it may (then read it exactly).
 
-
-def _no_duplicates(raw: bytes, strings: int) -> bool:
-    """True when the input can hold no repeated key: each of its strings is two quote bytes, and
-    an escaped quote only adds one, so as many quote bytes as twice the decoded strings leave no
-    room for a key (or its value) that decoding dropped. Sound, and one pass of bytes.count."""
-    return raw.count(b'"') == 2 * strings
+    A string costs two quote bytes, and a quote inside a string one more (written \\" : with no
+    \\u0022 in the input, the only way). orjson writes the decoded value back the same way, so
+    the input has as many quote bytes as that output exactly when decoding dropped no string,
+    and a repeated key always drops one (the earlier key). One dumps and two byte counts."""
+    try:
+        back = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return False
+    return raw.count(b'"') == back.count(b'"') and b"\\u0022" not in raw
 
 
 def duplicate_key(raw: bytes, doc: Any) -> str | None:
     """The path of the first repeated key in the input (``usage.input_tokens``), None when
     there is none. orjson and pydantic keep the last of repeated keys silently; we refuse them."""
-    if _no_duplicates(raw, _strings(doc)):
+    if _no_duplicates(raw, doc):
         return None
     try:
         tree = _pairs(raw)
@@ -148,7 +139,7 @@ def ids_of(raw: bytes | str) -> tuple[str | None, str | None]:
         doc = orjson.loads(data)
         if type(doc) is not dict:
             return None, None
-        if _no_duplicates(data, _strings(doc)):
+        if _no_duplicates(data, doc):
             e, t = doc.get("event_id"), doc.get("tenant_id")
             return (e if type(e) is str and _ID_OK(e) else None), (t if type(t) is str and _NAME_OK(t) else None)
     except orjson.JSONDecodeError:
@@ -215,7 +206,8 @@ def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingE
 # Fast path for the common shape: only token counts / human tasks in `usage`, no `text`. It never
 # rejects: anything it does not fully check gives None and the caller runs parse_event, so every
 # rejection keeps pydantic's reason. Rust-regex `$` is end of text: fullmatch here. Repeated
-# keys: the quote count of _no_duplicates, over the strings this shape can hold. Label values:
+# keys: 2 quote bytes per string this shape can hold, no more (an escaped quote, or a key decoding
+# dropped, adds some: parse_event decides; see _no_duplicates). Label values:
 # str.isprintable() is False for every FORBIDDEN_CHARS character (and for a few allowed ones,
 # e.g. U+00A0, which parse_event then decides).
 _TOP = frozenset(BillingEvent.model_fields)

@@ -126,6 +126,8 @@ def test_duplicate_key_is_rejected_not_billed() -> None:
     DUP.replace(b'"input_tokens":10,', b'"input\\u005ftokens":10,'),
     DUP.replace(b'"usage":{', b'"labels":{"a":"x\\":"},"usage":{'),
     DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"v","k":"w"}'),
+    DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022"}'),  # quotes that count for none
+    DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022\\"\\""}'),
 ])
 def test_duplicate_key_spellings_are_rejected(raw: bytes) -> None:
     assert parse_common(raw, NOW) is None
