@@ -37,8 +37,8 @@ def visible(s: str) -> str:
 
 
 def _part(p: object) -> str:
-    s = visible(str(p))
-    return s if len(s) <= _PART else f"{s[:_PART]}...({len(s)} characters)"
+    s = str(p)
+    return visible(s) if len(s) <= _PART else f"{visible(s[:_PART])}...({len(s)} characters)"
 
 
 def _cut(reason: str) -> str:

@@ -219,4 +219,6 @@ def test_fast_checks_mirror_the_models_constraints():
     assert v._REGION.__self__.pattern == rx(Region.__metadata__)
     assert v._LABEL_KEYS.__self__.pattern.startswith(rx(LabelKey.__metadata__))
     assert next(m.max_length for m in LabelValue.__metadata__ if hasattr(m, "max_length")) == 256
+    from schemas.billing_event import _printable  # checked by str.isprintable() (see test_strict_input)
+    assert [m.func for m in LabelValue.__metadata__ if hasattr(m, "func")] == [_printable]
     assert next(m.max_length for m in fields["labels"].metadata) == 32
