@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +26,9 @@ Dimension = Literal[
     "dedicated_hours", "dedicated_months", "guardrail_text_units", "human_tasks",
 ]
 TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"})
+# What a product is; a guardrails product lists the kinds of invocation it applies to (`applies_to`).
+Kind = Literal["text", "embedding", "image", "video", "guardrail", "evaluation"]
+RegionId = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]  # the event's `region` constraint
 MAX_UNIT_PRICE_PLACES = 9  # price/per; with quantities of <= 3 places, costs stay within 12
 
 
@@ -46,7 +49,7 @@ class PriceSpec(BaseModel):
     dimension: Dimension
     per: int = Field(ge=1)
     price: Decimal
-    regions: tuple[str, ...] | None = None
+    regions: tuple[RegionId, ...] | None = None
     max_width: int | None = None
     max_height: int | None = None
     min_steps: int | None = None
@@ -86,7 +89,9 @@ class ProductSpec(BaseModel):
     effective_from: dt.datetime
     effective_to: dt.datetime | None = None
     source: str = Field(min_length=1)
-    regions: tuple[str, ...] | None = None
+    kind: Kind | None = None  # None: unknown (a guardrail with `applies_to` then does not apply)
+    applies_to: tuple[Kind, ...] | None = None  # a guardrails product: the invocation kinds it applies to
+    regions: tuple[RegionId, ...] | None = None  # None: the provider's regions, and `region` may be absent
     batch_factor: Decimal | None = None
     tokenizer: Tokenizer | None = None
     prices: tuple[PriceSpec, ...] = Field(min_length=1)
@@ -111,7 +116,20 @@ class CatalogFile(BaseModel):
     provider: str
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     version: str
+    regions: tuple[RegionId, ...]  # every region the provider serves here; [] for none
     products: tuple[ProductSpec, ...]
+
+    @model_validator(mode="after")
+    def _regions(self) -> CatalogFile:
+        if len(set(self.regions)) != len(self.regions):
+            raise ValueError("regions must not repeat")
+        known = set(self.regions)
+        for spec in self.products:
+            used = [*(spec.regions or ()), *(r for ps in spec.prices for r in ps.regions or ())]
+            stray = [r for r in used if r not in known]
+            if stray:
+                raise ValueError(f"product {spec.id!r}: region {stray[0]!r} is not among the provider's regions")
+        return self
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,7 @@ class Product:
     catalog_version: str
     spec: ProductSpec
     prices: dict[str, tuple[PriceSpec, ...]] = field(hash=False)
+    regions: frozenset[str] = field(default=frozenset(), hash=False)  # where an event may be: its own or the provider's
     memo: dict[Any, Any] = field(default_factory=dict, hash=False, compare=False)  # engine's lookups
 
     @property
@@ -134,6 +153,7 @@ class Product:
 class Catalog:
     products: dict[tuple[str, str], list[Product]]  # (provider, id or alias) -> by effective_from
     files: list[Path]
+    provider_regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # key -> (versions, their starts, their ends); bounds as stdlib-UTC datetimes: the same
     # instants, cheaper to compare than pydantic's TzInfo
     _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None]]] = field(
@@ -147,6 +167,10 @@ class Catalog:
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
+
+    def regions(self, provider: str) -> tuple[str, ...]:
+        """The regions a provider's catalog declares (empty: the provider has none)."""
+        return self.provider_regions.get(provider, ())
 
     def entries(self) -> list[Product]:
         seen: dict[int, Product] = {}
@@ -204,16 +228,20 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         raise CatalogError(f"no *.yaml catalog files in {directory}")
     index: dict[tuple[str, str], list[Product]] = defaultdict(list)
     currency_of: dict[str, str] = {}
+    regions_of: dict[str, tuple[str, ...]] = {}
     for path in files:
         cf = _load_file(path)
         if currency_of.setdefault(cf.provider, cf.currency) != cf.currency:
             raise CatalogError(f"{path.name}: provider {cf.provider} already priced in {currency_of[cf.provider]}")
+        if regions_of.setdefault(cf.provider, cf.regions) != cf.regions:
+            raise CatalogError(f"{path.name}: provider {cf.provider} declared with other regions in another file")
         for spec in cf.products:
             by_dim: dict[str, list[PriceSpec]] = defaultdict(list)
             for ps in spec.prices:
                 by_dim[ps.dimension].append(ps)
             product = Product(cf.provider, cf.currency, f"{cf.provider}-{cf.currency.lower()}@{cf.version}",
-                              spec, {k: tuple(v) for k, v in by_dim.items()})
+                              spec, {k: tuple(v) for k, v in by_dim.items()},
+                              frozenset(spec.regions if spec.regions is not None else cf.regions))
             for name in (spec.id, *spec.aliases):
                 index[(cf.provider, name)].append(product)
     for key, versions in index.items():
@@ -221,4 +249,4 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         for a, b in zip(versions, versions[1:]):
             if a.spec.effective_to is None or a.spec.effective_to > b.spec.effective_from:
                 raise CatalogError(f"{key[0]}/{key[1]}: overlapping effective ranges")
-    return Catalog(dict(index), files)
+    return Catalog(dict(index), files, regions_of)

@@ -166,16 +166,37 @@ def _count_text(product: Product, text: str) -> int:
     return count_tokens(text, tok.encoding)
 
 
+def _check_region(catalog: Catalog, product: Product, region: str | None) -> None:
+    """An event's region must be one of its provider's (catalog `regions`) and one where the
+    product is offered (its own `regions`, else the provider's); it may be absent only when the
+    product's prices ignore region (no `regions` of its own)."""
+    if region is None:
+        if product.spec.regions is not None:
+            raise PricingError(f"{product.provider}/{product.id} is priced by region: `region` is required")
+    elif region not in product.regions:
+        if region not in catalog.regions(product.provider):
+            raise PricingError(f"unknown region {region!r} for provider {product.provider}")
+        raise PricingError(f"{product.provider}/{product.id} is not offered in region {region}")
+
+
+def _check_guardrail_applies(product: Product, gp: Product) -> None:
+    """A guardrail on an invocation: the guardrails product says which kinds it applies to
+    (catalog `applies_to`; seed 002: not to images or embeddings)."""
+    applies = gp.spec.applies_to
+    if gp is product or applies is None:
+        return
+    kind = product.spec.kind
+    if kind not in applies:
+        raise PricingError(f"guardrails do not apply to {kind or 'unknown-kind'} invocations "
+                           f"({product.provider}/{product.id}; {gp.id} applies to {', '.join(applies)})")
+
+
 def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     """Price one event. Raises PricingError with the reason when it cannot be priced."""
     product = catalog.lookup(event.provider, event.model, event.ts)
     spec = product.spec
     region = event.region
-    if spec.regions is not None:
-        if region is None:
-            raise PricingError(f"{product.provider}/{product.id} is priced by region: `region` is required")
-        if region not in spec.regions:
-            raise PricingError(f"{product.provider}/{product.id} is not offered in region {region}")
+    _check_region(catalog, product, region)
     factor = ONE
     if event.mode == "batch":
         if spec.batch_factor is None:
@@ -236,9 +257,10 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     guardrail_units = 0
     g = usage.guardrail
     if g is not None:
+        gp = _guardrail_product(catalog, product, event)
+        _check_guardrail_applies(product, gp)
         guardrail_units = g.input_units + g.output_units
         if guardrail_units:
-            gp = _guardrail_product(catalog, product, event)
             for policy in g.policies:
                 pol = policy.value
                 p = _select(gp, "guardrail_text_units", region, f"guardrail policy {pol}", policy=pol)
@@ -294,8 +316,8 @@ def _plan(product: Product, region: str | None, mode: str) -> dict[str, tuple[De
     """Per plain dimension priced for (region, mode): (price per 1 unit, unit text, unit price
     text). Empty when price_event would reject the region or mode."""
     spec = product.spec
-    if spec.regions is not None and region not in spec.regions:
-        return {}
+    if (region is None and spec.regions is not None) or (region is not None and region not in product.regions):
+        return {}  # price_event rejects the region (see _check_region)
     factor, note = ONE, ""
     if mode == "batch":
         if spec.batch_factor is None:

@@ -3,21 +3,37 @@
 Bounds are part of the contract (an event outside them is rejected with the field and the
 bound in the reason). Token buckets are disjoint: ``input_tokens`` excludes
 ``cached_input_tokens`` and ``cache_write_tokens``. Decimal quantities (durations, months)
-carry at most 3 decimal places; send them as JSON strings when the exact text matters
-(JSON numbers with more than 15 significant digits cannot be told apart from their float)."""
+carry at most 3 decimal places, no exponent and no negative zero, and are kept canonical; send
+them as JSON strings when the exact text matters (JSON numbers with more than 15 significant
+digits cannot be told apart from their float). ``ts`` is an instant (judged in UTC) with at most
+microsecond precision. Label values hold no control or format characters (FORBIDDEN_CHARS).
+Strict JSON (no repeated keys, no NaN) is checked before the models, in schemas/validate.py."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, StringConstraints, model_validator
+from pydantic_core import CoreSchema
 
 SCHEMA_VERSION = 1
-MAX_EVENT_BYTES = 1_048_576          # a whole serialized event
+MAX_EVENT_BYTES = 1_048_576          # a whole serialized event, without its line ending (the one limit)
 MAX_FUTURE = dt.timedelta(minutes=15)  # clock skew allowed for `ts` ahead of the receiver
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # no ts before this instant
+
+# Characters no id or label may hold: Unicode categories Cc (C0, DEL, C1 controls), Cf (format:
+# bidi embeddings, overrides, isolates and marks, zero-width characters, soft hyphen, BOM, tags),
+# Cs (surrogates), Co (private use), Zl and Zp (line and paragraph separators).
+# tests/unit/test_strict_input.py checks the ranges against the running Python's Unicode data.
+FORBIDDEN_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\uf8ff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f\U000f0000-\U0010ffff]")
 
 _ID = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces or control characters
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID)]
@@ -25,17 +41,46 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_I
 Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
 
 
-def _at_most_3_places(v: Decimal) -> Decimal:
-    if v.as_tuple().exponent < -3:  # type: ignore[operator]
+def _canonical(v: Decimal) -> Decimal:
+    """A quantity as a plain decimal of at most 3 places, kept in canonical form ("2.50" -> 2.5,
+    "100.0" -> 100): no exponent notation, no negative zero, nothing stored as sent."""
+    sign, digits, exponent = v.as_tuple()
+    if exponent < -3:  # type: ignore[operator]
         raise ValueError("at most 3 decimal places")
+    if exponent > 0:  # type: ignore[operator]
+        raise ValueError("a positive exponent is not allowed: write the plain decimal")
+    if sign:  # negative values fail `ge=0` first: this is -0
+        raise ValueError("negative zero is not a quantity")
+    if len(digits) > 20:
+        raise ValueError("too many digits")
+    n = v.normalize()  # exact: at most 20 digits
+    return n if n.as_tuple().exponent <= 0 else n.quantize(Decimal(1))  # type: ignore[operator]
+
+
+def _printable(v: str) -> str:
+    m = FORBIDDEN_CHARS.search(v)
+    if m is not None:
+        raise ValueError(f"must not contain control or format characters (U+{ord(m.group()):04X})")
     return v
+
+
+class _Microseconds:
+    """A datetime with at most 6 fractional second digits: more is an error, not truncated."""
+
+    def __get_pydantic_core_schema__(self, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        schema["microseconds_precision"] = "error"  # type: ignore[typeddict-unknown-key]
+        return schema
+
+
+Timestamp = Annotated[dt.datetime, _Microseconds()]
 
 
 def count(le: int) -> object:
     return Field(default=None, ge=0, le=le)
 
 
-Quantity = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_at_most_3_places)]
+Quantity = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_canonical)]
 
 
 class _Strict(BaseModel):
@@ -151,14 +196,14 @@ class TextPayload(_Strict):
 
 
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-LabelValue = Annotated[str, StringConstraints(max_length=256)]
+LabelValue = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable)]
 
 
 # schemas.validate.parse_common re-checks the common shape by hand (rate()'s fast path): keep the
 # two in step; tests/unit/test_rating_fastpath.py compares them.
 class BillingEvent(_Strict):
     event_id: Id
-    ts: dt.datetime
+    ts: Timestamp
     tenant_id: Name
     user_id: Name
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
@@ -173,8 +218,8 @@ class BillingEvent(_Strict):
     def _check(self) -> BillingEvent:
         if self.ts.tzinfo is None:
             raise ValueError("ts must carry a UTC offset (RFC 3339)")
-        if self.ts.year < 2000:
-            raise ValueError("ts is before 2000")
+        if self.ts < EARLIEST:  # the instant, whatever the offset
+            raise ValueError("ts is before 2000 (UTC)")
         text = self.text
         from_text = text is not None and (
             (text.input and self.usage.input_tokens is None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
 import time
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.billing_event import MAX_EVENT_BYTES, MAX_FUTURE, BillingEvent, Usage
+from schemas.billing_event import EARLIEST, MAX_EVENT_BYTES, MAX_FUTURE, BillingEvent, Usage
 
 
 class InvalidEvent(ValueError):
@@ -23,37 +24,175 @@ class InvalidEvent(ValueError):
         self.event_id = event_id
 
 
+MAX_REASON = 1024  # characters: a reason never carries much of the input
+_PART = 64         # characters of one name (a field, a key) quoted in a reason
+
+
+def visible(s: str) -> str:
+    """``s`` with every non-printable character (controls, bidi and other format characters,
+    separators) written as ``<U+XXXX>``: what is shown or stored of an input is plain to read."""
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else f"<U+{ord(c):04X}>" for c in s)
+
+
+def _part(p: object) -> str:
+    s = str(p)
+    return visible(s) if len(s) <= _PART else f"{visible(s[:_PART])}...({len(s)} characters)"
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+
+
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(_part(p) for p in err["loc"])
+        msg = visible(err["msg"].removeprefix("Value error, "))
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    return _cut("; ".join(parts) + (f" (+{more} more)" if more > 0 else ""))
 
 
-def _event_id_of(raw: bytes | str) -> str | None:
+# ------------------------------------------------------------------------------ size
+
+
+def strip_line(line: bytes) -> bytes:
+    """An event as read from a JSON-lines file or stream: without its line ending (`\\n`,
+    `\\r\\n`). `meterstream price` and `meterstream produce` both measure what is left."""
+    return line.rstrip(b"\r\n")
+
+
+def check_size(raw: bytes) -> None:
+    """The one byte limit, for the stream and the CLI alike (an input over it is not parsed: its
+    event_id is reported only when it is the object's first member)."""
+    if len(raw) > MAX_EVENT_BYTES:
+        m = _FIRST_ID.match(raw, 0, 1024)
+        raise InvalidEvent(f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES}-byte limit",
+                           m.group(1).decode() if m else None)
+
+
+# ------------------------------------------------------------------------------ strict JSON
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs in input order, duplicates kept."""
+
+
+def _pairs(raw: bytes) -> Any:
+    """The input read by Python's json module: every object as _Pairs. It reads more than
+    strict JSON (NaN, Infinity, huge exponents, a BOM): used for ids and duplicates only."""
+    return json.loads(raw, object_pairs_hook=_Pairs)
+
+
+def _no_duplicates(raw: bytes, doc: Any) -> bool:
+    """True when the input can hold no repeated key; False when it may (then read it exactly).
+
+    A string costs two quote bytes, and a quote inside a string one more (written \\" : with no
+    \\u0022 in the input, the only way). orjson writes the decoded value back the same way, so
+    the input has as many quote bytes as that output exactly when decoding dropped no string,
+    and a repeated key always drops one (the earlier key). One dumps and two byte counts."""
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        back = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return False
+    return raw.count(b'"') == back.count(b'"') and b"\\u0022" not in raw
+
+
+def duplicate_key(raw: bytes, doc: Any) -> str | None:
+    """The path of the first repeated key in the input (``usage.input_tokens``), None when
+    there is none. orjson and pydantic keep the last of repeated keys silently; we refuse them."""
+    if _no_duplicates(raw, doc):
         return None
-    if isinstance(doc, dict) and isinstance(doc.get("event_id"), str):
-        return doc["event_id"][:128]
+    try:
+        tree = _pairs(raw)
+    except (ValueError, RecursionError):  # deeper than Python's json reads: cannot tell
+        return "(input nested too deeply to check for duplicate keys)"
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(tree, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for k, _ in node:
+                if k in seen:
+                    return ".".join(_part(p) for p in (*path, k))
+                seen.add(k)
+            stack.extend((v, (*path, k)) for k, v in reversed(node))
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node))))
     return None
 
 
+_ID_OK = re.compile(r"[\x21-\x7e]{1,128}").fullmatch    # the models' Id and Name
+_NAME_OK = re.compile(r"[\x21-\x7e]{1,256}").fullmatch
+_FIRST_ID = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"event_id"[ \t\r\n]*:[ \t\r\n]*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"')
+
+
+def ids_of(raw: bytes | str) -> tuple[str | None, str | None]:
+    """(event_id, tenant_id) of an input, for its rejection: each when it is a valid id given
+    once at the top level (None otherwise). Read from strict JSON; else as Python's json reads
+    it (NaN, Infinity, 1e400, a BOM); else, for text even that cannot read (truncated, trailing
+    comma, invalid UTF-8), an event_id that is the object's first member."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    try:
+        doc = orjson.loads(data)
+        if type(doc) is not dict:
+            return None, None
+        if _no_duplicates(data, doc):
+            e, t = doc.get("event_id"), doc.get("tenant_id")
+            return (e if type(e) is str and _ID_OK(e) else None), (t if type(t) is str and _NAME_OK(t) else None)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        tree = _pairs(data)
+    except (ValueError, RecursionError):
+        m = _FIRST_ID.match(data)
+        return (m.group(1).decode() if m else None), None
+    if not isinstance(tree, _Pairs):
+        return None, None
+    found: dict[str, list[Any]] = {}
+    for k, v in tree:
+        if k in ("event_id", "tenant_id"):
+            found.setdefault(k, []).append(v)
+
+    def one(key: str, ok: Any) -> str | None:
+        vals = found.get(key, ())
+        return vals[0] if len(vals) == 1 and type(vals[0]) is str and ok(vals[0]) else None
+
+    return one("event_id", _ID_OK), one("tenant_id", _NAME_OK)
+
+
+def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    pos = exc.pos
+    if raw[pos:pos + 3] == b"NaN" or raw[pos:pos + 8] == b"Infinity" or raw[pos:pos + 9] == b"-Infinity":
+        return f"NaN and Infinity are not JSON numbers: line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
 def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingEvent:
-    """Validate one serialized event. ``now`` bounds how far ``ts`` may lie ahead."""
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit")
+    """Validate one serialized event (strict JSON: RFC 8259, no repeated keys). ``now`` bounds
+    how far ``ts`` may lie ahead."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError:
+            raise InvalidEvent("not JSON: not valid UTF-8 (a lone surrogate)") from None
+    check_size(raw)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(_cut(f"not JSON: {_json_error(raw, exc)}"), ids_of(raw)[0]) from None
+    dup = duplicate_key(raw, doc)
+    if dup is not None:
+        raise InvalidEvent(f"{dup}: duplicate key in a JSON object", ids_of(raw)[0])
     try:
         event = BillingEvent.model_validate_json(raw)
     except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise InvalidEvent(f"not JSON: {exc.errors()[0]['msg']}") from None
-        raise InvalidEvent(_reason(exc), _event_id_of(raw)) from None
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise InvalidEvent(_cut(f"not JSON: {visible(first['msg'])}"), ids_of(raw)[0]) from None
+        raise InvalidEvent(_reason(exc), ids_of(raw)[0]) from None
     limit = (now or dt.datetime.now(dt.timezone.utc)) + MAX_FUTURE
     if event.ts > limit:
         raise InvalidEvent(
@@ -66,7 +205,11 @@ def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingE
 
 # Fast path for the common shape: only token counts / human tasks in `usage`, no `text`. It never
 # rejects: anything it does not fully check gives None and the caller runs parse_event, so every
-# rejection keeps pydantic's reason. Rust-regex `$` is end of text: fullmatch here.
+# rejection keeps pydantic's reason. Rust-regex `$` is end of text: fullmatch here. Repeated
+# keys: 2 quote bytes per string this shape can hold, no more (an escaped quote, or a key decoding
+# dropped, adds some: parse_event decides; see _no_duplicates). Label values:
+# str.isprintable() is False for every FORBIDDEN_CHARS character (and for a few allowed ones,
+# e.g. U+00A0, which parse_event then decides).
 _TOP = frozenset(BillingEvent.model_fields)
 _COUNTS = {f: next(m.le for m in Usage.model_fields[f].metadata if hasattr(m, "le"))  # upper bounds
            for f in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "human_tasks")}
@@ -127,14 +270,18 @@ def parse_common(raw: bytes | str, now: dt.datetime | None = None) -> tuple[dict
         if type(labels) is not dict or len(labels) > 32 or (labels and not _LABEL_KEYS("\n".join(labels))):
             return None
         for v in labels.values():
-            if type(v) is not str or len(v) > 256:
+            if type(v) is not str or len(v) > 256 or not v.isprintable():
                 return None
+    # strings: every key, the six required values, region and mode when given, label values
+    strings = len(doc) + 6 + (region is not None) + ("mode" in doc) + len(usage) + (2 * len(labels) if labels else 0)
+    if raw.count(b'"') != 2 * strings:  # a repeated key, or an escaped quote: parse_event decides
+        return None
     text = doc["ts"]
     try:
         ts = dt.datetime.fromisoformat(text)
     except ValueError:  # a date that does not exist, e.g. Feb 30
         return None
-    if ts.year < 2000 or ts > _limit(now):
+    if ts < EARLIEST or ts > _limit(now):
         return None
     frac, off = m.groups()
     iso = text[:19] + (frac.ljust(7, "0") if ts.microsecond else "") + _ISO_OFFSET.get(off, off)

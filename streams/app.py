@@ -30,12 +30,30 @@ log = logging.getLogger("meterstream.worker")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
-MAX_SINK_RECORD = 768 * 1024  # bytes: well under Kafka's 1 MiB default message limit
+MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
+
+
+def _bounded(row: dict[str, Any]) -> dict[str, Any]:
+    """A rejection row as recorded: rows are bounded where they are made (schemas/redact.py:
+    payload <= 16 KiB; reason <= 1 KiB); should one still exceed the record limit, its payload
+    gives way, so that no input can make a record the broker refuses (and a poison pill)."""
+    if len(orjson.dumps(row)) <= MAX_SINK_RECORD // 2:
+        return row
+    return {**row, "payload": orjson.dumps({"not_stored": {"why": "rejection row over the record limit",
+                                                           "bytes": len(row.get("payload") or "")}}).decode(),
+            "reason": str(row.get("reason"))[:1024]}
+
+
+def dead_letter_value(row: dict[str, Any]) -> bytes:
+    """The dead-letter record of one rejection: the same row as rejected_events gets (ids, reason,
+    the payload without prompt text; never the raw input), at most MAX_SINK_RECORD bytes."""
+    return orjson.dumps(_bounded(row))
 
 
 def sink_records(at_ms: int, out: Output) -> list[bytes]:
-    """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order."""
-    parts = [("x", out.rejected), ("l", out.ledger)]
+    """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order (a
+    rejection row is bounded; a ledger row is bounded by the event schema)."""
+    parts = [("x", [_bounded(r) for r in out.rejected]), ("l", out.ledger)]
     records: list[bytes] = []
 
     def emit(tag: str, rows: list[Any]) -> None:
@@ -173,7 +191,7 @@ def create_app(settings: Settings) -> faust.App:
                 stats["duplicates"] += out.duplicates
                 stats["counted"] += len(out.ledger)
                 for row in out.rejected:
-                    await dlq.send(key=str(row["src_offset"]).encode(), value=orjson.dumps(row), partition=partition)
+                    await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row), partition=partition)
                 for value in sink_records(int(time.time() * 1000), out):
                     await sink_topic.send(key=str(partition).encode(), value=value)
 

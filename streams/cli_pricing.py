@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
+from schemas.validate import strip_line
 
 catalog_option = click.option(
     "--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -59,7 +60,7 @@ def price_command(source: str, catalog_dir: Path | None) -> None:
         for n, line in enumerate(_lines(stream, size), start=1):
             if not line.strip():
                 continue
-            result = rate(line, catalog)
+            result = rate(strip_line(line), catalog)  # the event without its line ending, as produced
             if isinstance(result, Rejection):
                 rejected += 1
                 err.write(orjson.dumps({"line": n, "event_id": result.event_id, "reason": result.reason}) + b"\n")

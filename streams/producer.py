@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import orjson
 
+from schemas.validate import strip_line
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 
@@ -40,7 +41,7 @@ def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress=None,
     futures = []
     try:
         for line in lines:
-            line = line.rstrip(b"\r\n")
+            line = strip_line(line)  # what `meterstream price` measures and rates, too
             if not line.strip():
                 continue
             futures.append(producer.send(topic, key=event_key(line), value=line))

@@ -28,6 +28,8 @@ import orjson
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
+from schemas.redact import stored_payload
+from schemas.validate import MAX_REASON, ids_of
 
 SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
 EXPIRE_EVERY_MS = 60_000  # look for expired dedup entries at most once per minute of stream time
@@ -58,17 +60,6 @@ class DedupIndex:
     seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, event_id) -> offset
     entries: dict[str, int] = field(default_factory=dict)           # d-key -> max ts
     expired_at: int = -(10**15)                                     # watermark of the last sweep
-
-
-def _strip_text(raw: bytes) -> str:
-    """The payload kept with a rejection: the input without any `text` (never stored)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw[:65_536].decode("utf-8", "replace")
-    if isinstance(doc, dict) and "text" in doc:
-        doc["text"] = "<removed>"
-    return orjson.dumps(doc).decode()[:1_048_576]
 
 
 def _images(usage: dict[str, Any]) -> int:
@@ -190,12 +181,8 @@ class Rater:
 
     @staticmethod
     def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> dict[str, Any]:
-        tenant = None
-        try:
-            doc = orjson.loads(raw)
-            if isinstance(doc, dict) and isinstance(doc.get("tenant_id"), str):
-                tenant = doc["tenant_id"][:256]
-        except orjson.JSONDecodeError:
-            pass
+        """A rejection row (dead-letter record, rejected_events row): ids only when valid, a
+        bounded reason, and the payload of schemas/redact.py (no prompt text, at most 16 KiB)."""
         return {"src_topic": src.topic, "src_partition": src.partition, "src_offset": src.offset,
-                "event_id": event_id, "tenant_id": tenant, "reason": reason, "payload": _strip_text(raw)}
+                "event_id": event_id, "tenant_id": ids_of(raw)[1], "reason": reason[:MAX_REASON],
+                "payload": stored_payload(raw)}

@@ -183,7 +183,7 @@ STORAGE_MODELS = [
     ("bedrock", "amazon.titan-image-generator-v1", 1),
 ]
 BEDROCK_REGIONS = ["us-east-1", "us-east-1", "us-east-1", "us-west-2", "us-west-2", "eu-central-1", "ap-northeast-1"]
-BAILIAN_REGIONS = ["cn-beijing", "cn-beijing", "cn-beijing", "cn-hangzhou", "ap-southeast-1"]
+BAILIAN_REGIONS = ["cn-beijing"]  # the regions the CNY catalog declares (pricing/catalogs/bailian-cny.yaml)
 APPS = ["chat", "search", "support-bot", "summarizer", "code-assist", "rag", "agent", "translate"]
 
 

@@ -75,7 +75,7 @@ MODELS: list[tuple[str, str, float, str]] = [
     ("bedrock", "cohere.embed-english-v3", 3, "us-east-1"),
     ("bailian", "qwen-max", 4, "cn-beijing"),
     ("bailian", "qwen-plus", 5, "cn-beijing"),
-    ("bailian", "qwen-turbo", 5, "cn-hangzhou"),
+    ("bailian", "qwen-turbo", 5, "cn-beijing"),
     ("bailian", "qwen2-7b-instruct", 1, "cn-beijing"),
 ]
 EMBEDDING_MODELS = {"cohere.embed-english-v3"}   # input tokens only

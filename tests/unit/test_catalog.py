@@ -18,6 +18,7 @@ CAT = """
 provider: acme
 currency: EUR
 version: "v1"
+regions: []
 defaults: {source: "test", effective_from: "2025-01-01T00:00:00Z"}
 products:
   - id: m1

@@ -1,8 +1,8 @@
 """The fast path of rate() (schemas.validate.parse_common + pricing.engine.price_common) gives
 exactly what the pydantic path (parse_event + price_event) gives, or steps aside (None).
 
-Checked over the benchmark's generated mix, the bad-input corpus and one-change variants of good
-events: whenever the fast path answers, the priced dict serializes to the same bytes (same keys,
+Checked over the benchmark's generated mix, both bad-input corpora, one-change variants of good
+events and variants with a repeated key: whenever the fast path answers, the priced dict serializes to the same bytes (same keys,
 order, decimal strings); it never answers for an input the full path rejects; and rate() returns
 the same priced dict or Rejection as the full path for every input."""
 
@@ -23,6 +23,7 @@ from pricing.engine import price_common
 from pricing.rating import Rejection, rate
 from schemas.billing_event import MAX_FUTURE
 from schemas.validate import InvalidEvent, _limit, parse_common, parse_event
+from tests.corpus import BAD, HOSTILE, load, raw_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()
@@ -78,12 +79,40 @@ def test_bench_mix_is_identical_and_mostly_fast():
     assert fast >= 0.85 * len(LINES)  # token, embedding and human-task events take the fast path
 
 
-def test_bad_corpus_is_identical():
-    for line in (ROOT / "tests" / "data" / "bad_events.jsonl").read_text().splitlines():
-        raw = json.loads(line)["raw"]
-        if raw != "GENERATE_OVERSIZE":
-            assert not check(raw.encode())
-            assert not check(raw)
+@pytest.mark.parametrize("path", [BAD, HOSTILE], ids=["bad_events", "bad_events_hostile"])
+def test_bad_corpus_is_identical(path):
+    for case in load(path):
+        raw = raw_bytes(case)
+        assert not check(raw), case["kind"]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        assert not check(text), case["kind"]
+
+
+def _repeated_keys(raw: bytes) -> list[bytes]:
+    """Variants of a good line with a key repeated (at the top, in usage, in labels), spelled
+    plainly, with whitespace before the colon, or with an escape."""
+    doc = orjson.loads(raw)
+    first = next(iter(doc["usage"])).encode()
+    out = [raw[:-1] + b',"event_id":"other"}', raw[:-1] + b',"tenant_id" :"other"}',
+           raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7,', 1),
+           raw.replace(b'"usage":{', b'"usage":{"' + first + b'"\n:\t7,', 1),
+           raw.replace(b'"usage":{', b'"usage":{"' + first.replace(b"_", b"\\u005f") + b'":7,', 1),
+           raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7},"usage":{', 1)]
+    if doc.get("labels"):
+        k = next(iter(doc["labels"])).encode()
+        out.append(raw.replace(b'"labels":{', b'"labels":{"' + k + b'":"x",', 1))
+    return [v for v in out if v != raw]
+
+
+def test_repeated_keys_are_identical_and_never_fast():
+    for raw in LINES[:800]:
+        for variant in _repeated_keys(raw):
+            assert not check(variant), variant
+            got = rate(variant, CATALOG, now=NOW)
+            assert isinstance(got, Rejection) and "duplicate key" in got.reason, (variant, got)
 
 
 TS_VARIANTS = [
@@ -95,6 +124,8 @@ TS_VARIANTS = [
     "2024-12-01T10:00:60Z", "2024-02-30T10:00:00Z", "2024-02-29T10:00:00Z", "2023-02-29T10:00:00Z",
     "1999-12-31T23:59:59Z", "2099-01-01T00:00:00Z", "2025-01-01T00:15:00Z", "2025-01-01T00:15:00.000001Z",
     "2025-01-01T08:15:00+08:00", "\uff12024-12-01T10:00:00Z", "2024-12-01T10:00:00.Z", "2024-12-01T10:00:00,5Z",
+    "2000-01-01T00:00:00+23:59", "1999-12-31T23:59:59-00:01", "2000-01-01T00:00:00Z", "2024-12-01T10:00:00.123456789Z",
+    "2024-12-01T10:00:00.1234560Z", "2024-12-01T10:00:00,1234567+08:00",
 ]
 
 
@@ -113,6 +144,9 @@ def _mutations() -> list[Any]:
         top(labels={"k": "v" * 257}), top(labels={"k": "\u00e9" * 256}), top(labels={"k\n": "v"}),
         top(labels={f"k{i}": "v" for i in range(33)}), top(labels={f"k{i}": "v" for i in range(32)}),
         top(labels={"k" * 65: "v"}), top(labels=[]), top(text=None), top(text={"input": "hello world"}),
+        top(labels={"k": "a\u202eb"}), top(labels={"k": "a\u0000b"}), top(labels={"k": "\u00a0"}),
+        top(labels={"k": "a\u200bb"}), top(labels={"k": 'say "hi": now'}), top(labels={"k": "\U0001f680"}),
+        top(region="xx-nowhere-1"), top(region="us-east1"), top(region="cn-beijing"), top(region="eu-west-3"),
         top(extra=1), top(event_id="x" * 129), top(event_id="x" * 128), top(event_id="\u00e9"), top(event_id="a\n"),
         top(event_id="a\nb"), top(event_id=""), top(event_id=None), top(event_id=7), top(tenant_id=""),
         top(user_id="u" * 256), top(user_id="u" * 257), top(model="nope"), top(provider="azure"),
@@ -185,4 +219,6 @@ def test_fast_checks_mirror_the_models_constraints():
     assert v._REGION.__self__.pattern == rx(Region.__metadata__)
     assert v._LABEL_KEYS.__self__.pattern.startswith(rx(LabelKey.__metadata__))
     assert next(m.max_length for m in LabelValue.__metadata__ if hasattr(m, "max_length")) == 256
+    from schemas.billing_event import _printable  # checked by str.isprintable() (see test_strict_input)
+    assert [m.func for m in LabelValue.__metadata__ if hasattr(m, "func")] == [_printable]
     assert next(m.max_length for m in fields["labels"].metadata) == 32

@@ -4,7 +4,7 @@ Each corpus line is ``{"kind", "stage", "raw", "reason_contains"}``:
 
 - ``stage == "validate"``: ``schemas.validate.parse_event(raw)`` raises ``InvalidEvent`` whose
   reason (lowercased) contains ``reason_contains``; the event id is reported whenever the input
-  was a JSON object with a string ``event_id``.
+  holds a valid ``event_id`` (tests/corpus.py ``expected_ids``).
 - ``stage == "price"``: the line is a valid billing_event v1, but ``pricing.price_event`` raises
   ``PricingError`` (an event that cannot be priced is rejected, never priced 0).
 
@@ -27,6 +27,7 @@ import pytest
 
 from schemas.billing_event import MAX_EVENT_BYTES
 from schemas.validate import InvalidEvent, parse_event
+from tests.corpus import expected_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "bad_events.jsonl"
@@ -166,20 +167,10 @@ def raw_of(case: dict[str, Any]) -> str:
     return _oversize_raw() if case["raw"] == OVERSIZE else case["raw"]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"not JSON: {name}")
-
-
 def string_event_id(raw: str) -> str | None:
-    """The event id a rejection should report: a JSON object's string ``event_id`` (ids are at
-    most 128 characters, so a longer one is reported cut to 128), else None."""
-    try:
-        doc = json.loads(raw, parse_constant=_reject_constant)
-    except ValueError:
-        return None
-    if isinstance(doc, dict) and isinstance(doc.get("event_id"), str):
-        return doc["event_id"][:128]
-    return None
+    """The event id a rejection should report: the input's event_id when it is a valid id (see
+    tests/corpus.py expected_ids), else None."""
+    return expected_ids(raw.encode("utf-8"))[0]
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -299,6 +290,7 @@ def test_text_without_tokenizer_is_rejected(pricing_api: Any, tmp_path: Path) ->
         "provider: acme\n"
         "currency: USD\n"
         'version: "test"\n'
+        "regions: []\n"
         "products:\n"
         "  - id: plain-1\n"
         '    effective_from: "2024-01-01T00:00:00Z"\n'
