@@ -1,0 +1,57 @@
+"""Batched records: one Kafka record on the events topic carrying several billing events.
+
+A record is ONE billing_event (a JSON object, as before), unless it has the header
+``content-type: application/jsonl``; then its value is JSON Lines: up to MAX_BATCH_EVENTS
+events, one per line (``\\n``-separated), at most MAX_BATCH_BYTES in all. Each line is a
+billing_event on its own: validated, priced, deduplicated and dead-lettered by itself, at the
+source position (partition, offset, index), where index is its line number (0-based; blank lines
+are skipped but keep their number). Producers group a batch by target partition, with the same
+key (``tenant_id/user_id``) and partitioner as single records.
+
+A batch record over the limits is one rejection (nothing in it is priced)."""
+
+from __future__ import annotations
+
+BATCH_HEADER = ("content-type", b"application/jsonl")
+MAX_BATCH_EVENTS = 4096
+MAX_BATCH_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
+INDEX_BITS = 13            # a position is offset << INDEX_BITS | index
+assert MAX_BATCH_EVENTS <= 1 << INDEX_BITS
+
+
+class BatchTooLarge(ValueError):
+    """A batch record that cannot be split into events (too large, or empty)."""
+
+
+def is_batch(headers: object) -> bool:
+    """True when a record's headers (Kafka's list of (key, bytes) pairs) mark a batch."""
+    if not headers:
+        return False
+    items = headers.items() if isinstance(headers, dict) else headers
+    return any(k.lower() == BATCH_HEADER[0] and bytes(v) == BATCH_HEADER[1] for k, v in items)  # type: ignore[union-attr]
+
+
+def split(value: bytes) -> list[tuple[int, bytes]]:
+    """(index, line) of a batch record's events, blank lines skipped; BatchTooLarge if over the limits."""
+    if len(value) > MAX_BATCH_BYTES:
+        raise BatchTooLarge(f"batch record is {len(value)} bytes, over the {MAX_BATCH_BYTES}-byte limit")
+    lines = value.split(b"\n")
+    if len(lines) > MAX_BATCH_EVENTS + 1 or (len(lines) == MAX_BATCH_EVENTS + 1 and lines[-1].strip()):
+        raise BatchTooLarge(f"batch record has more than {MAX_BATCH_EVENTS} lines")
+    events = [(i, line.rstrip(b"\r")) for i, line in enumerate(lines) if line.strip()]
+    if not events:
+        raise BatchTooLarge("batch record holds no events")  # nothing to count is still said
+    return events
+
+
+def position(offset: int, index: int = 0) -> int:
+    """The source position as one integer, ordered as (offset, index)."""
+    return offset << INDEX_BITS | index
+
+
+def offset_of(pos: int) -> int:
+    return pos >> INDEX_BITS
+
+
+def index_of(pos: int) -> int:
+    return pos & ((1 << INDEX_BITS) - 1)
