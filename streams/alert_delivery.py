@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
+from schemas.batch import INDEX_BITS
 from streams.alerts import Alert, AlertEvaluator
 from streams.budgets import Budget
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
@@ -50,7 +51,8 @@ def ledger_spend(store: Store) -> Callable[[Budget, dt.datetime, dt.datetime], D
 def load_evaluator(store: Store) -> AlertEvaluator:
     fired = {r["alert_key"] for r in store.query("SELECT alert_key FROM alerts FINAL")}
     hw = {r["p"]: r["o"] for r in store.query(
-        "SELECT src_partition AS p, max(src_offset) AS o FROM ledger GROUP BY src_partition")}
+        "SELECT src_partition AS p, max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS o "
+        "FROM ledger GROUP BY src_partition", {"bits": INDEX_BITS})}
     return AlertEvaluator(ledger_spend(store), fired, hw)
 
 

@@ -1,8 +1,8 @@
 """Spend alerts: exactly one alert per (budget, period, threshold).
 
 The evaluator runs in the sink, the one consumer that sees every priced event in order (sink
-records are per source partition in offset order; a replay repeats offsets it has seen, which are
-skipped). Spend per (budget, period) starts from the ledger the first time it is needed (so a
+records are per source partition in position order; a replay repeats positions it has seen, which
+are skipped). Spend per (budget, period) starts from the ledger the first time it is needed (so a
 budget created mid-period counts the spend already there, and a late event adds to its own
 period) and grows with each new ledger record. Alerts go first to the ClickHouse `alerts` table
 (the outbox), then to the `spend_alerts` topic and webhooks; a restart delivers whatever the
@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from pricing import money_str
+from schemas.batch import position
 from streams.budgets import Budget
 
 UTC = dt.timezone.utc
@@ -117,10 +118,10 @@ class AlertEvaluator:
 
     def on_ledger(self, row: dict[str, Any], now: dt.datetime) -> list[Alert]:
         """One priced event (a ledger row of a sink record)."""
-        p, off = row["src_partition"], row["src_offset"]
-        if off <= self.high_water.get(p, -1):
-            return []  # a replayed record: evaluated before
-        self.high_water[p] = off
+        p, pos = row["src_partition"], position(row["src_offset"], row.get("src_index", 0))
+        if pos <= self.high_water.get(p, -1):
+            return []  # a replayed event: evaluated before
+        self.high_water[p] = pos
         budgets = self.by_tenant.get(row["tenant_id"])
         if not budgets:
             return []

@@ -18,6 +18,7 @@ import orjson
 
 import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
+from schemas.batch import is_batch
 from streams.kafka_security import kafka_security
 from streams.rater import Output, Rater, Source
 from streams.recovery import restart_in_place
@@ -180,7 +181,8 @@ def create_app(settings: Settings) -> faust.App:
             for event in batch:
                 msg = event.message
                 ts_ms = int((msg.timestamp or now_s) * 1000)
-                by_partition[msg.partition].append((Source(msg.topic, msg.partition, msg.offset, ts_ms), event.value))
+                src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers))
+                by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
                 in_order(view, partition, items)

@@ -160,7 +160,7 @@ def rejects_command(fmt: str, limit: int) -> None:
             rows = reader.read("rejects", limit=limit)
     except (AnalystError, StoreError) as exc:
         raise click.ClickException(one_line(exc)) from None
-    cols = ["src_partition", "src_offset", "event_id", "tenant_id", "reason"]
+    cols = ["src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason"]
     emit(rows, fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
 
 

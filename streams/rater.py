@@ -2,19 +2,22 @@
 
 It is deterministic in the partition's log: the state and the output after offset ``o`` depend
 only on the messages at offsets <= o. A message replayed after a crash (Kafka delivers at least
-once) is recognised by its dedup entry, which names the offset that first carried the event: the
-same offset is a replay and is emitted again (its ledger row is idempotent), a later offset is a
-duplicate and is dropped. The windowed totals are kept downstream, by the sink
+once) is recognised by its dedup entry, which names the source position (offset, and line index
+in a batch record) that first carried the event: the same position is a replay and is emitted
+again (its ledger row is idempotent), another position is a duplicate and is dropped. The windowed totals are kept downstream, by the sink
 (streams/rollups.py). The README's "How meterstream counts each event exactly once" gives the
 whole argument.
 
 Messages are handled in batches (one partition's consecutive offsets); a batch writes one dedup
-entry and the partition's meta, whatever its size.
+entry and the partition's meta, whatever its size. A batch record (schemas/batch.py) is split
+into its events here, each priced, deduplicated and dead-lettered on its own.
 
 State layout (a MutableMapping: a Faust table in the worker, a dict in tests):
   ``m|p``               -> [watermark_ms, last_offset]                      per partition
-  ``d|p|first_offset``  -> [max_ts_ms, [[tenant, event_id, offset], ...]]  the events first
-                           counted by one batch (dedup), kept `dedup_ms` of stream time
+  ``e|p|first_pos``     -> [max_ts_ms, [[tenant, event_id, pos], ...]]     the events first
+                           counted by one batch (dedup), kept `dedup_ms` of stream time; pos =
+                           offset << 13 | index (``d|p|offset`` entries of older versions held
+                           offsets, read as index 0)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import orjson
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
+from schemas.batch import BatchTooLarge, position, split
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 
@@ -41,12 +45,19 @@ class Source:
     partition: int
     offset: int
     timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
+    batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
+    index: int = 0       # an event's line in its batch record
+
+    @property
+    def pos(self) -> int:
+        """The source position (offset, index) as one integer: what dedup entries and versions hold."""
+        return position(self.offset, self.index)
 
 
 @dataclass(slots=True)
 class Output:
     """What a batch of input messages produces: ledger rows (idempotent, one per event) and
-    rejections (one per source offset), in offset order."""
+    rejections (one per source position), in order."""
 
     ledger: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
@@ -57,7 +68,7 @@ class Output:
 class DedupIndex:
     """One partition's dedup entries in memory, rebuilt from the state after a (re)assignment."""
 
-    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, event_id) -> offset
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, event_id) -> position
     entries: dict[str, int] = field(default_factory=dict)           # d-key -> max ts
     expired_at: int = -(10**15)                                     # watermark of the last sweep
 
@@ -66,7 +77,8 @@ def _images(usage: dict[str, Any]) -> int:
     return sum(i["count"] for i in usage.get("images", ()))
 
 
-def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int) -> dict[str, Any]:
+def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int,
+               index: int = 0) -> dict[str, Any]:
     """The ledger row of a priced event (``ts`` in ms, or a datetime), for the stream and re-rating."""
     u = priced["usage"]
     return {
@@ -80,7 +92,7 @@ def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, 
         "line_items": orjson.dumps(priced["line_items"]).decode(),
         "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
         "catalog_version": priced["catalog_version"], "estimated": priced["estimated"],
-        "src_partition": partition, "src_offset": offset, "version": version,
+        "src_partition": partition, "src_offset": offset, "src_index": index, "version": version,
     }
 
 
@@ -116,7 +128,7 @@ class Rater:
         watermark, meta_offset = state.get(meta_key) or [0, -1]
         new_seen: list[list[Any]] = []
         max_ts = 0
-        for src, raw in items:
+        for src, raw in self._events(items, out):
             now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
             result = rate(raw, self.catalog, now=now)
             if isinstance(result, Rejection):
@@ -131,17 +143,18 @@ class Rater:
                 continue
             watermark = max(watermark, ts_ms)
             ident = (result["tenant_id"], result["event_id"])
+            pos = src.pos
             seen = idx.seen.get(ident)
-            if seen is not None and seen != src.offset:
-                out.duplicates += 1  # an earlier offset carried this (tenant, event_id)
+            if seen is not None and seen != pos:
+                out.duplicates += 1  # an earlier position carried this (tenant, event_id)
                 continue
             if seen is None:
-                idx.seen[ident] = src.offset
-                new_seen.append([ident[0], ident[1], src.offset])
+                idx.seen[ident] = pos
+                new_seen.append([ident[0], ident[1], pos])
                 max_ts = max(max_ts, ts_ms)
-            out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1))
+            out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1, index=src.index))
         if new_seen:
-            dkey = f"d{SEP}{p}{SEP}{new_seen[0][2]}"
+            dkey = f"e{SEP}{p}{SEP}{new_seen[0][2]}"
             state[dkey] = [max_ts, new_seen]
             idx.entries[dkey] = max_ts
         last = items[-1][0].offset
@@ -154,13 +167,35 @@ class Rater:
         idx = self.indexes.get(p)
         if idx is None:
             idx = self.indexes[p] = DedupIndex()
-            prefix = f"d{SEP}{p}{SEP}"
-            for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
+            prefixes = (f"e{SEP}{p}{SEP}", f"d{SEP}{p}{SEP}")
+            for key in [k for k in list(state.keys()) if k.startswith(prefixes)]:
                 max_ts, ids = state[key]
                 idx.entries[key] = max_ts
-                for tenant, event_id, offset in ids:
-                    idx.seen[(tenant, event_id)] = offset
+                for tenant, event_id, pos in self._entry_ids(key, ids):
+                    idx.seen[(tenant, event_id)] = pos
         return idx
+
+    @staticmethod
+    def _entry_ids(key: str, ids: list[list[Any]]) -> list[list[Any]]:
+        """A dedup entry's [tenant, event_id, position]; entries before batched records ("d"
+        keys) held offsets, which are positions at index 0."""
+        return ids if key[0] == "e" else [[t, e, position(o)] for t, e, o in ids]
+
+    @staticmethod
+    def _events(items: list[tuple[Source, bytes]], out: Output) -> Iterable[tuple[Source, bytes]]:
+        """The events of a run of records: a single-event record as it is, a batch record's lines
+        each at its own position; a batch that cannot be split is one rejection."""
+        for src, value in items:
+            if not src.batch:
+                yield src, value
+                continue
+            try:
+                lines = split(value)
+            except BatchTooLarge as exc:
+                out.rejected.append(Rater._rejected(src, value, str(exc), None))
+                continue
+            for i, line in lines:
+                yield Source(src.topic, src.partition, src.offset, src.timestamp_ms, True, i), line
 
     def expired(self, state: MutableMapping[str, Any], p: int, *, force: bool = False) -> list[str]:
         """This partition's dedup entries past keeping (dropped from the index: the caller
@@ -173,8 +208,8 @@ class Rater:
         gone: list[str] = []
         for dkey in [k for k, ts in idx.entries.items() if ts + self.dedup_ms < watermark]:
             del idx.entries[dkey]
-            for tenant, event_id, offset in state[dkey][1]:
-                if idx.seen.get((tenant, event_id)) == offset:
+            for tenant, event_id, pos in self._entry_ids(dkey, state[dkey][1]):
+                if idx.seen.get((tenant, event_id)) == pos:
                     del idx.seen[(tenant, event_id)]
             gone.append(dkey)
         return gone
@@ -184,5 +219,5 @@ class Rater:
         """A rejection row (dead-letter record, rejected_events row): ids only when valid, a
         bounded reason, and the payload of schemas/redact.py (no prompt text, at most 16 KiB)."""
         return {"src_topic": src.topic, "src_partition": src.partition, "src_offset": src.offset,
-                "event_id": event_id, "tenant_id": ids_of(raw)[1], "reason": reason[:MAX_REASON],
+                "src_index": src.index, "event_id": event_id, "tenant_id": ids_of(raw)[1], "reason": reason[:MAX_REASON],
                 "payload": stored_payload(raw)}

@@ -19,7 +19,7 @@ from streams.windows import WINDOWS
 
 Rows = list[dict[str, Any]]
 SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}
-REJECT_TYPES = {"src_partition": "UInt32", "src_offset": "UInt64", "rejected_at": "DateTime64(3, 'UTC')"}
+REJECT_TYPES = {"src_partition": "UInt32", "src_offset": "UInt64", "src_index": "UInt16", "rejected_at": "DateTime64(3, 'UTC')"}
 ALERT_TYPES = {"threshold": "Decimal(9, 4)", "spend": "Decimal(38, 12)", "amount": "Decimal(38, 12)",
                "created_at": "DateTime64(3, 'UTC')"}
 COUNT_TYPES = {"ledger": "UInt64", "rejected": "UInt64", "alerts": "UInt64"}
@@ -87,8 +87,9 @@ def spend_sql(p: SpendParams) -> tuple[str, dict[str, Any]]:
 
 
 def rejects_sql(p: RejectsParams) -> tuple[str, dict[str, Any]]:
-    return ("SELECT src_topic, src_partition, src_offset, event_id, tenant_id, reason, payload, rejected_at "
-            "FROM rejected_events FINAL ORDER BY src_partition, src_offset LIMIT {limit:UInt32}"), {"limit": p.limit}
+    return ("SELECT src_topic, src_partition, src_offset, src_index, event_id, tenant_id, reason, payload, "
+            "rejected_at FROM rejected_events FINAL ORDER BY src_partition, src_offset, src_index "
+            "LIMIT {limit:UInt32}"), {"limit": p.limit}
 
 
 def alerts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:

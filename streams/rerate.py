@@ -55,7 +55,7 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
     before = _totals(store, since, until)
     rows = store.query(
         "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, usage, labels, currency, "
-        "src_partition, src_offset FROM ledger FINAL "
+        "src_partition, src_offset, src_index FROM ledger FINAL "
         "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')}",
         {"a": _p(since), "b": _p(until)})
     version = RERATE_BASE + int(now.timestamp() * 1000)
@@ -73,7 +73,8 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
         if priced["currency"] != r["currency"]:
             failures.append(f"{r['tenant_id']}/{r['event_id']}: currency would change {r['currency']} -> {priced['currency']}")
             continue
-        new_rows.append({**ledger_row(priced, r["ts"], r["src_partition"], r["src_offset"], version=version),
+        new_rows.append({**ledger_row(priced, r["ts"], r["src_partition"], r["src_offset"], version=version,
+                                    index=r["src_index"]),
                          "ingested_at": now})
     if failures:
         raise RerateError(f"{len(failures)} events cannot be re-priced with this catalog (nothing written): "

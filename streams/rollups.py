@@ -1,10 +1,11 @@
 """Windowed totals per user and per model, kept by the sink from the ledger rows it writes.
 
 The ClickHouse rollup tables are the durable state: a row holds the ABSOLUTE totals of one
-(window, key, source partition) and, as its version, the last source offset applied to it. The
+(window, key, source partition) and, as its version, the last source position applied to it
+(offset << 13 | index in a batch record, schemas/batch.py). The
 sink keeps the windows it touches in memory, loading a window (one table, one start) from
 ClickHouse the first time a batch needs it. A ledger row is applied to a total only when its
-source offset is beyond the total's version, so a ledger row seen again (a replay upstream, or
+source position is beyond the total's version, so a ledger row seen again (a replay upstream, or
 a sink batch retried) changes nothing. A batch's changes are staged, written, and only then
 kept in memory: after a failed write the memory still matches ClickHouse.
 
@@ -20,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from pricing.engine import money_str
+from schemas.batch import position
 from streams.storage import Store
 from streams.windows import WINDOWS, WindowSize
 
@@ -75,7 +77,7 @@ class Rollups:
         staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
         intern = sys.intern
         for row in ledger:
-            offset, p = row["src_offset"], row["src_partition"]
+            pos, p = position(row["src_offset"], row.get("src_index", 0)), row["src_partition"]
             delta = (to_units(row["cost"]), 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
                      row["cache_write_tokens"], row["images"], row["guardrail_units"])
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
@@ -86,9 +88,9 @@ class Rollups:
                 if changed is None:
                     changed = staged[sl] = {}
                 tot = changed.get(key) or self.slices[sl].get(key, ZERO)
-                if offset <= tot[8]:
+                if pos <= tot[8]:
                     continue  # applied before
-                changed[key] = (*(a + b for a, b in zip(tot, delta)), offset)
+                changed[key] = (*(a + b for a, b in zip(tot, delta)), pos)
             self.newest_ms = max(self.newest_ms, row["ts"])
         return staged
 

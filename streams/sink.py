@@ -35,15 +35,16 @@ def _ms(value: int) -> dt.datetime:
 
 
 def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """A batch's ledger and rejected_events rows (one per event, one per source offset)."""
+    """A batch's ledger and rejected_events rows (one per event, one per source position)."""
     ledger: dict[tuple[str, str], dict[str, Any]] = {}
-    rejected: dict[tuple[str, int, int], dict[str, Any]] = {}
+    rejected: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     for rec in records:
         at = _ms(rec["at"])
         for row in rec.get("l", ()):
             ledger[(row["tenant_id"], row["event_id"])] = {**row, "ts": _ms(row["ts"]), "ingested_at": at}
         for row in rec.get("x", ()):
-            rejected[(row["src_topic"], row["src_partition"], row["src_offset"])] = {**row, "rejected_at": at}
+            key = (row["src_topic"], row["src_partition"], row["src_offset"], row.get("src_index", 0))
+            rejected[key] = {**row, "rejected_at": at}
     out: dict[str, list[dict[str, Any]]] = {}
     if ledger:
         out["ledger"] = list(ledger.values())

@@ -170,7 +170,7 @@ SELECT
     tenant_id, event_id, user_id, provider, model, region, mode, ts, currency, cost,
     input_tokens, output_tokens, cached_input_tokens, 0 AS cache_write_tokens, 0 AS images,
     0 AS guardrail_units, line_items, usage, labels, catalog_version, false AS estimated,
-    src_partition, src_offset, 1 AS version, ingested_at
+    src_partition, src_offset, 0 AS src_index, 1 AS version, ingested_at
 FROM (
     SELECT *,
         toDecimal128(input_tokens, 0) * if(is_batch, {_arr([m['pin_b'] for m in models], 'dec')}[mi],

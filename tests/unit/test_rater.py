@@ -65,7 +65,7 @@ def test_dedup_entries_expire_after_retention():
     later = T + dt.timedelta(hours=3)
     assert len(rater.process(state, src(1, later), ev("new", later)).ledger) == 1
     gone = rater.expired(state, 0)
-    assert gone == [SEP.join(("d", "0", "0"))]  # the entry of the batch that counted "old"
+    assert gone == [SEP.join(("e", "0", "0"))]  # the entry of the batch that counted "old" (position 0)
     for key in gone:
         del state[key]
     assert ("t", "old") not in rater.index(state, 0).seen
@@ -127,3 +127,57 @@ def test_faust_never_commits_past_a_message_it_did_not_deliver():
     assert c._new_offset(tp) is None
     c._acked[tp].append(10)
     assert c._new_offset(tp) == 13
+
+
+def bsrc(offset: int, at: dt.datetime = T) -> Source:
+    """A batch record (schemas/batch.py) of partition 0."""
+    return Source("billing_events", 0, offset, int(at.timestamp() * 1000), True)
+
+
+def test_a_batch_record_counts_each_line_at_its_own_position():
+    rater, state = Rater(CAT), {}
+    lines = [ev("b0", T), b"not json", b"", ev("b3", T), ev("b0", T)]  # a bad line, a blank, a repeat
+    out = rater.process(state, bsrc(7), b"\n".join(lines) + b"\n")
+    assert [(r["event_id"], r["src_offset"], r["src_index"]) for r in out.ledger] == [("b0", 7, 0), ("b3", 7, 3)]
+    assert [(r["src_offset"], r["src_index"]) for r in out.rejected] == [(7, 1)]
+    assert out.duplicates == 1  # b0 again at index 4 of the same record: a duplicate, not a replay
+
+
+def test_a_replayed_batch_record_re_emits_the_same_rows_and_duplicates_stay_dropped():
+    rater, state = Rater(CAT), {}
+    batch = b"\n".join([ev("a", T), ev("b", T), ev("c", T)])
+    first = rater.process(state, bsrc(0), batch)
+    rater.reset()  # a restart: the index is rebuilt from the state
+    replay = rater.process(state, bsrc(0), batch)
+    assert replay.ledger == first.ledger and replay.duplicates == 0
+    later = rater.process(state, src(1), ev("b", T))  # the same event again, as a single record
+    assert later.duplicates == 1 and later.ledger == []
+    again = rater.process(state, bsrc(2), batch)  # the whole batch sent twice
+    assert again.duplicates == 3 and again.ledger == []
+
+
+def test_the_same_event_is_a_duplicate_across_single_and_batch_records():
+    rater, state = Rater(CAT), {}
+    rater.process(state, src(0), ev("x", T))
+    out = rater.process(state, bsrc(1), b"\n".join([ev("y", T), ev("x", T)]))
+    assert [r["event_id"] for r in out.ledger] == ["y"] and out.duplicates == 1
+
+
+def test_a_batch_over_the_limits_is_one_rejection():
+    from schemas.batch import MAX_BATCH_EVENTS
+
+    rater, state = Rater(CAT), {}
+    out = rater.process(state, bsrc(0), b"\n".join([ev(f"e{i}", T) for i in range(MAX_BATCH_EVENTS + 1)]))
+    assert out.ledger == [] and len(out.rejected) == 1
+    assert "more than" in out.rejected[0]["reason"] and out.rejected[0]["src_index"] == 0
+    empty = rater.process(state, bsrc(1), b"\n\n")
+    assert empty.ledger == [] and "no events" in empty.rejected[0]["reason"]
+
+
+def test_dedup_entries_of_older_versions_keep_working():
+    """State written before batched records held offsets under "d" keys: read as index 0."""
+    rater = Rater(CAT)
+    state = {SEP.join(("m", "0")): [int(T.timestamp() * 1000), 5],
+             SEP.join(("d", "0", "5")): [int(T.timestamp() * 1000), [["t", "old", 5]]]}
+    assert rater.process(state, src(5), ev("old", T)).ledger  # a replay of offset 5: re-emitted
+    assert rater.process(state, src(6), ev("old", T)).duplicates == 1
