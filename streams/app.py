@@ -97,12 +97,22 @@ class PartitionState(MutableMapping):
         return len(self.data)
 
 
-def create_app(settings: Settings) -> faust.App:
-    datadir = settings.data_dir / "faust" / f"{settings.app_id}-{settings.web_port}"
+ROLES = ("all", "rate", "sink")
+
+
+def create_app(settings: Settings, role: str = "all") -> faust.App:
+    """The worker of one role: `rate` (the rating agent, its state table), `sink` (ledger,
+    windows, budgets and alerts into ClickHouse; it holds the store and serves analysts' reads),
+    or `all` (both, one process)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    # the sink role joins no rating consumer group: a Faust app id of its own
+    app_id = settings.app_id if role != "sink" else f"{settings.app_id}-sink-role"
+    datadir = settings.data_dir / "faust" / f"{app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
     security = kafka_security(settings)
     app = faust.App(
-        settings.app_id,
+        app_id,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,
@@ -132,6 +142,17 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(datadir),
         **security.faust(),
     )
+    app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
+    stats = app.meterstream_stats  # type: ignore[attr-defined]
+    state = add_rating(app, settings, stats) if role in ("all", "rate") else None
+    sink = add_sink(app, settings, security) if role in ("all", "sink") else None
+    install_web(app, settings, sink, stats, state)
+    return app
+
+
+def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
+    """The rating agent: events in, ledger rows and rejections to the sink and dead-letter
+    topics; its dedup state in a Faust table (with changelog). Returns the table."""
     events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
     dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
     sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
@@ -143,16 +164,6 @@ def create_app(settings: Settings) -> faust.App:
         lateness_ms=settings.allowed_lateness_hours * 3_600_000,
         dedup_ms=settings.dedup_retention_hours * 3_600_000,
     )
-    sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
-                        lambda: open_store(settings), max_records=settings.sink_batch,
-                        budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
-                        webhooks=settings.webhook_targets, webhook_secret=settings.alert_webhook_secret,
-                        webhook_attempts=settings.alert_webhook_attempts,
-                        webhook_timeout_s=settings.alert_webhook_timeout_s,
-                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
-    app.meterstream_sink = sink  # type: ignore[attr-defined]
-    app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
-    stats = app.meterstream_stats  # type: ignore[attr-defined]
 
     @app.on_partitions_assigned.connect
     async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
@@ -197,9 +208,22 @@ def create_app(settings: Settings) -> faust.App:
                 for value in sink_records(int(time.time() * 1000), out):
                     await sink_topic.send(key=str(partition).encode(), value=value)
 
+    return state
+
+
+def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
+    """The sink consumer as a task of this app; it holds the store."""
+    sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
+                        lambda: open_store(settings), max_records=settings.sink_batch,
+                        budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
+                        webhooks=settings.webhook_targets, webhook_secret=settings.alert_webhook_secret,
+                        webhook_attempts=settings.alert_webhook_attempts,
+                        webhook_timeout_s=settings.alert_webhook_timeout_s,
+                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
+    app.meterstream_sink = sink  # type: ignore[attr-defined]
+
     @app.task
     async def run_sink() -> None:
         await sink.run()
 
-    install_web(app, settings, sink, stats, state)
-    return app
+    return sink

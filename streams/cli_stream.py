@@ -65,16 +65,19 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
 
 @click.command("worker")
 @click.option("--web-port", type=int, default=None, help="Port of this worker's web endpoint (MS_WEB_PORT).")
+@click.option("--role", type=click.Choice(["all", "rate", "sink"]), default="all", show_default=True,
+              help="rate: price and deduplicate (run several, they share the partitions); sink: ledger, "
+                   "windows and alerts into ClickHouse, analysts' reads (one per embedded engine); all: both.")
 @click.option("--loglevel", default="info", show_default=True)
-def worker_command(web_port: int | None, loglevel: str) -> None:
-    """Run the Faust worker: rate, deduplicate, roll up, sink to ClickHouse. Several may run
-    on one topic; they share its partitions."""
+def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
+    """Run a worker: rate, deduplicate, roll up, sink to ClickHouse. Several may run on one
+    topic; rating workers share its partitions."""
     from faust.worker import Worker
 
     from streams.app import create_app
 
     settings = Settings(**({"web_port": web_port} if web_port else {}))
-    app = create_app(settings)
+    app = create_app(settings, role)
     Worker(app, loglevel=loglevel).execute_from_commandline()
 
 

@@ -92,6 +92,7 @@ class Stack:
         self.env.update(security.env())
         self.env.update(extra_env or {})
         self.workers: dict[int, subprocess.Popen] = {}
+        self.roles: dict[int, str] = {}
         self.produced: list[bytes] = []
         self.cli("up")
 
@@ -105,13 +106,17 @@ class Stack:
             raise AssertionError(f"meterstream {' '.join(args)} failed: {proc.stderr.decode()[-3000:]}")
         return proc
 
-    def start_worker(self, port: int | None = None, env: dict[str, str] | None = None) -> int:
+    def start_worker(self, port: int | None = None, env: dict[str, str] | None = None, role: str | None = None) -> int:
+        """Start `meterstream worker --role ROLE` (default: the role this port had, else all)."""
         port = port or free_port()
+        role = role or self.roles.get(port, "all")
+        self.roles[port] = role
         if port not in self.ports:
             self.ports.append(port)
         self.env["MS_WORKER_URL"] = ",".join(f"http://127.0.0.1:{p}" for p in self.ports)
         log = open(self.tmp / f"worker-{port}.log", "ab")  # noqa: SIM115
-        self.workers[port] = subprocess.Popen(CLI + ["worker", "--web-port", str(port), "--loglevel", "warning"],
+        self.workers[port] = subprocess.Popen(CLI + ["worker", "--web-port", str(port), "--role", role,
+                                                     "--loglevel", "warning"],
                                               env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         return port
 
@@ -226,3 +231,42 @@ class Stack:
 
     def count_rejected(self) -> int:
         return int(self.query("SELECT count() AS n FROM rejected_events FINAL")[0]["n"])
+
+
+ALERT_THRESHOLDS = ("0.25", "0.5", "0.9", "1", "2")
+
+
+def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-tenant daily USD budgets sized from the oracle's spend, so several thresholds are
+    crossed, and the alert keys that must then be delivered (one per crossing)."""
+    spend: dict[tuple[str, int], Decimal] = {}
+    for (window, start, tenant, _user, currency), (cost, _n) in exp.by_user.items():
+        if window == "day" and currency == "USD":
+            spend[(tenant, start)] = spend.get((tenant, start), Decimal(0)) + cost
+    budgets, keys = [], []
+    for tenant in sorted({t for t, _ in spend}):
+        top = max(v for (t, _), v in spend.items() if t == tenant)
+        amount = (top / Decimal("1.2")).quantize(Decimal("0.01"))  # ~120% of the busiest day: "1" fires there
+        bid = f"chaos-{tenant}"
+        budgets.append({"id": bid, "tenant_id": tenant, "period": "day", "currency": "USD",
+                        "amount": str(amount), "thresholds": list(ALERT_THRESHOLDS)})
+        for (t, start), v in sorted(spend.items()):
+            if t != tenant:
+                continue
+            day = dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+            keys += [f"{bid}|{day}|{Decimal(th).normalize()}" for th in ALERT_THRESHOLDS if v >= amount * Decimal(th)]
+    return budgets, sorted(keys)
+
+
+def alerts_in_topic(stack: Stack) -> list[str]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=3000, **stack.security.kafka_python())
+    try:
+        tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        return [m.key.decode() for m in consumer if m.value is not None]
+    finally:
+        consumer.close()

@@ -122,7 +122,8 @@ def catalog_by_name(settings: Settings, name: Any) -> Path | None:
 
 def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int], state: Any) -> None:
     """Register the endpoints and the guard on a Faust app."""
-    fault_paths = {"/fault/sink", "/fault/recover"} if settings.fault_injection else set()
+    fault_paths = ({"/fault/recover"} | ({"/fault/sink"} if sink is not None else set())
+                   if settings.fault_injection else set())
     fixed = {"/health", "/status", "/sql", "/rerate"} | fault_paths
 
     def routes(path: str) -> bool:
@@ -131,7 +132,7 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
     app.web.web_app.middlewares.append(guard(settings, routes))
 
     async def with_store(fn: Callable[..., Any], *args: Any) -> Any:
-        store = sink.store
+        store = sink.store if sink is not None else None
         if store is None:
             raise BadRequest(503, "this worker does not hold the store")
         try:
@@ -149,9 +150,13 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
 
     @app.page("/status")
     async def status(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, "stats": dict(stats), "recoveries": recoveries(), "state_keys": len(state.data),
-                         "rollup_keys": len(sink.rollups), "sink_rows": sink.rows_written,
-                         "alerts_sent": sink.alerts_sent, "store_open": sink.store is not None})
+        body = {"ok": True, "stats": dict(stats), "recoveries": recoveries()}
+        if state is not None:
+            body["state_keys"] = len(state.data)
+        if sink is not None:
+            body.update(rollup_keys=len(sink.rollups), sink_rows=sink.rows_written, alerts_sent=sink.alerts_sent,
+                        store_open=sink.store is not None)
+        return web.json(body)
 
     @app.page("/read/{name}")
     class ReadView(faust.web.View):
@@ -204,7 +209,7 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
 
             return self.json(await with_store(run))
 
-    if settings.fault_injection:
+    if settings.fault_injection and sink is not None:
         @app.page("/fault/sink")
         class FaultSinkView(faust.web.View):
             """{"fail": true} makes sink writes fail until false."""
@@ -213,6 +218,7 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
                 sink.fail_writes = bool((await json_object(request)).get("fail"))
                 return self.json({"fail_writes": sink.fail_writes})
 
+    if settings.fault_injection:
         @app.page("/fault/recover")
         class FaultRecoverView(faust.web.View):
             """Recover now, as at an offset hole (the process re-executes itself)."""

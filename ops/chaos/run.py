@@ -41,12 +41,11 @@ sys.path.insert(0, str(REPO))
 
 from common import RESULTS, header, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
-from streams.expected import Expected, as_rows, diff, expected_totals, normalize  # noqa: E402
+from streams.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
 from streams.generate import generate  # noqa: E402
-from streams.stack import Broker, Stack  # noqa: E402
+from streams.stack import Broker, Stack, alerts_in_topic, budgets_for  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "bad_events.jsonl"
-THRESHOLDS = ("0.25", "0.5", "0.9", "1", "2")
 
 
 @dataclass
@@ -102,28 +101,6 @@ def traffic(sc: Scenario, now: dt.datetime) -> list[bytes]:
     return lines
 
 
-def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per-tenant daily USD budgets sized from the oracle's spend, so several thresholds are
-    crossed, and the alert keys that must then be delivered (one per crossing)."""
-    spend: dict[tuple[str, int], Decimal] = {}
-    for (window, start, tenant, _user, currency), (cost, _n) in exp.by_user.items():
-        if window == "day" and currency == "USD":
-            spend[(tenant, start)] = spend.get((tenant, start), Decimal(0)) + cost
-    budgets, keys = [], []
-    for tenant in sorted({t for t, _ in spend}):
-        top = max(v for (t, _), v in spend.items() if t == tenant)
-        amount = (top / Decimal("1.2")).quantize(Decimal("0.01"))  # ~120% of the busiest day: "1" fires there
-        bid = f"chaos-{tenant}"
-        budgets.append({"id": bid, "tenant_id": tenant, "period": "day", "currency": "USD",
-                        "amount": str(amount), "thresholds": list(THRESHOLDS)})
-        for (t, start), v in sorted(spend.items()):
-            if t != tenant:
-                continue
-            day = dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
-            keys += [f"{bid}|{day}|{Decimal(th).normalize()}" for th in THRESHOLDS if v >= amount * Decimal(th)]
-    return budgets, sorted(keys)
-
-
 def committed(stack: Stack) -> int:
     """Input offsets the worker group has committed (its progress, across kills)."""
     from kafka import KafkaAdminClient
@@ -159,20 +136,6 @@ def recoveries(stack: Stack, port: int) -> int:
         return int(stack.health(port)["recoveries"]["count"])
     except (OSError, KeyError):
         return 0
-
-
-def alerts_in_topic(stack: Stack) -> list[str]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=3000, **stack.security.kafka_python())
-    try:
-        tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        return [m.key.decode() for m in consumer if m.value is not None]
-    finally:
-        consumer.close()
 
 
 def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
