@@ -231,8 +231,11 @@ def test_ids_match_quicktok(name, text):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(max_size=200))
+@given(text=st.text(alphabet=st.characters(exclude_categories=("Cn", "Cs")), max_size=200))
 def test_counts_match_quicktok_property(text):
+    """Over assigned characters. Code points unassigned in Python's Unicode database (14.0) are
+    letters to tiktoken's newer regex tables but not to quicktok's (U+323B0, CJK Extension J of
+    Unicode 17, counts 6 vs 5 in '\U000323b0/A'): builds disagree there, not the BPE."""
     for name in ALL:
         assert T.count_tokens(text, name) == quicktok.get_encoding(name).count(text), name
 
