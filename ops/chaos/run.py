@@ -125,9 +125,20 @@ def progress(stack: Stack) -> int:
 
 
 def fault_sink(stack: Stack, port: int, fail: bool) -> None:
-    status, body = stack.post(port, "/fault/sink", {"fail": fail})
-    if status != 200:
-        raise SystemExit(f"/fault/sink answered {status}: {body}")
+    """Switch the sink's write failures; waits while the worker restarts (it may be recovering
+    in place from an offset hole, streams/recovery.py)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            status, body = stack.post(port, "/fault/sink", {"fail": fail})
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        if status != 200:
+            raise SystemExit(f"/fault/sink answered {status}: {body}")
+        return
 
 
 def recoveries(stack: Stack, port: int) -> int:
