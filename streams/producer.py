@@ -308,6 +308,9 @@ class Producer:
             atexit.unregister(self._close_at_exit)
             with _LIVE_LOCK:
                 _LIVE.discard(self)
+                last = not _LIVE
+            if last:
+                _uninstall_sigterm_handler()
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(5)
         with self._cond:
@@ -498,11 +501,30 @@ def _install_sigterm_handler() -> None:
     _sigterm_previous, _sigterm_installed = previous, True
 
 
+def _uninstall_sigterm_handler() -> None:
+    """When the last producer closed: the previous disposition again (if ours is still set)."""
+    global _sigterm_installed
+    if not _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, _sigterm_previous)
+    except (ValueError, OSError):
+        return
+    _sigterm_installed = False
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     # Runs in the main thread between two bytecodes, possibly inside a producer's critical
-    # section: take no lock here. A thread flushes; a second SIGTERM acts as before ours.
+    # section: take no lock here. A thread (not a daemon: a normal exit waits for it) flushes
+    # every open producer, then re-sends the signal; a second SIGTERM acts as before ours.
+    global _sigterm_installed
     signal.signal(signum, _sigterm_previous)
-    threading.Thread(target=_flush_all_then_chain, args=(signum,), name="meterstream-producer-sigterm").start()
+    _sigterm_installed = False
+    try:
+        threading.Thread(target=_flush_all_then_chain, args=(signum,), name="meterstream-producer-sigterm").start()
+    except RuntimeError:  # no new threads: the interpreter is exiting, and atexit flushes
+        pass
 
 
 def _flush_all_then_chain(signum: int) -> None:

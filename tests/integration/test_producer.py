@@ -5,6 +5,8 @@ a flush sends every pending batch (LiteLLM's flush took the first 100)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from streams.stack import Broker
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # the child's too: the same events in both
 
 
 def new_topic(bootstrap: str, partitions: int = 4) -> str:
@@ -99,14 +102,14 @@ def test_batched_and_single_records_carry_every_event_to_the_same_partition_in_t
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import datetime as dt, sys, time
     sys.path.insert(0, {repo!r})
     from streams.generate import generate
     from streams.producer import Producer
 
     bootstrap, topic, mode = sys.argv[1:4]
     p = Producer(bootstrap, topic, linger_ms=600_000)  # nothing leaves before the end
-    for _, line in generate(3000, seed=3, duplicate_rate=0.1):
+    for _, line in generate(3000, seed=3, duplicate_rate=0.1, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)):
         p.send(line)
     assert p.buffered()[0] == 3000
     print("ready", flush=True)
@@ -126,7 +129,7 @@ def test_buffered_events_are_flushed_on_sigterm_and_at_exit(kafka_service, mode)
         child.send_signal(signal.SIGTERM)
     rc = child.wait(60)
     assert rc == (-signal.SIGTERM if mode == "sigterm" else 0), child.stderr.read().decode()[-2000:]
-    want = Counter(line for _, line in generate(3000, seed=3, duplicate_rate=0.1))
+    want = Counter(line for _, line in generate(3000, seed=3, duplicate_rate=0.1, now=NOW))
     got = events_of(read_topic(kafka_service.bootstrap, topic))
     assert Counter(e for evs in got.values() for e in evs) == want
 
@@ -136,7 +139,7 @@ def test_a_broker_gone_at_flush_time_is_an_error_holding_every_undelivered_event
     try:
         topic = new_topic(broker.bootstrap, 2)
         lines = [line for _, line in generate(600, seed=8)]
-        fast = dict(delivery_timeout_ms=6000, request_timeout_ms=2000, max_block_ms=5000)
+        fast = dict(delivery_timeout_ms=4000, request_timeout_ms=1500, max_block_ms=5000)
         p = Producer(broker.bootstrap, topic, linger_ms=600_000, **fast)
         q = Producer(broker.bootstrap, topic, linger_ms=600_000, **fast)
         for line in lines[:200]:
@@ -187,3 +190,25 @@ def test_a_flush_sends_every_pending_batch(kafka_service):
             per_user[event_key(e)].append(e)
     assert all(seq == [line for line in lines if event_key(line) == k] for k, seq in per_user.items())
     p.close()
+
+
+def test_meterstream_produce_batches_unless_no_batch(kafka_service, tmp_path):
+    lines = [line for _, line in generate(2000, seed=4, duplicate_rate=0.1, bad=10)]
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(b"\r\n".join(lines) + b"\r\n")  # line endings are not part of an event
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
+    env.update(MS_KAFKA_BOOTSTRAP=kafka_service.bootstrap, MS_DATA_DIR=str(tmp_path / "data"))
+    got = {}
+    for flags in ([], ["--no-batch"]):
+        topic = new_topic(kafka_service.bootstrap)
+        proc = subprocess.run([sys.executable, "-m", "streams.cli", "produce", *flags, "--topic", topic, str(src)],
+                              env=env, capture_output=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 0 and f"produced {len(lines)} events".encode() in proc.stderr, proc.stderr
+        records = read_topic(kafka_service.bootstrap, topic)
+        got[bool(flags)] = (sum(map(len, records.values())), events_of(records))
+    (n_batched, batched), (n_single, single) = got[False], got[True]
+    assert n_single == len(lines) and n_batched < 20
+    assert Counter(e for evs in batched.values() for e in evs) == Counter(lines) \
+        == Counter(e for evs in single.values() for e in evs)
+    for part in batched:
+        assert [e for e in batched[part] if event_key(e)] == [e for e in single[part] if event_key(e)]

@@ -451,6 +451,10 @@ def test_the_exit_hook_flushes_what_close_was_never_called_for(tmp_path):
         mode = sys.argv[1]
         if mode == 'own-handler':
             signal.signal(signal.SIGTERM, lambda *a: None)
+        if mode == 'restore':  # the last close puts the default back
+            with Producer(None, 't', client=Recording(4)) as p:
+                assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         p = Producer(None, 't', client=Recording(4), linger_ms=600_000)
         for i in range(25):
             p.send(event(i, user=f'u{{i % 3}}'))
@@ -481,6 +485,11 @@ def test_the_exit_hook_flushes_what_close_was_never_called_for(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, "own-handler"], capture_output=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0 and proc.stdout == b"kept\n", proc.stderr.decode()
     assert sum(events_out().values()) == 25  # and atexit still flushed
+    (tmp_path / "out").unlink()
+
+    proc = subprocess.run([sys.executable, "-c", script, "restore"], capture_output=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sum(events_out().values()) == 25
 
 
 # ---------------------------------------------------------------------------- threads
