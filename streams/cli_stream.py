@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pricing import money_str
+from streams.producer import DEFAULT_LINGER_MS
 from streams.settings import Settings
 
 
@@ -90,9 +91,14 @@ def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
 @click.option("--bad", type=int, default=0, help="With --generate: number of bad inputs to mix in.")
 @click.option("--late", type=int, default=0, help="With --generate: events hours behind (within lateness).")
 @click.option("--topic", default=None, help="Default: MS_EVENTS_TOPIC.")
+@click.option("--no-batch", "no_batch", is_flag=True,
+              help="One Kafka record per event (no application/jsonl batch records).")
+@click.option("--linger-ms", type=click.FloatRange(min=0), default=DEFAULT_LINGER_MS, show_default=True,
+              help="The longest an event waits for its partition's batch.")
 def produce_command(source: str | None, generate_n: int | None, seed: int, duplicates: float, bad: int,
-                    late: int, topic: str | None) -> None:
-    """Publish billing events (JSON lines, each as is: bad lines too) to Kafka."""
+                    late: int, topic: str | None, no_batch: bool, linger_ms: float) -> None:
+    """Publish billing events (JSON lines, each as is: bad lines too) to Kafka, batched per
+    partition as JSON Lines records (schemas/batch.py) unless --no-batch."""
     from rich.progress import Progress
 
     from streams.kafka_security import kafka_security
@@ -112,7 +118,8 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("producing", total=total)
         n = publish(settings.bootstrap, topic or settings.events_topic, lines,
-                    lambda k: progress.update(task, advance=k), kafka_security(settings))
+                    lambda k: progress.update(task, advance=k), kafka_security(settings),
+                    batch=not no_batch, linger_ms=linger_ms)
     click.echo(f"produced {n} events to {topic or settings.events_topic} at {settings.bootstrap}", err=True)
 
 

@@ -137,8 +137,10 @@ class Stack:
         for port in list(self.workers):
             self.kill_worker(port, signal.SIGTERM)
 
-    def produce(self, lines: list[bytes]) -> None:
-        publish(self.bootstrap, self.events_topic, lines, security=self.security)
+    def produce(self, lines: list[bytes], batch: bool = False) -> None:
+        """Publish the lines (streams.producer.publish): batched per partition with `batch`."""
+        # TODO batch default once rating reads batches
+        publish(self.bootstrap, self.events_topic, lines, security=self.security, batch=batch)
         self.produced.extend(lines)
 
     def token(self) -> str:

@@ -48,7 +48,7 @@ def produce(stack: Stack, lines: list[bytes]) -> float:
     from streams.producer import publish
 
     t = time.perf_counter()
-    publish(stack.bootstrap, stack.events_topic, lines)
+    publish(stack.bootstrap, stack.events_topic, lines, batch=False)  # TODO batch default once rating reads batches
     stack.produced.extend(lines)
     return len(lines) / (time.perf_counter() - t)
 
