@@ -63,8 +63,7 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         produced = [line for _, line in generate(events, seed=2024, now=now, duplicate_rate=0.1,
                                                  late=10, too_late=2, bad=24)]
-        # TODO batch default once rating reads batches
-        publish(settings.bootstrap, settings.events_topic, produced, security=kafka_security(settings), batch=False)
+        publish(settings.bootstrap, settings.events_topic, produced, security=kafka_security(settings))
         console.print(f"produced {len(produced)} lines to {settings.events_topic}")
         exp = expected_totals(produced, load_catalog(settings.catalog_dir), partitions=settings.topic_partitions,
                               now=dt.datetime.now(dt.timezone.utc))

@@ -137,9 +137,8 @@ class Stack:
         for port in list(self.workers):
             self.kill_worker(port, signal.SIGTERM)
 
-    def produce(self, lines: list[bytes], batch: bool = False) -> None:
-        """Publish the lines (streams.producer.publish): batched per partition with `batch`."""
-        # TODO batch default once rating reads batches
+    def produce(self, lines: list[bytes], batch: bool = True) -> None:
+        """Publish the lines (streams.producer.publish): batched per partition unless `batch` is False."""
         publish(self.bootstrap, self.events_topic, lines, security=self.security, batch=batch)
         self.produced.extend(lines)
 

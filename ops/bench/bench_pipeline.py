@@ -43,12 +43,13 @@ from streams.stack import Broker, Stack  # noqa: E402
 TARGET_EPS, TARGET_RAW_SHARE, TARGET_P99_S, TARGET_RSS_GIB = 30_000, 0.5, 5.0, 1.0
 
 
-def produce(stack: Stack, lines: list[bytes]) -> float:
-    """Publish the lines with the project's producer; return events/s."""
+def produce(stack: Stack, lines: list[bytes], batch: bool = True) -> float:
+    """Publish the lines with the project's producer (batched records unless `batch` is False);
+    return events/s."""
     from streams.producer import publish
 
     t = time.perf_counter()
-    publish(stack.bootstrap, stack.events_topic, lines, batch=False)  # TODO batch default once rating reads batches
+    publish(stack.bootstrap, stack.events_topic, lines, batch=batch)
     stack.produced.extend(lines)
     return len(lines) / (time.perf_counter() - t)
 

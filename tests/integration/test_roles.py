@@ -27,7 +27,7 @@ def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_
         budgets, want = budgets_for(exp)
         (tmp_path / "budgets.json").write_text(json.dumps(budgets))
         stack.cli("budgets", "set", "--file", str(tmp_path / "budgets.json"))
-        stack.produce(lines)
+        stack.produce(lines, batch=False)  # many records: the kills land mid-stream
         sink = stack.start_worker(role="sink")
         rate_a = stack.start_worker(role="rate")
         rate_b = stack.start_worker(role="rate")

@@ -219,7 +219,7 @@ def test_fault_injection_only_when_enabled(kafka_service, clickhouse_service, tm
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url, extra_env={"MS_FAULT_INJECTION": "1"})
     try:
         lines = [line for _, line in generate(6000, seed=33, now=NOW, duplicate_rate=0.1)]
-        stack.produce(lines)
+        stack.produce(lines, batch=False)
         port = stack.start_worker()
         pid = stack.workers[port].pid
         stack.wait_for_progress(port, at_least=500)
