@@ -130,6 +130,8 @@ def rate_alone(lines: list[bytes], now: dt.datetime) -> float:
     from pricing.rating import rate
 
     catalog = load_catalog()
+    for line in lines[:2000]:  # warm up: tokenizers and price plans load on first use
+        rate(line, catalog, now=now)
     t = time.perf_counter()
     for line in lines:
         rate(line, catalog, now=now)
