@@ -36,6 +36,9 @@ from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 
 SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
+# ids per dedup entry: an entry is one changelog record, which must stay well under Kafka's 1 MB
+# limit (an id is at most ~300 bytes as JSON: two 128-character ids and a position)
+DEDUP_ENTRY_IDS = 1000
 EXPIRE_EVERY_MS = 60_000  # look for expired dedup entries at most once per minute of stream time
 
 
@@ -153,9 +156,10 @@ class Rater:
                 new_seen.append([ident[0], ident[1], pos])
                 max_ts = max(max_ts, ts_ms)
             out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1, index=src.index))
-        if new_seen:
-            dkey = f"e{SEP}{p}{SEP}{new_seen[0][2]}"
-            state[dkey] = [max_ts, new_seen]
+        for i in range(0, len(new_seen), DEDUP_ENTRY_IDS):  # bounded changelog records
+            chunk = new_seen[i:i + DEDUP_ENTRY_IDS]
+            dkey = f"e{SEP}{p}{SEP}{chunk[0][2]}"
+            state[dkey] = [max_ts, chunk]
             idx.entries[dkey] = max_ts
         last = items[-1][0].offset
         if last > meta_offset:

@@ -181,3 +181,23 @@ def test_dedup_entries_of_older_versions_keep_working():
              SEP.join(("d", "0", "5")): [int(T.timestamp() * 1000), [["t", "old", 5]]]}
     assert rater.process(state, src(5), ev("old", T)).ledger  # a replay of offset 5: re-emitted
     assert rater.process(state, src(6), ev("old", T)).duplicates == 1
+
+
+def test_dedup_entries_stay_small_whatever_the_batch():
+    """One take of batched records can count tens of thousands of events: each dedup entry is
+    one changelog record and must stay far below Kafka's 1 MB record limit."""
+    from streams.rater import DEDUP_ENTRY_IDS
+
+    rater, state = Rater(CAT), {}
+    big = "x" * 120
+    records = [(bsrc(r), b"\n".join(orjson.dumps({"event_id": f"{big}{r}-{i}", "ts": T.isoformat(), "tenant_id": big,
+                                                   "user_id": "u", "provider": "openai", "model": "gpt-4o",
+                                                   "usage": {"input_tokens": 1}}) for i in range(2000)))
+               for r in range(5)]
+    out = rater.process_batch(state, records)
+    assert len(out.ledger) == 10_000
+    entries = [v for k, v in state.items() if k[0] == "e"]
+    assert len(entries) == 10_000 // DEDUP_ENTRY_IDS
+    assert max(len(orjson.dumps(v)) for v in entries) < 400_000
+    rater.reset()
+    assert rater.process_batch(state, records).duplicates == 0  # a replay, from the chunked entries
