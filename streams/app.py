@@ -53,21 +53,22 @@ def dead_letter_value(row: dict[str, Any]) -> bytes:
 
 def sink_records(at_ms: int, out: Output) -> list[bytes]:
     """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order (a
-    rejection row is bounded; a ledger row is bounded by the event schema)."""
-    parts = [("x", [_bounded(r) for r in out.rejected]), ("l", out.ledger)]
+    rejection row is bounded; a ledger row is bounded by the event schema). Each row is
+    serialized once and the records are packed greedily."""
     records: list[bytes] = []
-
-    def emit(tag: str, rows: list[Any]) -> None:
-        value = orjson.dumps({"at": at_ms, tag: rows})
-        if len(value) > MAX_SINK_RECORD and len(rows) > 1:
-            emit(tag, rows[: len(rows) // 2])
-            emit(tag, rows[len(rows) // 2:])
-        else:
-            records.append(value)
-
-    for tag, rows in parts:
-        if rows:
-            emit(tag, rows)
+    for tag, rows in (("x", [_bounded(r) for r in out.rejected]), ("l", out.ledger)):
+        head = b'{"at":%d,"%s":[' % (at_ms, tag.encode())
+        part: list[bytes] = []
+        size = len(head) + 2
+        for row in rows:
+            item = orjson.dumps(row)
+            if part and size + len(item) + 1 > MAX_SINK_RECORD:
+                records.append(head + b",".join(part) + b"]}")
+                part, size = [], len(head) + 2
+            part.append(item)
+            size += len(item) + 1
+        if part:
+            records.append(head + b",".join(part) + b"]}")
     return records
 
 

@@ -201,3 +201,16 @@ def test_dedup_entries_stay_small_whatever_the_batch():
     assert max(len(orjson.dumps(v)) for v in entries) < 400_000
     rater.reset()
     assert rater.process_batch(state, records).duplicates == 0  # a replay, from the chunked entries
+
+
+def test_sink_records_are_bounded_in_order_and_decode_to_the_rows():
+    from streams.app import MAX_SINK_RECORD, sink_records
+    from streams.rater import Output
+
+    rows = [{"event_id": f"e{i}", "pad": "y" * (i % 700)} for i in range(6000)]
+    out = Output(ledger=rows, rejected=[{"src_offset": 1, "reason": "r"}])
+    records = sink_records(42, out)
+    assert len(records) > 3 and all(len(r) <= MAX_SINK_RECORD for r in records)
+    decoded = [orjson.loads(r) for r in records]
+    assert decoded[0] == {"at": 42, "x": [{"src_offset": 1, "reason": "r"}]}
+    assert [row for d in decoded[1:] for row in d["l"]] == rows
