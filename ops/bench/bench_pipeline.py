@@ -292,7 +292,8 @@ def p4_memory(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.datet
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000, help="P2-batched: events")
-    ap.add_argument("--single-events", type=int, default=200_000, help="P2-single and scale: events")
+    ap.add_argument("--single-events", type=int, default=100_000, help="P2-single and scale: events")
+    ap.add_argument("--p2-roles", default="sink,rate", help="P2-batched: the workers' roles (e.g. all)")
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--raters", type=int, default=2, help="scale: rating workers beside one sink")
@@ -317,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results: dict[str, Any] = {}
             if "p2" in args.only:
-                results["p2"] = p2_throughput(bootstrap, tmp, args, now, name="p2_batched", batch=True, roles=["all"])
+                results["p2"] = p2_throughput(bootstrap, tmp, args, now, name="p2_batched", batch=True,
+                                              roles=args.p2_roles.split(","))
                 if "p3" in results["p2"]:
                     results["p3"] = results["p2"].pop("p3")
             if "single" in args.only or "scale" in args.only:

@@ -49,15 +49,26 @@ def table() -> str:
     if doc := load("pipeline.json"):
         src(doc, "pipeline.json")
         r = doc["results"]
-        if p2 := r.get("p2"):
-            rows.append(("P2", f"Kafka → exact totals in chDB, {p2['events']:,} events, one worker",
-                         f"{p2['sustained_events_per_s']:,} events/s", "≥ 30,000/s",
+        if (p2 := r.get("p2")) and "rate_alone_events_per_s" in p2:
+            rows.append(("P2", f"batched records: Kafka → exact totals in chDB, {p2['events']:,} events "
+                               f"({p2['records']:,} records), workers {' + '.join(p2['roles'])}",
+                         f"{p2['sustained_events_per_s']:,} events/s", "≥ 30,000/s (floor 10,000)",
                          verdict(p2["sustained_events_per_s"] >= 30_000)))
-            rows.append(("P2", f"share of a bare aiokafka consumer ({p2['raw_consume_per_s']:,}/s)",
-                         f"{p2['share_of_raw']:.1%}", "≥ 50%", verdict(p2["share_of_raw"] >= 0.5)))
+            rows.append(("P2", f"share of `rate()` alone on the same events ({p2['rate_alone_events_per_s']:,}/s)",
+                         f"{p2['share_of_rate_alone']:.1%}", "≥ 50%", verdict(p2["share_of_rate_alone"] >= 0.5)))
+        if p2s := r.get("p2_single"):
+            rows.append(("P2", f"one event per record, {p2s['events']:,} events: share of a no-op Faust agent "
+                               f"({p2s['noop_faust_messages_per_s']:,}/s; bare aiokafka {p2s['raw_consume_per_s']:,}/s)",
+                         f"{p2s['sustained_events_per_s']:,} events/s = {p2s['share_of_noop_faust']:.1%}", "≥ 80%",
+                         verdict(p2s["share_of_noop_faust"] >= 0.8)))
+        if sc := r.get("scale"):
+            rows.append(("scale", f"single-event records: {' + '.join(sc['roles'])} vs one worker "
+                                  f"({sc['sustained_events_per_s']:,} events/s)",
+                         f"{sc['speedup_vs_one_all_worker']:.2f}×", "≥ 1.3×, exact",
+                         verdict(sc["speedup_vs_one_all_worker"] >= 1.3)))
         if p3 := r.get("p3"):
-            rows.append(("P3", f"produced → in the 1-minute rollup at {p3['achieved_rate_per_s']:,}/s, p50 / p99",
-                         f"{p3['p50_s']} s / {p3['p99_s']} s", "p99 ≤ 5 s", verdict(p3["p99_s"] <= 5)))
+            rows.append(("P3", f"produced → in the 1-minute rollup at {p3['achieved_rate_per_s']:,}/s, batched, p50 / p99",
+                         f"{p3['p50_s']} s / {p3['p99_s']} s", "p99 ≤ 2 s", verdict(p3["p99_s"] <= 2)))
         if p4 := r.get("p4"):
             rows.append(("P4", f"worker RSS, {p4['window_keys']:,} active window keys",
                          f"{p4['rss_mib']:,} MiB", "≤ 1,024 MiB", verdict(p4["rss_mib"] <= 1024)))
