@@ -127,3 +127,13 @@ def topic(kafka_service: KafkaService) -> str:
     admin.create_topics([NewTopic(name, 3, 1)])
     admin.close()
     return name
+
+
+@pytest.fixture
+def stack(kafka_service, clickhouse_service, tmp_path):
+    """A whole stack (streams/stack.py) on the session's broker and engine, stopped after the test."""
+    from streams.stack import Stack
+
+    s = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
+    yield s
+    s.stop()

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-@pytest.fixture
-def stack(kafka_service, clickhouse_service, tmp_path):
-    s = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    yield s
-    s.stop()
-
-
 def send_batches(stack: Stack, lines: list[bytes], *, max_events: int, single_share: float = 0.0,
                  seed: int = 1) -> int:
     """Lines to the partition of their key, in order, as batch records of up to `max_events`

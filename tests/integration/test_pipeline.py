@@ -16,13 +16,6 @@ pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-@pytest.fixture
-def stack(kafka_service, clickhouse_service, tmp_path):
-    s = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    yield s
-    s.stop()
-
-
 def bad_corpus() -> list[bytes]:
     """The unit tests' corpus of bad inputs (every kind), minus the generated oversize one."""
     import json
