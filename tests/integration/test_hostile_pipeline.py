@@ -76,4 +76,5 @@ def test_near_1mib_bad_events_are_dead_lettered_and_counting_goes_on(stack):
     for value in dead:
         assert len(value) <= PRODUCER_LIMIT and PROMPT_MARKER.encode() not in value
         row = json.loads(value)
-        assert set(row) == {"src_topic", "src_partition", "src_offset", "event_id", "tenant_id", "reason", "payload"}
+        assert set(row) == {"src_topic", "src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason",
+                            "payload"}
