@@ -142,6 +142,17 @@ class Stack:
         publish(self.bootstrap, self.events_topic, lines, security=self.security, batch=batch)
         self.produced.extend(lines)
 
+    def records(self) -> int:
+        """Records on the events topic (a batched record carries many events)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self.security.kafka_python())
+        try:
+            tps = [TopicPartition(self.events_topic, p) for p in range(self.partitions)]
+            return sum(consumer.end_offsets(tps).values())
+        finally:
+            consumer.close()
+
     def token(self) -> str:
         """The workers' bearer token: MS_WEB_TOKEN, or the one the first worker wrote."""
         if "MS_WEB_TOKEN" in self.env:

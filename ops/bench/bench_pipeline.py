@@ -152,7 +152,7 @@ def p2_throughput(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.d
                                               tenants=3, duplicate_rate=0.01)]
         print(f"  generated in {time.perf_counter() - t:.1f}s; producing ...")
         produce_eps = produce(stack, lines, batch=batch)
-        records = records_on(stack)
+        records = stack.records()
         print(f"  produced at {produce_eps:,.0f} events/s in {records:,} records; computing the oracle ...")
         exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
         result: dict[str, Any] = {"events": len(lines), "records": records, "batched": batch, "roles": roles,
@@ -185,16 +185,6 @@ def p2_throughput(bootstrap: str, tmp: Path, args: argparse.Namespace, now: dt.d
         return result
     finally:
         stack.stop()
-
-
-def records_on(stack: Stack) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap)
-    try:
-        return sum(consumer.end_offsets([TopicPartition(stack.events_topic, p) for p in range(stack.partitions)]).values())
-    finally:
-        consumer.close()
 
 
 def probe(i: int, ts: dt.datetime) -> bytes:

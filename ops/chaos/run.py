@@ -115,18 +115,6 @@ def committed(stack: Stack) -> int:
         admin.close()
 
 
-def records_in(stack: Stack) -> int:
-    """Records on the events topic (a batched record carries many events)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, **stack.security.kafka_python())
-    try:
-        tps = [TopicPartition(stack.events_topic, p) for p in range(stack.partitions)]
-        return sum(consumer.end_offsets(tps).values())
-    finally:
-        consumer.close()
-
-
 def progress(stack: Stack) -> int:
     from kafka.errors import KafkaError
 
@@ -178,7 +166,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
         stack.cli("budgets", "set", "--file", str(budget_file))
         stack.produce(lines)
         total = len(lines)
-        records = records_in(stack)  # progress points are in committed records
+        records = stack.records()  # progress points are in committed records
         # faults at progress points (committed input offsets), in order
         plan = sorted([(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
                       + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
