@@ -27,7 +27,7 @@ import pytest
 
 from schemas.billing_event import MAX_EVENT_BYTES
 from schemas.validate import InvalidEvent, parse_event
-from tests.corpus import expected_ids
+from tests.corpus import expected_ids, load
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "bad_events.jsonl"
@@ -131,18 +131,7 @@ REQUIRED_KINDS = {
 }
 
 
-def _load_corpus() -> list[dict[str, Any]]:
-    cases = []
-    with CORPUS.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                case = json.loads(line)
-                case["_line"] = n
-                cases.append(case)
-    return cases
-
-
-CASES = _load_corpus()
+CASES = load(CORPUS)
 VALIDATE_CASES = [c for c in CASES if c["stage"] == "validate"]
 PRICE_CASES = [c for c in CASES if c["stage"] == "price"]
 
