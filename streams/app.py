@@ -72,6 +72,21 @@ def sink_records(at_ms: int, out: Output) -> list[bytes]:
     return records
 
 
+def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[tuple[Source, bytes]]]:
+    """One partition's take in consecutive slices of at most ``max_bytes`` of input (at least one
+    record each): each slice is rated and its rows sent before the next is parsed."""
+    part: list[tuple[Source, bytes]] = []
+    size = 0
+    for item in items:
+        if part and size + len(item[1]) > max_bytes:
+            yield part
+            part, size = [], 0
+        part.append(item)
+        size += len(item[1])
+    if part:
+        yield part
+
+
 class PartitionState(MutableMapping):
     """The state table as one partition's batch sees it: a write goes to the table and to that
     partition's changelog. (Faust's ``table[key] = v`` takes the partition from the current
@@ -198,16 +213,19 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
                 in_order(view, partition, items)
-                out = rater.process_batch(view, items)
+                for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
+                    out = rater.process_batch(view, part)
+                    stats["rejected"] += len(out.rejected)
+                    stats["duplicates"] += out.duplicates
+                    stats["counted"] += len(out.ledger)
+                    for row in out.rejected:
+                        await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
+                                       partition=partition)
+                    for value in sink_records(int(time.time() * 1000), out):
+                        await sink_topic.send(key=str(partition).encode(), value=value)
+                    del out
                 for key in rater.expired(view, partition):
                     del view[key]
-                stats["rejected"] += len(out.rejected)
-                stats["duplicates"] += out.duplicates
-                stats["counted"] += len(out.ledger)
-                for row in out.rejected:
-                    await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row), partition=partition)
-                for value in sink_records(int(time.time() * 1000), out):
-                    await sink_topic.send(key=str(partition).encode(), value=value)
 
     return state
 

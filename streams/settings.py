@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     allowed_lateness_hours: int = 48
     dedup_retention_hours: int = 24
     sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
-    agent_batch: int = 2000          # input messages the rating agent takes at a time
+    agent_batch: int = 500           # input messages the rating agent takes at a time
+    rate_slice_bytes: int = 4 * 1024 * 1024  # a take is rated and sent in slices of this much input
     agent_batch_within_s: float = 0.25  # ... or what arrived within this time
     # Analysts reach a worker's store through its web port when the embedded engine is locked.
     worker_url: str | None = None

@@ -214,3 +214,20 @@ def test_sink_records_are_bounded_in_order_and_decode_to_the_rows():
     decoded = [orjson.loads(r) for r in records]
     assert decoded[0] == {"at": 42, "x": [{"src_offset": 1, "reason": "r"}]}
     assert [row for d in decoded[1:] for row in d["l"]] == rows
+
+
+def test_a_take_is_rated_in_byte_bounded_slices_with_the_same_outcome():
+    from streams.app import slices
+
+    rater = Rater(CAT)
+    items = [(src(o), ev(f"e{o % 70}", T)) for o in range(200)]  # 130 duplicates
+    parts = list(slices(items, 2_000))
+    assert len(parts) > 10 and all(sum(len(r) for _, r in p) <= 2_000 or len(p) == 1 for p in parts)
+    assert [i for p in parts for i in p] == items
+    whole, sliced = {}, {}
+    one = rater.process_batch(whole, items)
+    rater.reset()
+    outs = [rater.process_batch(sliced, p) for p in parts]
+    assert [r["event_id"] for o in outs for r in o.ledger] == [r["event_id"] for r in one.ledger]
+    assert len(one.ledger) == 70 and not one.rejected
+    assert sum(o.duplicates for o in outs) == one.duplicates == 130
