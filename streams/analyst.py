@@ -35,16 +35,20 @@ class _NoWorker(AnalystError):
 class Reader:
     """Named reads (streams/reads.py) and checked ad-hoc SQL, on the store or through a worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, remote: bool = False) -> None:
+        """`remote`: never open the store, always ask the workers (a process that must not take
+        the embedded engine's lock from the sink)."""
         self.settings = settings
         self.store: Store | None = None
+        # when a worker holds the embedded engine: ask the workers (MS_WORKER_URL, comma-separated)
+        self.via = [u.strip().rstrip("/") for u in settings.analyst_url.split(",") if u.strip()]
+        if remote:
+            return
         try:
             self.store = open_store(settings)
         except StoreError as exc:
             if "lock" not in str(exc).lower() and "another" not in str(exc).lower():
                 raise
-            # a worker holds the embedded engine: ask the workers (MS_WORKER_URL, comma-separated)
-            self.via = [u.strip().rstrip("/") for u in settings.analyst_url.split(",") if u.strip()]
 
     def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """Rows of the read called `name` (spend, rejects, alerts, counts)."""

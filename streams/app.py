@@ -1,12 +1,16 @@
-"""The Faust app: topics, the state table, the rating agent, the sink; web endpoints in streams/web.py.
+"""The Faust app: topics, the state table, and which roles this process runs (rate, sink,
+alerts); web endpoints in streams/web.py.
 
     billing_events --rate_events--> state table (per-partition dedup entries; changelog topic)
-                               \\-> meterstream_sink (ledger rows, rejections) --SinkConsumer--> ClickHouse
-                                \\-> billing_events_dlq (rejections)        (ledger, rollup totals, rejected_events)
+                               \\-> billing_events_dlq (rejections)
+                                \\-> meterstream_sink (ledger rows, rejections)
+                                      |--SinkConsumer--> ClickHouse (ledger, rollups, rejected_events, alerts)
+                                      \\--AlertsConsumer--> alert log --> spend_alerts, webhooks
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -22,7 +26,9 @@ from schemas.batch import is_batch
 from streams.kafka_security import kafka_security
 from streams.rater import Output, Rater, Source
 from streams.recovery import restart_in_place
+from streams.services import ensure_topics
 from streams.settings import Settings
+from streams.alerts.role import AlertsConsumer
 from streams.sink import SinkConsumer
 from streams.storage import open_store
 from streams.web import install as install_web
@@ -113,17 +119,17 @@ class PartitionState(MutableMapping):
         return len(self.data)
 
 
-ROLES = ("all", "rate", "sink")
+ROLES = ("all", "rate", "sink", "alerts")
 
 
 def create_app(settings: Settings, role: str = "all") -> faust.App:
     """The worker of one role: `rate` (the rating agent, its state table), `sink` (ledger,
-    windows, budgets and alerts into ClickHouse; it holds the store and serves analysts' reads),
-    or `all` (both, one process)."""
+    windows and the alerts table into ClickHouse; it holds the store and serves analysts'
+    reads), `alerts` (budgets and alert delivery), or `all` (the three in one process)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    # the sink role joins no rating consumer group: a Faust app id of its own
-    app_id = settings.app_id if role != "sink" else f"{settings.app_id}-sink-role"
+    # the sink and alerts roles join no rating consumer group: Faust app ids of their own
+    app_id = settings.app_id if role in ("all", "rate") else f"{settings.app_id}-{role}-role"
     datadir = settings.data_dir / "faust" / f"{app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
     security = kafka_security(settings)
@@ -162,7 +168,8 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     stats = app.meterstream_stats  # type: ignore[attr-defined]
     state = add_rating(app, settings, stats) if role in ("all", "rate") else None
     sink = add_sink(app, settings, security) if role in ("all", "sink") else None
-    install_web(app, settings, sink, stats, state)
+    alerts = add_alerts(app, settings, security, sink) if role in ("all", "alerts") else None
+    install_web(app, settings, sink, stats, state, alerts)
     return app
 
 
@@ -234,15 +241,51 @@ def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
     """The sink consumer as a task of this app; it holds the store."""
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
                         lambda: open_store(settings), max_records=settings.sink_batch,
-                        budgets_topic=settings.budgets_topic, alerts_topic=settings.alerts_topic,
-                        webhooks=settings.webhook_targets, webhook_secret=settings.alert_webhook_secret,
-                        webhook_attempts=settings.alert_webhook_attempts,
-                        webhook_timeout_s=settings.alert_webhook_timeout_s,
+                        alert_log_topic=settings.alert_log_topic,
                         rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
 
     @app.task
     async def run_sink() -> None:
+        await asyncio.to_thread(ensure_topics, settings, [settings.alert_log_topic])  # deployments set up before it lack it
         await sink.run()
 
     return sink
+
+
+def add_alerts(app: faust.App, settings: Settings, security: Any, sink: SinkConsumer | None) -> AlertsConsumer:
+    """The alerts consumer as a task of this app. Its spend lookups run on the sink's store when
+    the sink is in this process, on a ClickHouse server directly, else through the sink's web
+    port (MS_WORKER_URL): it never opens the embedded engine itself."""
+    from streams.alerts import spend
+
+    if sink is not None:
+        run_read = spend.on_store(sink.query)
+    elif settings.clickhouse_url is not None:
+        store_holder: list[Any] = []
+
+        async def server_query(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            if not store_holder:
+                store_holder.append(await asyncio.to_thread(open_store, settings))
+            return await asyncio.to_thread(store_holder[0].query, sql, params)
+
+        run_read = spend.on_store(server_query)
+    else:
+        from streams.analyst import Reader
+
+        run_read = spend.via_worker(Reader(settings, remote=True))
+    alerts = AlertsConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-alerts",
+                            f"{settings.app_id}-sink", budgets_topic=settings.budgets_topic,
+                            alerts_topic=settings.alerts_topic, alert_log_topic=settings.alert_log_topic,
+                            run_read=run_read, webhooks=settings.webhook_targets,
+                            webhook_secret=settings.alert_webhook_secret,
+                            webhook_attempts=settings.alert_webhook_attempts,
+                            webhook_timeout_s=settings.alert_webhook_timeout_s, security=security)
+    app.meterstream_alerts = alerts  # type: ignore[attr-defined]
+
+    @app.task
+    async def run_alerts() -> None:
+        await asyncio.to_thread(ensure_topics, settings, [settings.alert_log_topic])
+        await alerts.run()
+
+    return alerts

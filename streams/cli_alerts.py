@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from streams.budgets import BudgetError, BudgetTopic, parse_budget
+from streams.alerts.budgets import BudgetError, BudgetTopic, parse_budget
 from streams.cli_stream import emit, one_line
 from streams.kafka_security import kafka_security
 from streams.settings import Settings

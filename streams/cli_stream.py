@@ -66,9 +66,10 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
 
 @click.command("worker")
 @click.option("--web-port", type=int, default=None, help="Port of this worker's web endpoint (MS_WEB_PORT).")
-@click.option("--role", type=click.Choice(["all", "rate", "sink"]), default="all", show_default=True,
+@click.option("--role", type=click.Choice(["all", "rate", "sink", "alerts"]), default="all", show_default=True,
               help="rate: price and deduplicate (run several, they share the partitions); sink: ledger, "
-                   "windows and alerts into ClickHouse, analysts' reads (one per embedded engine); all: both.")
+                   "windows and the alerts table into ClickHouse, analysts' reads (one per embedded engine); "
+                   "alerts: budgets, alert delivery (one active, others stand by); all: the three.")
 @click.option("--loglevel", default="info", show_default=True)
 def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
     """Run a worker: rate, deduplicate, roll up, sink to ClickHouse. Several may run on one

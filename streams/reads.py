@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.batch import INDEX_BITS
 from streams.storage import Store
 from streams.windows import WINDOWS
 
@@ -22,6 +23,7 @@ SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "D
 REJECT_TYPES = {"src_partition": "UInt32", "src_offset": "UInt64", "src_index": "UInt16", "rejected_at": "DateTime64(3, 'UTC')"}
 ALERT_TYPES = {"threshold": "Decimal(9, 4)", "spend": "Decimal(38, 12)", "amount": "Decimal(38, 12)",
                "created_at": "DateTime64(3, 'UTC')"}
+LEDGER_SPEND_TYPES = {"p": "UInt32", "cost": "Decimal(38, 12)", "upto": "UInt64"}
 COUNT_TYPES = {"ledger": "UInt64", "rejected": "UInt64", "alerts": "UInt64"}
 
 
@@ -47,6 +49,17 @@ class RejectsParams(_Params):
 
 class NoParams(_Params):
     pass
+
+
+class LedgerSpendParams(_Params):
+    """A budget's scope and period (streams/alerts/budgets.py)."""
+
+    tenant_id: str = Field(min_length=1, max_length=256)
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    since: AwareDatetime
+    until: AwareDatetime
 
 
 def coarsest_window(*bounds: dt.datetime | None) -> str:
@@ -96,6 +109,24 @@ def alerts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
     return "SELECT * FROM alerts FINAL ORDER BY created_at, alert_key", {}
 
 
+def ledger_spend_sql(p: LedgerSpendParams) -> tuple[str, dict[str, Any]]:
+    """Per source partition: the scope's ledger spend in [since, until) and the position of the
+    last event included (the alerts role's starting point for a (budget, period))."""
+    where = ["tenant_id = {t:String}", "currency = {c:String}", "ts >= {a:DateTime64(3, 'UTC')}",
+             "ts < {b:DateTime64(3, 'UTC')}"]
+    params: dict[str, Any] = {"t": p.tenant_id, "c": p.currency, "a": _ch_time(p.since), "b": _ch_time(p.until),
+                              "bits": INDEX_BITS}
+    if p.user_id:
+        where.append("user_id = {u:String}")
+        params["u"] = p.user_id
+    if p.model:
+        where.append("model = {m:String}")
+        params["m"] = p.model
+    return ("SELECT src_partition AS p, sum(cost) AS cost, "
+            "max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS upto "
+            f"FROM ledger FINAL WHERE {' AND '.join(where)} GROUP BY p ORDER BY p"), params
+
+
 def counts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
     return ("SELECT (SELECT count() FROM ledger FINAL) AS ledger, (SELECT count() FROM rejected_events FINAL) "
             "AS rejected, (SELECT count() FROM alerts FINAL) AS alerts"), {}
@@ -113,6 +144,7 @@ READS: dict[str, Read] = {
     "rejects": Read(RejectsParams, rejects_sql, REJECT_TYPES),
     "alerts": Read(NoParams, alerts_sql, ALERT_TYPES),
     "counts": Read(NoParams, counts_sql, COUNT_TYPES),
+    "ledger_spend": Read(LedgerSpendParams, ledger_spend_sql, LEDGER_SPEND_TYPES),
 }
 
 

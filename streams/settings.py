@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     sink_topic: str = "meterstream_sink"
     budgets_topic: str = "meterstream_budgets"
     alerts_topic: str = "spend_alerts"
+    alert_log_topic: str = "meterstream_alert_log"  # the alerts role's outbox (streams/alerts/outbox.py)
     # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
     # path), never stored, printed or logged; named by host and a short hash (streams/webhooks.py).
     alert_webhooks: SecretStr | None = None
@@ -126,8 +127,8 @@ class Settings(BaseSettings):
 
     @property
     def sink_partitions(self) -> int:
-        """One: a single sink (and alert evaluator) owns the store and sees every priced event
-        in order; with the embedded engine there can be only one owner anyway."""
+        """One: a single sink owns the store and sees every priced event in order; with the
+        embedded engine there can be only one owner anyway."""
         return 1
 
     @model_validator(mode="after")

@@ -120,7 +120,8 @@ def catalog_by_name(settings: Settings, name: Any) -> Path | None:
     return path
 
 
-def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int], state: Any) -> None:
+def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int], state: Any,
+            alerts: Any = None) -> None:
     """Register the endpoints and the guard on a Faust app."""
     fault_paths = ({"/fault/recover"} | ({"/fault/sink"} if sink is not None else set())
                    if settings.fault_injection else set())
@@ -154,8 +155,9 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
         if state is not None:
             body["state_keys"] = len(state.data)
         if sink is not None:
-            body.update(rollup_keys=len(sink.rollups), sink_rows=sink.rows_written, alerts_sent=sink.alerts_sent,
-                        store_open=sink.store is not None)
+            body.update(rollup_keys=len(sink.rollups), sink_rows=sink.rows_written, store_open=sink.store is not None)
+        if alerts is not None:
+            body.update(alerts_sent=alerts.alerts_sent, alerts_owner=alerts.evaluator is not None)
         return web.json(body)
 
     @app.page("/read/{name}")

@@ -53,3 +53,51 @@ def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_
         assert stack.request(rate_b, "/read/counts", {})[0] == 503  # a rater holds no store
     finally:
         stack.stop()
+
+
+def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, clickhouse_service, tmp_path):
+    """Three roles, four processes: a rater, the sink, the active alerts process and a standby.
+    Each is SIGKILLed in turn mid-stream; the totals are exact and every alert is delivered once."""
+    stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
+    try:
+        lines = [line for _, line in generate(20000, seed=53, now=NOW, duplicate_rate=0.1, bad=10)]
+        exp = expected_totals(lines, load_catalog(), partitions=stack.partitions, now=NOW + dt.timedelta(minutes=5))
+        budgets, want = budgets_for(exp)
+        (tmp_path / "budgets.json").write_text(json.dumps(budgets))
+        stack.cli("budgets", "set", "--file", str(tmp_path / "budgets.json"))
+        stack.produce(lines, batch=False)
+        sink = stack.start_worker(role="sink")
+        alerts_a = stack.start_worker(role="alerts")
+        alerts_b = stack.start_worker(role="alerts")
+        rate = stack.start_worker(role="rate")
+        stack.wait_for_progress(rate, at_least=2000)
+        assert "rollup_keys" not in stack.health(alerts_a) and "alerts_sent" not in stack.health(sink)
+        deadline = time.monotonic() + 60  # one of the two alerts processes owns the sink topic
+        while time.monotonic() < deadline:
+            owners = [p for p in (alerts_a, alerts_b) if stack.health(p).get("alerts_owner")]
+            if owners:
+                break
+            time.sleep(0.5)
+        assert len(owners) == 1, owners
+        standby = owners[0] ^ alerts_a ^ alerts_b
+        stack.kill_worker(owners[0])  # the active alerts process: the standby takes over
+        stack.kill_worker(rate)       # the rater: it resumes from its commit, re-emitting some rows
+        rate = stack.start_worker(rate)
+        stack.wait_for_progress(rate, at_least=1000)
+        stack.kill_worker(sink)       # the sink: the alerts role waits for it before any lookup
+        sink = stack.start_worker(sink)
+        stack.wait_until_exact(exp, timeout=300)
+        for by, window in (("user", "minute"), ("model", "day")):
+            assert normalize(stack.report(by, window), by, window) == as_rows(exp, by, window)
+        deadline = time.monotonic() + 90
+        while set(alerts_in_topic(stack)) != set(want) and time.monotonic() < deadline:
+            time.sleep(2)
+        delivered = alerts_in_topic(stack)
+        assert want and sorted(set(delivered)) == want
+        assert len(delivered) == len(set(delivered))  # none twice
+        table = json.loads(stack.cli("alerts", "--format", "json").stdout)  # the sink copied the log
+        assert sorted(r["alert_key"] for r in table) == want
+        assert stack.health(standby)["alerts_sent"] > 0  # it took over mid-stream
+        assert stack.request(standby, "/read/counts", {})[0] == 503  # the alerts role holds no store
+    finally:
+        stack.stop()

@@ -1,4 +1,4 @@
-"""Alert webhooks delivered by the real delivery code (streams.alert_delivery.Deliverer) to real
+"""Alert webhooks delivered by the real delivery code (streams.alerts.delivery.Deliverer) to real
 HTTP servers on loopback, with the outcome written to a real chDB `alerts` table and read back by
 `meterstream alerts`. No Kafka: only the webhook half of delivery runs here."""
 
@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from streams.alert_delivery import Deliverer
+from streams.alerts.delivery import Deliverer
 from streams.alerts import Alert, alert_key
-from streams.budgets import parse_budget
+from streams.alerts.budgets import parse_budget
 from streams.cli import main
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore

@@ -1,5 +1,5 @@
-"""Delivering alerts: the `alerts` table is the outbox; then the `spend_alerts` topic (once per
-idempotency key) and webhooks (Slack-compatible JSON, signed, retried with backoff, failures
+"""Delivering alerts: the alert log is the outbox (streams/alerts/outbox.py); then the
+`spend_alerts` topic (once per idempotency key) and webhooks (Slack-compatible JSON, signed, retried with backoff, failures
 recorded). Webhooks run in background tasks: a slow or dead endpoint never holds up the pipeline.
 
 Webhook URLs are secrets: they are never stored or logged; a webhook is named by its label
@@ -18,46 +18,14 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from schemas.batch import INDEX_BITS
-from streams.alerts import Alert, AlertEvaluator
-from streams.budgets import Budget
+from streams.alerts.budgets import Budget
+from streams.alerts.evaluator import Alert
+from streams.alerts.outbox import read_topic
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
-from streams.storage import Store
 from streams.webhooks import WebhookConfigError, WebhookTarget, signed_headers
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.timezone.utc
-
-
-def ledger_spend(store: Store) -> Callable[[Budget, dt.datetime, dt.datetime], Decimal]:
-    def lookup(b: Budget, start: dt.datetime, end: dt.datetime) -> Decimal:
-        where = ["tenant_id = {t:String}", "currency = {c:String}",
-                 "ts >= {a:DateTime64(3, 'UTC')}", "ts < {b:DateTime64(3, 'UTC')}"]
-        params: dict[str, Any] = {"t": b.tenant_id, "c": b.currency,
-                                  "a": start.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-                                  "b": end.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]}
-        if b.user_id:
-            where.append("user_id = {u:String}")
-            params["u"] = b.user_id
-        if b.model:
-            where.append("model = {m:String}")
-            params["m"] = b.model
-        rows = store.query(f"SELECT sum(cost) AS s FROM ledger FINAL WHERE {' AND '.join(where)}", params)
-        return rows[0]["s"] if rows else Decimal(0)
-
-    return lookup
-
-
-def load_evaluator(store: Store) -> AlertEvaluator:
-    fired = {r["alert_key"] for r in store.query("SELECT alert_key FROM alerts FINAL")}
-    hw = {r["p"]: r["o"] for r in store.query(
-        "SELECT src_partition AS p, max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS o "
-        "FROM ledger GROUP BY src_partition", {"bits": INDEX_BITS})}
-    return AlertEvaluator(ledger_spend(store), fired, hw)
-
-
-def undelivered(store: Store) -> list[dict[str, Any]]:
-    return store.query("SELECT * FROM alerts FINAL WHERE NOT kafka_delivered OR webhook_status IN ('', 'pending')")
 
 
 def _describe(exc: BaseException) -> str:
@@ -110,31 +78,8 @@ class Deliverer:
             await self.producer.stop()
 
     async def keys_in_topic(self) -> set[str]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    **self.security.aiokafka())
-        await consumer.start()
-        keys: set[str] = set()
-        try:
-            parts = consumer.partitions_for_topic(self.topic) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
-                parts = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in parts]
-            if not tps:
-                return keys
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            from streams.sink import behind
-
-            while await behind(consumer, tps, ends):
-                for msgs in (await consumer.getmany(timeout_ms=1000)).values():
-                    keys.update(m.key.decode() for m in msgs if m.key)
-        finally:
-            await consumer.stop()
-        return keys
+        """The idempotency keys the spend_alerts topic already holds."""
+        return {k.decode() for k, _ in await read_topic(self.bootstrap, self.topic, self.security)}
 
     async def deliver(self, alert: Alert, *, in_topic: bool = False) -> None:
         """Kafka now (awaited: it is fast and must precede the offset commit), webhooks later."""

@@ -1,12 +1,14 @@
 """Spend alerts: exactly one alert per (budget, period, threshold).
 
-The evaluator runs in the sink, the one consumer that sees every priced event in order (sink
-records are per source partition in position order; a replay repeats positions it has seen, which
-are skipped). Spend per (budget, period) starts from the ledger the first time it is needed (so a
-budget created mid-period counts the spend already there, and a late event adds to its own
-period) and grows with each new ledger record. Alerts go first to the ClickHouse `alerts` table
-(the outbox), then to the `spend_alerts` topic and webhooks; a restart delivers whatever the
-outbox holds undelivered, after checking which idempotency keys the topic already has."""
+The evaluator runs in the alerts role (streams/alerts/role.py), which reads the priced events
+(the ledger rows of the sink topic) beside the sink. Spend per (budget, period) starts from the
+ledger the first time it is needed (so a budget created mid-period counts the spend already
+there, and a late event adds to its own period): the lookup returns the sum and, per source
+partition, the last position it covers; an event at or below that position is already in the
+sum and is not added again, one above it is. The sink writes each source partition in position
+order, so what the ledger holds of a partition is a prefix: sum and positions agree. A replayed
+event (a position seen before in this process) is skipped. Alerts go to the alert log first
+(streams/alerts/outbox.py), then to the `spend_alerts` topic and webhooks."""
 
 from __future__ import annotations
 
@@ -19,10 +21,21 @@ from typing import Any
 
 from pricing import money_str
 from schemas.batch import position
-from streams.budgets import Budget
+from streams.alerts.budgets import Budget
 
 UTC = dt.timezone.utc
-SpendLookup = Callable[[Budget, dt.datetime, dt.datetime], Decimal]
+
+
+@dataclass(frozen=True)
+class LedgerSpend:
+    """A scope's spend in the ledger over a period, and per source partition the position of
+    the last event it includes."""
+
+    total: Decimal
+    upto: dict[int, int]
+
+
+SpendLookup = Callable[[Budget, dt.datetime, dt.datetime], LedgerSpend]
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class AlertEvaluator:
         self.budgets: dict[str, Budget] = {}
         self.by_tenant: dict[str, list[Budget]] = defaultdict(list)
         self.spend: dict[tuple[str, str], Decimal] = {}
+        self.covered: dict[tuple[str, str], dict[int, int]] = {}  # what each lookup included
         self.fired: set[str] = fired or set()
         self.high_water: dict[int, int] = high_water or {}
         self._lookup = spend_lookup
@@ -87,8 +101,13 @@ class AlertEvaluator:
     def _spend(self, b: Budget, period: str) -> Decimal:
         k = (b.id, period)
         if k not in self.spend:
-            self.spend[k] = self._lookup(b, *b.period_range(period))
+            found = self._lookup(b, *b.period_range(period))
+            self.spend[k], self.covered[k] = found.total, dict(found.upto)
         return self.spend[k]
+
+    def _forget(self, budget_id: str) -> None:
+        self.spend = {k: v for k, v in self.spend.items() if k[0] != budget_id}
+        self.covered = {k: v for k, v in self.covered.items() if k[0] != budget_id}
 
     def _check(self, b: Budget, period: str, event: dict[str, Any] | None, now: dt.datetime) -> list[Alert]:
         spend = self.spend[(b.id, period)]
@@ -105,7 +124,7 @@ class AlertEvaluator:
         old = self.budgets.get(budget.id)
         self.budgets[budget.id] = budget
         if old is not None and old != budget:
-            self.spend = {k: v for k, v in self.spend.items() if k[0] != budget.id}
+            self._forget(budget.id)
         self._index()
         period = budget.period_of(now)
         self._spend(budget, period)
@@ -113,7 +132,7 @@ class AlertEvaluator:
 
     def delete_budget(self, budget_id: str) -> None:
         self.budgets.pop(budget_id, None)
-        self.spend = {k: v for k, v in self.spend.items() if k[0] != budget_id}
+        self._forget(budget_id)
         self._index()
 
     def on_ledger(self, row: dict[str, Any], now: dt.datetime) -> list[Alert]:
@@ -135,6 +154,8 @@ class AlertEvaluator:
                 continue
             period = b.period_of(ts)
             self._spend(b, period)  # from the ledger, the first time
+            if pos <= self.covered[(b.id, period)].get(p, -1):
+                continue  # the lookup already included this event
             self.spend[(b.id, period)] += cost
             out.extend(self._check(b, period, event, now))
         return out

@@ -1,0 +1,227 @@
+"""The alerts role: budgets in, crossings out, beside the sink and never inside it.
+
+It reads the sink topic (the priced events, in position order per source partition) as its own
+consumer group, with every partition owned by one process (the `OneOwner` assignor: a second
+alerts process waits as a standby), and the budgets topic from its start. For each batch it
+evaluates the ledger rows (streams/alerts/evaluator.py), writes each new alert to the alert log
+(the outbox), delivers it (streams/alerts/delivery.py) and only then commits the batch. A crash
+re-reads from the commit: what fired is in the log and fires nothing again; what the log shows
+undelivered is delivered on start."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from streams.alerts.budgets import Budget
+from streams.alerts.delivery import Deliverer, alert_from_row
+from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
+from streams.alerts.outbox import AlertLog, behind, pending
+from streams.alerts.spend import RunRead, SinkProgress, from_rows, params
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
+
+log = logging.getLogger("meterstream.alerts")
+UTC = dt.timezone.utc
+
+
+def one_owner_assignor() -> Any:
+    """A partition assignor that gives every partition to one member (the lowest member id)."""
+    from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+    class OneOwner(AbstractPartitionAssignor):
+        name = "meterstream-one-owner"
+        version = 0
+
+        @classmethod
+        def assign(cls, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
+            owner = min(members)
+            topics = sorted({t for m in members.values() for t in m.subscription})
+            owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+            return {m: ConsumerProtocolMemberAssignment(cls.version, owned if m == owner else [], b"")
+                    for m in members}
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> Any:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
+
+        @classmethod
+        def on_assignment(cls, assignment: Any) -> None:
+            pass
+
+    return OneOwner
+
+
+def after_outbox() -> None:
+    if os.environ.get("MS_FAULT_EXIT_AFTER_ALERT_OUTBOX"):  # fault injection: die before delivery
+        os._exit(137)
+
+
+class AlertsConsumer:
+    def __init__(self, bootstrap: str, sink_topic: str, group_id: str, sink_group_id: str, *,
+                 budgets_topic: str, alerts_topic: str, alert_log_topic: str, run_read: RunRead,
+                 webhooks: list[Any] | None = None, webhook_secret: Any = None, webhook_attempts: int = 5,
+                 webhook_timeout_s: float = 5.0, max_records: int = 64,
+                 security: KafkaSecurity = PLAINTEXT) -> None:
+        self.bootstrap, self.security = bootstrap, security
+        self.sink_topic, self.group_id = sink_topic, group_id
+        self.budgets_topic, self.max_records = budgets_topic, max_records
+        self.run_read = run_read
+        self.progress = SinkProgress(bootstrap, sink_group_id, security)
+        self.log = AlertLog(bootstrap, alert_log_topic, security)
+        self.deliverer = Deliverer(bootstrap, alerts_topic, webhooks or [], self.log.write, secret=webhook_secret,
+                                   attempts=webhook_attempts, timeout_s=webhook_timeout_s, security=security)
+        self.evaluator: AlertEvaluator | None = None
+        self.budgets: dict[str, Budget] = {}
+        self.done: dict[Any, int] = {}  # sink-topic offsets evaluated (the next to read)
+        self.alerts_sent = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()
+
+    # -- spend lookups: called by the evaluator, in a worker thread -------------------------
+    def _lookup(self, b: Budget, start: dt.datetime, end: dt.datetime) -> LedgerSpend:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(self._lookup_async(b, start, end), self.loop).result()
+
+    async def _lookup_async(self, b: Budget, start: dt.datetime, end: dt.datetime) -> LedgerSpend:
+        await self.progress.reach(dict(self.done))
+        return from_rows(await self.run_read("ledger_spend", params(b, start, end)))
+
+    # -- state -----------------------------------------------------------------------------
+    async def _ready(self, consumer: Any) -> None:
+        """Rebuild the evaluator: fired keys from the log, budgets from their topic, then deliver
+        what the log holds undelivered and what the budgets fire now."""
+        for tp in consumer.assignment():
+            self.done[tp] = (await consumer.committed(tp)) or 0
+        rows = await self.log.latest()
+        evaluator = AlertEvaluator(self._lookup, set(rows))
+        await self._drain_budgets()
+        now = dt.datetime.now(UTC)
+        new: list[Alert] = []
+        for b in self.budgets.values():
+            new.extend(await asyncio.to_thread(evaluator.set_budget, b, now))
+        todo = [r for r in rows.values() if pending(r)]
+        in_topic = await self.deliverer.keys_in_topic() if todo else set()
+        for row in todo:
+            alert = alert_from_row(row, self.budgets.get(row["budget_id"]))
+            if alert is not None:
+                await self.deliverer.deliver(alert, in_topic=row["alert_key"] in in_topic or bool(row["kafka_delivered"]))
+        await self._send(new)
+        self.evaluator = evaluator
+
+    async def _send(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            await self.log.write(a.row())  # the outbox first
+            after_outbox()
+        for a in alerts:
+            await self.deliverer.deliver(a)
+            self.alerts_sent += 1
+
+    async def _drain_budgets(self) -> None:
+        """Read the budgets topic up to its end, so no batch is evaluated with budgets missing."""
+        consumer = self.budgets_consumer
+        tps = list(consumer.assignment())
+        ends = await consumer.end_offsets(tps)
+        while await behind(consumer, tps, ends):
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in msgs:
+                    self._budget(m.key.decode(), m.value)
+
+    def _budget(self, key: str, value: bytes | None) -> Budget | None:
+        if value is None:
+            self.budgets.pop(key, None)
+            return None
+        self.budgets[key] = Budget.model_validate_json(value)
+        return self.budgets[key]
+
+    async def _budget_changes(self) -> None:
+        batches = await self.budgets_consumer.getmany(timeout_ms=0)
+        now = dt.datetime.now(UTC)
+        for msgs in batches.values():
+            for m in msgs:
+                budget = self._budget(m.key.decode(), m.value)
+                if self.evaluator is None:
+                    continue
+                if budget is None:
+                    self.evaluator.delete_budget(m.key.decode())
+                else:
+                    await self._send(await asyncio.to_thread(self.evaluator.set_budget, budget, now))
+
+    def _evaluate(self, rows: list[dict[str, Any]]) -> list[Alert]:
+        assert self.evaluator is not None
+        now = dt.datetime.now(UTC)
+        return [a for row in rows for a in self.evaluator.on_ledger(row, now)]
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.abc import ConsumerRebalanceListener
+
+        role = self
+        self.loop = asyncio.get_running_loop()
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                role.evaluator = None  # rebuilt for what is assigned next
+                role.done = {}
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                pass
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=self.max_records,
+            partition_assignment_strategy=(one_owner_assignor(),),
+            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+            **self.security.aiokafka(),
+        )
+        consumer.subscribe([self.sink_topic], listener=Listener())
+        self.budgets_consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                                 **self.security.aiokafka())
+        await consumer.start()
+        await self.budgets_consumer.start()
+        tp0 = TopicPartition(self.budgets_topic, 0)
+        self.budgets_consumer.assign([tp0])
+        await self.budgets_consumer.seek_to_beginning(tp0)
+        await self.log.start()
+        await self.deliverer.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._step(consumer)
+                except Exception as exc:  # noqa: BLE001 - the sink or Kafka away: re-read from the commit
+                    log.warning("alert evaluation deferred (%s: %s)", type(exc).__name__, exc)
+                    self.evaluator = None
+                    for tp in consumer.assignment():
+                        consumer.seek(tp, (await consumer.committed(tp)) or 0)
+                    await asyncio.sleep(1)
+        finally:
+            await consumer.stop()
+            await self.budgets_consumer.stop()
+            await self.deliverer.stop()
+            await self.log.stop()
+            await self.progress.stop()
+
+    async def _step(self, consumer: Any) -> None:
+        if not consumer.assignment():
+            await self._drain_budgets()  # a standby: keep the budgets current
+            await asyncio.sleep(0.5)
+            return
+        if self.evaluator is None:
+            await self._ready(consumer)
+        await self._budget_changes()
+        batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+        for tp, msgs in batches.items():
+            rows = [row for m in msgs for row in orjson.loads(m.value).get("l", ())]
+            await self._send(await asyncio.to_thread(self._evaluate, rows))
+            self.done[tp] = msgs[-1].offset + 1
+            await consumer.commit({tp: msgs[-1].offset + 1})
+
+    def stop(self) -> None:
+        self._stopping.set()
