@@ -1,6 +1,6 @@
-"""Rating and sink as separate processes (`meterstream worker --role rate|sink`) on the real
-broker and engine: each is SIGKILLed in turn mid-stream, and the totals are exact and every
-spend alert is delivered exactly once."""
+"""Rating, sink and alerts as separate processes (`meterstream worker --role rate|sink|alerts`)
+on the real broker and engine: each is SIGKILLed in turn mid-stream, and the totals are exact and
+every spend alert is delivered exactly once."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_
         stack.cli("budgets", "set", "--file", str(tmp_path / "budgets.json"))
         stack.produce(lines, batch=False)  # many records: the kills land mid-stream
         sink = stack.start_worker(role="sink")
+        stack.start_worker(role="alerts")
         rate_a = stack.start_worker(role="rate")
         rate_b = stack.start_worker(role="rate")
         stack.wait_for_progress(rate_a, at_least=1000)
