@@ -1,5 +1,5 @@
-"""The Faust app: topics, the state table, and which roles this process runs (rate, sink,
-alerts); web endpoints in streams/web.py.
+"""The Faust app and which roles this process runs: rate (streams/rating/), sink
+(streams/sink/), alerts (streams/alerts/); web endpoints in streams/web.py.
 
     billing_events --rate_events--> state table (per-partition dedup entries; changelog topic)
                                \\-> billing_events_dlq (rejections)
@@ -12,113 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
-import orjson
 
-import streams.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
-from pricing import load_catalog
-from schemas.batch import is_batch
+from streams.alerts.role import AlertsConsumer
 from streams.kafka_security import kafka_security
-from streams.rater import Output, Rater, Source
-from streams.recovery import restart_in_place
+from streams.rating.agent import add_rating
 from streams.services import ensure_topics
 from streams.settings import Settings
-from streams.alerts.role import AlertsConsumer
-from streams.sink import SinkConsumer
+from streams.sink.consumer import SinkConsumer
 from streams.storage import open_store
 from streams.web import install as install_web
 
 log = logging.getLogger("meterstream.worker")
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-
-MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
-
-
-def _bounded(row: dict[str, Any]) -> dict[str, Any]:
-    """A rejection row as recorded: rows are bounded where they are made (schemas/redact.py:
-    payload <= 16 KiB; reason <= 1 KiB); should one still exceed the record limit, its payload
-    gives way, so that no input can make a record the broker refuses (and a poison pill)."""
-    if len(orjson.dumps(row)) <= MAX_SINK_RECORD // 2:
-        return row
-    return {**row, "payload": orjson.dumps({"not_stored": {"why": "rejection row over the record limit",
-                                                           "bytes": len(row.get("payload") or "")}}).decode(),
-            "reason": str(row.get("reason"))[:1024]}
-
-
-def dead_letter_value(row: dict[str, Any]) -> bytes:
-    """The dead-letter record of one rejection: the same row as rejected_events gets (ids, reason,
-    the payload without prompt text; never the raw input), at most MAX_SINK_RECORD bytes."""
-    return orjson.dumps(_bounded(row))
-
-
-def sink_records(at_ms: int, out: Output) -> list[bytes]:
-    """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order (a
-    rejection row is bounded; a ledger row is bounded by the event schema). Each row is
-    serialized once and the records are packed greedily."""
-    records: list[bytes] = []
-    for tag, rows in (("x", [_bounded(r) for r in out.rejected]), ("l", out.ledger)):
-        head = b'{"at":%d,"%s":[' % (at_ms, tag.encode())
-        part: list[bytes] = []
-        size = len(head) + 2
-        for row in rows:
-            item = orjson.dumps(row)
-            if part and size + len(item) + 1 > MAX_SINK_RECORD:
-                records.append(head + b",".join(part) + b"]}")
-                part, size = [], len(head) + 2
-            part.append(item)
-            size += len(item) + 1
-        if part:
-            records.append(head + b",".join(part) + b"]}")
-    return records
-
-
-def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[tuple[Source, bytes]]]:
-    """One partition's take in consecutive slices of at most ``max_bytes`` of input (at least one
-    record each): each slice is rated and its rows sent before the next is parsed."""
-    part: list[tuple[Source, bytes]] = []
-    size = 0
-    for item in items:
-        if part and size + len(item[1]) > max_bytes:
-            yield part
-            part, size = [], 0
-        part.append(item)
-        size += len(item[1])
-    if part:
-        yield part
-
-
-class PartitionState(MutableMapping):
-    """The state table as one partition's batch sees it: a write goes to the table and to that
-    partition's changelog. (Faust's ``table[key] = v`` takes the partition from the current
-    event, which a batch from ``take_events`` does not have.)"""
-
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table, self.data, self.partition = table, table.data, partition
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.table.send_changelog(self.partition, key, value)
-        self.data[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        self.table.send_changelog(self.partition, key, None, value_serializer="raw")
-        del self.data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
 ROLES = ("all", "rate", "sink", "alerts")
 
 
@@ -173,70 +81,6 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     return app
 
 
-def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
-    """The rating agent: events in, ledger rows and rejections to the sink and dead-letter
-    topics; its dedup state in a Faust table (with changelog). Returns the table."""
-    events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
-    dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
-    sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
-    # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
-    state = app.Table("state", partitions=settings.topic_partitions)
-
-    rater = Rater(
-        load_catalog(settings.catalog_dir),
-        lateness_ms=settings.allowed_lateness_hours * 3_600_000,
-        dedup_ms=settings.dedup_retention_hours * 3_600_000,
-    )
-
-    @app.on_partitions_assigned.connect
-    async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
-        rater.reset()
-
-    def in_order(view: PartitionState, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
-        """The batch, checked to continue the partition's offsets. A hole means Faust dropped a
-        message (see streams/faust_fixes.py): nothing after it may be applied first, and Faust
-        does not re-read it in this process, so the worker restarts itself in place (see
-        streams/recovery.py) without processing the batch. Its commit is blocked at the hole: the
-        new process re-reads from there, in order. Events topics have no transactions or
-        compaction: no real gaps."""
-        expected = rater.next_offset(view, partition)
-        for src, _ in items:
-            if expected is not None and src.offset > expected:
-                restart_in_place(f"partition {partition}: offset {expected} was never delivered "
-                                 f"(next came {src.offset})")
-            expected = src.offset + 1 if expected is None else max(expected, src.offset + 1)
-        return items
-
-    @app.agent(events)
-    async def rate_events(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.agent_batch, within=settings.agent_batch_within_s):
-            by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
-            now_s = time.time()
-            for event in batch:
-                msg = event.message
-                ts_ms = int((msg.timestamp or now_s) * 1000)
-                src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers))
-                by_partition[msg.partition].append((src, event.value))
-            for partition, items in by_partition.items():
-                view = PartitionState(state, partition)
-                in_order(view, partition, items)
-                for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
-                    out = rater.process_batch(view, part)
-                    stats["rejected"] += len(out.rejected)
-                    stats["duplicates"] += out.duplicates
-                    stats["counted"] += len(out.ledger)
-                    for row in out.rejected:
-                        await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
-                                       partition=partition)
-                    for value in sink_records(int(time.time() * 1000), out):
-                        await sink_topic.send(key=str(partition).encode(), value=value)
-                    del out
-                for key in rater.expired(view, partition):
-                    del view[key]
-
-    return state
-
-
 def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
     """The sink consumer as a task of this app; it holds the store."""
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
@@ -271,7 +115,7 @@ def add_alerts(app: faust.App, settings: Settings, security: Any, sink: SinkCons
 
         run_read = spend.on_store(server_query)
     else:
-        from streams.analyst import Reader
+        from streams.analyst.reader import Reader
 
         run_read = spend.via_worker(Reader(settings, remote=True))
     alerts = AlertsConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-alerts",

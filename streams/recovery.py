@@ -2,7 +2,7 @@
 
 The new process has the same PID, arguments and environment (plus the recovery count), so it
 re-joins the consumer group, re-reads each partition from its committed offset (the commit is
-blocked at the hole, see streams/faust_fixes.py) and applies it in offset order. No supervisor
+blocked at the hole, see streams/rating/faust_fixes.py) and applies it in offset order. No supervisor
 is needed for correctness; one that restarts crashed workers is still good practice."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
+from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     alerts_topic: str = "spend_alerts"
     alert_log_topic: str = "meterstream_alert_log"  # the alerts role's outbox (streams/alerts/outbox.py)
     # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
-    # path), never stored, printed or logged; named by host and a short hash (streams/webhooks.py).
+    # path), never stored, printed or logged; named by host and a short hash (streams/alerts/webhooks.py).
     alert_webhooks: SecretStr | None = None
     alert_webhook_secret: SecretStr | None = None  # HMAC-SHA256 key signing every webhook body
     alert_webhook_attempts: int = 5

@@ -8,8 +8,8 @@ exist: Faust's own table, router, graph and stats pages are off.
 
     GET  /health          liveness: {"ok": true}
     GET  /status          counters, recoveries, what this worker holds
-    POST /read/<name>     a named read (streams/reads.py) with typed parameters
-    POST /sql             {"sql": "SELECT …", "params": {}}: one checked SELECT (streams/sql_guard.py)
+    POST /read/<name>     a named read (streams/analyst/reads.py) with typed parameters
+    POST /sql             {"sql": "SELECT …", "params": {}}: one checked SELECT (streams/analyst/sql_guard.py)
     POST /rerate          {"since", "until", "catalog": NAME}: catalogs from MS_RERATE_CATALOGS_DIR
     POST /fault/sink      {"fail": bool}   only with MS_FAULT_INJECTION=1
     POST /fault/recover   {}               only with MS_FAULT_INJECTION=1: recover as at an offset hole
@@ -30,11 +30,11 @@ import faust
 import orjson
 from aiohttp import web as aioweb
 
-from streams import reads
-from streams.analyst import run_checked_sql
+from streams.analyst import reads
+from streams.analyst.reader import run_checked_sql
 from streams.recovery import recoveries, restart_in_place
 from streams.settings import Settings
-from streams.sql_guard import RefusedSQL
+from streams.analyst.sql_guard import RefusedSQL
 from streams.storage import StoreError
 from streams.web_token import ensure_token
 
@@ -189,7 +189,7 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
     class RerateView(faust.web.View):
         async def post(self, request: Any) -> Any:
             from pricing import CatalogError, load_catalog
-            from streams.rerate import RerateError, rerate
+            from streams.analyst.rerate import RerateError, rerate
 
             body = await json_object(request)
             if set(body) - {"since", "until", "catalog"}:

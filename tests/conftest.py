@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import REPO_ROOT, Settings
-from streams.stack import free_port
+from streams.harness.stack import free_port
 
 
 def docker_answers() -> bool:
@@ -131,8 +131,8 @@ def topic(kafka_service: KafkaService) -> str:
 
 @pytest.fixture
 def stack(kafka_service, clickhouse_service, tmp_path):
-    """A whole stack (streams/stack.py) on the session's broker and engine, stopped after the test."""
-    from streams.stack import Stack
+    """A whole stack (streams/harness/stack.py) on the session's broker and engine, stopped after the test."""
+    from streams.harness.stack import Stack
 
     s = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
     yield s

@@ -39,9 +39,9 @@ import orjson  # noqa: E402
 
 from common import RESULTS, header, rss_kib, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
-from streams.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
-from streams.generate import generate  # noqa: E402
-from streams.stack import Broker, Stack  # noqa: E402
+from streams.harness.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
+from streams.harness.generate import generate  # noqa: E402
+from streams.harness.stack import Broker, Stack  # noqa: E402
 
 TARGET_EPS, TARGET_RATE_SHARE, TARGET_NOOP_SHARE, TARGET_SCALE = 30_000, 0.5, 0.8, 1.3
 TARGET_P99_S, TARGET_RSS_GIB = 2.0, 1.0

@@ -9,7 +9,7 @@ stream would have left them (calendar month and day), then times the analysts' q
 "top-100 users by spend in one month", one tenant and all tenants:
 
   (a)     the analysts' path: the spend_by_user_month view, in the shape ``meterstream report
-          --by user --window total`` reads for a month-aligned range (streams/reads.py),
+          --by user --window total`` reads for a month-aligned range (streams/analyst/reads.py),
   (a-day) the same over spend_by_user_day (the path before the month rollup; comparison),
   (b)     the ledger itself: ``ledger FINAL``, GROUP BY user (comparison),
 
@@ -248,8 +248,8 @@ FROM (
 def fill_rollup_sql(window: str) -> str:
     """The rollup rows the stream leaves for these ledger rows: per (window, tenant, user,
     currency, source partition) the absolute totals, versioned by the last source offset. The
-    window start is the stream's own (streams/windows.py; the month: its first instant, UTC)."""
-    from streams.windows import BY_NAME
+    window start is the stream's own (streams/sink/windows.py; the month: its first instant, UTC)."""
+    from streams.sink.windows import BY_NAME
 
     return f"""
 INSERT INTO rollup_user_{window} ({ROLLUP_COLS})
@@ -265,7 +265,7 @@ GROUP BY window_start, tenant_id, user_id, currency, src_partition
 # The queries
 # ------------------------------------------------------------------------------------------
 def rollup_query(view: str, tenant: bool) -> str:
-    """streams/reads.py's "total" shape over the view, ranked: ORDER BY cost DESC LIMIT 100."""
+    """streams/analyst/reads.py's "total" shape over the view, ranked: ORDER BY cost DESC LIMIT 100."""
     return (f"SELECT tenant_id, user_id, currency, sum(cost) AS cost, sum(events) AS events "
             f"FROM {view} WHERE {_cond(tenant)} GROUP BY tenant_id, user_id, currency "
             f"ORDER BY cost DESC, tenant_id, user_id LIMIT 100")

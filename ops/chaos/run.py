@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fault injection against the real pipeline, checked against an oracle computed independently
-from the produced events (streams/expected.py: the pricing engine alone, no Kafka, no Faust, no
+from the produced events (streams/harness/expected.py: the pricing engine alone, no Kafka, no Faust, no
 ClickHouse).
 
   R1  SIGKILL the worker at random points (default 10 times during 1M events)
@@ -41,9 +41,9 @@ sys.path.insert(0, str(REPO))
 
 from common import RESULTS, header, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
-from streams.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
-from streams.generate import generate  # noqa: E402
-from streams.stack import Broker, Stack, alerts_in_topic, budgets_for  # noqa: E402
+from streams.harness.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
+from streams.harness.generate import generate  # noqa: E402
+from streams.harness.stack import Broker, Stack, alerts_in_topic, budgets_for  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "bad_events.jsonl"
 

@@ -3,7 +3,7 @@
 recorded). Webhooks run in background tasks: a slow or dead endpoint never holds up the pipeline.
 
 Webhook URLs are secrets: they are never stored or logged; a webhook is named by its label
-(host and a short hash, streams/webhooks.py). Redirects are not followed (a 3xx would re-send the
+(host and a short hash, streams/alerts/webhooks.py). Redirects are not followed (a 3xx would re-send the
 body elsewhere): a 3xx answer is a failed delivery."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from streams.alerts.budgets import Budget
 from streams.alerts.evaluator import Alert
 from streams.alerts.outbox import read_topic
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
-from streams.webhooks import WebhookConfigError, WebhookTarget, signed_headers
+from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, signed_headers
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.timezone.utc

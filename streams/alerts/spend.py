@@ -1,6 +1,6 @@
 """A (budget, period)'s spend already in the ledger: the evaluator's starting point.
 
-The read is `ledger_spend` (streams/reads.py): per source partition, the sum and the position of
+The read is `ledger_spend` (streams/analyst/reads.py): per source partition, the sum and the position of
 the last event it includes. It runs on the sink's own store when the alerts run in the sink's
 process, on a ClickHouse server directly, or through the sink's web port when the sink holds the
 embedded engine (its data directory is one process's). Before a lookup, the sink must have
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-from streams import reads
+from streams.analyst import reads
 from streams.alerts.budgets import Budget
 from streams.alerts.evaluator import LedgerSpend
 
@@ -46,7 +46,7 @@ def on_store(store_query: Callable[[str, dict[str, Any]], Awaitable[Rows]]) -> R
 
 
 def via_worker(reader: Any) -> RunRead:
-    """Reads asked of the sink's web port (streams/analyst.py Reader, remote)."""
+    """Reads asked of the sink's web port (streams/analyst/reader.py Reader, remote)."""
     async def run(name: str, p: dict[str, Any]) -> Rows:
         return await asyncio.to_thread(reader.read, name, **p)
 

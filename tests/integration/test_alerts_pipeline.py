@@ -13,8 +13,8 @@ import orjson
 import pytest
 import yaml
 
-from streams.stack import Stack
-from streams.webhooks import url_label, verify_signature
+from streams.harness.stack import Stack, alerts_in_topic
+from streams.alerts.webhooks import url_label, verify_signature
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec-integration-7d3e"
@@ -90,22 +90,6 @@ def expected_keys(spend_by_budget: dict[str, Decimal]) -> list[str]:
     return sorted(keys)
 
 
-def topic_keys(stack: Stack) -> list[str]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
-    tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    end = c.end_offsets([tp])[tp]
-    keys = []
-    while c.position(tp) < end:
-        for msgs in c.poll(timeout_ms=1000).values():
-            keys.extend(m.key.decode() for m in msgs)
-    c.close()
-    return sorted(keys)
-
-
 def make_stack(kafka_service, clickhouse_service, tmp_path, hooks: list[Webhook]) -> Stack:
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
     stack.env.update({"MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks), "MS_ALERT_WEBHOOK_SECRET": SECRET,
@@ -150,7 +134,7 @@ def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_s
         wait_for(lambda: sorted(r["alert_key"] for r in alerts_table(stack)) == want, what="alerts in ClickHouse")
         wait_for(lambda: ok.keys() == want, what="webhook deliveries")
         wait_for(lambda: flaky.keys() == want, what="flaky webhook deliveries after retries")
-        assert topic_keys(stack) == want
+        assert sorted(alerts_in_topic(stack)) == want
         assert flaky.calls >= len(want) + 2  # two 500s were retried
         body = ok.bodies[0]
         assert body["text"].startswith("meterstream: budget") and body["currency"] == "USD"
@@ -169,7 +153,7 @@ def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_s
         stack.start_worker(port)
         stack.produce([human_tasks("a9", "acme", "alice", 1)])
         time.sleep(15)
-        assert len(topic_keys(stack)) == len(rows) + 3 == len(set(topic_keys(stack)))
+        assert len(sorted(alerts_in_topic(stack))) == len(rows) + 3 == len(set(sorted(alerts_in_topic(stack))))
     finally:
         stack.stop()
 
@@ -182,12 +166,12 @@ def test_sigkill_between_crossing_and_delivery(kafka_service, clickhouse_service
         port = stack.start_worker()
         stack.produce([human_tasks("a1", "acme", "alice", 6)])  # 1.26 of 2.10: acme-day 0.5
         stack.workers[port].wait(120)  # it died between the crossing and its delivery
-        assert topic_keys(stack) == [] and ok.keys() == []
+        assert sorted(alerts_in_topic(stack)) == [] and ok.keys() == []
         del stack.env["MS_FAULT_EXIT_AFTER_ALERT_OUTBOX"]
         stack.workers.pop(port)
         stack.start_worker(port)
         want = [f"acme-day|{DAY}|0.5"]  # 1.26 USD: 60% of acme-day; alice-month 30%, heval-day 12.6%
-        wait_for(lambda: topic_keys(stack) == want, what="delivery after the restart")
+        wait_for(lambda: sorted(alerts_in_topic(stack)) == want, what="delivery after the restart")
         wait_for(lambda: ok.keys() == want, what="webhook after the restart")
         assert sorted(r["alert_key"] for r in alerts_table(stack)) == want
     finally:
@@ -199,7 +183,7 @@ def test_dead_webhook_is_recorded_failed_and_never_stalls_counting(kafka_service
     stack = make_stack(kafka_service, clickhouse_service, tmp_path, [dead])
     try:
         stack.start_worker()
-        from streams.generate import generate
+        from streams.harness.generate import generate
 
         lines = [human_tasks("a1", "acme", "alice", 20)]
         lines += [line for _, line in generate(2000, seed=5, now=NOW)]
@@ -212,7 +196,7 @@ def test_dead_webhook_is_recorded_failed_and_never_stalls_counting(kafka_service
         wait_for(lambda: all("failed after 4 attempts" in r["webhook_status"] for r in alerts_table(stack))
                  and sorted(r["alert_key"] for r in alerts_table(stack)) == want, timeout=120,
                  what="failed webhook status")
-        assert topic_keys(stack) == want  # Kafka delivery is independent of the webhook
+        assert sorted(alerts_in_topic(stack)) == want  # Kafka delivery is independent of the webhook
         # the URL (its token) is in none of: the alerts table, the CLI's output, the worker's log
         label = url_label(dead.url)
         outputs = [stack.cli("alerts", "--format", "json").stdout.decode(), stack.cli("alerts").stdout.decode()]

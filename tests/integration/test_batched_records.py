@@ -10,10 +10,10 @@ import random
 import pytest
 
 from schemas.batch import BATCH_HEADER
-from streams.expected import as_rows, expected_totals, normalize, partition_for
-from streams.generate import generate
+from streams.harness.expected import as_rows, expected_totals, normalize, partition_for
+from streams.harness.generate import generate
 from streams.producer import event_key
-from streams.stack import Stack
+from streams.harness.stack import Stack
 from pricing import load_catalog
 
 pytestmark = pytest.mark.integration

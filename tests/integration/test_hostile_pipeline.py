@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from streams.generate import generate
-from streams.stack import Stack
+from streams.harness.generate import generate
+from streams.harness.stack import Stack
 from tests.corpus import HOSTILE, PROMPT_MARKER, generated, load, raw_bytes
 
 pytestmark = pytest.mark.integration

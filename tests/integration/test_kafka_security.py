@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from streams.generate import generate
+from streams.harness.generate import generate
 from streams.kafka_security import KafkaSecurity
-from streams.stack import Broker, Stack, free_port
+from streams.harness.stack import Broker, Stack, alerts_in_topic, free_port
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -115,22 +115,6 @@ async def aiokafka_topics(bootstrap: str, sec: KafkaSecurity) -> set[str]:
         await consumer.stop()
 
 
-def alert_keys_in_topic(stack: Stack) -> list[str]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, **stack.security.kafka_python())
-    tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    end = c.end_offsets([tp])[tp]
-    keys = []
-    while c.position(tp) < end:
-        for msgs in c.poll(timeout_ms=1000).values():
-            keys.extend(m.key.decode() for m in msgs)
-    c.close()
-    return sorted(keys)
-
-
 def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_service, tmp_path):
     broker, cafile = tls_broker
     sec = security(cafile)
@@ -172,9 +156,9 @@ def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_servic
         stack.wait_until_exact(exp, timeout=180)
         stack.wait_until_exact(exp, timeout=60, by="model")
         deadline = time.monotonic() + 90
-        while alert_keys_in_topic(stack) != want_alerts and time.monotonic() < deadline:
+        while sorted(alerts_in_topic(stack)) != want_alerts and time.monotonic() < deadline:
             time.sleep(1)
-        assert alert_keys_in_topic(stack) == want_alerts  # delivered by the worker over SASL_SSL
+        assert sorted(alerts_in_topic(stack)) == want_alerts  # delivered by the worker over SASL_SSL
         deadline = time.monotonic() + 30  # the outbox row is marked delivered just after the send
         while True:
             table = json.loads(stack.cli("alerts", "--format", "json").stdout)

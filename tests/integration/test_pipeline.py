@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from streams.generate import generate
-from streams.expected import as_rows, diff, normalize
-from streams.stack import Stack
+from streams.harness.generate import generate
+from streams.harness.expected import as_rows, diff, normalize
+from streams.harness.stack import Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

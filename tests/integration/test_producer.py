@@ -19,9 +19,9 @@ import orjson
 import pytest
 
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch, split
-from streams.generate import generate
+from streams.harness.generate import generate
 from streams.producer import ProduceError, Producer, event_key, partition_for_key, publish
-from streams.stack import Broker
+from streams.harness.stack import Broker
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_batched_and_single_records_carry_every_event_to_the_same_partition_in_t
 CHILD = textwrap.dedent("""
     import datetime as dt, sys, time
     sys.path.insert(0, {repo!r})
-    from streams.generate import generate
+    from streams.harness.generate import generate
     from streams.producer import Producer
 
     bootstrap, topic, mode = sys.argv[1:4]

@@ -11,9 +11,9 @@ import pytest
 
 from pricing import load_catalog
 from pricing.catalog import SHIPPED_CATALOGS
-from streams.expected import as_rows, diff, expected_totals, normalize
-from streams.generate import generate
-from streams.stack import Stack
+from streams.harness.expected import as_rows, diff, expected_totals, normalize
+from streams.harness.generate import generate
+from streams.harness.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from pricing import load_catalog
-from streams.expected import as_rows, expected_totals, normalize
-from streams.generate import generate
-from streams.stack import Stack, alerts_in_topic, budgets_for
+from streams.harness.expected import as_rows, expected_totals, normalize
+from streams.harness.generate import generate
+from streams.harness.stack import Stack, alerts_in_topic, budgets_for
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from streams.rollups import Rollups
+from streams.sink.rollups import Rollups
 from streams.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def test_month_windows_follow_the_calendar(db):
 
 
 def test_report_reads_the_coarsest_windows_a_range_allows():
-    from streams.reads import coarsest_window
+    from streams.analyst.reads import coarsest_window
 
     utc = dt.timezone.utc
     assert coarsest_window(None, None) == "month"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.generate import generate
-from streams.stack import CLI, Stack
+from streams.harness.generate import generate
+from streams.harness.stack import CLI, Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

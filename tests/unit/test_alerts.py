@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from streams.alerts import AlertEvaluator
+from streams.alerts.evaluator import AlertEvaluator
 from streams.alerts.evaluator import LedgerSpend
 from streams.alerts.budgets import BudgetError, parse_budget
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import Settings
 from streams.storage import StoreError
 from streams.storage.access import (

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
 from streams.storage.migrations import migrate

@@ -23,7 +23,7 @@ import pytest
 
 from pricing import PricingError, load_catalog, price_event
 from schemas.validate import InvalidEvent, parse_event
-from streams.rater import Output, Rater, Source
+from streams.rating.rater import Output, Rater, Source
 from tests.corpus import BAD, HOSTILE, PROMPT_MARKER, expected_ids, load, raw_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_rater_rejects_every_line_and_prices_the_rest(streamed: Any) -> None:
 
 
 def test_no_stored_payload_holds_prompt_text(streamed: Any) -> None:
-    from streams.app import dead_letter_value, sink_records
+    from streams.rating.agent import dead_letter_value, sink_records
 
     _, bad_at, out = streamed
     marker = PROMPT_MARKER.encode()
@@ -136,7 +136,7 @@ def test_no_stored_payload_holds_prompt_text(streamed: Any) -> None:
 
 
 def test_dead_letter_and_sink_records_are_bounded(streamed: Any) -> None:
-    from streams.app import MAX_SINK_RECORD, dead_letter_value, sink_records
+    from streams.rating.agent import MAX_SINK_RECORD, dead_letter_value, sink_records
 
     _, bad_at, out = streamed
     for row in out.rejected:

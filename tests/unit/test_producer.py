@@ -22,8 +22,8 @@ import pytest
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch, split
-from streams.expected import partition_for
-from streams.generate import generate
+from streams.harness.expected import partition_for
+from streams.harness.generate import generate
 from streams.producer import ProduceError, Producer, event_key, partition_for_key
 
 REPO = Path(__file__).resolve().parents[2]

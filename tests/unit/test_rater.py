@@ -10,7 +10,7 @@ from copy import deepcopy
 import orjson
 
 from pricing import load_catalog
-from streams.rater import SEP, Rater, Source
+from streams.rating.rater import SEP, Rater, Source
 
 CAT = load_catalog()
 T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
@@ -103,13 +103,13 @@ def test_index_rebuilt_from_state_after_reassignment():
 
 
 def test_faust_never_commits_past_a_message_it_did_not_deliver():
-    """streams/faust_fixes.py: with offset 10 committed (next to read) and 11, 12 acked but 10
+    """streams/rating/faust_fixes.py: with offset 10 committed (next to read) and 11, 12 acked but 10
     never delivered, nothing is committed; once 10 is acked, all three are."""
     from collections import defaultdict
 
     from intervaltree import IntervalTree
 
-    import streams.faust_fixes  # noqa: F401
+    import streams.rating.faust_fixes  # noqa: F401
     from faust.transport.consumer import Consumer
 
     class Fake:
@@ -186,7 +186,7 @@ def test_dedup_entries_of_older_versions_keep_working():
 def test_dedup_entries_stay_small_whatever_the_batch():
     """One take of batched records can count tens of thousands of events: each dedup entry is
     one changelog record and must stay far below Kafka's 1 MB record limit."""
-    from streams.rater import DEDUP_ENTRY_IDS
+    from streams.rating.rater import DEDUP_ENTRY_IDS
 
     rater, state = Rater(CAT), {}
     big = "x" * 120
@@ -204,8 +204,8 @@ def test_dedup_entries_stay_small_whatever_the_batch():
 
 
 def test_sink_records_are_bounded_in_order_and_decode_to_the_rows():
-    from streams.app import MAX_SINK_RECORD, sink_records
-    from streams.rater import Output
+    from streams.rating.agent import MAX_SINK_RECORD, sink_records
+    from streams.rating.rater import Output
 
     rows = [{"event_id": f"e{i}", "pad": "y" * (i % 700)} for i in range(6000)]
     out = Output(ledger=rows, rejected=[{"src_offset": 1, "reason": "r"}])
@@ -217,7 +217,7 @@ def test_sink_records_are_bounded_in_order_and_decode_to_the_rows():
 
 
 def test_a_take_is_rated_in_byte_bounded_slices_with_the_same_outcome():
-    from streams.app import slices
+    from streams.rating.agent import slices
 
     rater = Rater(CAT)
     items = [(src(o), ev(f"e{o % 70}", T)) for o in range(200)]  # 130 duplicates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.sql_guard import RefusedSQL, SqlGuard
+from streams.analyst.sql_guard import RefusedSQL, SqlGuard
 from streams.storage.chdb_store import ChdbStore
 
 

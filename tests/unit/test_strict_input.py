@@ -18,7 +18,7 @@ from pricing import CatalogError, PricingError, load_catalog, price_event
 from pricing.rating import Rejection, rate
 from schemas.billing_event import MAX_EVENT_BYTES
 from schemas.validate import InvalidEvent, parse_common, parse_event
-from streams.rater import Rater, Source
+from streams.rating.rater import Rater, Source
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalog()
@@ -343,7 +343,7 @@ def test_payload_escapes_controls_and_bidi() -> None:
 
 
 def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
-    from streams.app import MAX_SINK_RECORD, dead_letter_value
+    from streams.rating.agent import MAX_SINK_RECORD, dead_letter_value
 
     for raw in (orjson.dumps(event(blob="\u202e" * 300_000)), orjson.dumps(event(**{"k" * 900_000: 1})),
                 b"\x00" * 1_000_000, orjson.dumps(event(blob=['"'] * 200_000))):
@@ -353,9 +353,9 @@ def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
 
 
 def test_largest_valid_ledger_row_fits_a_sink_record() -> None:
-    from streams.app import MAX_SINK_RECORD
-    from streams.rater import Output
-    from streams.app import sink_records
+    from streams.rating.agent import MAX_SINK_RECORD
+    from streams.rating.rater import Output
+    from streams.rating.agent import sink_records
 
     doc = event(model="stability.stable-diffusion-xl-v1", event_id="e" * 128, tenant_id="t" * 256, user_id="u" * 256,
                 usage={"images": [{"count": 10_000, "width": 1024, "height": 1024, "steps": 500 - i} for i in range(100)]},

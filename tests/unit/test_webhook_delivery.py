@@ -16,13 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from streams.alerts.delivery import Deliverer
-from streams.alerts import Alert, alert_key
+from streams.alerts.evaluator import Alert, alert_key
 from streams.alerts.budgets import parse_budget
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
 from streams.storage.migrations import migrate
-from streams.webhooks import WebhookConfigError, WebhookTarget, url_label, verify_signature
+from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, url_label, verify_signature
 
 SECRET = "whsec-delivery-test-4c1d"
 TOKEN = "XOXB-path-token-5e6f7a8b"  # the secret part of a webhook URL

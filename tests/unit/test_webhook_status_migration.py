@@ -1,5 +1,5 @@
 """Migration 0006 rewrites webhook statuses stored before URLs became secrets: each URL becomes
-its label (host and short hash, the same as streams.webhooks.url_label), on real chDB."""
+its label (host and short hash, the same as streams.alerts.webhooks.url_label), on real chDB."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
 from streams.storage.migrations import migrate
-from streams.webhooks import url_label
+from streams.alerts.webhooks import url_label
 
 TOKEN = "T0KEN-old-row-1a2b3c"
 URLS = [f"https://hooks.slack.com/services/{TOKEN}", f"http://127.0.0.1:8080/hook/{TOKEN}",

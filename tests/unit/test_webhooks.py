@@ -1,5 +1,5 @@
 """Webhook settings and signatures: which URLs are refused at startup, how a webhook is named,
-and the signature scheme that receivers check with streams.webhooks.verify_signature."""
+and the signature scheme that receivers check with streams.alerts.webhooks.verify_signature."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import Settings
-from streams.webhooks import WebhookConfigError, sign, signed_headers, url_label, verify_signature
+from streams.alerts.webhooks import WebhookConfigError, sign, signed_headers, url_label, verify_signature
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d"
 SECRET = "whsec-unit-test"

@@ -4,7 +4,7 @@ With a ClickHouse server, or an embedded data directory no worker holds, the sto
 directly. When a worker holds the embedded engine (one process per data directory), the command
 asks that worker (MS_WORKER_URL, default http://127.0.0.1:MS_WEB_PORT) with its bearer token:
 named reads by name (/read/<name>), an analyst's own SQL through /sql, which checks it the same
-way (streams/sql_guard.py)."""
+way (streams/analyst/sql_guard.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
-from streams import reads
+from streams.analyst import reads
 from streams.settings import Settings
-from streams.sql_guard import RefusedSQL, SqlGuard
+from streams.analyst.sql_guard import RefusedSQL, SqlGuard
 from streams.storage import Store, StoreError, open_store
 from streams.storage.base import convert_value
 from streams.web_token import TokenMissing, read_token
@@ -33,7 +33,7 @@ class _NoWorker(AnalystError):
 
 
 class Reader:
-    """Named reads (streams/reads.py) and checked ad-hoc SQL, on the store or through a worker."""
+    """Named reads (streams/analyst/reads.py) and checked ad-hoc SQL, on the store or through a worker."""
 
     def __init__(self, settings: Settings, *, remote: bool = False) -> None:
         """`remote`: never open the store, always ask the workers (a process that must not take
@@ -61,7 +61,7 @@ class Reader:
         return _typed(rows, reads.READS[name].types)
 
     def sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """An analyst's own SELECT, checked (streams/sql_guard.py) and run read-only."""
+        """An analyst's own SELECT, checked (streams/analyst/sql_guard.py) and run read-only."""
         if self.store is not None:
             try:
                 return run_checked_sql(self.store, self.settings, text, params)

@@ -15,9 +15,9 @@ import orjson
 
 from pricing import Catalog, PricingError, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
-from streams.rater import ledger_row
+from streams.rating.rater import ledger_row
 from streams.storage import Store
-from streams.windows import WINDOWS
+from streams.sink.windows import WINDOWS
 
 RERATE_BASE = 1 << 62
 UTC = dt.timezone.utc

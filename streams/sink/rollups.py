@@ -20,10 +20,9 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from pricing.engine import money_str
 from schemas.batch import position
 from streams.storage import Store
-from streams.windows import WINDOWS, WindowSize
+from streams.sink.windows import WINDOWS, WindowSize
 
 COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
             "images", "guardrail_units")
@@ -34,6 +33,7 @@ TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
 UTC = dt.timezone.utc
 SCALE = 12  # decimal places of the ledger's and rollups' Decimal(38, 12)
 ZERO = (0, 0, 0, 0, 0, 0, 0, 0, -1)
+MINUTE_MS = 60_000
 
 Slice = tuple[str, int]                 # (table, window start ms)
 Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
@@ -54,7 +54,10 @@ def to_units(cost: Decimal | str) -> int:
 
 
 def from_units(units: int) -> str:
-    return money_str(Decimal(units).scaleb(-SCALE))
+    """Exact decimal text of a count of 10^-12, no trailing zeros ("0.15", "10", "-0.5")."""
+    q, r = divmod(abs(units), 10**SCALE)
+    text = f"{q}.{r:012d}".rstrip("0").rstrip(".") if r else str(q)
+    return "-" + text if units < 0 else text
 
 
 class Rollups:
@@ -62,18 +65,86 @@ class Rollups:
         self.keep_ms = keep_ms  # windows ending this long before the newest event leave memory
         self.slices: dict[Slice, dict[Key, tuple[int, ...]]] = {}
         self.newest_ms = 0
+        self.row_by_row = 0  # batches staged row by row (replays), not aggregated
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self.slices.values())
 
-    def stage(self, store: Store, ledger: list[dict[str, Any]]) -> dict[Slice, dict[Key, tuple[int, ...]]]:
-        """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept."""
-        starts: dict[int, list[int]] = {}  # ts -> the window starts of TABLES, computed once
-        for row in ledger:
-            if row["ts"] not in starts:
-                starts[row["ts"]] = [w.start(row["ts"]) for _, _, w in TABLES]
+    def stage(self, store: Store, ledger: list[dict[str, Any]], *,
+              aggregate: bool = True) -> dict[Slice, dict[Key, tuple[int, ...]]]:
+        """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept
+        (`aggregate=False`: always row by row, for tests that compare the two)."""
+        # minute -> the window starts of TABLES (every window boundary is a minute boundary)
+        starts = {m: [w.start(m) for _, _, w in TABLES] for m in {row["ts"] - row["ts"] % MINUTE_MS for row in ledger}}
         need = {(t[0], st[i]) for st in starts.values() for i, t in enumerate(TABLES)}
         self._load(store, need - self.slices.keys())
+        if ledger:
+            self.newest_ms = max(self.newest_ms, max(row["ts"] for row in ledger))
+        staged = self._stage_aggregated(ledger, starts) if aggregate else None
+        if staged is None:
+            self.row_by_row += aggregate
+            staged = self._stage_rows(ledger, starts)
+        return staged
+
+    def _stage_aggregated(self, ledger: list[dict[str, Any]],
+                          starts: dict[int, list[int]]) -> dict[Slice, dict[Key, tuple[int, ...]]] | None:
+        """The batch summed once per (minute, key), the minute sums derived into hour, day and
+        month; valid only when no row would be skipped (each partition's positions rise through
+        the batch and lie beyond every version they touch), else None. Same result as
+        _stage_rows, with 2 updates per row in place of 8."""
+        last: dict[int, int] = {}
+        minutes: tuple[dict[tuple[int, Key], list[int]], dict[tuple[int, Key], list[int]]] = ({}, {})
+        intern = sys.intern
+        for row in ledger:
+            p = row["src_partition"]
+            pos = position(row["src_offset"], row.get("src_index", 0))
+            if pos <= last.get(p, -1):
+                return None  # a replayed row inside the batch: row by row
+            last[p] = pos
+            cost = to_units(row["cost"])
+            tenant, currency, start = intern(row["tenant_id"]), intern(row["currency"]), row["ts"] - row["ts"] % MINUTE_MS
+            for groups, who in ((minutes[0], row["user_id"]), (minutes[1], row["model"])):
+                k = (start, (tenant, intern(who), currency, p))
+                g = groups.get(k)
+                if g is None:
+                    groups[k] = [cost, 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
+                                 row["cache_write_tokens"], row["images"], row["guardrail_units"], pos, pos]
+                else:
+                    g[0] += cost
+                    g[1] += 1
+                    g[2] += row["input_tokens"]
+                    g[3] += row["output_tokens"]
+                    g[4] += row["cached_input_tokens"]
+                    g[5] += row["cache_write_tokens"]
+                    g[6] += row["images"]
+                    g[7] += row["guardrail_units"]
+                    g[9] = pos
+        staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
+        per_kind = len(TABLES) // 2
+        for kind, groups in enumerate(minutes):
+            for t in range(kind * per_kind, (kind + 1) * per_kind):
+                table = TABLES[t][0]
+                derived: dict[tuple[int, Key], list[int]] = {}
+                for (start, key), g in groups.items():
+                    k = (starts[start][t], key)
+                    d = derived.get(k)
+                    if d is None:
+                        derived[k] = list(g)
+                    else:
+                        for i in range(8):
+                            d[i] += g[i]
+                        d[8], d[9] = min(d[8], g[8]), max(d[9], g[9])
+                for (start, key), d in derived.items():
+                    sl = (table, start)
+                    tot = self.slices[sl].get(key, ZERO)
+                    if d[8] <= tot[8]:
+                        return None  # a row at or below a version: row by row
+                    staged.setdefault(sl, {})[key] = (tot[0] + d[0], tot[1] + d[1], tot[2] + d[2], tot[3] + d[3],
+                                                      tot[4] + d[4], tot[5] + d[5], tot[6] + d[6], tot[7] + d[7], d[9])
+        return staged
+
+    def _stage_rows(self, ledger: list[dict[str, Any]], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, tuple[int, ...]]]:
+        """Row by row: a row is applied to a total only when its position is beyond the total's version."""
         staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
         intern = sys.intern
         for row in ledger:
@@ -81,7 +152,7 @@ class Rollups:
             delta = (to_units(row["cost"]), 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
                      row["cache_write_tokens"], row["images"], row["guardrail_units"])
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
-            for (table, column, _), start in zip(TABLES, starts[row["ts"]]):
+            for (table, column, _), start in zip(TABLES, starts[row["ts"] - row["ts"] % MINUTE_MS]):
                 sl = (table, start)
                 key = (tenant, intern(row[column]), currency, p)
                 changed = staged.get(sl)
@@ -91,7 +162,6 @@ class Rollups:
                 if pos <= tot[8]:
                     continue  # applied before
                 changed[key] = (*(a + b for a, b in zip(tot, delta)), pos)
-            self.newest_ms = max(self.newest_ms, row["ts"])
         return staged
 
     @staticmethod

@@ -8,7 +8,7 @@ import click
 import yaml
 
 from streams.alerts.budgets import BudgetError, BudgetTopic, parse_budget
-from streams.cli_stream import emit, one_line
+from streams.cli.stream import emit, one_line
 from streams.kafka_security import kafka_security
 from streams.settings import Settings
 
@@ -77,7 +77,7 @@ def budgets_delete(budget_id: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def alerts_command(fmt: str) -> None:
     """Spend alerts sent, with their delivery state."""
-    from streams.analyst import AnalystError, Reader
+    from streams.analyst.reader import AnalystError, Reader
     from streams.storage import StoreError
 
     try:

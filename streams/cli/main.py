@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from streams.cli_stream import one_line
+from streams.cli.stream import one_line
 from streams.settings import Settings
 
 err = Console(stderr=True)
@@ -17,10 +17,10 @@ class Main(click.Group):
     """Settings refused at startup and store errors end a command with one line, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from streams.analyst import AnalystError
+        from streams.analyst.reader import AnalystError
         from streams.services import ServiceError
         from streams.storage import StoreError
-        from streams.webhooks import WebhookConfigError
+        from streams.alerts.webhooks import WebhookConfigError
 
         try:
             return super().invoke(ctx)
@@ -100,8 +100,8 @@ def status() -> None:
     click.echo(f"clickhouse: {store}")
 
 
-from streams.cli_pricing import catalog_group, price_command  # noqa: E402
-from streams.cli_stream import (  # noqa: E402
+from streams.cli.pricing import catalog_group, price_command  # noqa: E402
+from streams.cli.stream import (  # noqa: E402
     produce_command,
     rejects_command,
     report_command,
@@ -114,16 +114,13 @@ from streams.cli_stream import (  # noqa: E402
 @click.option("--events", type=int, default=3000, show_default=True)
 def demo(events: int) -> None:
     """Run the pipeline end to end on this machine and check it against the pricing engine."""
-    from streams.demo import run_demo
+    from streams.harness.demo import run_demo
 
     sys.exit(0 if run_demo(events) else 1)
 
 
-from streams.cli_alerts import alerts_command, budgets_group  # noqa: E402
+from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
 
 for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
              rerate_command, sql_command, budgets_group, alerts_command):
     main.add_command(_cmd)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

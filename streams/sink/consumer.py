@@ -3,7 +3,7 @@
 The rating agent publishes the ledger rows and rejections of each batch of input messages to the
 sink topic (flushed to Kafka before the input offsets are committed). This sink consumes that
 topic with manual commits: a batch is written to ClickHouse first, its offsets committed after.
-It also keeps the windowed totals (streams/rollups.py), and copies the alert log (written by the
+It also keeps the windowed totals (streams/sink/rollups.py), and copies the alert log (written by the
 alerts role, streams/alerts/outbox.py) into the `alerts` table. Every row is idempotent (ledger: one row
 per (tenant, event_id); rollups: absolute values versioned by source offset; rejected_events: one
 row per source offset), so a batch written twice changes nothing; the insert deduplication token
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
-from streams.rollups import Rollups
+from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
 
 log = logging.getLogger("meterstream.sink")

@@ -28,7 +28,7 @@ def one_line(exc: BaseException, limit: int = 600) -> str:
 
 def time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """Click callback: an RFC 3339 time (Z or an offset; none given: UTC), else a usage error."""
-    from streams.analyst import parse_time
+    from streams.analyst.reader import parse_time
 
     try:
         return parse_time(value)
@@ -107,7 +107,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
 
     settings = Settings()
     if generate_n is not None:
-        from streams.generate import generate
+        from streams.harness.generate import generate
 
         lines = (line for _, line in generate(generate_n, seed=seed, duplicate_rate=duplicates, bad=bad, late=late))
         total = generate_n + bad + late
@@ -136,7 +136,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
 def report_command(by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str,
                    plot: Path | None) -> None:
     """Spend totals per currency from ClickHouse, by user or by model."""
-    from streams.analyst import AnalystError, Reader
+    from streams.analyst.reader import AnalystError, Reader
     from streams.storage import StoreError
 
     try:
@@ -152,7 +152,7 @@ def report_command(by: str, window: str, tenant: str | None, since: Any, until: 
     if plot is not None:
         if window == "total":
             raise click.UsageError("--plot needs --window minute|hour|day|month")
-        from streams.plot import spend_over_time
+        from streams.analyst.plot import spend_over_time
 
         spend_over_time(rows, plot, f"spend by {by} per {window}")
         click.echo(f"wrote {plot}", err=True)
@@ -163,7 +163,7 @@ def report_command(by: str, window: str, tenant: str | None, since: Any, until: 
 @click.option("--limit", type=int, default=1000, show_default=True)
 def rejects_command(fmt: str, limit: int) -> None:
     """Dead-lettered inputs with their reasons (payloads never hold `text`)."""
-    from streams.analyst import AnalystError, Reader
+    from streams.analyst.reader import AnalystError, Reader
     from streams.storage import StoreError
 
     try:
@@ -188,8 +188,8 @@ def rerate_command(since: Any, until: Any, catalog: str | None) -> None:
     import datetime as dt
 
     from pricing import CatalogError, load_catalog
-    from streams.analyst import AnalystError, Reader
-    from streams.rerate import RerateError, rerate
+    from streams.analyst.reader import AnalystError, Reader
+    from streams.analyst.rerate import RerateError, rerate
     from streams.storage import StoreError
 
     settings = Settings()
@@ -238,7 +238,7 @@ def sql_command(query: str, params: tuple[str, ...], fmt: str) -> None:
     """Run one read-only SELECT over meterstream's tables and views. It is checked by ClickHouse's
     own parser first (no table functions, INTO OUTFILE, FORMAT, SETTINGS or other databases) and
     runs under readonly=1 with MS_SQL_TIMEOUT_S and MS_SQL_MAX_ROWS."""
-    from streams.analyst import AnalystError, Reader
+    from streams.analyst.reader import AnalystError, Reader
 
     bound = {}
     for p in params:

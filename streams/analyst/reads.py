@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from schemas.batch import INDEX_BITS
 from streams.storage import Store
-from streams.windows import WINDOWS
+from streams.sink.windows import WINDOWS
 
 Rows = list[dict[str, Any]]
 SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing import load_catalog
-from streams.expected import Expected, as_rows, diff, expected_totals, normalize
+from streams.harness.expected import Expected, as_rows, diff, expected_totals, normalize
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.producer import publish
 from streams.settings import REPO_ROOT
@@ -272,14 +272,20 @@ def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def alerts_in_topic(stack: Stack) -> list[str]:
+    """The keys of the alerts in the spend_alerts topic, in order, read to its end offset."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=3000, **stack.security.kafka_python())
+                             **stack.security.kafka_python())
     try:
         tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
-        return [m.key.decode() for m in consumer if m.value is not None]
+        end = consumer.end_offsets([tp])[tp]
+        keys: list[str] = []
+        while consumer.position(tp) < end:
+            for msgs in consumer.poll(timeout_ms=1000).values():
+                keys.extend(m.key.decode() for m in msgs if m.value is not None)
+        return keys
     finally:
         consumer.close()

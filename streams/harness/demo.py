@@ -21,9 +21,9 @@ from rich.table import Table
 
 from pricing import load_catalog, money_str
 from streams import services
-from streams.analyst import AnalystError, Reader
-from streams.expected import as_rows, diff, expected_totals, normalize
-from streams.generate import generate
+from streams.analyst.reader import AnalystError, Reader
+from streams.harness.expected import as_rows, diff, expected_totals, normalize
+from streams.harness.generate import generate
 from streams.kafka_security import kafka_security
 from streams.producer import publish
 from streams.settings import Settings

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pricing import Catalog
 from pricing.rating import Rejection, rate
 from streams.producer import event_key
-from streams.windows import WINDOWS
+from streams.sink.windows import WINDOWS
 
 Key = tuple[str, int | None, str, str, str]  # (window, start_ms | None for total, tenant, who, currency)
 
@@ -90,7 +90,7 @@ def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, i
 
 
 def normalize(rows: list[dict], by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
-    """Report rows (from `report --format json`, or from streams.reads) keyed like as_rows."""
+    """Report rows (from `report --format json`, or from streams.analyst.reads) keyed like as_rows."""
     who = "user_id" if by == "user" else "model"
     out = {}
     for r in rows:
