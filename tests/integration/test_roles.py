@@ -74,10 +74,12 @@ def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, 
         stack.wait_for_progress(rate, at_least=2000)
         assert "rollup_keys" not in stack.health(alerts_a) and "alerts_sent" not in stack.health(sink)
         deadline = time.monotonic() + 60  # one of the two alerts processes owns the sink topic
-        while time.monotonic() < deadline:
-            owners = [p for p in (alerts_a, alerts_b) if stack.health(p).get("alerts_owner")]
-            if owners:
-                break
+        owners: list[int] = []
+        while time.monotonic() < deadline and not owners:
+            try:
+                owners = [p for p in (alerts_a, alerts_b) if stack.health(p).get("alerts_owner")]
+            except OSError:
+                pass  # not listening yet
             time.sleep(0.5)
         assert len(owners) == 1, owners
         standby = owners[0] ^ alerts_a ^ alerts_b
