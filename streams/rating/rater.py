@@ -77,7 +77,8 @@ class DedupIndex:
 
 
 def _images(usage: dict[str, Any]) -> int:
-    return sum(i["count"] for i in usage.get("images", ()))
+    images = usage.get("images")
+    return sum(i["count"] for i in images) if images else 0
 
 
 def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int,

@@ -14,7 +14,6 @@ place."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,14 +23,10 @@ import orjson
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
+from streams.storage.base import EpochMs
 
 log = logging.getLogger("meterstream.sink")
-UTC = dt.timezone.utc
 
-
-
-def _ms(value: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(value / 1000, UTC)
 
 
 def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -39,9 +34,9 @@ def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     ledger: dict[tuple[str, str], dict[str, Any]] = {}
     rejected: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     for rec in records:
-        at = _ms(rec["at"])
+        at = EpochMs(rec["at"])
         for row in rec.get("l", ()):
-            ledger[(row["tenant_id"], row["event_id"])] = {**row, "ts": _ms(row["ts"]), "ingested_at": at}
+            ledger[(row["tenant_id"], row["event_id"])] = {**row, "ts": EpochMs(row["ts"]), "ingested_at": at}
         for row in rec.get("x", ()):
             key = (row["src_topic"], row["src_partition"], row["src_offset"], row.get("src_index", 0))
             rejected[key] = {**row, "rejected_at": at}
@@ -176,4 +171,4 @@ class SinkConsumer:
 
 def alert_row(row: dict[str, Any]) -> dict[str, Any]:
     """An alert log row (streams/alerts/outbox.py) as the `alerts` table takes it."""
-    return {**row, "created_at": _ms(row["created_at"])}
+    return {**row, "created_at": EpochMs(row["created_at"])}

@@ -15,13 +15,13 @@ scale: exact), the seven counters, the version; key strings are interned. About 
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from decimal import Decimal
 from typing import Any
 
 from schemas.batch import position
 from streams.storage import Store
+from streams.storage.base import EpochMs
 from streams.sink.windows import WINDOWS, WindowSize
 
 COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
@@ -30,7 +30,6 @@ COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "c
 TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
     (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
     for kind in ("user", "model") for w in WINDOWS)
-UTC = dt.timezone.utc
 SCALE = 12  # decimal places of the ledger's and rollups' Decimal(38, 12)
 ZERO = (0, 0, 0, 0, 0, 0, 0, 0, -1)
 MINUTE_MS = 60_000
@@ -38,10 +37,6 @@ MINUTE_MS = 60_000
 Slice = tuple[str, int]                 # (table, window start ms)
 Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
 # Totals: (cost in 10^-12, events, input, output, cached_input, cache_write, images, guardrail_units, version)
-
-
-def _ms(value: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(value / 1000, UTC)
 
 
 def to_units(cost: Decimal | str) -> int:
@@ -170,7 +165,7 @@ class Rollups:
         out: dict[str, list[dict[str, Any]]] = {}
         columns = {table: column for table, column, _ in TABLES}
         for (table, start), changed in staged.items():
-            column, ws = columns[table], _ms(start)
+            column, ws = columns[table], EpochMs(start)
             rows = out.setdefault(table, [])
             for (tenant, who, currency, p), tot in changed.items():
                 row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,

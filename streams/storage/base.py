@@ -89,8 +89,18 @@ def _second_text(second: float) -> str:
     return text
 
 
+class EpochMs(int):
+    """A DateTime64(3, 'UTC') value as Unix milliseconds: rows carry it without building a
+    datetime (the embedded engine reads it as "seconds.millis" text, a server gets a datetime)."""
+
+    def datetime(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self / 1000, dt.timezone.utc)
+
+
 def json_default(value: Any) -> Any:
     """JSON encoding of values for JSONEachRow inserts: exact decimals as strings."""
+    if isinstance(value, EpochMs):
+        return f"{value // 1000}.{value % 1000:03d}"
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime):

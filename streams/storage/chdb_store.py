@@ -101,7 +101,8 @@ class ChdbStore(Store):
             if set(dedup_token) - (_IDENT_OK | set("-:.")):
                 raise StoreError(f"dedup token has characters outside [A-Za-z0-9_:.-]: {dedup_token!r}")
             settings = f" SETTINGS insert_deduplication_token = '{dedup_token}'"
-        body = b"\n".join(orjson.dumps(r, default=json_default, option=orjson.OPT_PASSTHROUGH_DATETIME) for r in rows)
+        option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS  # EpochMs, datetimes
+        body = b"\n".join(orjson.dumps(r, default=json_default, option=option) for r in rows)
         sql = f"INSERT INTO {check_identifier(table)}{settings} FORMAT JSONEachRow\n" + body.decode()
         self._run(sql)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.storage.base import Row, Store, StoreError
+from streams.storage.base import EpochMs, Row, Store, StoreError
 from streams.storage.chdb_store import check_identifier
 
 
@@ -50,7 +50,7 @@ class ServerStore(Store):
         if not rows:
             return
         columns = list(rows[0])
-        data = [[r[c] for c in columns] for r in rows]
+        data = [[v.datetime() if isinstance(v, EpochMs) else v for v in (r[c] for c in columns)] for r in rows]
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
             self._client.insert(check_identifier(table), data, column_names=columns, settings=settings)
