@@ -86,7 +86,8 @@ def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
     sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
                         lambda: open_store(settings), max_records=settings.sink_batch,
                         alert_log_topic=settings.alert_log_topic,
-                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security)
+                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security,
+                        one_owner=settings.clickhouse_url is None)
     app.meterstream_sink = sink  # type: ignore[attr-defined]
 
     @app.task

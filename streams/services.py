@@ -82,7 +82,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
                 admin.create_topics(
                     [NewTopic(
                             name,
-                            1 if name in compacted or name == settings.sink_topic else settings.topic_partitions,
+                            1 if name in compacted else settings.topic_partitions,
                             settings.topic_replication,
                             topic_configs={"cleanup.policy": "compact"} if name in compacted
                             else {"retention.ms": str(7 * 86400_000)},

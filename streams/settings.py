@@ -127,9 +127,10 @@ class Settings(BaseSettings):
 
     @property
     def sink_partitions(self) -> int:
-        """One: a single sink owns the store and sees every priced event in order; with the
-        embedded engine there can be only one owner anyway."""
-        return 1
+        """As many as the events topic: sink records are keyed by their source partition, so one
+        source partition's rows stay in order in one sink partition. With the embedded engine
+        one sink process owns them all; with a server, sink processes share them."""
+        return self.topic_partitions
 
     @model_validator(mode="after")
     def _check_webhooks(self) -> Settings:

@@ -35,7 +35,7 @@ from streams.analyst.reader import run_checked_sql
 from streams.recovery import recoveries, restart_in_place
 from streams.settings import Settings
 from streams.analyst.sql_guard import RefusedSQL
-from streams.storage import StoreError
+from streams.storage import StoreClosed, StoreError
 from streams.web_token import ensure_token
 
 log = logging.getLogger("meterstream.web")
@@ -132,13 +132,20 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
 
     app.web.web_app.middlewares.append(guard(settings, routes))
 
-    async def with_store(fn: Callable[..., Any], *args: Any) -> Any:
+    async def with_store(fn: Callable[..., Any], *args: Any, exclusive: bool = False) -> Any:
+        """Run fn(store, *args) in a thread. Reads do not wait for the sink's batch to finish,
+        only for the statement running now (the store runs one at a time); `exclusive` (a
+        re-rate, which writes) waits for the sink's whole batch and holds it off meanwhile."""
         store = sink.store if sink is not None else None
         if store is None:
             raise BadRequest(503, "this worker does not hold the store")
         try:
-            async with sink.store_lock:
-                return await asyncio.to_thread(fn, store, *args)
+            if exclusive:
+                async with sink.store_lock:
+                    return await asyncio.to_thread(fn, store, *args)
+            return await asyncio.to_thread(fn, store, *args)
+        except StoreClosed:
+            raise BadRequest(503, "the store was handed over (a rebalance); ask again") from None
         except StoreError as exc:
             raise BadRequest(400, str(exc)) from None
 
@@ -209,7 +216,7 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
                 except RerateError as exc:
                     raise BadRequest(400, str(exc)) from None
 
-            return self.json(await with_store(run))
+            return self.json(await with_store(run, exclusive=True))
 
     if settings.fault_injection and sink is not None:
         @app.page("/fault/sink")

@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -24,38 +23,11 @@ from streams.alerts.delivery import Deliverer, alert_from_row
 from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
 from streams.alerts.outbox import AlertLog, behind, pending
 from streams.alerts.spend import RunRead, SinkProgress, from_rows, params
+from streams.assignors import one_owner_assignor
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.timezone.utc
-
-
-def one_owner_assignor() -> Any:
-    """A partition assignor that gives every partition to one member (the lowest member id)."""
-    from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
-
-    class OneOwner(AbstractPartitionAssignor):
-        name = "meterstream-one-owner"
-        version = 0
-
-        @classmethod
-        def assign(cls, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
-            owner = min(members)
-            topics = sorted({t for m in members.values() for t in m.subscription})
-            owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
-            return {m: ConsumerProtocolMemberAssignment(cls.version, owned if m == owner else [], b"")
-                    for m in members}
-
-        @classmethod
-        def metadata(cls, topics: Iterable[str]) -> Any:
-            return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
-
-        @classmethod
-        def on_assignment(cls, assignment: Any) -> None:
-            pass
-
-    return OneOwner
 
 
 def after_outbox() -> None:

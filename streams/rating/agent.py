@@ -14,7 +14,7 @@ import orjson
 
 import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
-from schemas.batch import is_batch
+from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
 from streams.rating.rater import Output, Rater, Source
 from streams.recovery import restart_in_place
 from streams.settings import Settings
@@ -76,6 +76,30 @@ def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[t
         yield part
 
 
+FORWARDED_HEADER = "meterstream-forwarded-from"
+
+
+def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, int, bytes]]:
+    """Batch records (schemas/batch.py) of the events to forward, per canonical partition and
+    source record: (target partition, value, the source record's timestamp in ms, the origin
+    "partition/offset" for the header). A forwarded event is an ordinary event on its canonical
+    partition: counted there once, and a second forward of it (a replay here) is a duplicate."""
+    for home, items in sorted(out.forward.items()):
+        runs: dict[int, list[tuple[Source, bytes]]] = {}
+        for src, line in items:
+            runs.setdefault(src.offset, []).append((src, line))
+        for offset, run in runs.items():
+            part: list[bytes] = []
+            size = 0
+            for _, line in run:
+                if part and (size + len(line) + 1 > MAX_BATCH_BYTES or len(part) == MAX_BATCH_EVENTS):
+                    yield home, b"\n".join(part), run[0][0].timestamp_ms, f"{partition}/{offset}".encode()
+                    part, size = [], 0
+                part.append(line)
+                size += len(line) + 1
+            yield home, b"\n".join(part), run[0][0].timestamp_ms, f"{partition}/{offset}".encode()
+
+
 class PartitionState(MutableMapping):
     """The state table as one partition's batch sees it: a write goes to the table and to that
     partition's changelog. (Faust's ``table[key] = v`` takes the partition from the current
@@ -115,6 +139,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
         load_catalog(settings.catalog_dir),
         lateness_ms=settings.allowed_lateness_hours * 3_600_000,
         dedup_ms=settings.dedup_retention_hours * 3_600_000,
+        partitions=settings.topic_partitions,
     )
 
     @app.on_partitions_assigned.connect
@@ -159,6 +184,10 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                                        partition=partition)
                     for value in sink_records(int(time.time() * 1000), out):
                         await sink_topic.send(key=str(partition).encode(), value=value)
+                    for home, values, ts_ms, origin in forward_records(partition, out):
+                        stats["forwarded"] += values.count(b"\n") + 1
+                        await events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
+                                          headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
                     del out
                 for key in rater.expired(view, partition):
                     del view[key]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from kafka.partitioner.default import murmur2
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
@@ -65,6 +66,8 @@ class Output:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
+    # events whose canonical partition is another one: target partition -> (source, line)
+    forward: dict[int, list[tuple[Source, bytes]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -100,13 +103,34 @@ def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, 
     }
 
 
+class Canonical:
+    """An event's canonical partition: the one the project's producer sends its key
+    (``tenant_id/user_id``) to, murmur2 as Kafka's default partitioner; cached per key."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.cache: dict[tuple[str, str], int] = {}
+
+    def __call__(self, tenant: str, user: str) -> int:
+        p = self.cache.get((tenant, user))
+        if p is None:
+            if len(self.cache) > 200_000:
+                self.cache.clear()
+            p = self.cache[(tenant, user)] = (murmur2(f"{tenant}/{user}".encode()) & 0x7FFFFFFF) % self.partitions
+        return p
+
+
 class Rater:
     def __init__(self, catalog: Catalog, *, lateness_ms: int = 48 * 3_600_000,
-                 dedup_ms: int = 24 * 3_600_000) -> None:
+                 dedup_ms: int = 24 * 3_600_000, partitions: int | None = None) -> None:
+        """`partitions`: the events topic's partition count; with it, an event read on another
+        partition than its canonical one is not counted there but forwarded (Output.forward), so
+        that its duplicates meet it whatever partition a producer chose."""
         self.catalog = catalog
         self.lateness_ms = lateness_ms
         self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
         self.indexes: dict[int, DedupIndex] = {}
+        self.canonical = Canonical(partitions) if partitions else None
 
     def reset(self) -> None:
         """Forget the in-memory indexes (partitions were reassigned: the state may have changed)."""
@@ -138,6 +162,11 @@ class Rater:
             if isinstance(result, Rejection):
                 out.rejected.append(self._rejected(src, raw, result.reason, result.event_id))
                 continue
+            if self.canonical is not None:
+                home = self.canonical(result["tenant_id"], result["user_id"])
+                if home != p:  # counted, judged late and deduplicated on its canonical partition
+                    out.forward.setdefault(home, []).append((src, raw))
+                    continue
             ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
             if ts_ms < watermark - self.lateness_ms:
                 out.rejected.append(self._rejected(

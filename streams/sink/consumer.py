@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from streams.assignors import one_owner_assignor
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
@@ -67,7 +68,11 @@ class SinkConsumer:
 
     def __init__(self, bootstrap: str, topic: str, group_id: str, open_store: Callable[[], Store], *,
                  max_records: int = 64, max_backoff_s: float = 30.0, alert_log_topic: str | None = None,
-                 rollup_keep_ms: int = 48 * 3_600_000, security: KafkaSecurity = PLAINTEXT) -> None:
+                 rollup_keep_ms: int = 48 * 3_600_000, security: KafkaSecurity = PLAINTEXT,
+                 one_owner: bool = True) -> None:
+        """`one_owner`: every sink-topic partition to one process (the embedded engine); False
+        with a ClickHouse server, where several sink processes share the partitions (each source
+        partition's rows are in one sink partition, and rows of different ones are disjoint)."""
         self.bootstrap = bootstrap
         self.security = security
         self.topic = topic
@@ -83,6 +88,7 @@ class SinkConsumer:
         self._stopping = asyncio.Event()
         self.rollup_keep_ms = rollup_keep_ms
         self.rollups = Rollups(rollup_keep_ms)
+        self.one_owner = one_owner
 
     async def _close_store(self) -> None:
         async with self.store_lock:
@@ -149,6 +155,7 @@ class SinkConsumer:
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.max_records,
             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+            **({"partition_assignment_strategy": (one_owner_assignor(),)} if self.one_owner else {}),
             **self.security.aiokafka(),
         )
         consumer.subscribe([self.topic] + ([self.alert_log_topic] if self.alert_log_topic else []),

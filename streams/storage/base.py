@@ -17,6 +17,10 @@ class StoreError(RuntimeError):
     """A ClickHouse statement failed; the message carries ClickHouse's own."""
 
 
+class StoreClosed(StoreError):
+    """The store was closed (its owner handed it over) while a statement waited for it."""
+
+
 class Store(abc.ABC):
     backend: str
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from streams.storage.base import Row, Store, StoreError, convert_value, json_default
+from streams.storage.base import Row, Store, StoreClosed, StoreError, convert_value, json_default
 
 _IDENT_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
@@ -71,6 +71,8 @@ class ChdbStore(Store):
 
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
         with self._lock:
+            if self._session is None:
+                raise StoreClosed("the embedded engine was closed")
             try:
                 return self._session.query(sql, fmt, params=dict(params) if params else None)
             except Exception as exc:

@@ -3,6 +3,7 @@ e.g. ``http://user:password@host:8123``; the password belongs in the environment
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,18 +32,21 @@ class ServerStore(Store):
             finally:
                 admin.close()
             self._client = clickhouse_connect.get_client(dsn=url, database=self.database)
+            self._lock = threading.Lock()
         except Exception as exc:
             raise StoreError(f"cannot connect to the ClickHouse server: {exc}") from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
-            return list(self._client.query(sql, parameters=dict(params or {})).named_results())
+            with self._lock:  # one statement at a time: the client's session refuses concurrent ones
+                return list(self._client.query(sql, parameters=dict(params or {})).named_results())
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
-            self._client.command(sql, parameters=dict(params or {}))
+            with self._lock:
+                self._client.command(sql, parameters=dict(params or {}))
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 
@@ -53,7 +57,8 @@ class ServerStore(Store):
         data = [[v.datetime() if isinstance(v, EpochMs) else v for v in (r[c] for c in columns)] for r in rows]
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
-            self._client.insert(check_identifier(table), data, column_names=columns, settings=settings)
+            with self._lock:
+                self._client.insert(check_identifier(table), data, column_names=columns, settings=settings)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

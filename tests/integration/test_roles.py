@@ -104,3 +104,33 @@ def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, 
         assert stack.request(standby, "/read/counts", {})[0] == 503  # the alerts role holds no store
     finally:
         stack.stop()
+
+
+def test_a_standby_sink_takes_over_the_embedded_engine(kafka_service, clickhouse_service, tmp_path):
+    """Two sink processes on one embedded engine: every sink partition goes to one of them (the
+    other holds no store and stands by); SIGKILL it and the standby opens the engine and goes on."""
+    if clickhouse_service.url:
+        pytest.skip("a ClickHouse server: sink processes share the partitions instead")
+    stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
+    try:
+        lines = [line for _, line in generate(12000, seed=57, now=NOW, duplicate_rate=0.1)]
+        exp = expected_totals(lines, load_catalog(), partitions=stack.partitions, now=NOW + dt.timedelta(minutes=5))
+        stack.produce(lines, batch=False)
+        sinks = [stack.start_worker(role="sink"), stack.start_worker(role="sink")]
+        rate = stack.start_worker(role="rate")
+        stack.wait_for_progress(rate, at_least=3000)
+        deadline = time.monotonic() + 60
+        owners: list[int] = []
+        while time.monotonic() < deadline and not owners:
+            try:
+                owners = [p for p in sinks if stack.health(p).get("store_open")]
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert len(owners) == 1, owners
+        stack.kill_worker(owners[0])
+        stack.wait_until_exact(exp, timeout=300)
+        standby = sinks[0] if owners[0] == sinks[1] else sinks[1]
+        assert stack.health(standby)["store_open"] and stack.health(standby)["sink_rows"] > 0
+    finally:
+        stack.stop()
