@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# the ops/ files the package needs, as installed: links to ops/ in a checkout, files in a wheel
+OPS_DATA = Path(__file__).parent / "ops-data"
 
 
 def default_data_dir() -> Path:
@@ -162,11 +164,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def migrations_dir(self) -> Path:
-        return REPO_ROOT / "ops" / "clickhouse" / "migrations"
+        return OPS_DATA / "migrations"
 
     @property
     def kafka_script(self) -> Path:
-        return REPO_ROOT / "ops" / "kafka" / "kafka.sh"
+        return OPS_DATA / "kafka" / "kafka.sh"
 
     def service_env(self) -> dict[str, str]:
         """Environment for ops/ scripts: the same settings, spelled as they read them."""

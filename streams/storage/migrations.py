@@ -42,6 +42,8 @@ class Migration:
 
 
 def discover(directory: Path) -> list[Migration]:
+    if not directory.is_dir() or not any(directory.glob("*.sql")):
+        raise StoreError(f"no migrations in {directory}: the installation is incomplete")
     found = []
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
