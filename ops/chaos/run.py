@@ -18,7 +18,8 @@ ClickHouse).
 
 Each scenario prints events produced, counted, dead-lettered, duplicates dropped, the totals
 diff against the oracle (must be 0), and spend alerts expected vs delivered; the exit code is 1
-when any diff is not 0 or an alert is missing or repeated. Results: ops/bench/results/chaos.json.
+when any diff is not 0 or an alert is missing or repeated. Results: ops/bench/results/chaos.json
+(all of R1..R6), else chaos-<scenarios>.json (e.g. chaos-R1.json, chaos-short.json).
 """
 
 from __future__ import annotations
@@ -276,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}")
     print(f"  {'all exact, every alert once' if ok else 'FAILED'}")
     report.update({"params": {**vars(args), "json": None}, "results": results, "ok": ok})
-    default = RESULTS / ("chaos-short.json" if chosen == ["short"] else "chaos.json")
+    every = ["R1", "R2", "R3", "R4", "R5", "R6"]
+    default = RESULTS / ("chaos.json" if chosen == every else f"chaos-{'-'.join(chosen)}.json")
     write(args.json or default, report)
     return 0 if ok else 1
 
