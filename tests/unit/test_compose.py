@@ -71,3 +71,12 @@ def test_analyst_user_password_comes_from_the_environment():
     # the server lets the migrating user manage access (CREATE ROLE / USER)
     assert COMPOSE["services"]["clickhouse"]["environment"]["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == "1"
     assert "MS_ALERT_WEBHOOKS" not in env or "MS_ALERT_WEBHOOK_SECRET" in env
+
+
+def test_kafka_keeps_its_log_in_the_mounted_volume():
+    """Without KAFKA_LOG_DIRS the image writes to its default directory, outside the volume: topics,
+    offsets, budgets and dedup state would be lost on `docker compose down && up`."""
+    kafka = COMPOSE["services"]["kafka"]
+    mounts = {v.split(":", 1)[1] for v in kafka["volumes"]}
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] in mounts
+
