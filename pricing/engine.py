@@ -37,6 +37,16 @@ _UNIT_NAMES = {
 }
 
 
+UNITS = 10**MAX_PLACES
+
+
+def units_text(units: int) -> str:
+    """money_str of ``units`` * 10^-12, from the integer: exact, no exponent, no trailing zeros."""
+    q, r = divmod(abs(units), UNITS)
+    text = f"{q}.{r:012d}".rstrip("0") if r else str(q)
+    return "-" + text if units < 0 else text
+
+
 def _per_label(per: int) -> str:
     if per == 1:
         return ""

@@ -31,16 +31,18 @@ log = logging.getLogger("meterstream.sink")
 
 
 def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """A batch's ledger and rejected_events rows (one per event, one per source position)."""
+    """A batch's ledger and rejected_events rows (one per event, one per source position): the
+    records' own rows, completed in place (no copies: a batch may hold 100,000 of them)."""
     ledger: dict[tuple[str, str], dict[str, Any]] = {}
     rejected: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     for rec in records:
         at = EpochMs(rec["at"])
         for row in rec.get("l", ()):
-            ledger[(row["tenant_id"], row["event_id"])] = {**row, "ts": EpochMs(row["ts"]), "ingested_at": at}
+            row["ts"], row["ingested_at"] = EpochMs(row["ts"]), at
+            ledger[(row["tenant_id"], row["event_id"])] = row
         for row in rec.get("x", ()):
-            key = (row["src_topic"], row["src_partition"], row["src_offset"], row.get("src_index", 0))
-            rejected[key] = {**row, "rejected_at": at}
+            row["rejected_at"] = at
+            rejected[(row["src_topic"], row["src_partition"], row["src_offset"], row.get("src_index", 0))] = row
     out: dict[str, list[dict[str, Any]]] = {}
     if ledger:
         out["ledger"] = list(ledger.values())
@@ -56,7 +58,7 @@ def sink_step(store: Store, rollups: Rollups, records: list[dict[str, Any]], tok
     staged = rollups.stage(store, ledger)
     for table, rows in rows_by_table(records).items():
         store.insert(table, rows, dedup_token=f"{token}:{table}")
-    for table, rows in rollups.rows(staged).items():
+    for table, rows in rollups.table_rows(staged):  # one table's rows in memory at a time
         store.insert(table, rows)  # absolute and versioned: a repeat is harmless
     rollups.keep(staged)
 
@@ -163,6 +165,11 @@ class SinkConsumer:
         await consumer.start()
         try:
             while not self._stopping.is_set():
+                if self.store is None and consumer.assignment() and not self.fail_writes:
+                    try:  # the owner opens the store at once: analysts' reads work before any write
+                        await self._ensure_store()
+                    except StoreError as exc:
+                        log.warning("store not open yet (%s)", exc)
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 for tp, msgs in batches.items():
                     token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
+from collections.abc import Iterator
 from typing import Any
 
+from pricing.engine import units_text
 from schemas.batch import position
 from streams.storage import Store
 from streams.storage.base import EpochMs
@@ -46,13 +48,6 @@ def to_units(cost: Decimal | str) -> int:
     if units != units.to_integral_value():
         raise ValueError(f"cost {cost} has more than {SCALE} decimal places")
     return int(units)
-
-
-def from_units(units: int) -> str:
-    """Exact decimal text of a count of 10^-12, no trailing zeros ("0.15", "10", "-0.5")."""
-    q, r = divmod(abs(units), 10**SCALE)
-    text = f"{q}.{r:012d}".rstrip("0").rstrip(".") if r else str(q)
-    return "-" + text if units < 0 else text
 
 
 class Rollups:
@@ -159,20 +154,27 @@ class Rollups:
                 changed[key] = (*(a + b for a, b in zip(tot, delta)), pos)
         return staged
 
-    @staticmethod
-    def rows(staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> dict[str, list[dict[str, Any]]]:
+    @classmethod
+    def rows(cls, staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> dict[str, list[dict[str, Any]]]:
         """Staged totals as rows of their rollup tables."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        columns = {table: column for table, column, _ in TABLES}
-        for (table, start), changed in staged.items():
-            column, ws = columns[table], EpochMs(start)
-            rows = out.setdefault(table, [])
-            for (tenant, who, currency, p), tot in changed.items():
-                row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,
-                       "src_partition": p, "cost": from_units(tot[0]), "version": tot[8]}
-                row.update(zip(COUNTERS, tot[1:8]))
-                rows.append(row)
-        return out
+        return dict(cls.table_rows(staged))
+
+    @staticmethod
+    def table_rows(staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Staged totals as rows, one rollup table at a time."""
+        for table, column, _ in TABLES:
+            rows = []
+            for (t, start), changed in staged.items():
+                if t != table:
+                    continue
+                ws = EpochMs(start)
+                for (tenant, who, currency, p), tot in changed.items():
+                    row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,
+                           "src_partition": p, "cost": units_text(tot[0]), "version": tot[8]}
+                    row.update(zip(COUNTERS, tot[1:8]))
+                    rows.append(row)
+            if rows:
+                yield table, rows
 
     def keep(self, staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> None:
         """After the staged rows are written: keep them, and let old windows leave memory."""
