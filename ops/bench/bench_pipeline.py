@@ -84,6 +84,7 @@ def wait_exact(stack: Stack, ports: list[int], exp: Any, n: int, timeout: float)
     """Poll the workers until they handled n inputs and ClickHouse holds exactly the expected
     ledger; return the times (monotonic) of first progress, all handled, totals exact."""
     t_first = t_handled = None
+    last: list[Any] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         handled = 0
@@ -98,18 +99,16 @@ def wait_exact(stack: Stack, ports: list[int], exp: Any, n: int, timeout: float)
         if handled >= n and t_handled is None:
             t_handled = now
         if t_handled is not None:
+            # tables are written one after another (ClickHouse has no multi-table transaction),
+            # and reads do not wait for a whole batch: poll until every total is there
             row = stack.query("SELECT count() AS n FROM ledger FINAL")[0]
             if int(row["n"]) == exp.counted:
-                t_exact = time.monotonic()
                 got = normalize(stack.report("user", "total"), "user", "total")
-                want = as_rows(exp, "user", "total")
-                if got != want:
-                    raise SystemExit(f"totals differ from the oracle: {diff(got, want)[:5]}")
-                if stack.count_rejected() != exp.rejected:
-                    raise SystemExit("dead letters differ from the oracle")
-                return {"first": t_first, "handled": t_handled, "exact": t_exact}
+                last = diff(got, as_rows(exp, "user", "total"))
+                if not last and stack.count_rejected() == exp.rejected:
+                    return {"first": t_first, "handled": t_handled, "exact": time.monotonic()}
         time.sleep(0.25 if t_handled is None else 0.5)
-    raise SystemExit(f"worker did not reach exact totals within {timeout:.0f}s")
+    raise SystemExit(f"worker did not reach exact totals within {timeout:.0f}s; last diff: {last[:5]}")
 
 
 def noop_agent(bootstrap: str, topic: str, n: int, tmp: Path) -> float:
