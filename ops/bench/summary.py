@@ -86,7 +86,7 @@ def table() -> str:
     used = {name for _, _, name in newest.values()}
     for name in sorted(used):
         src(json.loads((RESULTS / name).read_text()), name)
-    order = ["R1", "R2", "R3", "R4", "R5", "R6", "short"]
+    order = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "short"]
     for scenario in sorted(newest, key=lambda s: order.index(s) if s in order else len(order)):
         r = newest[scenario][1]
         alerts = f"{r['alerts_delivered']}/{r['alerts_expected']} alerts"

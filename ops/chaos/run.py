@@ -10,16 +10,18 @@ ClickHouse).
   R5  the bad-input corpus (tests/data/bad_events.jsonl: 137 kinds; the 138th, an oversize line,
       is refused by the broker to the producer) interleaved with good traffic
   R6  late events hours behind (and some beyond the allowed lateness)
+  R7  an unkeyed round-robin producer: duplicates land on other partitions (canonical placement)
+  R8  the sink process SIGKILLed 10 times, with rate, sink and alerts as separate processes
   short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage (CI)
 
-    python ops/chaos/run.py                 # R1..R6, full size
+    python ops/chaos/run.py                 # R1..R8, full size
     python ops/chaos/run.py --scenarios short
     python ops/chaos/run.py --scenarios R1 --events 200000 --kills 5
 
 Each scenario prints events produced, counted, dead-lettered, duplicates dropped, the totals
 diff against the oracle (must be 0), and spend alerts expected vs delivered; the exit code is 1
 when any diff is not 0 or an alert is missing or repeated. Results: ops/bench/results/chaos.json
-(all of R1..R6), else chaos-<scenarios>.json (e.g. chaos-R1.json, chaos-short.json).
+(all of R1..R8), else chaos-<scenarios>.json (e.g. chaos-R1.json, chaos-short.json).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Scenario:
     bad: bool = False
     late: bool = False
     seed: int = 1
+    unkeyed: bool = False              # a round-robin producer that ignores the event's key
+    roles: tuple[str, ...] = ("all",)  # one worker process per role
+    kill_role: str = "all"             # the process the SIGKILLs hit
 
 
 @dataclass
@@ -82,6 +87,10 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
         "R5": Scenario("R5", "bad-input corpus (137 kinds) interleaved with good traffic", n or 100_000, bad=True,
                        seed=105),
         "R6": Scenario("R6", "late events hours behind, some beyond the lateness", n or 100_000, late=True, seed=106),
+        "R7": Scenario("R7", "unkeyed round-robin producer, 10% duplicates spread over partitions", n or 200_000,
+                       dup=0.10, unkeyed=True, seed=108),
+        "R8": Scenario("R8", f"the sink process SIGKILLed {args.kills} times, roles split (rate, sink, alerts)",
+                       n or 200_000, kills=args.kills, roles=("sink", "alerts", "rate"), kill_role="sink", seed=109),
         "short": Scenario("short", "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, "
                           "bad corpus, late events", n or 100_000, kills=3, broker_restarts=1, outage_s=10,
                           dup=0.10, bad=True, late=True, seed=107),
@@ -165,24 +174,30 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
         budget_file = tmp / f"{sc.name}-budgets.json"
         budget_file.write_text(json.dumps(budgets))
         stack.cli("budgets", "set", "--file", str(budget_file))
-        stack.produce(lines)
+        if sc.unkeyed:
+            stack.produce_unkeyed(lines, seed=sc.seed)
+        else:
+            stack.produce(lines)
         total = len(lines)
         records = stack.records()  # progress points are in committed records
         # faults at progress points (committed input offsets), in order
         plan = sorted([(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
                       + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
                       + ([(0.3, "outage")] if sc.outage_s else []))
-        port = stack.start_worker()
+        ports = {role: stack.start_worker(role=role) for role in sc.roles}
+        port = ports[sc.kill_role]
+        sink_port = ports.get("sink", ports.get("all"))
         for at, kind in plan:
             deadline = time.monotonic() + args.timeout
             while progress(stack) < at * records:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{sc.name}: the worker did not reach {at:.0%} in {args.timeout:.0f}s")
-                if stack.workers[port].poll() is not None:  # died on its own: count it, restart it
-                    out.worker_restarts += 1
-                    out.faults.append(f"worker exited by itself (code {stack.workers[port].returncode})")
-                    stack.workers.pop(port)
-                    stack.start_worker(port)
+                for p in ports.values():
+                    if stack.workers[p].poll() is not None:  # died on its own: count it, restart it
+                        out.worker_restarts += 1
+                        out.faults.append(f"worker exited by itself (code {stack.workers[p].returncode})")
+                        stack.workers.pop(p)
+                        stack.start_worker(p)
                 time.sleep(0.2)
             if kind == "kill":
                 out.recoveries += recoveries(stack, port)
@@ -196,12 +211,12 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                 time.sleep(5)
                 broker.start()
             elif kind == "outage":
-                fault_sink(stack, port, True)
+                fault_sink(stack, sink_port, True)
                 out.faults.append(f"sink failing for {sc.outage_s:.0f} s from {at:.0%}")
                 time.sleep(sc.outage_s)
-                fault_sink(stack, port, False)
+                fault_sink(stack, sink_port, False)
         stack.wait_until_exact(exp, timeout=args.timeout)
-        out.recoveries += recoveries(stack, port)
+        out.recoveries += sum(recoveries(stack, p) for p in ports.values())
         if out.recoveries:
             out.faults.append(f"the worker recovered in place {out.recoveries} times (offset holes)")
         diffs = 0
@@ -246,7 +261,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default="R1,R2,R3,R4,R5,R6", help="comma-separated: R1..R6, short")
+    ap.add_argument("--scenarios", default="R1,R2,R3,R4,R5,R6,R7,R8", help="comma-separated: R1..R8, short")
     ap.add_argument("--events", type=int, default=0, help="events per scenario (default: per scenario)")
     ap.add_argument("--kills", type=int, default=10, help="R1's SIGKILLs")
     ap.add_argument("--outage-s", type=float, default=60)
@@ -277,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}")
     print(f"  {'all exact, every alert once' if ok else 'FAILED'}")
     report.update({"params": {**vars(args), "json": None}, "results": results, "ok": ok})
-    every = ["R1", "R2", "R3", "R4", "R5", "R6"]
+    every = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8"]
     default = RESULTS / ("chaos.json" if chosen == every else f"chaos-{'-'.join(chosen)}.json")
     write(args.json or default, report)
     return 0 if ok else 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing import load_catalog
+from schemas.batch import BATCH_HEADER
 from streams.harness.expected import Expected, as_rows, diff, expected_totals, normalize
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.producer import publish
@@ -141,6 +142,32 @@ class Stack:
     def produce(self, lines: list[bytes], batch: bool = True) -> None:
         """Publish the lines (streams.producer.publish): batched per partition unless `batch` is False."""
         publish(self.bootstrap, self.events_topic, lines, security=self.security, batch=batch)
+        self.produced.extend(lines)
+
+    def produce_unkeyed(self, lines: list[bytes], *, batch: int = 40, seed: int = 1) -> None:
+        """Publish the lines as a producer that ignores their key would: runs of 1..`batch` lines
+        as batch records (mixed keys inside) or single records, each to the next partition in
+        turn (a round-robin log shipper)."""
+        import random
+
+        from kafka import KafkaProducer
+
+        rnd = random.Random(seed)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
+                                 max_request_size=2 * 1024 * 1024, **self.security.kafka_python())
+        i, p = 0, 0
+        while i < len(lines):
+            n = rnd.randint(1, batch)
+            run = [line for line in lines[i:i + n] if b"\n" not in line]
+            if n == 1 or len(run) < n:
+                producer.send(self.events_topic, value=lines[i], partition=p)
+                i += 1
+            else:
+                producer.send(self.events_topic, value=b"\n".join(run), partition=p, headers=[BATCH_HEADER])
+                i += n
+            p = (p + 1) % self.partitions
+        producer.flush()
+        producer.close()
         self.produced.extend(lines)
 
     def records(self) -> int:

@@ -12,37 +12,12 @@ from decimal import Decimal
 import pytest
 
 from pricing import load_catalog
-from schemas.batch import BATCH_HEADER
 from streams.harness.expected import as_rows, expected_totals, normalize
 from streams.harness.generate import generate
 from streams.harness.stack import Stack
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def round_robin(stack: Stack, lines: list[bytes], *, batch: int, seed: int) -> None:
-    """Lines spread over the partitions regardless of their key: runs of 1..`batch` lines as batch
-    records (mixed keys inside), or single records, each to the next partition in turn."""
-    from kafka import KafkaProducer
-
-    rnd = random.Random(seed)
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5,
-                             max_request_size=2 * 1024 * 1024)
-    i, p = 0, 0
-    while i < len(lines):
-        n = rnd.randint(1, batch)
-        run = [line for line in lines[i:i + n] if b"\n" not in line]
-        if n == 1 or len(run) < n:
-            producer.send(stack.events_topic, value=lines[i], partition=p)
-            i += 1
-        else:
-            producer.send(stack.events_topic, value=b"\n".join(run), partition=p, headers=[BATCH_HEADER])
-            i += n
-        p = (p + 1) % stack.partitions
-    producer.flush()
-    producer.close()
-    stack.produced.extend(lines)
 
 
 def test_unkeyed_round_robin_producer_with_duplicates_is_exact(kafka_service, clickhouse_service, tmp_path):
@@ -53,7 +28,7 @@ def test_unkeyed_round_robin_producer_with_duplicates_is_exact(kafka_service, cl
         lines += [rnd.choice(lines[:3000]) for _ in range(600)]  # retries, anywhere in the stream
         exp = expected_totals(lines, load_catalog(), partitions=stack.partitions, now=NOW + dt.timedelta(minutes=5))
         assert exp.duplicates > 600
-        round_robin(stack, lines, batch=40, seed=3)
+        stack.produce_unkeyed(lines, batch=40, seed=3)
         port = stack.start_worker()
         stack.wait_until_exact(exp, timeout=240)
         for by, window in (("user", "minute"), ("model", "day")):
