@@ -11,6 +11,7 @@ in neither the lookup nor the running spend."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -70,15 +71,13 @@ class SinkProgress:
         return {tp: max(0, got[tp].offset) if tp in got else 0 for tp in tps}
 
     async def reach(self, done: dict[Any, int]) -> None:
-        waited = 0.0
-        while True:
+        for step in itertools.count():
             committed = await self.committed(list(done))
             if all(committed[tp] >= off for tp, off in done.items()):
                 return
-            if waited >= 10 and int(waited * 5) % 50 == 0:
-                log.info("waiting for the sink to write what the alerts have evaluated (%.0f s)", waited)
+            if step and step % 50 == 0:  # every 10 s
+                log.info("waiting for the sink to write what the alerts have evaluated (%d s)", step // 5)
             await asyncio.sleep(0.2)
-            waited += 0.2
 
     async def stop(self) -> None:
         if self.admin is not None:

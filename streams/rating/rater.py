@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from kafka.partitioner.default import murmur2
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
 from schemas.batch import BatchTooLarge, position, split
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
+from streams.producer import partition_for_key
 
 SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
 # ids per dedup entry: an entry is one changelog record, which must stay well under Kafka's 1 MB
@@ -105,10 +105,10 @@ def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, 
 
 class Canonical:
     """An event's canonical partition: the one the project's producer sends its key
-    (``tenant_id/user_id``) to, murmur2 as Kafka's default partitioner; cached per key."""
+    (``tenant_id/user_id``) to (streams/producer.py), cached per key."""
 
     def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
+        self.partitions = range(partitions)
         self.cache: dict[tuple[str, str], int] = {}
 
     def __call__(self, tenant: str, user: str) -> int:
@@ -116,7 +116,7 @@ class Canonical:
         if p is None:
             if len(self.cache) > 200_000:
                 self.cache.clear()
-            p = self.cache[(tenant, user)] = (murmur2(f"{tenant}/{user}".encode()) & 0x7FFFFFFF) % self.partitions
+            p = self.cache[(tenant, user)] = partition_for_key(f"{tenant}/{user}".encode(), self.partitions)
         return p
 
 

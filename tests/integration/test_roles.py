@@ -19,6 +19,30 @@ pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
+def owners_of(stack: Stack, ports: list[int], flag: str) -> list[int]:
+    """The ports whose /status sets `flag`, once some do (within 60 s); exactly one is expected."""
+    deadline = time.monotonic() + 60
+    owners: list[int] = []
+    while time.monotonic() < deadline and not owners:
+        try:
+            owners = [p for p in ports if stack.health(p).get(flag)]
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    assert len(owners) == 1, owners
+    return owners
+
+
+def assert_alerts_once(stack: Stack, want: list[str], timeout: float) -> None:
+    """Every expected alert reaches the topic (within `timeout`), none twice."""
+    deadline = time.monotonic() + timeout
+    while set(alerts_in_topic(stack)) != set(want) and time.monotonic() < deadline:
+        time.sleep(2)
+    delivered = alerts_in_topic(stack)
+    assert want and sorted(set(delivered)) == want
+    assert len(delivered) == len(set(delivered))  # none twice
+
+
 def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_service, tmp_path):
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
     try:
@@ -45,12 +69,7 @@ def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_
         stack.wait_until_exact(exp, timeout=300)
         for by, window in (("user", "minute"), ("model", "day")):
             assert normalize(stack.report(by, window), by, window) == as_rows(exp, by, window)
-        deadline = time.monotonic() + 60
-        while set(alerts_in_topic(stack)) != set(want) and time.monotonic() < deadline:
-            time.sleep(2)
-        delivered = alerts_in_topic(stack)
-        assert want and sorted(set(delivered)) == want
-        assert len(delivered) == len(set(delivered))  # none twice
+        assert_alerts_once(stack, want, timeout=60)
         assert stack.request(rate_b, "/read/counts", {})[0] == 503  # a rater holds no store
     finally:
         stack.stop()
@@ -73,15 +92,7 @@ def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, 
         rate = stack.start_worker(role="rate")
         stack.wait_for_progress(rate, at_least=2000)
         assert "rollup_keys" not in stack.health(alerts_a) and "alerts_sent" not in stack.health(sink)
-        deadline = time.monotonic() + 60  # one of the two alerts processes owns the sink topic
-        owners: list[int] = []
-        while time.monotonic() < deadline and not owners:
-            try:
-                owners = [p for p in (alerts_a, alerts_b) if stack.health(p).get("alerts_owner")]
-            except OSError:
-                pass  # not listening yet
-            time.sleep(0.5)
-        assert len(owners) == 1, owners
+        owners = owners_of(stack, [alerts_a, alerts_b], "alerts_owner")  # one owns the sink topic
         standby = owners[0] ^ alerts_a ^ alerts_b
         stack.kill_worker(owners[0])  # the active alerts process: the standby takes over
         stack.kill_worker(rate)       # the rater: it resumes from its commit, re-emitting some rows
@@ -92,12 +103,7 @@ def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, 
         stack.wait_until_exact(exp, timeout=300)
         for by, window in (("user", "minute"), ("model", "day")):
             assert normalize(stack.report(by, window), by, window) == as_rows(exp, by, window)
-        deadline = time.monotonic() + 90
-        while set(alerts_in_topic(stack)) != set(want) and time.monotonic() < deadline:
-            time.sleep(2)
-        delivered = alerts_in_topic(stack)
-        assert want and sorted(set(delivered)) == want
-        assert len(delivered) == len(set(delivered))  # none twice
+        assert_alerts_once(stack, want, timeout=90)
         table = json.loads(stack.cli("alerts", "--format", "json").stdout)  # the sink copied the log
         assert sorted(r["alert_key"] for r in table) == want
         assert stack.health(standby)["alerts_sent"] > 0  # it took over mid-stream
@@ -119,15 +125,7 @@ def test_a_standby_sink_takes_over_the_embedded_engine(kafka_service, clickhouse
         sinks = [stack.start_worker(role="sink"), stack.start_worker(role="sink")]
         rate = stack.start_worker(role="rate")
         stack.wait_for_progress(rate, at_least=3000)
-        deadline = time.monotonic() + 60
-        owners: list[int] = []
-        while time.monotonic() < deadline and not owners:
-            try:
-                owners = [p for p in sinks if stack.health(p).get("store_open")]
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert len(owners) == 1, owners
+        owners = owners_of(stack, sinks, "store_open")
         stack.kill_worker(owners[0])
         stack.wait_until_exact(exp, timeout=300)
         standby = sinks[0] if owners[0] == sinks[1] else sinks[1]
