@@ -31,7 +31,7 @@ import orjson
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
-from schemas.batch import BatchTooLarge, position, split
+from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 from streams.producer import partition_for_key
@@ -164,7 +164,9 @@ class Rater:
                 continue
             if self.canonical is not None:
                 home = self.canonical(result["tenant_id"], result["user_id"])
-                if home != p:  # counted, judged late and deduplicated on its canonical partition
+                # counted, judged late and deduplicated on its canonical partition; an event too
+                # large for a batch record (over MAX_BATCH_BYTES, under the event limit) stays here
+                if home != p and len(raw) <= MAX_BATCH_BYTES:
                     out.forward.setdefault(home, []).append((src, raw))
                     continue
             ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
