@@ -19,7 +19,7 @@ import faust
 
 from streams.alerts.role import AlertsConsumer
 from streams.kafka_security import kafka_security
-from streams.rating.agent import add_rating
+from streams.rating.agent import add_rating, store_url
 from streams.services import ensure_topics
 from streams.settings import Settings
 from streams.sink.consumer import SinkConsumer
@@ -44,7 +44,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store="memory://",
+        store=store_url(settings),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_allow_declare=True,

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     web_port: int = 6066
     allowed_lateness_hours: int = 48
     dedup_retention_hours: int = 24
+    # The rating state (dedup entries and their index): on disk in data_dir (RocksDB, memory
+    # bounded by the cache and write buffers below, shared by its partitions) or in memory.
+    state_store: Literal["rocksdb", "memory"] = "rocksdb"
+    state_cache_mb: int = 128
+    state_write_buffer_mb: int = 64
     sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
     agent_batch: int = 500           # input messages the rating agent takes at a time
     rate_slice_bytes: int = 4 * 1024 * 1024  # a take is rated and sent in slices of this much input

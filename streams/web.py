@@ -160,7 +160,8 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
     async def status(web: Any, request: Any) -> Any:
         body = {"ok": True, "stats": dict(stats), "recoveries": recoveries()}
         if state is not None:
-            body["state_keys"] = len(state.data)
+            data = state.data
+            body["state_keys"] = data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)
         if sink is not None:
             body.update(rollup_keys=len(sink.rollups), sink_rows=sink.rows_written, store_open=sink.store is not None)
         if alerts is not None:

@@ -1,12 +1,12 @@
 """The rating agent: events in, ledger rows and rejections out to the sink and dead-letter
-topics, its dedup state in a Faust table (with changelog). The work per partition is in
+topics, its dedup state in a Faust table (with changelog; on disk by default, see rocks.py). The work per partition is in
 rater.py; this module feeds it from Faust and sends what it returns."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -15,7 +15,9 @@ import orjson
 import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
+from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
+from streams.rating.rocks import StateStore
 from streams.recovery import restart_in_place
 from streams.settings import Settings
 
@@ -103,27 +105,64 @@ def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, i
 class PartitionState(MutableMapping):
     """The state table as one partition's batch sees it: a write goes to the table and to that
     partition's changelog. (Faust's ``table[key] = v`` takes the partition from the current
-    event, which a batch from ``take_events`` does not have.)"""
+    event, which a batch from ``take_events`` does not have.) On the rocksdb store, reads and
+    writes go to the partition's own database; it is not iterated (it holds the dedup index)."""
 
     def __init__(self, table: Any, partition: int) -> None:
         self.table, self.data, self.partition = table, table.data, partition
+        self.disk = isinstance(self.data, StateStore)
 
     def __getitem__(self, key: str) -> Any:
-        return self.data[key]
+        if not self.disk:
+            return self.data[key]
+        raw = self.data._db_for_partition(self.partition).get(self.data.encode_key(key))
+        if raw is None:
+            raise KeyError(key)
+        return self.data.decode_value(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table.send_changelog(self.partition, key, value)
-        self.data[key] = value
+        if self.disk:
+            self.data._db_for_partition(self.partition).put(self.data.encode_key(key), self.data.encode_value(value))
+        else:
+            self.data[key] = value
 
     def __delitem__(self, key: str) -> None:
         self.table.send_changelog(self.partition, key, None, value_serializer="raw")
-        del self.data[key]
+        if self.disk:
+            self.data._db_for_partition(self.partition).delete(self.data.encode_key(key))
+        else:
+            del self.data[key]
 
     def __iter__(self) -> Iterator[str]:
+        if self.disk:
+            raise TypeError("the on-disk state is not scanned (it holds the dedup index)")
         return iter(self.data)
 
     def __len__(self) -> int:
+        if self.disk:
+            raise TypeError("the on-disk state is not counted (see StateStore.estimated_keys)")
         return len(self.data)
+
+
+def store_url(settings: Settings) -> str:
+    """The app's table store (Faust ignores a table's own store URL without a path)."""
+    return "memory://" if settings.state_store == "memory" else "meterstream-rocksdb://"
+
+
+def state_table(app: faust.App, settings: Settings) -> Any:
+    """The rating state: on disk (Faust's rocksdb store, bounded memory) or in memory."""
+    options = {} if settings.state_store == "memory" else {
+        "cache_bytes": settings.state_cache_mb << 20, "write_buffer_bytes": settings.state_write_buffer_mb << 20}
+    return app.Table("state", partitions=settings.topic_partitions, options=options)
+
+
+def open_index(table: Any) -> Callable[[MutableMapping[str, Any], int], Index]:
+    """How the rater opens a partition's dedup index for this table's store."""
+    if not isinstance(table.data, StateStore):
+        return MemoryIndex.build
+    store = table.data
+    return lambda state, p: DiskIndex(lambda: store._db_for_partition(p), store, p)
 
 
 def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
@@ -133,13 +172,14 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
     dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
     sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
     # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
-    state = app.Table("state", partitions=settings.topic_partitions)
+    state = state_table(app, settings)
 
     rater = Rater(
         load_catalog(settings.catalog_dir),
         lateness_ms=settings.allowed_lateness_hours * 3_600_000,
         dedup_ms=settings.dedup_retention_hours * 3_600_000,
         partitions=settings.topic_partitions,
+        index=open_index(state),
     )
 
     @app.on_partitions_assigned.connect

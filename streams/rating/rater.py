@@ -13,17 +13,19 @@ entry and the partition's meta, whatever its size. A batch record (schemas/batch
 into its events here, each priced, deduplicated and dead-lettered on its own.
 
 State layout (a MutableMapping: a Faust table in the worker, a dict in tests):
-  ``m|p``               -> [watermark_ms, last_offset]                      per partition
-  ``e|p|first_pos``     -> [max_ts_ms, [[tenant, event_id, pos], ...]]     the events first
-                           counted by one batch (dedup), kept `dedup_ms` of stream time; pos =
-                           offset << 13 | index (``d|p|offset`` entries of older versions held
-                           offsets, read as index 0)
+  ``m|p``                       -> [watermark_ms, last_offset]                per partition
+  ``t|p|max_ts|first_pos``      -> [max_ts_ms, [[tenant, event_id, pos], ...]] dedup entries:
+                                   the events counted by one batch, kept `dedup_ms` of stream
+                                   time; pos = offset << 13 | index (see streams/rating/dedup.py,
+                                   which also keeps the index that looks them up)
+A replayed event (its id known at its own position) is written to its batch's entry again: the
+state on disk can be ahead of the changelog after a crash, and the changelog must end up with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +37,9 @@ from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 from streams.producer import partition_for_key
+from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
 
-SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
-# ids per dedup entry: an entry is one changelog record, which must stay well under Kafka's 1 MB
-# limit (an id is at most ~300 bytes as JSON: two 128-character ids and a position)
-DEDUP_ENTRY_IDS = 1000
+__all__ = ["DEDUP_ENTRY_IDS", "SEP", "Output", "Rater", "Source"]
 EXPIRE_EVERY_MS = 60_000  # look for expired dedup entries at most once per minute of stream time
 
 
@@ -68,15 +68,6 @@ class Output:
     duplicates: int = 0
     # events whose canonical partition is another one: target partition -> (source, line)
     forward: dict[int, list[tuple[Source, bytes]]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class DedupIndex:
-    """One partition's dedup entries in memory, rebuilt from the state after a (re)assignment."""
-
-    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, event_id) -> position
-    entries: dict[str, int] = field(default_factory=dict)           # d-key -> max ts
-    expired_at: int = -(10**15)                                     # watermark of the last sweep
 
 
 def _images(usage: dict[str, Any]) -> int:
@@ -122,19 +113,24 @@ class Canonical:
 
 class Rater:
     def __init__(self, catalog: Catalog, *, lateness_ms: int = 48 * 3_600_000,
-                 dedup_ms: int = 24 * 3_600_000, partitions: int | None = None) -> None:
+                 dedup_ms: int = 24 * 3_600_000, partitions: int | None = None,
+                 index: Callable[[MutableMapping[str, Any], int], Index] | None = None) -> None:
         """`partitions`: the events topic's partition count; with it, an event read on another
         partition than its canonical one is not counted there but forwarded (Output.forward), so
-        that its duplicates meet it whatever partition a producer chose."""
+        that its duplicates meet it whatever partition a producer chose. `index`: opens a
+        partition's dedup index (default: in memory, from one scan of the state)."""
         self.catalog = catalog
         self.lateness_ms = lateness_ms
         self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
-        self.indexes: dict[int, DedupIndex] = {}
+        self.indexes: dict[int, Index] = {}
+        self.open_index = index or MemoryIndex.build
+        self.expired_at: dict[int, int] = {}  # partition -> watermark of the last sweep
         self.canonical = Canonical(partitions) if partitions else None
 
     def reset(self) -> None:
         """Forget the in-memory indexes (partitions were reassigned: the state may have changed)."""
         self.indexes.clear()
+        self.expired_at.clear()
 
     def next_offset(self, state: MutableMapping[str, Any], p: int) -> int | None:
         """The offset after the last one handled on this partition (None before the first)."""
@@ -154,7 +150,8 @@ class Rater:
         idx = self.index(state, p)
         meta_key = f"m{SEP}{p}"
         watermark, meta_offset = state.get(meta_key) or [0, -1]
-        new_seen: list[list[Any]] = []
+        new_seen: list[list[Any]] = []  # counted here, in order: this batch's dedup entries
+        batch_seen: dict[tuple[str, str], int] = {}
         max_ts = 0
         for src, raw in self._events(items, out):
             now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
@@ -179,43 +176,31 @@ class Rater:
             watermark = max(watermark, ts_ms)
             ident = (result["tenant_id"], result["event_id"])
             pos = src.pos
-            seen = idx.seen.get(ident)
+            seen = batch_seen.get(ident)
+            if seen is None:
+                seen = idx.get(ident)
             if seen is not None and seen != pos:
                 out.duplicates += 1  # an earlier position carried this (tenant, event_id)
                 continue
-            if seen is None:
-                idx.seen[ident] = pos
+            if ident not in batch_seen:  # new, or a replay (seen == pos): written to the entry
+                batch_seen[ident] = pos
                 new_seen.append([ident[0], ident[1], pos])
                 max_ts = max(max_ts, ts_ms)
             out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1, index=src.index))
         for i in range(0, len(new_seen), DEDUP_ENTRY_IDS):  # bounded changelog records
             chunk = new_seen[i:i + DEDUP_ENTRY_IDS]
-            dkey = f"e{SEP}{p}{SEP}{chunk[0][2]}"
-            state[dkey] = [max_ts, chunk]
-            idx.entries[dkey] = max_ts
+            idx.add(state, entry_key(p, max_ts, chunk[0][2]), max_ts, chunk)
         last = items[-1][0].offset
         if last > meta_offset:
             state[meta_key] = [watermark, last]
         return out
 
-    def index(self, state: MutableMapping[str, Any], p: int) -> DedupIndex:
-        """This partition's dedup index, built from the state by one scan the first time."""
+    def index(self, state: MutableMapping[str, Any], p: int) -> Index:
+        """This partition's dedup index, opened once per assignment."""
         idx = self.indexes.get(p)
         if idx is None:
-            idx = self.indexes[p] = DedupIndex()
-            prefixes = (f"e{SEP}{p}{SEP}", f"d{SEP}{p}{SEP}")
-            for key in [k for k in list(state.keys()) if k.startswith(prefixes)]:
-                max_ts, ids = state[key]
-                idx.entries[key] = max_ts
-                for tenant, event_id, pos in self._entry_ids(key, ids):
-                    idx.seen[(tenant, event_id)] = pos
+            idx = self.indexes[p] = self.open_index(state, p)
         return idx
-
-    @staticmethod
-    def _entry_ids(key: str, ids: list[list[Any]]) -> list[list[Any]]:
-        """A dedup entry's [tenant, event_id, position]; entries before batched records ("d"
-        keys) held offsets, which are positions at index 0."""
-        return ids if key[0] == "e" else [[t, e, position(o)] for t, e, o in ids]
 
     @staticmethod
     def _events(items: list[tuple[Source, bytes]], out: Output) -> Iterable[tuple[Source, bytes]]:
@@ -238,17 +223,10 @@ class Rater:
         deletes them from the state). Swept at most once per minute of stream time."""
         meta = state.get(f"m{SEP}{p}")
         idx = self.index(state, p)
-        if not meta or (not force and meta[0] - idx.expired_at < EXPIRE_EVERY_MS):
+        if not meta or (not force and meta[0] - self.expired_at.get(p, -(10**15)) < EXPIRE_EVERY_MS):
             return []
-        watermark = idx.expired_at = meta[0]
-        gone: list[str] = []
-        for dkey in [k for k, ts in idx.entries.items() if ts + self.dedup_ms < watermark]:
-            del idx.entries[dkey]
-            for tenant, event_id, pos in self._entry_ids(dkey, state[dkey][1]):
-                if idx.seen.get((tenant, event_id)) == pos:
-                    del idx.seen[(tenant, event_id)]
-            gone.append(dkey)
-        return gone
+        self.expired_at[p] = meta[0]
+        return idx.expired(state, meta[0] - self.dedup_ms)
 
     @staticmethod
     def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> dict[str, Any]:

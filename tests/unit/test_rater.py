@@ -65,7 +65,8 @@ def test_dedup_entries_expire_after_retention():
     later = T + dt.timedelta(hours=3)
     assert len(rater.process(state, src(1, later), ev("new", later)).ledger) == 1
     gone = rater.expired(state, 0)
-    assert gone == [SEP.join(("e", "0", "0"))]  # the entry of the batch that counted "old" (position 0)
+    # the entry of the batch that counted "old" (its time, position 0)
+    assert gone == [SEP.join(("t", "0", f"{int(T.timestamp() * 1000):013d}", f"{0:020d}"))]
     for key in gone:
         del state[key]
     assert ("t", "old") not in rater.index(state, 0).seen
@@ -196,7 +197,7 @@ def test_dedup_entries_stay_small_whatever_the_batch():
                for r in range(5)]
     out = rater.process_batch(state, records)
     assert len(out.ledger) == 10_000
-    entries = [v for k, v in state.items() if k[0] == "e"]
+    entries = [v for k, v in state.items() if k[0] == "t"]
     assert len(entries) == 10_000 // DEDUP_ENTRY_IDS
     assert max(len(orjson.dumps(v)) for v in entries) < 400_000
     rater.reset()
