@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # ClickHouse. Unset URL: the embedded engine (chDB) in data_dir/chdb.
     clickhouse_url: SecretStr | None = None
     clickhouse_database: str = "meterstream"
+    # A cluster of the server's remote_servers (a server only): migrations create replicated local
+    # tables and Distributed ones over them, ON CLUSTER (streams/storage/cluster.py).
+    clickhouse_cluster: str | None = None
     # A read-only analyst user on a ClickHouse server (created by `meterstream migrate` when the
     # password is set; the role meterstream_analyst is created on a server in any case).
     clickhouse_analyst_user: str = "meterstream_analyst"
@@ -101,6 +104,28 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _clickhouse_cluster(self) -> Settings:
+        if self.clickhouse_cluster is None:
+            return self
+        if self.clickhouse_url is None:
+            raise ValueError("MS_CLICKHOUSE_CLUSTER needs a ClickHouse server (MS_CLICKHOUSE_URL): "
+                             "the embedded engine (chDB) has no cluster")
+        from streams.storage import StoreError
+        from streams.storage.cluster import check_cluster_name
+
+        try:
+            check_cluster_name(self.clickhouse_cluster)
+        except StoreError:
+            raise ValueError("MS_CLICKHOUSE_CLUSTER must be a cluster name: letters, digits, _ and -, "
+                             "starting with a letter or _") from None
+        return self
 
     @model_validator(mode="after")
     def _kafka_security(self) -> Settings:

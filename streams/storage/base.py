@@ -23,6 +23,8 @@ class StoreClosed(StoreError):
 
 class Store(abc.ABC):
     backend: str
+    database: str
+    cluster: str | None = None  # a ClickHouse cluster's name (servers only): tables are replicated and sharded
 
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:

@@ -2,7 +2,8 @@
 
 Each applied file is recorded in ``schema_migrations`` with its checksum; a file changed after
 it was applied is an error, not a silent re-run. Statements use IF NOT EXISTS so a run that
-stopped half-way can simply be run again."""
+stopped half-way can simply be run again. On a store with a cluster (MS_CLICKHOUSE_CLUSTER) the
+same files run in their cluster form (streams/storage/cluster.py), bookkeeping included."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.storage.base import Store, StoreError, split_statements
+from streams.storage.cluster import cluster_statements
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -56,8 +58,18 @@ def discover(directory: Path) -> list[Migration]:
     return found
 
 
+def statements(sql: str, store: Store) -> list[str]:
+    """The statements of a migration's text as `store` runs them: as written on one node, in their
+    cluster form when the store has a cluster."""
+    stmts = list(split_statements(sql))
+    if store.cluster is None:
+        return stmts
+    return [out for stmt in stmts for out in cluster_statements(stmt, store.cluster, store.database)]
+
+
 def applied(store: Store) -> dict[int, str]:
-    store.command(BOOKKEEPING)
+    for stmt in statements(BOOKKEEPING, store) if store.cluster else [BOOKKEEPING]:
+        store.command(stmt)
     rows = store.query("SELECT version, checksum FROM schema_migrations FINAL ORDER BY version")
     return {r["version"]: r["checksum"] for r in rows}
 
@@ -65,7 +77,7 @@ def applied(store: Store) -> dict[int, str]:
 def migrate(store: Store, directory: Path) -> list[Migration]:
     """Apply what is not applied yet; return the migrations applied by this call."""
     done = applied(store)
-    newly = []
+    pending = []
     for mig in discover(directory):
         if mig.version in done:
             if done[mig.version] != mig.checksum:
@@ -74,7 +86,10 @@ def migrate(store: Store, directory: Path) -> list[Migration]:
                     "(add a new migration instead of editing an applied one)"
                 )
             continue
-        for stmt in split_statements(mig.sql):
+        pending.append((mig, statements(mig.sql, store)))  # all rewritten before any runs
+    newly = []
+    for mig, stmts in pending:
+        for stmt in stmts:
             store.command(stmt)
         store.insert(
             "schema_migrations",

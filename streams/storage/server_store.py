@@ -1,5 +1,12 @@
 """A ClickHouse server, through clickhouse-connect (HTTP). Used when MS_CLICKHOUSE_URL is set,
-e.g. ``http://user:password@host:8123``; the password belongs in the environment only."""
+e.g. ``http://user:password@host:8123``; the password belongs in the environment only.
+
+With a cluster (MS_CLICKHOUSE_CLUSTER) the database is created ON CLUSTER, and inserts go to the
+Distributed tables in the foreground (``distributed_foreground_insert = 1``): an insert returns
+once every shard's replicated table has its rows (or fails), and ``insert_deduplication_token``
+goes with each shard's part of the block (the insert's settings travel to the shards), so a
+retried block is dropped by each shard's own dedup window. Not run against a cluster here (README,
+"ClickHouse cluster")."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 
 from streams.storage.base import EpochMs, Row, Store, StoreError
 from streams.storage.chdb_store import check_identifier
+from streams.storage.cluster import check_cluster_name
 
 
 _READ_ONLY = ("READONLY", "ACCESS_DENIED", "Code: 164", "Code: 497")
@@ -17,14 +25,16 @@ _READ_ONLY = ("READONLY", "ACCESS_DENIED", "Code: 164", "Code: 497")
 class ServerStore(Store):
     backend = "server"
 
-    def __init__(self, url: str, database: str = "meterstream") -> None:
+    def __init__(self, url: str, database: str = "meterstream", cluster: str | None = None) -> None:
         import clickhouse_connect
 
         self.database = check_identifier(database)
+        self.cluster = cluster
+        on_cluster = f" ON CLUSTER {check_cluster_name(cluster)}" if cluster else ""
         try:
             admin = clickhouse_connect.get_client(dsn=url)
             try:
-                admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}{on_cluster}")
             except Exception as exc:
                 # a read-only user (the analyst role) may not create it: it must exist already
                 if not any(code in str(exc) for code in _READ_ONLY):
@@ -55,10 +65,13 @@ class ServerStore(Store):
             return
         columns = list(rows[0])
         data = [[v.datetime() if isinstance(v, EpochMs) else v for v in (r[c] for c in columns)] for r in rows]
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        settings: dict[str, Any] = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        if self.cluster:
+            settings["distributed_foreground_insert"] = 1
         try:
             with self._lock:
-                self._client.insert(check_identifier(table), data, column_names=columns, settings=settings)
+                self._client.insert(check_identifier(table), data, column_names=columns,
+                                    settings=settings or None)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 
