@@ -43,6 +43,14 @@ def _stderr_captured():
             os.close(saved)
 
 
+def _escaped(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound values as the engine parses them (ClickHouse's Escaped text format, as the HTTP
+    interface's param_ values): without this a newline ends the value and a backslash starts an
+    escape, so multi-line SQL given to formatQuery was refused."""
+    return {k: v.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+            if isinstance(v, str) else v for k, v in params.items()}
+
+
 class ChdbStore(Store):
     backend = "chdb"
 
@@ -74,7 +82,7 @@ class ChdbStore(Store):
             if self._session is None:
                 raise StoreClosed("the embedded engine was closed")
             try:
-                return self._session.query(sql, fmt, params=dict(params) if params else None)
+                return self._session.query(sql, fmt, params=_escaped(params) if params else None)
             except Exception as exc:
                 # chDB keeps the output a query wrote before it failed (a row limit, a timeout,
                 # throwIf) and hands it to the NEXT query in front of its own: drain it here.

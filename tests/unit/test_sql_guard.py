@@ -71,3 +71,11 @@ def test_everything_else_is_refused_with_the_reason(guard, sql):
 def test_oversized_text_is_refused_before_parsing(guard):
     with pytest.raises(RefusedSQL, match="over"):
         guard.canonical("SELECT " + "1 + " * 30000 + "1")
+
+
+def test_multi_line_sql_and_backslashes_reach_the_parser_intact(guard):
+    """A bound value is read in ClickHouse's escaped text format: a raw newline used to end it
+    (multi-line SQL was refused as "cannot be parsed as String")."""
+    text = guard.canonical("SELECT user_id,\n\tsum(cost) AS c\nFROM ledger\nGROUP BY user_id")
+    assert "GROUP BY user_id" in text and "sum(cost)" in text
+    assert guard.store.query("SELECT {v:String} AS v", {"v": "a\\b\nc\td"})[0]["v"] == "a\\b\nc\td"
