@@ -12,16 +12,20 @@ ClickHouse).
   R6  late events hours behind (and some beyond the allowed lateness)
   R7  an unkeyed round-robin producer: duplicates land on other partitions (canonical placement)
   R8  the sink process SIGKILLed 10 times, with rate, sink and alerts as separate processes
+  R9  a rebalance storm: two rating workers, one of them SIGKILLed every 20 s for 5 minutes while
+      the traffic is produced
+  soak  30 minutes of traffic at half the sustained rate (README: P2-batched), roles split; the
+      RSS of each process is sampled every 10 s and its growth after a 5-minute warm-up reported
   short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage (CI)
 
-    python ops/chaos/run.py                 # R1..R8, full size
+    python ops/chaos/run.py                 # R1..R9, full size
     python ops/chaos/run.py --scenarios short
     python ops/chaos/run.py --scenarios R1 --events 200000 --kills 5
 
 Each scenario prints events produced, counted, dead-lettered, duplicates dropped, the totals
 diff against the oracle (must be 0), and spend alerts expected vs delivered; the exit code is 1
 when any diff is not 0 or an alert is missing or repeated. Results: ops/bench/results/chaos.json
-(all of R1..R8), else chaos-<scenarios>.json (e.g. chaos-R1.json, chaos-short.json).
+(all of R1..R9), else chaos-<scenarios>.json (e.g. chaos-R1.json, chaos-short.json).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "ops" / "bench"))
 sys.path.insert(0, str(REPO))
 
-from common import RESULTS, header, write  # noqa: E402
+from common import RESULTS, header, rss_kib, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
 from streams.harness.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
 from streams.harness.generate import generate  # noqa: E402
@@ -66,6 +70,9 @@ class Scenario:
     unkeyed: bool = False              # a round-robin producer that ignores the event's key
     roles: tuple[str, ...] = ("all",)  # one worker process per role
     kill_role: str = "all"             # the process the SIGKILLs hit
+    storm_s: float = 0                 # a storm: traffic produced over this long, a kill every
+    storm_every_s: float = 20          # ... this many seconds, alternating between kill_role processes
+    soak: bool = False                 # no kills: RSS sampled every 10 s over the storm's duration
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Outcome:
     faults: list[str] = field(default_factory=list)
     worker_restarts: int = 0
     recoveries: int = 0
+    rss: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # role -> (s, KiB)
 
 
 def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
@@ -91,6 +99,13 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
                        dup=0.10, unkeyed=True, seed=108),
         "R8": Scenario("R8", f"the sink process SIGKILLed {args.kills} times, roles split (rate, sink, alerts)",
                        n or 200_000, kills=args.kills, roles=("sink", "alerts", "rate"), kill_role="sink", seed=109),
+        "R9": Scenario("R9", f"a rebalance storm: two rating workers, one SIGKILLed every 20 s for "
+                       f"{args.storm_s:.0f} s while the traffic is produced (10% duplicates)", n or 1_000_000, dup=0.10,
+                       roles=("sink", "alerts", "rate", "rate"), kill_role="rate", storm_s=args.storm_s,
+                       seed=110),
+        "soak": Scenario("soak", f"{args.soak_s / 60:.0f} minutes at {args.soak_rate:,} events/s (half the "
+                         "sustained P2-batched rate), roles split, RSS sampled every 10 s", n or int(args.soak_rate * args.soak_s),
+                         dup=0.10, roles=("sink", "alerts", "rate"), storm_s=args.soak_s, soak=True, seed=111),
         "short": Scenario("short", "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, "
                           "bad corpus, late events", n or 100_000, kills=3, broker_restarts=1, outage_s=10,
                           dup=0.10, bad=True, late=True, seed=107),
@@ -159,6 +174,66 @@ def recoveries(stack: Stack, port: int) -> int:
         return 0
 
 
+def storm(sc: Scenario, stack: Stack, lines: list[bytes], rnd: random.Random, out: Outcome) -> None:
+    """Start the roles, produce the traffic over `storm_s` seconds and SIGKILL a `kill_role`
+    process every `storm_every_s` (alternating, each restarted 0-2 s later); workers that exit
+    by themselves are restarted and counted."""
+    import threading
+
+    for role in sc.roles:
+        stack.start_worker(role=role)
+    targets = [p for p, role in stack.roles.items() if role == sc.kill_role]
+    chunks = 60
+    size = -(-len(lines) // chunks)
+
+    def producer() -> None:
+        for i in range(chunks):
+            stack.produce(lines[i * size:(i + 1) * size])
+            time.sleep(max(0.0, t0 + (i + 1) * sc.storm_s / chunks - time.monotonic()))
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    kills = 0
+    while sc.soak and time.monotonic() - t0 < sc.storm_s:
+        time.sleep(10)
+        for p in stack.restart_exited():
+            out.worker_restarts += 1
+            out.faults.append(f"worker {p} exited by itself")
+        at = round(time.monotonic() - t0)
+        for p, proc in stack.workers.items():
+            out.rss.setdefault(stack.roles[p], []).append((at, rss_kib(proc.pid)["VmRSS"]))
+    while not sc.soak and time.monotonic() - t0 < sc.storm_s:
+        time.sleep(max(0.0, t0 + (kills + 1) * sc.storm_every_s - time.monotonic()))
+        for p in stack.restart_exited():
+            out.worker_restarts += 1
+            out.faults.append(f"worker {p} exited by itself")
+        victim = targets[kills % len(targets)]
+        stack.kill_worker(victim)
+        kills += 1
+        time.sleep(rnd.uniform(0, 2))
+        stack.start_worker(victim)
+    thread.join()
+    if sc.soak:
+        return
+    out.faults.append(f"{kills} SIGKILLs of a rating worker, one every {sc.storm_every_s:.0f} s for {sc.storm_s:.0f} s")
+
+
+def rss_growth(samples: dict[str, list[tuple[int, int]]], warmup_s: float) -> dict[str, Any]:
+    """Per role: RSS at the end of the warm-up and at the end (each the mean of the 6 samples
+    around it, a minute), its growth, the peak, and every sample."""
+    out = {}
+    for role, xs in samples.items():
+        after = [kib for at, kib in xs if at >= warmup_s]
+        if len(after) < 12:
+            continue
+        first, last = sum(after[:6]) / 6, sum(after[-6:]) / 6
+        out[role] = {"after_warmup_mib": round(first / 1024), "end_mib": round(last / 1024),
+                     "growth_pct": round(100 * (last - first) / first, 2), "peak_mib": round(max(k for _, k in xs) / 1024),
+                     "samples": xs}
+    return out
+
+
 def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n{sc.name}: {sc.what} ({sc.events:,} events)")
     t_start = time.monotonic()
@@ -174,25 +249,27 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
         budget_file = tmp / f"{sc.name}-budgets.json"
         budget_file.write_text(json.dumps(budgets))
         stack.cli("budgets", "set", "--file", str(budget_file))
-        if sc.unkeyed:
+        total = len(lines)
+        if sc.storm_s:
+            storm(sc, stack, lines, rnd, out)
+        elif sc.unkeyed:
             stack.produce_unkeyed(lines, seed=sc.seed)
         else:
             stack.produce(lines)
-        total = len(lines)
         records = stack.records()  # progress points are in committed records
         # faults at progress points (committed input offsets), in order
         plan = sorted([(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
                       + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
                       + ([(0.3, "outage")] if sc.outage_s else []))
-        ports = {role: stack.start_worker(role=role) for role in sc.roles}
-        port = ports[sc.kill_role]
-        sink_port = ports.get("sink", ports.get("all"))
+        ports = dict(stack.roles.items()) if sc.storm_s else {stack.start_worker(role=role): role for role in sc.roles}
+        port = next((p for p, role in ports.items() if role == sc.kill_role), 0)
+        sink_port = next(p for p, role in ports.items() if role in ("sink", "all"))
         for at, kind in plan:
             deadline = time.monotonic() + args.timeout
             while progress(stack) < at * records:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{sc.name}: the worker did not reach {at:.0%} in {args.timeout:.0f}s")
-                for p in ports.values():
+                for p in ports:
                     if stack.workers[p].poll() is not None:  # died on its own: count it, restart it
                         out.worker_restarts += 1
                         out.faults.append(f"worker exited by itself (code {stack.workers[p].returncode})")
@@ -216,7 +293,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                 time.sleep(sc.outage_s)
                 fault_sink(stack, sink_port, False)
         stack.wait_until_exact(exp, timeout=args.timeout)
-        out.recoveries += sum(recoveries(stack, p) for p in ports.values())
+        out.recoveries += sum(recoveries(stack, p) for p in ports)
         if out.recoveries:
             out.faults.append(f"the worker recovered in place {out.recoveries} times (offset holes)")
         diffs = 0
@@ -249,6 +326,12 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                   "faults": out.faults, "worker_restarts_unplanned": out.worker_restarts,
                   "worker_recoveries_in_place": out.recoveries,
                   "seconds": round(time.monotonic() - t_start, 1)}
+        if out.rss:
+            result["rss"] = rss_growth(out.rss, warmup_s=args.soak_warmup_s)
+            result["rss_growth_ok"] = all(g["growth_pct"] <= 5 for g in result["rss"].values())
+            for role, g in result["rss"].items():
+                print(f"  RSS {role}: {g['after_warmup_mib']} MiB after warm-up -> {g['end_mib']} MiB at the end "
+                      f"({g['growth_pct']:+.1f}%), peak {g['peak_mib']} MiB")
         print(f"  produced {total:,}; counted {counted:,} (oracle {exp.counted:,}); dead-lettered {dead:,} "
               f"(oracle {exp.rejected:,}); duplicates dropped {result['duplicates_dropped']:,}")
         print(f"  totals diff vs oracle: {result['totals_diff']}; alerts expected {len(want_alerts)}, delivered "
@@ -261,10 +344,14 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default="R1,R2,R3,R4,R5,R6,R7,R8", help="comma-separated: R1..R8, short")
+    ap.add_argument("--scenarios", default="R1,R2,R3,R4,R5,R6,R7,R8,R9", help="comma-separated: R1..R9, short")
     ap.add_argument("--events", type=int, default=0, help="events per scenario (default: per scenario)")
     ap.add_argument("--kills", type=int, default=10, help="R1's SIGKILLs")
     ap.add_argument("--outage-s", type=float, default=60)
+    ap.add_argument("--storm-s", type=float, default=300, help="R9's storm")
+    ap.add_argument("--soak-s", type=float, default=1800)
+    ap.add_argument("--soak-rate", type=int, default=7_761, help="events/s: half of P2-batched (README)")
+    ap.add_argument("--soak-warmup-s", type=float, default=300)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to reach exact totals, per scenario")
     ap.add_argument("--json", type=Path, default=None)
@@ -284,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run(table[name], broker, tmp, args))
         finally:
             broker.remove()
-    ok = all(r["totals_diff"] == 0 and not r["alerts_missing"] and not r["alerts_unexpected"]
+    ok = all(r["totals_diff"] == 0 and not r["alerts_missing"] and not r["alerts_unexpected"] and r.get("rss_growth_ok", True)
              and r["alerts_repeated"] == 0 for r in results)
     print(f"\n  {'scenario':<7} {'produced':>10} {'counted':>10} {'dead':>7} {'dups':>8} {'diff':>5} {'alerts':>9}")
     for r in results:
@@ -292,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}")
     print(f"  {'all exact, every alert once' if ok else 'FAILED'}")
     report.update({"params": {**vars(args), "json": None}, "results": results, "ok": ok})
-    every = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8"]
+    every = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9"]
     default = RESULTS / ("chaos.json" if chosen == every else f"chaos-{'-'.join(chosen)}.json")
     write(args.json or default, report)
     return 0 if ok else 1
