@@ -168,6 +168,15 @@ class Usage(_Strict):
     dedicated: DedicatedUsage | None = None
     guardrail: GuardrailUsage | None = None
     human_tasks: int | None = count(10_000_000)
+    # Of output_tokens, those the model spent reasoning: a count to see, priced as output
+    # (OpenAI's completion_tokens_details.reasoning_tokens are part of completion_tokens).
+    reasoning_tokens: int | None = count(100_000_000)
+
+    @model_validator(mode="after")
+    def _reasoning_within_output(self) -> Usage:
+        if self.reasoning_tokens and self.reasoning_tokens > (self.output_tokens or 0):
+            raise ValueError("reasoning_tokens are part of output_tokens: they cannot exceed them")
+        return self
 
     def has_quantity(self) -> bool:
         t = self.training

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 import orjson
@@ -15,6 +15,7 @@ from rich.table import Table
 from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
 from schemas.validate import strip_line
+from streams.cli.formats import converted, format_options, ids_of
 
 catalog_option = click.option(
     "--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -46,9 +47,11 @@ def _lines(stream: IO[bytes], size: int | None):
 @click.command("price")
 @click.argument("source", default="-", type=click.Path(allow_dash=True, dir_okay=False))
 @catalog_option
-def price_command(source: str, catalog_dir: Path | None) -> None:
+@format_options
+def price_command(source: str, catalog_dir: Path | None, fmt: str, **ids: Any) -> None:
     """Price billing events (JSON lines) from SOURCE or stdin: priced events to stdout, one JSON
-    line per rejected input to stderr. Exit 1 when any line was rejected."""
+    line per rejected input to stderr. Exit 1 when any line was rejected. With --format, each
+    line is a provider's payload, converted first (adapters/)."""
     catalog = _load(catalog_dir)
     if source == "-":
         stream, size = sys.stdin.buffer, None
@@ -56,8 +59,15 @@ def price_command(source: str, catalog_dir: Path | None) -> None:
         stream, size = open(source, "rb"), os.path.getsize(source)  # noqa: SIM115
     out, err = sys.stdout.buffer, sys.stderr.buffer
     rejected = 0
+
+    def refused(n: int, line: bytes, reason: str) -> None:
+        nonlocal rejected
+        rejected += 1
+        err.write(orjson.dumps({"line": n, "event_id": None, "reason": f"not converted ({fmt}): {reason}"}) + b"\n")
+
     with stream:
-        for n, line in enumerate(_lines(stream, size), start=1):
+        lines = converted(_lines(stream, size), fmt, ids_of(ids), refused)
+        for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             result = rate(strip_line(line), catalog)  # the event without its line ending, as produced

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pricing import money_str
+from streams.cli.formats import format_options
 from streams.producer import DEFAULT_LINGER_MS
 from streams.settings import Settings
 
@@ -96,10 +97,13 @@ def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
               help="One Kafka record per event (no application/jsonl batch records).")
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=DEFAULT_LINGER_MS, show_default=True,
               help="The longest an event waits for its partition's batch.")
+@format_options
 def produce_command(source: str | None, generate_n: int | None, seed: int, duplicates: float, bad: int,
-                    late: int, topic: str | None, no_batch: bool, linger_ms: float) -> None:
+                    late: int, topic: str | None, no_batch: bool, linger_ms: float, fmt: str, **ids: Any) -> None:
     """Publish billing events (JSON lines, each as is: bad lines too) to Kafka, batched per
-    partition as JSON Lines records (schemas/batch.py) unless --no-batch."""
+    partition as JSON Lines records (schemas/batch.py) unless --no-batch. With --format, each
+    line is a provider's payload, converted first (adapters/); a payload that cannot be
+    converted goes to the dead-letter topic with the reason (and exit code 1)."""
     from rich.progress import Progress
 
     from streams.kafka_security import kafka_security
@@ -116,12 +120,48 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
         lines, total = iter(stream), None
     else:
         raise click.UsageError("give a FILE, - for stdin, or --generate N")
+    refusals: list[dict[str, Any]] = []
+
+    def refused(n: int, line: bytes, reason: str) -> None:
+        from schemas.redact import stored_payload
+
+        refusals.append({"src_topic": None, "src_partition": None, "src_offset": None, "src_index": None,
+                         "source": f"meterstream produce --format {fmt} {source}, line {n}", "event_id": None,
+                         "tenant_id": ids.get("tenant_id"), "reason": f"not converted ({fmt}): {reason}",
+                         "payload": stored_payload(line)})
+        click.echo(f"line {n}: not converted ({fmt}): {reason}", err=True)
+
+    if fmt != "billing-event":
+        from streams.cli.formats import converted, ids_of
+
+        lines, total = converted(lines, fmt, ids_of(ids), refused), None
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("producing", total=total)
         n = publish(settings.bootstrap, topic or settings.events_topic, lines,
                     lambda k: progress.update(task, advance=k), kafka_security(settings),
                     batch=not no_batch, linger_ms=linger_ms)
     click.echo(f"produced {n} events to {topic or settings.events_topic} at {settings.bootstrap}", err=True)
+    if refusals:
+        from streams.rating.agent import dead_letter_value
+
+        publish_dead_letters(settings, [dead_letter_value(r) for r in refusals])
+        click.echo(f"{len(refusals)} payloads not converted: in {settings.dead_letter_topic} with their reasons", err=True)
+        sys.exit(1)
+
+
+def publish_dead_letters(settings: Settings, values: list[bytes]) -> None:
+    """Payloads refused before they were events, to the dead-letter topic (acknowledged)."""
+    from kafka import KafkaProducer
+
+    from streams.kafka_security import kafka_security
+
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
+                             **kafka_security(settings).kafka_python())
+    try:
+        for v in values:
+            producer.send(settings.dead_letter_topic, value=v).get(timeout=60)
+    finally:
+        producer.close()
 
 
 @click.command("report")

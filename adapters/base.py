@@ -1,0 +1,82 @@
+"""What every adapter shares: the ids a payload lacks (Ids), the one error (ConversionError),
+and strict readers of counts and times. An adapter returns billing_event v1 dicts; it never
+guesses: a count that is missing where it is required, negative, not an integer, or a bucket
+billing_event v1 cannot hold is a ConversionError with the reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConversionError(ValueError):
+    """A payload that cannot be converted exactly; the message is the reason kept with it."""
+
+
+@dataclass(frozen=True)
+class Ids:
+    """What the caller knows that a payload does not carry (or overrides what it does)."""
+
+    tenant_id: str | None = None
+    user_id: str | None = None
+    event_id: str | None = None   # default: the payload's response id, where it has one
+    ts: str | None = None         # RFC 3339; default: the payload's time, where it has one
+    model: str | None = None      # Bedrock Converse/InvokeModel replies do not name the model
+    region: str | None = None
+    mode: str = "realtime"
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def count(obj: Any, key: str, where: str, *, default: int | None = 0) -> int:
+    """A token count: a JSON integer >= 0 (absent: `default`, or an error when it is None)."""
+    if not isinstance(obj, dict):
+        raise ConversionError(f"{where} is not an object")
+    if key not in obj or obj[key] is None:
+        if default is None:
+            raise ConversionError(f"{where}.{key} is missing")
+        return default
+    v = obj[key]
+    if type(v) is not int or v < 0:
+        raise ConversionError(f"{where}.{key} must be an integer >= 0, not {v!r}"[:200])
+    return v
+
+
+def obj(parent: Any, key: str, where: str) -> dict[str, Any]:
+    """A nested object, {} when absent."""
+    v = parent.get(key) if isinstance(parent, dict) else None
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ConversionError(f"{where}.{key} is not an object")
+    return v
+
+
+def from_unix(seconds: int | float, where: str) -> str:
+    if type(seconds) not in (int, float) or seconds <= 0:
+        raise ConversionError(f"{where} is not a unix time")
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def event(provider: str, model: str | None, usage: dict[str, int], ids: Ids, *, event_id: str | None,
+          ts: str | None) -> dict[str, Any]:
+    """The billing_event: ids from the caller first, then the payload's; zero counts left out."""
+    missing = [name for name, v in (("tenant_id", ids.tenant_id), ("user_id", ids.user_id),
+                                    ("event_id", ids.event_id or event_id), ("ts", ids.ts or ts),
+                                    ("model", ids.model or model)) if not v]
+    if missing:
+        raise ConversionError(f"the payload does not carry {', '.join(missing)}: give them as options")
+    out: dict[str, Any] = {
+        "event_id": ids.event_id or event_id, "ts": ids.ts or ts, "tenant_id": ids.tenant_id,
+        "user_id": ids.user_id, "provider": provider, "model": ids.model or model,
+        "usage": {k: v for k, v in usage.items() if v},
+    }
+    if ids.region:
+        out["region"] = ids.region
+    if ids.mode != "realtime":
+        out["mode"] = ids.mode
+    if ids.labels:
+        out["labels"] = dict(ids.labels)
+    if not out["usage"]:
+        raise ConversionError("the payload reports no tokens")
+    return out

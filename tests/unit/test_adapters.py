@@ -1,0 +1,188 @@
+"""Provider payloads -> billing_event v1 (adapters/), from payloads shaped as each provider
+documents them: cached, cache-write and reasoning tokens land in their buckets, what v1 cannot
+hold is refused with the reason, and the converted events price as the catalogs say."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from adapters import ConversionError, Ids, convert
+from pricing import load_catalog
+from pricing.rating import Rejection, rate
+
+IDS = Ids(tenant_id="acme", user_id="alice")
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+CAT = load_catalog()
+
+# OpenAI Chat Completions, as in the API reference (usage with prompt/completion details)
+CHAT = {"id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object": "chat.completion", "created": 1764590400,
+        "model": "gpt-4o", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+                                         "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+                  "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}}
+RESPONSE = {"id": "resp_67ccd2bed1ec8190b14f964abc054267", "object": "response", "created_at": 1764590400,
+            "status": "completed", "model": "o3-mini", "output": [],
+            "usage": {"input_tokens": 328, "input_tokens_details": {"cached_tokens": 128},
+                      "output_tokens": 1052, "output_tokens_details": {"reasoning_tokens": 896}, "total_tokens": 1380}}
+ANTHROPIC = {"id": "msg_013Zva2CMHLNnXjNJJKqJ2EF", "type": "message", "role": "assistant",
+             "model": "claude-sonnet-4-5-20250929", "content": [{"type": "text", "text": "Hi"}],
+             "stop_reason": "end_turn", "stop_sequence": None,
+             "usage": {"input_tokens": 50, "cache_creation_input_tokens": 2051, "cache_read_input_tokens": 4000,
+                       "cache_creation": {"ephemeral_5m_input_tokens": 2051, "ephemeral_1h_input_tokens": 0},
+                       "output_tokens": 503, "service_tier": "standard"}}
+CONVERSE = {"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}}, "stopReason": "end_turn",
+            "usage": {"inputTokens": 1200, "outputTokens": 300, "totalTokens": 1500 + 800 + 100,
+                      "cacheReadInputTokens": 800, "cacheWriteInputTokens": 100},
+            "metrics": {"latencyMs": 1275}, "ResponseMetadata": {"RequestId": "5c1b5e1a-req", "HTTPStatusCode": 200}}
+INVOKE = {"ResponseMetadata": {"RequestId": "9a2e-req", "HTTPStatusCode": 200, "HTTPHeaders": {
+    "x-amzn-requestid": "9a2e-req", "x-amzn-bedrock-input-token-count": "1200",
+    "x-amzn-bedrock-output-token-count": "300", "x-amzn-bedrock-invocation-latency": "812"}}}
+DASHSCOPE = {"status_code": 200, "request_id": "902fee3b-f7f0-9a8c-96a1-6b4ea25af114", "code": "", "message": "",
+             "output": {"text": None, "finish_reason": None, "choices": [{"finish_reason": "stop",
+                                                                          "message": {"role": "assistant", "content": "Hi"}}]},
+             "usage": {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200,
+                       "prompt_tokens_details": {"cached_tokens": 400}}}
+
+
+def otlp(attrs: dict, resource: dict | None = None) -> dict:
+    def kv(d: dict) -> list:
+        return [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                for k, v in d.items()]
+    return {"resourceSpans": [{"resource": {"attributes": kv(resource or {"service.name": "chat", "tenant.id": "acme"})},
+                               "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai"},
+                                               "spans": [{"traceId": "5b8efff798038103d269b633813fc60c",
+                                                          "spanId": "eee19b7ec3c1b174", "name": "chat gpt-4o",
+                                                          "kind": 3, "startTimeUnixNano": "1764590399000000000",
+                                                          "endTimeUnixNano": "1764590400250000000",
+                                                          "attributes": kv(attrs)}]}]}]}
+
+
+def one(fmt: str, payload: dict, ids: Ids = IDS) -> dict:
+    (event,) = convert(fmt, payload, ids)
+    return event
+
+
+def test_openai_chat_subtracts_cached_tokens_from_prompt_tokens():
+    e = one("openai", CHAT)
+    assert e["usage"] == {"input_tokens": 86, "cached_input_tokens": 1920, "output_tokens": 300}
+    assert (e["event_id"], e["ts"], e["model"], e["provider"]) == (CHAT["id"], "2025-12-01T12:00:00Z", "gpt-4o", "openai")
+
+
+def test_openai_responses_keep_reasoning_as_a_count_inside_output():
+    e = one("openai", RESPONSE)
+    assert e["usage"] == {"input_tokens": 200, "cached_input_tokens": 128, "output_tokens": 1052,
+                          "reasoning_tokens": 896}
+
+
+@pytest.mark.parametrize("patch, reason", [
+    ({"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 12}}, "audio tokens"),
+    ({"completion_tokens_details": {"audio_tokens": 3}}, "audio tokens"),
+    ({"prompt_tokens_details": {"cached_tokens": 5000}}, "exceed prompt_tokens"),
+    ({"completion_tokens_details": {"reasoning_tokens": 301}}, "exceed completion_tokens"),
+    ({"prompt_tokens": -1}, "integer >= 0"),
+    ({"completion_tokens": 1.5}, "integer >= 0"),
+    ({"prompt_tokens": None}, "prompt_tokens is missing"),
+])
+def test_openai_payloads_that_cannot_be_converted_exactly_are_refused_with_the_reason(patch, reason):
+    payload = {**CHAT, "usage": {**CHAT["usage"], **patch}}
+    with pytest.raises(ConversionError, match=reason):
+        convert("openai", payload, IDS)
+
+
+def test_anthropic_input_excludes_cache_and_writes_are_their_own_bucket():
+    e = one("anthropic", ANTHROPIC, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+    assert e["usage"] == {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051,
+                          "output_tokens": 503}
+    assert e["provider"] == "anthropic" and e["model"] == "claude-sonnet-4-5-20250929"
+
+
+def test_anthropic_one_hour_cache_writes_and_a_missing_time_are_refused():
+    hour = {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "cache_creation": {"ephemeral_5m_input_tokens": 51,
+                                                                           "ephemeral_1h_input_tokens": 2000}}}
+    with pytest.raises(ConversionError, match="1-hour"):
+        convert("anthropic", hour, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+    bad_split = {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "cache_creation": {"ephemeral_5m_input_tokens": 1}}}
+    with pytest.raises(ConversionError, match="splits"):
+        convert("anthropic", bad_split, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+    with pytest.raises(ConversionError, match="does not carry ts"):
+        convert("anthropic", ANTHROPIC, IDS)
+
+
+def test_bedrock_converse_and_invoke_headers():
+    ids = Ids("acme", "alice", ts="2026-12-01T12:00:00Z", model="anthropic.claude-3-haiku-20240307-v1:0",
+              region="us-east-1")
+    c = one("bedrock-converse", CONVERSE, ids)
+    assert c["usage"] == {"input_tokens": 1200, "cached_input_tokens": 800, "cache_write_tokens": 100,
+                          "output_tokens": 300}
+    assert c["event_id"] == "5c1b5e1a-req" and c["region"] == "us-east-1"
+    i = one("bedrock-invoke", INVOKE, ids)
+    assert i["usage"] == {"input_tokens": 1200, "output_tokens": 300} and i["event_id"] == "9a2e-req"
+    flat = one("bedrock-invoke", {"X-Amzn-Bedrock-Input-Token-Count": "7", "X-Amzn-Bedrock-Output-Token-Count": "2",
+                                  "X-Amzn-RequestId": "r1"}, ids)
+    assert flat["usage"] == {"input_tokens": 7, "output_tokens": 2}
+    with pytest.raises(ConversionError, match="totalTokens"):
+        convert("bedrock-converse", {**CONVERSE, "usage": {**CONVERSE["usage"], "totalTokens": 1500}}, ids)
+    with pytest.raises(ConversionError, match="does not carry model"):
+        convert("bedrock-converse", CONVERSE, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+    with pytest.raises(ConversionError, match="not a count"):
+        convert("bedrock-invoke", {"x-amzn-bedrock-input-token-count": "1e3",
+                                   "x-amzn-bedrock-output-token-count": "1"}, ids)
+
+
+def test_dashscope_cached_tokens_are_part_of_input_tokens():
+    e = one("dashscope", DASHSCOPE, Ids("acme", "alice", ts="2026-12-01T12:00:00Z", model="qwen-plus"))
+    assert e["usage"] == {"input_tokens": 600, "cached_input_tokens": 400, "output_tokens": 200}
+    assert e["provider"] == "bailian" and e["event_id"] == DASHSCOPE["request_id"]
+    with pytest.raises(ConversionError, match="failed call"):
+        convert("dashscope", {**DASHSCOPE, "status_code": 400, "code": "InvalidParameter"}, IDS)
+
+
+def test_otlp_input_includes_cached_by_default_and_the_choice_is_per_source():
+    attrs = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o",
+             "gen_ai.response.id": "chatcmpl-otel-1", "gen_ai.usage.input_tokens": 2006,
+             "gen_ai.usage.cache_read.input_tokens": 1920, "gen_ai.usage.output_tokens": 300, "user.id": "alice"}
+    e = one("otlp-json", otlp(attrs), Ids())
+    assert e["usage"] == {"input_tokens": 86, "cached_input_tokens": 1920, "output_tokens": 300}
+    assert (e["tenant_id"], e["user_id"], e["event_id"], e["ts"]) == ("acme", "alice", "chatcmpl-otel-1",
+                                                                      "2025-12-01T12:00:00.250000Z")
+    excluded = one("otlp-json-cached-excluded", otlp({**attrs, "gen_ai.usage.input_tokens": 86}), Ids())
+    assert excluded["usage"] == e["usage"]
+    with pytest.raises(ConversionError, match="exceed"):
+        convert("otlp-json", otlp({**attrs, "gen_ai.usage.input_tokens": 10}), Ids())
+    with pytest.raises(ConversionError, match="no catalog provider"):
+        convert("otlp-json", otlp({**attrs, "gen_ai.provider.name": "gcp.vertex_ai"}), Ids())
+    no_id = {k: v for k, v in attrs.items() if k != "gen_ai.response.id"}
+    assert one("otlp-json", otlp(no_id), Ids())["event_id"] == "5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174"
+    with pytest.raises(ConversionError, match="no span with gen_ai.usage"):
+        convert("otlp-json", otlp({"http.method": "GET"}), Ids())
+
+
+def test_converted_events_price_exactly_as_the_catalog_says():
+    """Priced through the engine: cached tokens at the cached price, reasoning as output (the
+    gpt-4o prices of pricing/catalogs/openai-usd.yaml)."""
+    chat = rate(orjson.dumps(one("openai", {**CHAT, "created": int(NOW.timestamp())})), CAT, now=NOW)
+    assert not isinstance(chat, Rejection), chat
+    # by hand: $2.50, $1.25 and $10.00 per 1M input, cached input and output tokens
+    items = {i["dimension"]: Decimal(i["cost"]) for i in chat["line_items"]}
+    assert items == {"input_tokens": Decimal(86) * Decimal("2.50") / 10**6,
+                     "cached_input_tokens": Decimal(1920) * Decimal("1.25") / 10**6,
+                     "output_tokens": Decimal(300) * Decimal("10.00") / 10**6}
+    assert Decimal(chat["cost"]) == Decimal("0.005615")
+    bedrock = rate(orjson.dumps(one("bedrock-invoke", INVOKE, Ids(
+        "acme", "alice", ts=NOW.isoformat(), model="anthropic.claude-3-haiku-20240307-v1:0", region="us-east-1"))),
+        CAT, now=NOW)
+    assert not isinstance(bedrock, Rejection), bedrock
+    assert Decimal(bedrock["cost"]) == Decimal("1200") * Decimal("0.00025") / 1000 + Decimal("300") * Decimal("0.00125") / 1000
+
+
+def test_reasoning_tokens_cannot_exceed_output_tokens_in_an_event():
+    raw = orjson.dumps({"event_id": "r1", "ts": NOW.isoformat(), "tenant_id": "t", "user_id": "u", "provider": "openai",
+                        "model": "gpt-4o", "usage": {"input_tokens": 1, "output_tokens": 5, "reasoning_tokens": 6}})
+    result = rate(raw, CAT, now=NOW)
+    assert isinstance(result, Rejection) and "reasoning_tokens" in result.reason
