@@ -73,7 +73,8 @@ def price_command(source: str, catalog_dir: Path | None, fmt: str, **ids: Any) -
             result = rate(strip_line(line), catalog)  # the event without its line ending, as produced
             if isinstance(result, Rejection):
                 rejected += 1
-                err.write(orjson.dumps({"line": n, "event_id": result.event_id, "reason": result.reason}) + b"\n")
+                where = "line" if fmt == "billing-event" else "event"  # converted: the n-th event, not line
+                err.write(orjson.dumps({where: n, "event_id": result.event_id, "reason": result.reason}) + b"\n")
             else:
                 out.write(orjson.dumps(result) + b"\n")
     out.flush()
