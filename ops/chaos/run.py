@@ -116,7 +116,8 @@ def traffic(sc: Scenario, now: dt.datetime) -> list[bytes]:
     late = sc.events // 200 if sc.late else 0
     lines = [line for _, line in generate(sc.events, seed=sc.seed, now=now, users=300, tenants=3,
                                           duplicate_rate=sc.dup, late=late, too_late=late // 10,
-                                          bad=sc.events // 500 if sc.bad else 0)]
+                                          bad=sc.events // 500 if sc.bad else 0,
+                                          duplicate_window=100_000 if sc.soak else None)]
     if sc.bad:
         rnd = random.Random(sc.seed)
         corpus = [json.loads(x)["raw"] for x in CORPUS.read_text().splitlines() if x.strip()]

@@ -88,10 +88,13 @@ def _usage(kind: str, rnd: random.Random) -> tuple[dict[str, Any], dict[str, Any
 
 def generate(n: int, *, seed: int = 7, now: dt.datetime | None = None, tenants: int = 3, users: int = 40,
              duplicate_rate: float = 0.0, late: int = 0, too_late: int = 0, bad: int = 0,
-             spread: dt.timedelta = dt.timedelta(minutes=30)) -> Iterator[tuple[str, bytes]]:
+             spread: dt.timedelta = dt.timedelta(minutes=30),
+             duplicate_window: int | None = None) -> Iterator[tuple[str, bytes]]:
     """Yield (kind, line) pairs: kind is "good", "duplicate", "late" (hours behind, within the
     allowed lateness), "too_late" (3 days behind) or "bad:<name>". Special lines come after the
-    first tenth of the traffic, so each partition has stream time by then."""
+    first tenth of the traffic, so each partition has stream time by then. A duplicate repeats
+    any earlier good event, or with `duplicate_window` one of that many kept (each new event
+    replaces a random kept one: bounded memory, for the soak)."""
     rnd = random.Random(seed)
     now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     weights = [t[0] for t in TEMPLATES]
@@ -118,7 +121,10 @@ def generate(n: int, *, seed: int = 7, now: dt.datetime | None = None, tenants: 
             yield "duplicate", orjson.dumps(rnd.choice(good))
             continue
         ev = _event(rnd, weights, now, spread, i, tenants, users)
-        good.append(ev)
+        if duplicate_window is None or len(good) < duplicate_window:
+            good.append(ev)
+        else:
+            good[rnd.randrange(duplicate_window)] = ev  # a random one of the window makes way
         yield "good", orjson.dumps(ev)
 
 
