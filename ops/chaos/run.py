@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from common import RESULTS, header, rss_kib, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
-from streams.harness.expected import as_rows, diff, expected_totals, normalize  # noqa: E402
+from streams.harness.expected import Oracle, as_rows, diff, expected_totals, normalize  # noqa: E402
 from streams.harness.generate import generate  # noqa: E402
 from streams.harness.stack import Broker, Stack, alerts_in_topic, budgets_for  # noqa: E402
 
@@ -127,6 +127,40 @@ def traffic(sc: Scenario, now: dt.datetime) -> list[bytes]:
     return lines
 
 
+class TrafficFile:
+    """A soak's traffic on disk: its length, and chunks read in order."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path, self.count = path, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def chunks(self, n: int) -> Any:
+        size = -(-self.count // n)
+        with self.path.open("rb") as f:
+            chunk: list[bytes] = []
+            for line in f:
+                chunk.append(line.rstrip(b"\n"))
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+
+def traffic_file(sc: Scenario, now: dt.datetime, path: Path, partitions: int) -> tuple[TrafficFile, Any]:
+    oracle = Oracle(load_catalog(), partitions=partitions, now=now + dt.timedelta(minutes=5))
+    count = 0
+    with path.open("wb") as f:
+        for _, line in generate(sc.events, seed=sc.seed, now=now, users=300, tenants=3, duplicate_rate=sc.dup,
+                                duplicate_window=100_000):
+            f.write(line + b"\n")
+            oracle.add(line)
+            count += 1
+    return TrafficFile(path, count), oracle.exp
+
+
 def committed(stack: Stack) -> int:
     """Input offsets the worker group has committed (its progress, across kills)."""
     from kafka import KafkaAdminClient
@@ -175,7 +209,7 @@ def recoveries(stack: Stack, port: int) -> int:
         return 0
 
 
-def storm(sc: Scenario, stack: Stack, lines: list[bytes], rnd: random.Random, out: Outcome) -> None:
+def storm(sc: Scenario, stack: Stack, lines: Any, rnd: random.Random, out: Outcome) -> None:
     """Start the roles, produce the traffic over `storm_s` seconds and SIGKILL a `kill_role`
     process every `storm_every_s` (alternating, each restarted 0-2 s later); workers that exit
     by themselves are restarted and counted."""
@@ -185,11 +219,14 @@ def storm(sc: Scenario, stack: Stack, lines: list[bytes], rnd: random.Random, ou
         stack.start_worker(role=role)
     targets = [p for p, role in stack.roles.items() if role == sc.kill_role]
     chunks = 60
-    size = -(-len(lines) // chunks)
+    parts = lines.chunks(chunks) if isinstance(lines, TrafficFile) else (
+        lines[i * -(-len(lines) // chunks):(i + 1) * -(-len(lines) // chunks)] for i in range(chunks))
 
     def producer() -> None:
-        for i in range(chunks):
-            stack.produce(lines[i * size:(i + 1) * size])
+        from streams.producer import publish
+
+        for i, part in enumerate(parts):
+            publish(stack.bootstrap, stack.events_topic, part, security=stack.security)  # not kept in memory
             time.sleep(max(0.0, t0 + (i + 1) * sc.storm_s / chunks - time.monotonic()))
 
     t0 = time.monotonic()
@@ -244,8 +281,11 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                   extra_env={"MS_FAULT_INJECTION": "1"})
     out = Outcome()
     try:
-        lines = traffic(sc, now)
-        exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
+        if sc.soak:  # too many to hold: written to a file, the oracle fed as it is written
+            lines, exp = traffic_file(sc, now, tmp / f"{sc.name}-traffic.jsonl", args.partitions)
+        else:
+            lines = traffic(sc, now)
+            exp = expected_totals(lines, load_catalog(), partitions=args.partitions, now=now + dt.timedelta(minutes=5))
         budgets, want_alerts = budgets_for(exp)
         budget_file = tmp / f"{sc.name}-budgets.json"
         budget_file.write_text(json.dumps(budgets))

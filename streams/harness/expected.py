@@ -41,30 +41,37 @@ def partition_for(key: bytes | None, partitions: int) -> int | None:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int,
-                    lateness: dt.timedelta = dt.timedelta(hours=48), now: dt.datetime | None = None) -> Expected:
-    exp = Expected()
-    watermark: dict[int | None, int] = defaultdict(int)
-    seen: set[tuple[int | None, str, str]] = set()
-    lateness_ms = int(lateness.total_seconds() * 1000)
-    for line in lines:
-        p = partition_for(event_key(line), partitions)
-        result = rate(line, catalog, now=now)
+class Oracle:
+    """The expected totals, fed one line at a time in production order (bounded memory for
+    long runs: the soak)."""
+
+    def __init__(self, catalog: Catalog, *, partitions: int, lateness: dt.timedelta = dt.timedelta(hours=48),
+                 now: dt.datetime | None = None) -> None:
+        self.exp = Expected()
+        self.catalog, self.partitions, self.now = catalog, partitions, now
+        self.watermark: dict[int | None, int] = defaultdict(int)
+        self.seen: set[tuple[int | None, str, str]] = set()
+        self.lateness_ms = int(lateness.total_seconds() * 1000)
+
+    def add(self, line: bytes) -> None:
+        exp = self.exp
+        p = partition_for(event_key(line), self.partitions)
+        result = rate(line, self.catalog, now=self.now)
         if isinstance(result, Rejection):
             exp.rejected += 1
             exp.reasons.append(result.reason)
-            continue
+            return
         ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
-        if ts_ms < watermark[p] - lateness_ms:
+        if ts_ms < self.watermark[p] - self.lateness_ms:
             exp.rejected += 1
             exp.reasons.append("too_late")
-            continue
-        watermark[p] = max(watermark[p], ts_ms)
+            return
+        self.watermark[p] = max(self.watermark[p], ts_ms)
         ident = (p, result["tenant_id"], result["event_id"])
-        if ident in seen:
+        if ident in self.seen:
             exp.duplicates += 1
-            continue
-        seen.add(ident)
+            return
+        self.seen.add(ident)
         exp.counted += 1
         cost = Decimal(result["cost"])
         cur = result["currency"]
@@ -76,7 +83,14 @@ def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int
             acc = table[("total", None, result["tenant_id"], who, cur)]
             acc[0] += cost
             acc[1] += 1
-    return exp
+
+
+def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int,
+                    lateness: dt.timedelta = dt.timedelta(hours=48), now: dt.datetime | None = None) -> Expected:
+    oracle = Oracle(catalog, partitions=partitions, lateness=lateness, now=now)
+    for line in lines:
+        oracle.add(line)
+    return oracle.exp
 
 
 def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
