@@ -140,3 +140,72 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
             quals = {k: v for k, v in ps.model_dump(exclude={"dimension", "per", "price"}).items() if v is not None}
             q = " ".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in quals.items())
             click.echo(f"  {ps.dimension:<22} {ps.price} {p.currency} per {ps.per}  {q}")
+
+
+@catalog_group.command("import")
+@click.argument("source_kind", type=click.Choice(["litellm"]))
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--provider", "providers", multiple=True, required=True,
+              help="LiteLLM's litellm_provider to import (repeatable), e.g. openai, anthropic.")
+@click.option("--effective-from", "effective_from", required=True,
+              help="RFC 3339 time from which the imported prices apply.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write <provider>-usd.yaml into (not the shipped catalogs).")
+def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ...], effective_from: str,
+                   out_dir: Path) -> None:
+    """Catalog files from LiteLLM's price map: FILE, or the one in the installed litellm package
+    (offline). Models that cannot be converted exactly are listed on stderr with the reason."""
+    import datetime as dt
+
+    from pricing import litellm_import as li
+
+    try:
+        start = dt.datetime.fromisoformat(effective_from)
+    except ValueError:
+        raise click.BadParameter("an RFC 3339 time, e.g. 2026-12-01T00:00:00Z", param_hint="--effective-from") from None
+    if start.tzinfo is None:
+        raise click.BadParameter("needs an offset (Z or +hh:mm)", param_hint="--effective-from")
+    if file is None:
+        try:
+            file, version = li.bundled()
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+        source = f"LiteLLM {version} bundled {file.name}"
+    else:
+        source = f"LiteLLM price map {file.name} (sha256 {__import__('hashlib').sha256(file.read_bytes()).hexdigest()[:16]})"
+    result = li.convert(li.load_price_map(file), providers=set(providers), effective_from=start, source=source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for provider, doc in sorted(result.catalogs.items()):
+        path = out_dir / f"{provider}-usd.yaml"
+        path.write_text(li.dump(doc), encoding="utf-8")
+        click.echo(f"wrote {path}: {len(doc['products'])} products")
+    for key, reason in result.skipped:
+        click.echo(f"not imported: {key}: {reason}", err=True)
+    click.echo(f"{sum(len(d['products']) for d in result.catalogs.values())} imported, {len(result.skipped)} not "
+               f"imported (listed above)", err=True)
+    _load(out_dir)  # the written files load as a catalog, or this is an error
+
+
+@catalog_group.command("diff")
+@click.argument("old", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+def catalog_diff(old: Path, new: Path) -> None:
+    """Changed, added and removed prices between two catalog files or directories. Exit 1 when
+    they differ."""
+    from pricing import litellm_import as li
+
+    d = li.diff(li.load_documents(old), li.load_documents(new))
+
+    def name(k: tuple) -> str:
+        provider, pid, start, dim, per, quals = k
+        q = "".join(f" {a}={b}" for a, b in quals)
+        return f"{provider}/{pid} from {start}: {dim} per {per}{q}"
+
+    for k, a, b in d["changed"]:
+        click.echo(f"changed  {name(k)}: {a} -> {b}")
+    for k, v in d["added"]:
+        click.echo(f"added    {name(k)}: {v}")
+    for k, v in d["removed"]:
+        click.echo(f"removed  {name(k)}: {v}")
+    click.echo(f"{len(d['changed'])} changed, {len(d['added'])} added, {len(d['removed'])} removed", err=True)
+    sys.exit(1 if any(d.values()) else 0)

@@ -1,6 +1,7 @@
 """The rating agent: events in, ledger rows and rejections out to the sink and dead-letter
-topics, its dedup state in a Faust table (with changelog; on disk by default, see rocks.py). The work per partition is in
-rater.py; this module feeds it from Faust and sends what it returns."""
+topics, its dedup state in a Faust table (with changelog; on disk by default, see rocks.py).
+The work per partition is in rater.py; this module feeds it from Faust and sends what it
+returns."""
 
 from __future__ import annotations
 

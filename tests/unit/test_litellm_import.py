@@ -1,0 +1,85 @@
+"""`meterstream catalog import litellm` and `catalog diff` (pricing/litellm_import.py): prices read
+as the decimals the file holds, scaled exactly; a model with costs the catalogs cannot express is
+listed, not imported; an imported catalog prices events exactly as computed by hand from the file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from pricing import load_catalog
+from pricing.rating import Rejection, rate
+from streams.cli.main import main
+
+SAMPLE = Path(__file__).parents[1] / "data" / "litellm_prices_sample.json"
+FROM = "2026-12-01T00:00:00Z"
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def imported(tmp_path: Path, *providers: str) -> tuple[Path, str, str]:
+    args = ["catalog", "import", "litellm", str(SAMPLE), "--effective-from", FROM, "--out", str(tmp_path / "cat")]
+    for p in providers:
+        args += ["--provider", p]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    return tmp_path / "cat", res.stdout, res.stderr
+
+
+def test_import_converts_exactly_and_lists_what_it_cannot(tmp_path):
+    out, stdout, stderr = imported(tmp_path, "openai", "anthropic")
+    assert "openai-usd.yaml: 4 products" in stdout and "anthropic-usd.yaml: 1 products" in stdout
+    for key, why in [("gpt-4o-audio-preview", "input_cost_per_audio_token"), ("dall-e-3", "mode 'image_generation'"),
+                     ("gpt-odd-float", "not exact"), ("claude-sonnet-4-5-20250929", "input_cost_per_token_above_200k_tokens")]:
+        assert f"not imported: {key}: " in stderr and why in stderr.split(f"not imported: {key}: ")[1].splitlines()[0]
+    assert "mistral" not in stdout + stderr  # another provider: not asked for
+    cat = load_catalog(out)
+    gpt = cat.lookup("openai", "gpt-4o", NOW).spec
+    assert gpt.batch_factor == Decimal("0.5") and gpt.effective_from == dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    assert "LiteLLM price map litellm_prices_sample.json" in gpt.source and "key gpt-4o" in gpt.source
+    assert "service tiers not imported: cache_read_input_token_cost_priority" in gpt.source
+
+
+def test_an_imported_catalog_prices_current_models_exactly(tmp_path):
+    out, _, _ = imported(tmp_path, "openai", "anthropic")
+    cat = load_catalog(out)
+    raw = json.loads(SAMPLE.read_text(), parse_float=Decimal)
+    cases = [("openai", "gpt-4o", {"input_tokens": 1000, "cached_input_tokens": 3000, "output_tokens": 500}, "realtime"),
+             ("openai", "gpt-4o-mini", {"input_tokens": 123457, "output_tokens": 999}, "batch"),
+             ("openai", "o3-mini", {"input_tokens": 7, "cached_input_tokens": 11, "output_tokens": 13}, "realtime"),
+             ("anthropic", "claude-3-5-haiku-20241022",
+              {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "realtime")]
+    keys = {"input_tokens": "input_cost_per_token", "output_tokens": "output_cost_per_token",
+            "cached_input_tokens": "cache_read_input_token_cost", "cache_write_tokens": "cache_creation_input_token_cost"}
+    for i, (provider, model, usage, mode) in enumerate(cases):
+        ev = {"event_id": f"e{i}", "ts": NOW.isoformat(), "tenant_id": "t", "user_id": "u", "provider": provider,
+              "model": model, "mode": mode, "usage": usage}
+        result = rate(orjson.dumps(ev), cat, now=NOW)
+        assert not isinstance(result, Rejection), result
+        entry = raw[model]
+        by_hand = sum(Decimal(n) * entry[keys[d]] for d, n in usage.items())  # per-token prices from the file
+        if mode == "batch":
+            by_hand = sum(Decimal(n) * entry[keys[d] + "_batches"] for d, n in usage.items())
+        assert Decimal(result["cost"]) == by_hand, (model, result["cost"], by_hand)
+
+
+def test_diff_lists_changed_added_and_removed_prices(tmp_path):
+    out, _, _ = imported(tmp_path, "openai")
+    new = tmp_path / "new"
+    new.mkdir()
+    text = (out / "openai-usd.yaml").read_text()
+    text = text.replace("price: '2.5'", "price: '2.75'")
+    text = text.replace("- id: o3-mini", "- id: o3-mini-renamed")
+    (new / "openai-usd.yaml").write_text(text)
+    res = CliRunner().invoke(main, ["catalog", "diff", str(out), str(new)])
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert "changed  openai/gpt-4o from 2026-12-01T00:00:00Z: input_tokens per 1000000: 2.5 -> 2.75" in lines
+    assert sum(line.startswith("added    openai/o3-mini-renamed") for line in lines) == 3
+    assert sum(line.startswith("removed  openai/o3-mini ") for line in lines) == 3
+    same = CliRunner().invoke(main, ["catalog", "diff", str(out), str(out)])
+    assert same.exit_code == 0 and "0 changed, 0 added, 0 removed" in same.stderr
