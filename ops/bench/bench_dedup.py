@@ -130,7 +130,7 @@ def run_worker(data_dir: Path, broker: Broker, lines: list[bytes], store: str) -
         rest = lines[1:]
         t1 = time.monotonic()
         stack.produce(rest)
-        peak, samples = 0, []
+        samples = []
         while stack.handled(PORT) < len(lines):
             samples.append(rss_kib(pid)["VmRSS"])
             time.sleep(0.5)

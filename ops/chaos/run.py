@@ -219,8 +219,9 @@ def storm(sc: Scenario, stack: Stack, lines: Any, rnd: random.Random, out: Outco
         stack.start_worker(role=role)
     targets = [p for p, role in stack.roles.items() if role == sc.kill_role]
     chunks = 60
+    size = -(-len(lines) // chunks)
     parts = lines.chunks(chunks) if isinstance(lines, TrafficFile) else (
-        lines[i * -(-len(lines) // chunks):(i + 1) * -(-len(lines) // chunks)] for i in range(chunks))
+        lines[i:i + size] for i in range(0, len(lines), size))
 
     def producer() -> None:
         from streams.producer import publish

@@ -192,9 +192,9 @@ def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ..
 def catalog_diff(old: Path, new: Path) -> None:
     """Changed, added and removed prices between two catalog files or directories. Exit 1 when
     they differ."""
-    from pricing import litellm_import as li
+    from pricing.catalog_diff import diff, load_documents
 
-    d = li.diff(li.load_documents(old), li.load_documents(new))
+    d = diff(load_documents(old), load_documents(new))
 
     def name(k: tuple) -> str:
         provider, pid, start, dim, per, quals = k

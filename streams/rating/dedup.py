@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rocksdict import WriteBatch
+
 from schemas.batch import position
 
 SEP = "\x1f"  # key separator: cannot occur in ids (printable ASCII only)
@@ -159,8 +161,6 @@ class DiskIndex:
         return None if v is None else _POS.unpack(v)[0]
 
     def add(self, state: MutableMapping[str, Any], key: str, max_ts: int, ids: list[list[Any]]) -> None:
-        from rocksdict import WriteBatch
-
         batch = WriteBatch(raw_mode=True)
         for k, v in index_writes(ids):
             batch.put(k, v)
@@ -168,8 +168,6 @@ class DiskIndex:
         state[key] = merged(state.get(key), max_ts, ids)
 
     def expired(self, state: MutableMapping[str, Any], cutoff: int) -> list[str]:
-        from rocksdict import WriteBatch
-
         prefix = entry_prefixes(self.p)[0]
         below = self.codec.encode_key(prefix)[:-1] + b"%013d" % max(cutoff, 0)
         gone = list(self._scan(prefix, below))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust.stores
+import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksStore
 
@@ -32,8 +33,6 @@ class BoundedOptions(RocksDBOptions):
         self.cache_bytes, self.write_buffer_bytes = cache_bytes, write_buffer_bytes
 
     def as_options(self) -> Any:
-        import rocksdict
-
         key = (self.cache_bytes, self.write_buffer_bytes)
         if key not in _SHARED:
             cache = rocksdict.Cache(self.cache_bytes)
@@ -75,8 +74,6 @@ class StateStore(RocksStore):
 
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Callable[[Any], Any],
                               to_value: Callable[[Any], Any]) -> None:
-        import rocksdict
-
         events = list(batch)
         index: dict[tuple[int, bytes], bytes | None] = {}  # index keys as this batch leaves them
         entries: dict[tuple[int, bytes], bytes | None] = {}  # entries as this batch leaves them

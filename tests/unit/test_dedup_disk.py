@@ -5,7 +5,6 @@ from the changelog derives it, and a crash that leaves the disk ahead of the cha
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import MutableMapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -69,13 +68,9 @@ class Node:
         self.rater.reset()
 
 
-class Plain(dict, MutableMapping):
-    pass
-
-
 def test_the_disk_index_decides_as_the_memory_index(tmp_path):
     rng = __import__("random").Random(7)
-    node, memory, mstate = Node(tmp_path / "a", []), Rater(CAT, lateness_ms=HOUR, dedup_ms=HOUR), Plain()
+    node, memory, mstate = Node(tmp_path / "a", []), Rater(CAT, lateness_ms=HOUR, dedup_ms=HOUR), {}
     offset = 0
     for step in range(40):
         at = T + dt.timedelta(minutes=5 * step)  # stream time passes the retention: entries expire
