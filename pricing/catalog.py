@@ -6,6 +6,7 @@ engine looks prices up by (provider, product, time, dimension, qualifiers)."""
 from __future__ import annotations
 
 import bisect
+import hashlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,6 +31,13 @@ TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tok
 Kind = Literal["text", "embedding", "image", "video", "guardrail", "evaluation"]
 RegionId = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]  # the event's `region` constraint
 MAX_UNIT_PRICE_PLACES = 9  # price/per; with quantities of <= 3 places, costs stay within 12
+ProfilePrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}(-[a-z]{2,8})?$")]  # us, eu, apac, global, us-gov
+ONE = Decimal(1)
+
+
+def _places(d: Decimal) -> int:
+    """Decimal places of an exact value (0 for an integer)."""
+    return max(0, -d.normalize().as_tuple().exponent)  # type: ignore[operator]
 
 
 def _exact(value: Any, what: str) -> Decimal:
@@ -61,6 +69,9 @@ class PriceSpec(BaseModel):
         "content_filter", "denied_topics", "sensitive_info", "sensitive_info_regex",
         "word_filter", "contextual_grounding",
     ] | None = None
+    # long-context tier: this price applies to a request whose input size (input + cached input +
+    # cache write tokens) is above this many tokens, to the whole request, as providers bill it
+    above_input_tokens: int | None = Field(default=None, ge=1)
 
     @field_validator("price", mode="before")
     @classmethod
@@ -93,6 +104,10 @@ class ProductSpec(BaseModel):
     applies_to: tuple[Kind, ...] | None = None  # a guardrails product: the invocation kinds it applies to
     regions: tuple[RegionId, ...] | None = None  # None: the provider's regions, and `region` may be absent
     batch_factor: Decimal | None = None
+    # Bedrock cross-region inference profiles: `<prefix>.<id>` resolves to this product, its token
+    # prices times the factor (the price of the Region the call was made from, then the factor)
+    profiles: dict[ProfilePrefix, Decimal] | None = None
+    profile_only: bool = False  # the bare id is not invoked on demand: only through a profile
     tokenizer: Tokenizer | None = None
     prices: tuple[PriceSpec, ...] = Field(min_length=1)
 
@@ -100,6 +115,39 @@ class ProductSpec(BaseModel):
     @classmethod
     def _factor(cls, v: Any) -> Decimal | None:
         return None if v is None else _exact(v, "batch_factor")
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profiles(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, dict) or not v:
+            raise ValueError("profiles must map profile prefixes (us, eu, apac, global, ...) to factors")
+        return {k: _exact(f, f"profile {k!r} factor") for k, f in v.items()}
+
+    @model_validator(mode="after")
+    def _tiers_and_factors(self) -> ProductSpec:
+        if self.profile_only and not self.profiles:
+            raise ValueError("profile_only needs profiles")
+        base = {p.dimension for p in self.prices if p.above_input_tokens is None and p.dimension in TOKEN_DIMENSIONS}
+        tiers = sorted({p.above_input_tokens for p in self.prices if p.above_input_tokens is not None})
+        for t in tiers:
+            have = {p.dimension for p in self.prices if p.above_input_tokens == t}
+            if stray := have - TOKEN_DIMENSIONS:
+                raise ValueError(f"a long-context tier prices token dimensions only, not {sorted(stray)[0]}")
+            if missing := base - have:
+                raise ValueError(f"the tier above {t} input tokens has no {sorted(missing)[0]} price "
+                                 "(a tier prices the whole request: every token dimension of the base)")
+        # token quantities are integers: a factored price per token must stay within 12 places
+        factors = [ONE, *(self.profiles or {}).values()]
+        if self.batch_factor is not None:
+            factors += [f * self.batch_factor for f in factors]
+        for p in self.prices:
+            if p.dimension in TOKEN_DIMENSIONS:
+                for f in factors:
+                    if _places(p.price * f / p.per) > 12:
+                        raise ValueError(f"{p.dimension} {p.price} per {p.per} x factor {f} needs more than 12 places")
+        return self
 
     @model_validator(mode="after")
     def _dates(self) -> ProductSpec:
@@ -117,6 +165,8 @@ class CatalogFile(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     version: str
     regions: tuple[RegionId, ...]  # every region the provider serves here; [] for none
+    # cross-region inference profiles: prefix -> the source Regions a call through it comes from
+    profiles: dict[ProfilePrefix, tuple[RegionId, ...]] = Field(default_factory=dict)
     products: tuple[ProductSpec, ...]
 
     @model_validator(mode="after")
@@ -124,6 +174,12 @@ class CatalogFile(BaseModel):
         if len(set(self.regions)) != len(self.regions):
             raise ValueError("regions must not repeat")
         known = set(self.regions)
+        for prefix, regions in self.profiles.items():
+            if stray := [r for r in regions if r not in known]:
+                raise ValueError(f"profile {prefix!r}: region {stray[0]!r} is not among the provider's regions")
+        for spec in self.products:
+            if stray := [k for k in spec.profiles or () if k not in self.profiles]:
+                raise ValueError(f"product {spec.id!r}: profile {stray[0]!r} is not declared in the file's profiles")
         for spec in self.products:
             used = [*(spec.regions or ()), *(r for ps in spec.prices for r in ps.regions or ())]
             stray = [r for r in used if r not in known]
@@ -142,6 +198,7 @@ class Product:
     spec: ProductSpec
     prices: dict[str, tuple[PriceSpec, ...]] = field(hash=False)
     regions: frozenset[str] = field(default=frozenset(), hash=False)  # where an event may be: its own or the provider's
+    tiers: tuple[int, ...] = ()  # long-context thresholds (above_input_tokens), ascending
     memo: dict[Any, Any] = field(default_factory=dict, hash=False, compare=False)  # engine's lookups
 
     @property
@@ -151,9 +208,13 @@ class Product:
 
 @dataclass
 class Catalog:
-    products: dict[tuple[str, str], list[Product]]  # (provider, id or alias) -> by effective_from
-    files: list[Path]
+    products: dict[tuple[str, str], list[Product]]  # (provider, id, alias or profile id) -> by effective_from
+    files: list[str]  # the files' names, as in the bundle (overlays/ included)
     provider_regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    profile_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (provider, profile id) -> prefix
+    profile_regions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (provider, prefix) -> sources
+    content_hash: str = ""  # sha256 of the files (see bundle_hash): the version a ledger row names
+    overlays: Any = None  # pricing.overlays.Overlays: per-tenant prices
     # key -> (versions, their starts, their ends); bounds as stdlib-UTC datetimes: the same
     # instants, cheaper to compare than pydantic's TzInfo
     _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None]]] = field(
@@ -164,6 +225,10 @@ class Catalog:
         self._index = {k: (v, [p.spec.effective_from.astimezone(utc) for p in v],
                            [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v])
                        for k, v in self.products.items()}
+
+    def profile(self, provider: str, model: str) -> str | None:
+        """The cross-region profile prefix when ``model`` is a profile id (``us.<id>``), else None."""
+        return self.profile_of.get((provider, model)) if self.profile_of else None
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
@@ -184,6 +249,13 @@ class Catalog:
         if hit is None:
             if provider not in self.providers():
                 raise PricingError(f"unknown provider {provider!r}")
+            via = sorted(pre for (prov, pid), pre in self.profile_of.items() if prov == provider and pid == f"{pre}.{model}")
+            prefix, _, base = model.partition(".")
+            if base and (provider, prefix) in self.profile_regions and (provider, base) in self.products:
+                raise PricingError(f"{provider}/{base} is not offered through the cross-region profile {prefix}.")
+            if via:
+                raise PricingError(f"{provider}/{model} is invoked through a cross-region inference profile only "
+                                   f"({', '.join(p + '.' for p in via)})")
             raise PricingError(f"unknown model {model!r} for provider {provider!r}")
         versions, starts, ends = hit
         i = bisect.bisect_right(starts, ts) - 1
@@ -195,13 +267,13 @@ class Catalog:
         return versions[i]
 
 
-def _load_file(path: Path) -> CatalogFile:
+def _load_file(name: str, text: str) -> CatalogFile:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{path.name}: not YAML: {exc}") from None
+        raise CatalogError(f"{name}: not YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise CatalogError(f"{path.name}: expected a mapping at the top")
+        raise CatalogError(f"{name}: expected a mapping at the top")
     defaults = doc.pop("defaults", {}) or {}
     products = []
     for raw in doc.get("products") or []:
@@ -217,36 +289,87 @@ def _load_file(path: Path) -> CatalogFile:
             idx = first["loc"][1]
             if isinstance(idx, int) and idx < len(products):
                 where = f"product {products[idx].get('id')!r}: {loc}"
-        raise CatalogError(f"{path.name}: {where}: {first['msg']}") from None
+        raise CatalogError(f"{name}: {where}: {first['msg']}") from None
+
+
+OVERLAYS = "overlays"  # the sub-directory of per-tenant price overlays (pricing/overlays.py)
+
+
+def read_bundle(directory: Path | None = None) -> dict[str, str]:
+    """A catalog directory's files as {name: text}: ``*.yaml`` and ``overlays/*.yaml``."""
+    directory = Path(directory) if directory is not None else SHIPPED_CATALOGS
+    files = {p.name: p for p in directory.glob("*.yaml")}
+    files |= {f"{OVERLAYS}/{p.name}": p for p in (directory / OVERLAYS).glob("*.yaml")}
+    return {name: files[name].read_text(encoding="utf-8") for name in sorted(files)}
+
+
+def bundle_hash(files: dict[str, str]) -> str:
+    """The content version of a catalog: sha256 over the files' names and texts, in name order
+    (``sha256:`` and 16 hex digits). The same files give the same version on every machine."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        for part in (name.encode(), files[name].encode()):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+    return "sha256:" + h.hexdigest()[:16]
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:
-    """Load every *.yaml catalog in ``directory`` (default: the shipped catalogs)."""
+    """Load every *.yaml catalog in ``directory`` (default: the shipped catalogs), and its
+    overlays/ (per-tenant prices)."""
     directory = Path(directory) if directory is not None else SHIPPED_CATALOGS
-    files = sorted(directory.glob("*.yaml"))
-    if not files:
+    files = read_bundle(directory)
+    if not any("/" not in name for name in files):
         raise CatalogError(f"no *.yaml catalog files in {directory}")
+    return load_bundle(files)
+
+
+def load_bundle(files: dict[str, str]) -> Catalog:
+    """A catalog from its files' texts ({name: text}, as read_bundle gives)."""
+    from pricing.overlays import load_overlays
+
     index: dict[tuple[str, str], list[Product]] = defaultdict(list)
+    profile_of: dict[tuple[str, str], str] = {}
     currency_of: dict[str, str] = {}
     regions_of: dict[str, tuple[str, ...]] = {}
-    for path in files:
-        cf = _load_file(path)
+    profile_regions: dict[tuple[str, str], frozenset[str]] = {}
+    names = sorted(n for n in files if "/" not in n)
+    if not names:
+        raise CatalogError("no catalog files")
+    for name in names:
+        cf = _load_file(name, files[name])
         if currency_of.setdefault(cf.provider, cf.currency) != cf.currency:
-            raise CatalogError(f"{path.name}: provider {cf.provider} already priced in {currency_of[cf.provider]}")
+            raise CatalogError(f"{name}: provider {cf.provider} already priced in {currency_of[cf.provider]}")
         if regions_of.setdefault(cf.provider, cf.regions) != cf.regions:
-            raise CatalogError(f"{path.name}: provider {cf.provider} declared with other regions in another file")
+            raise CatalogError(f"{name}: provider {cf.provider} declared with other regions in another file")
+        for prefix, regions in cf.profiles.items():
+            if profile_regions.setdefault((cf.provider, prefix), frozenset(regions)) != frozenset(regions):
+                raise CatalogError(f"{name}: profile {prefix} of {cf.provider} declared with other regions in another file")
         for spec in cf.products:
             by_dim: dict[str, list[PriceSpec]] = defaultdict(list)
             for ps in spec.prices:
                 by_dim[ps.dimension].append(ps)
+            tiers = tuple(sorted({ps.above_input_tokens for ps in spec.prices if ps.above_input_tokens}))
             product = Product(cf.provider, cf.currency, f"{cf.provider}-{cf.currency.lower()}@{cf.version}",
                               spec, {k: tuple(v) for k, v in by_dim.items()},
-                              frozenset(spec.regions if spec.regions is not None else cf.regions))
-            for name in (spec.id, *spec.aliases):
-                index[(cf.provider, name)].append(product)
+                              frozenset(spec.regions if spec.regions is not None else cf.regions), tiers)
+            for model in (spec.id, *spec.aliases):
+                if not spec.profile_only:
+                    index[(cf.provider, model)].append(product)
+                for prefix in spec.profiles or ():
+                    key = (cf.provider, f"{prefix}.{model}")
+                    if profile_of.setdefault(key, prefix) != prefix:
+                        raise CatalogError(f"{name}: {key[1]} names two profiles")
+                    index[key].append(product)
+    for key in profile_of:
+        if any(key in {(p.provider, n) for n in (p.spec.id, *p.spec.aliases)} for p in index[key]):
+            raise CatalogError(f"{key[0]}/{key[1]}: both a product id and a cross-region profile id")
     for key, versions in index.items():
         versions.sort(key=lambda p: p.spec.effective_from)
         for a, b in zip(versions, versions[1:]):
             if a.spec.effective_to is None or a.spec.effective_to > b.spec.effective_from:
                 raise CatalogError(f"{key[0]}/{key[1]}: overlapping effective ranges")
-    return Catalog(dict(index), files, regions_of)
+    catalog = Catalog(dict(index), sorted(files), regions_of, profile_of, profile_regions, bundle_hash(files))
+    catalog.overlays = load_overlays({n[len(OVERLAYS) + 1:]: t for n, t in files.items()
+                                      if n.startswith(OVERLAYS + "/")}, catalog)
+    return catalog

@@ -14,6 +14,7 @@ from typing import Any
 
 from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
 from pricing.errors import PricingError
+from pricing.overlays import Rule
 from schemas.billing_event import BillingEvent, Usage
 
 EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
@@ -109,6 +110,8 @@ def _select_uncached(product: Product, dim: str, region: str | None, what: str, 
             continue
         if "policy" in want and p.policy != want["policy"]:
             continue
+        if "tier" in want and p.above_input_tokens != want["tier"]:
+            continue
         if "size" in want:
             w, h, steps = want["size"]
             if (p.max_width is not None and w > p.max_width) or (p.max_height is not None and h > p.max_height):
@@ -140,25 +143,44 @@ def _select_uncached(product: Product, dim: str, region: str | None, what: str, 
 
 
 class _Bill:
-    __slots__ = ("items", "total")
+    """Line items and totals; with an overlay rule (pricing/overlays.py) each item is the
+    tenant's price and keeps its list price beside it."""
 
-    def __init__(self) -> None:
+    __slots__ = ("items", "list_total", "rule", "total")
+
+    def __init__(self, rule: Rule | None = None) -> None:
         self.items: list[dict[str, str]] = []
         self.total = Decimal(0)
+        self.list_total = Decimal(0)
+        self.rule = rule
 
     def add(self, dim: str, qty: Decimal | int, p: PriceSpec, factor: Decimal = ONE, note: str = "") -> None:
         unit_price = EXACT.multiply(p.price, factor) if factor != ONE else p.price
         cost = EXACT.divide(EXACT.multiply(qty, unit_price), p.per)
+        self.list_total = EXACT.add(self.list_total, cost)
+        item = {
+            "dimension": dim,
+            "quantity": str(qty) if type(qty) is int else money_str(qty),
+            "unit": _unit_text(p.per, dim, note),
+            "unit_price": _price_text(unit_price),
+            "cost": money_str(cost),
+        }
+        rule = self.rule
+        if rule is not None:
+            contract = rule.contract_price(dim) if rule.prices else None
+            if rule.factor is not None:
+                t_unit, per = EXACT.multiply(unit_price, rule.factor), p.per
+            elif contract is not None:
+                t_unit, per = EXACT.multiply(contract.price, factor), contract.per
+            else:
+                t_unit, per = unit_price, p.per
+            t_cost = EXACT.divide(EXACT.multiply(qty, t_unit), per)
+            item |= {"unit": _unit_text(per, dim, note), "unit_price": _price_text(t_unit), "cost": money_str(t_cost),
+                     "list_unit_price": _price_text(EXACT.divide(EXACT.multiply(unit_price, per), p.per)),
+                     "list_cost": item["cost"]}
+            cost = t_cost
         self.total = EXACT.add(self.total, cost)
-        self.items.append(
-            {
-                "dimension": dim,
-                "quantity": str(qty) if type(qty) is int else money_str(qty),
-                "unit": _unit_text(p.per, dim, note),
-                "unit_price": _price_text(unit_price),
-                "cost": money_str(cost),
-            }
-        )
+        self.items.append(item)
 
 
 def _guardrail_product(catalog: Catalog, product: Product, event: BillingEvent) -> Product:
@@ -189,6 +211,15 @@ def _check_region(catalog: Catalog, product: Product, region: str | None) -> Non
         raise PricingError(f"{product.provider}/{product.id} is not offered in region {region}")
 
 
+def _check_profile(catalog: Catalog, product: Product, profile: str | None, region: str | None) -> None:
+    """A call through a cross-region profile comes from one of the profile's source Regions."""
+    if profile is not None and region is not None:
+        sources = catalog.profile_regions.get((product.provider, profile), frozenset())
+        if region not in sources:
+            raise PricingError(f"{product.provider}: the cross-region profile {profile}. is not called from "
+                               f"{region} (its source Regions: {', '.join(sorted(sources))})")
+
+
 def _check_guardrail_applies(product: Product, gp: Product) -> None:
     """A guardrail on an invocation: the guardrails product says which kinds it applies to
     (catalog `applies_to`; seed 002: not to images or embeddings)."""
@@ -207,15 +238,13 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     spec = product.spec
     region = event.region
     _check_region(catalog, product, region)
-    factor = ONE
-    if event.mode == "batch":
-        if spec.batch_factor is None:
-            raise PricingError(f"{product.provider}/{product.id} does not offer batch mode")
-        factor = spec.batch_factor
-    batch_note = f" (batch x{money_str(factor)})" if event.mode == "batch" else ""
+    profile = catalog.profile(event.provider, event.model)
+    _check_profile(catalog, product, profile, region)
+    factor, batch_note = _token_factor(product, event.mode, profile)
 
     usage = event.usage
-    bill = _Bill()
+    rule = catalog.overlays.find(event.tenant_id, event.provider, product.id, event.ts) if catalog.overlays else None
+    bill = _Bill(rule)
     estimated = False
     counts = {d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")}
     if event.text is not None:
@@ -223,10 +252,17 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
             if text and counts[dim] is None:
                 counts[dim] = _count_text(product, text)
                 estimated = True
+    tier: dict[str, Any] = {}
+    if product.tiers:  # a long-context tier prices every token of the request
+        size = sum(counts[d] or 0 for d in ("input_tokens", "cached_input_tokens", "cache_write_tokens"))
+        above = max((t for t in product.tiers if size > t), default=None)
+        tier = {"tier": above}
+        if above is not None:
+            batch_note += f" (above {_per_label(above).strip() or above} input tokens)"
     for dim in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens"):
         qty = counts[dim]
         if qty:
-            bill.add(dim, qty, _select(product, dim, region, dim), factor, batch_note)
+            bill.add(dim, qty, _select(product, dim, region, dim, **tier), factor, batch_note)
 
     for img in usage.images or ():
         p = _select(product, "images", region, f"images of {img.width}x{img.height}"
@@ -282,8 +318,9 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     if not bill.items:
         raise PricingError("nothing to price: every quantity is zero")
     total = bill.total
-    if total.normalize(EXACT).as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
-        raise PricingError(f"cost {total} needs more than {MAX_PLACES} decimal places")
+    for t in (total, bill.list_total):
+        if t.normalize(EXACT).as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
+            raise PricingError(f"cost {t} needs more than {MAX_PLACES} decimal places")
 
     usage_out = usage.model_dump(mode="json", exclude_none=True)
     for dim, qty in counts.items():
@@ -303,12 +340,30 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
         "labels": event.labels or {},
         "currency": product.currency,
         "cost": money_str(total),
+        "list_cost": money_str(bill.list_total),
+        "price_overlay": rule.id if rule is not None else "",
         "line_items": bill.items,
         "catalog_version": product.catalog_version,
+        "catalog_hash": catalog.content_hash,
         "estimated": estimated,
         "guardrail_units": guardrail_units,
     }
     return priced
+
+
+def _token_factor(product: Product, mode: str, profile: str | None) -> tuple[Decimal, str]:
+    """The factor on token prices (batch mode, a cross-region profile) and its unit note."""
+    spec = product.spec
+    factor, note = ONE, ""
+    if mode == "batch":
+        if spec.batch_factor is None:
+            raise PricingError(f"{product.provider}/{product.id} does not offer batch mode")
+        factor, note = spec.batch_factor, f" (batch x{money_str(spec.batch_factor)})"
+    if profile is not None:
+        pf = spec.profiles[profile]  # type: ignore[index]  # indexed only where the product lists it
+        factor = EXACT.multiply(factor, pf)
+        note += f" (profile {profile} x{money_str(pf)})"
+    return factor, note
 
 
 # Fast path for events schemas.validate.parse_common passed (plain counts only, no text).
@@ -322,22 +377,23 @@ def _layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     return tuple(d for d in _PLAIN if d in keys), keys == tuple(d for d in _USAGE_ORDER if d in keys)
 
 
-def _plan(product: Product, region: str | None, mode: str) -> dict[str, tuple[Decimal, str, str]]:
-    """Per plain dimension priced for (region, mode): (price per 1 unit, unit text, unit price
-    text). Empty when price_event would reject the region or mode."""
+def _plan(catalog: Catalog, product: Product, region: str | None, mode: str, profile: str | None) -> dict[str, tuple[Decimal, str, str]]:
+    """Per plain dimension priced for (region, mode, profile): (price per 1 unit, unit text, unit
+    price text). Empty when price_event would reject the region or mode."""
     spec = product.spec
     if (region is None and spec.regions is not None) or (region is not None and region not in product.regions):
         return {}  # price_event rejects the region (see _check_region)
-    factor, note = ONE, ""
-    if mode == "batch":
-        if spec.batch_factor is None:
-            return {}
-        factor, note = spec.batch_factor, f" (batch x{money_str(spec.batch_factor)})"
+    try:
+        _check_profile(catalog, product, profile, region)
+        factor, note = _token_factor(product, mode, profile)
+    except PricingError:
+        return {}
+    tier = {"tier": None} if product.tiers else {}  # below every tier (price_common checks the size)
     plan = {}
     for dim in _PLAIN:
         f, n = (ONE, "") if dim == "human_tasks" else (factor, note)  # batch applies to tokens only
         try:
-            p = _select(product, dim, region, dim)
+            p = _select(product, dim, region, dim, **({} if dim == "human_tasks" else tier))
             unit_price = EXACT.multiply(p.price, f) if f != ONE else p.price
             per_unit = EXACT.divide(unit_price, p.per)  # qty * per_unit == qty * unit_price / per, exactly
         except (PricingError, ArithmeticError):
@@ -355,15 +411,21 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
         product = catalog.lookup(doc["provider"], doc["model"], ts)
     except PricingError:
         return None
+    if catalog.overlays and catalog.overlays.by_tenant.get(doc["tenant_id"]):
+        return None  # a tenant with price overlays: price_event
     region, mode = doc.get("region"), doc.get("mode", "realtime")
+    profile = catalog.profile(doc["provider"], doc["model"])
     memo = product.memo
-    key = ("plan", region, mode)  # "plan" is no dimension: never one of _select's keys
+    key = ("plan", region, mode, profile)  # "plan" is no dimension: never one of _select's keys
     plan = memo.get(key)
     if plan is None:
-        plan = _plan(product, region, mode)
+        plan = _plan(catalog, product, region, mode, profile)
         if len(memo) < MEMO_MAX:
             memo[key] = plan
     usage = doc["usage"]
+    if product.tiers and sum(usage.get(d) or 0 for d in ("input_tokens", "cached_input_tokens",
+                                                          "cache_write_tokens")) > product.tiers[0]:
+        return None  # a long-context tier: price_event
     keys = tuple(usage)
     dims, clean = _LAYOUTS.get(keys) or _LAYOUTS.setdefault(keys, _layout(keys))
     items = []
@@ -396,9 +458,12 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
         "usage": usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
         "labels": doc.get("labels") or {},
         "currency": product.currency,
-        "cost": money_str(total),
+        "cost": (cost_text := money_str(total)),
+        "list_cost": cost_text,
+        "price_overlay": "",
         "line_items": items,
         "catalog_version": product.catalog_version,
+        "catalog_hash": catalog.content_hash,
         "estimated": False,
         "guardrail_units": 0,
     }
