@@ -68,8 +68,9 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     from kafka.errors import TopicAlreadyExistsError
 
     wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic,
-                       settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic]
-    compacted = {settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic}  # keyed: the latest per key is what counts
+                       settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic,
+                       settings.catalog_status_topic]
+    compacted = {settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic, settings.catalog_status_topic}  # keyed: the latest per key is what counts
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin",
                              **kafka_security(settings).kafka_python())
     try:

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     budgets_topic: str = "meterstream_budgets"
     alerts_topic: str = "spend_alerts"
     alert_log_topic: str = "meterstream_alert_log"  # the alerts role's outbox (streams/alerts/outbox.py)
+    catalog_status_topic: str = "meterstream_catalog_status"  # each rater's catalog versions (compacted)
+    catalog_status_interval_s: float = 30.0  # how often a rater reports them (and at every switch)
     # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
     # path), never stored, printed or logged; named by host and a short hash (streams/alerts/webhooks.py).
     alert_webhooks: SecretStr | None = None

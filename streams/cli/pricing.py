@@ -93,7 +93,8 @@ def catalog_validate(catalog_dir: Path | None) -> None:
     """Load every catalog file and report what was loaded (exit 1 on any defect)."""
     cat = _load(catalog_dir)
     entries = cat.entries()
-    click.echo(f"ok: {len(cat.files)} files, {len(entries)} entries, providers {', '.join(sorted(cat.providers()))}")
+    click.echo(f"ok: {len(cat.files)} files, {len(entries)} entries, providers {', '.join(sorted(cat.providers()))}, "
+               f"version {cat.content_hash}")
     for f in cat.files:
         click.echo(f"  {f}")
 
@@ -209,3 +210,81 @@ def catalog_diff(old: Path, new: Path) -> None:
         click.echo(f"removed  {name(k)}: {v}")
     click.echo(f"{len(d['changed'])} changed, {len(d['added'])} added, {len(d['removed'])} removed", err=True)
     sys.exit(1 if any(d.values()) else 0)
+
+
+@catalog_group.command("publish")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the broker's acks.")
+def catalog_publish(directory: Path, timeout: float) -> None:
+    """Publish a catalog directory as the new version for the running raters: validated here
+    first (a bad catalog is refused, nothing is sent), then one catalog record to every
+    partition of the events topic. Every event after it on a partition is priced with it."""
+    from pricing.catalog import read_bundle
+    from schemas.catalog_record import CATALOG_HEADER, encode
+    from streams.kafka_security import kafka_security
+    from streams.producer import make_producer
+    from streams.settings import Settings
+
+    try:
+        catalog = load_catalog(directory)
+        value = encode(catalog.content_hash, read_bundle(directory))
+    except (CatalogError, ValueError) as exc:
+        click.echo(f"refused: {exc}; nothing was published", err=True)
+        sys.exit(2)
+    settings = Settings()
+    producer = make_producer(settings.bootstrap, kafka_security(settings), client_id="meterstream-catalog")
+    try:
+        partitions = sorted(producer.partitions_for(settings.events_topic) or ())
+        if not partitions:
+            raise click.ClickException(f"no topic {settings.events_topic} (run `meterstream up`)")
+        futures = [producer.send(settings.events_topic, value=value, partition=p, headers=[CATALOG_HEADER])
+                   for p in partitions]
+        acked = [f.get(timeout=timeout) for f in futures]
+        offsets = {m.partition: m.offset for m in acked}
+    finally:
+        producer.close(timeout=timeout)
+    click.echo(f"published {catalog.content_hash} ({len(catalog.files)} files) to {settings.events_topic}: "
+               + ", ".join(f"p{p}@{o}" for p, o in sorted(offsets.items())))
+
+
+@catalog_group.command("status")
+@click.option("--stale-s", type=float, default=120.0, show_default=True,
+              help="A worker not heard from for longer is shown as stale.")
+def catalog_status(stale_s: float) -> None:
+    """Which catalog version each rating worker prices each of its partitions with (from the
+    status topic the workers report to, at every switch and every MS_CATALOG_STATUS_INTERVAL_S)."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.kafka_security import kafka_security
+    from streams.settings import Settings
+
+    settings = Settings()
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
+                             client_id="meterstream-catalog-status", **kafka_security(settings).kafka_python())
+    latest: dict[bytes, dict[str, Any]] = {}
+    try:
+        tp = TopicPartition(settings.catalog_status_topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        while consumer.position(tp) < end:
+            for records in consumer.poll(timeout_ms=1000).values():
+                for r in records:
+                    latest[r.key] = orjson.loads(r.value)
+    finally:
+        consumer.close()
+    if not latest:
+        click.echo(f"no rating worker has reported to {settings.catalog_status_topic} yet")
+        return
+    now_ms = time.time() * 1000
+    table = Table("worker", "seen", "own catalog", "partition", "version in force")
+    for doc in sorted(latest.values(), key=lambda d: d["worker"]):
+        age = (now_ms - doc["at_ms"]) / 1000
+        seen = f"{age:.0f} s ago" + (" (stale)" if age > stale_s else "")
+        parts = sorted(doc["partitions"].items(), key=lambda kv: int(kv[0])) or [("-", None)]
+        for i, (p, version) in enumerate(parts):
+            table.add_row(doc["worker"] if i == 0 else "", seen if i == 0 else "", doc["own"] if i == 0 else "",
+                          p, version or "(no event read yet)")
+    Console(width=200).print(table)

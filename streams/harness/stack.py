@@ -86,7 +86,7 @@ class Stack:
             "MS_KAFKA_BOOTSTRAP": bootstrap, "MS_DATA_DIR": str(tmp / "data"), "MS_APP_ID": f"ms-{tag}",
             "MS_EVENTS_TOPIC": f"ev-{tag}", "MS_DEAD_LETTER_TOPIC": f"dlq-{tag}", "MS_SINK_TOPIC": f"sink-{tag}",
             "MS_BUDGETS_TOPIC": f"budgets-{tag}", "MS_ALERTS_TOPIC": f"alerts-{tag}",
-            "MS_ALERT_LOG_TOPIC": f"alertlog-{tag}",
+            "MS_ALERT_LOG_TOPIC": f"alertlog-{tag}", "MS_CATALOG_STATUS_TOPIC": f"catstatus-{tag}",
             "MS_TOPIC_PARTITIONS": str(partitions), "MS_CLICKHOUSE_DATABASE": f"db_{tag}",
         })
         if clickhouse_url:

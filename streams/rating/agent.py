@@ -5,6 +5,8 @@ returns."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping
@@ -16,6 +18,7 @@ import orjson
 import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
+from schemas.catalog_record import is_catalog
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -210,7 +213,8 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
             for event in batch:
                 msg = event.message
                 ts_ms = int((msg.timestamp or now_s) * 1000)
-                src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers))
+                src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers),
+                             catalog=is_catalog(msg.headers))
                 by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
@@ -232,5 +236,35 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                     del out
                 for key in rater.expired(view, partition):
                     del view[key]
+            if rater.versions.current != reported:
+                await report_versions()
+
+    reported: dict[int, str] = {}
+    status_topic = app.topic(settings.catalog_status_topic, partitions=1, **RAW)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def report_versions() -> None:
+        """This worker's catalog versions, to the status topic (`meterstream catalog status`)."""
+        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic)
+        current = dict(rater.versions.current)
+        if app.tables.recovery.completed.is_set():  # partitions not read since assignment: from the state
+            for p in set(assigned) - set(current):
+                history = rater.versions.history(PartitionState(state, p), p)
+                current[p] = history[-1][1] if history else rater.versions.base.content_hash
+        await status_topic.send(key=worker.encode(), value=orjson.dumps({
+            "worker": worker, "at_ms": int(time.time() * 1000), "own": rater.versions.base.content_hash,
+            "partitions": {str(p): current.get(p) for p in assigned}}))
+        reported.clear()
+        reported.update(current)
+
+    @app.timer(interval=settings.catalog_status_interval_s)
+    async def _report() -> None:
+        await report_versions()
+
+    @app.on_partitions_revoked.connect
+    async def _forget(app: Any, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        for tp in revoked:
+            if tp.topic == settings.events_topic:
+                rater.versions.current.pop(tp.partition, None)
 
     return state

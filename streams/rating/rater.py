@@ -14,6 +14,7 @@ into its events here, each priced, deduplicated and dead-lettered on its own.
 
 State layout (a MutableMapping: a Faust table in the worker, a dict in tests):
   ``m|p``                       -> [watermark_ms, last_offset]                per partition
+  ``v|p``, ``c|p|version``      -> the catalog versions published on the partition (catalogs.py)
   ``t|p|max_ts|first_pos``      -> [max_ts_ms, [[tenant, event_id, pos], ...]] dedup entries:
                                    the events counted by one batch, kept `dedup_ms` of stream
                                    time; pos = offset << 13 | index (see streams/rating/dedup.py,
@@ -37,6 +38,7 @@ from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 from streams.producer import partition_for_key
+from streams.rating.catalogs import CatalogRefused, Versions
 from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
 
 __all__ = ["DEDUP_ENTRY_IDS", "SEP", "Output", "Rater", "Source"]
@@ -51,6 +53,7 @@ class Source:
     timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
     index: int = 0       # an event's line in its batch record
+    catalog: bool = False  # the record is a catalog version (schemas/catalog_record.py)
 
     @property
     def pos(self) -> int:
@@ -121,7 +124,7 @@ class Rater:
         partition than its canonical one is not counted there but forwarded (Output.forward), so
         that its duplicates meet it whatever partition a producer chose. `index`: opens a
         partition's dedup index (default: in memory, from one scan of the state)."""
-        self.catalog = catalog
+        self.versions = Versions(catalog)
         self.lateness_ms = lateness_ms
         self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
         self.indexes: dict[int, Index] = {}
@@ -155,9 +158,20 @@ class Rater:
         new_seen: list[list[Any]] = []  # counted here, in order: this batch's dedup entries
         batch_seen: dict[tuple[str, str], int] = {}
         max_ts = 0
+        versions = self.versions
+        history = versions.history(state, p)
+        latest = versions.at(state, p, history, 1 << 62)  # in force after the last catalog record
         for src, raw in self._events(items, out):
+            if src.catalog:
+                try:
+                    history = versions.publish(state, p, history, src.pos, raw)
+                except CatalogRefused as exc:
+                    out.rejected.append(self._rejected(src, raw, f"{exc}; the version in force stays", None))
+                latest = versions.at(state, p, history, 1 << 62)
+                continue
             now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
-            result = rate(raw, self.catalog, now=now)
+            catalog = latest if not history or src.pos > history[-1][0] else versions.at(state, p, history, src.pos)
+            result = rate(raw, catalog, now=now)
             if isinstance(result, Rejection):
                 out.rejected.append(self._rejected(src, raw, result.reason, result.event_id))
                 continue
@@ -192,6 +206,7 @@ class Rater:
         for i in range(0, len(new_seen), DEDUP_ENTRY_IDS):  # bounded changelog records
             chunk = new_seen[i:i + DEDUP_ENTRY_IDS]
             idx.add(state, entry_key(p, max_ts, chunk[0][2]), max_ts, chunk)
+        versions.current[p] = latest.content_hash
         last = items[-1][0].offset
         if last > meta_offset:
             state[meta_key] = [watermark, last]
