@@ -27,6 +27,8 @@ Dimension = Literal[
     "dedicated_hours", "dedicated_months", "guardrail_text_units", "human_tasks",
 ]
 TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"})
+# dimensions whose quantities are decimals (up to 3 places); the others count whole units
+DECIMAL_DIMENSIONS = frozenset({"audio_seconds", "storage_months", "dedicated_hours", "dedicated_months"})
 # What a product is; a guardrails product lists the kinds of invocation it applies to (`applies_to`).
 Kind = Literal["text", "embedding", "image", "video", "guardrail", "evaluation"]
 RegionId = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]  # the event's `region` constraint

@@ -11,7 +11,8 @@ listed ones) over [effective_from, effective_to). The ledger keeps both prices: 
   dimensions it does not list stay at the list price.
 
 No rounding: the loader refuses a rule whose factored unit price would need more decimal places
-than a cost may carry (12 for token prices, whose quantities are integers; 9 for the others)."""
+than a cost may carry (12 where quantities are whole units; 9 for durations and months, whose
+quantities carry up to 3 places)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pricing.catalog import MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact, _places
+from pricing.catalog import DECIMAL_DIMENSIONS, MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact, _places
 from pricing.errors import CatalogError
 
 MAX_PLACES = 12
@@ -133,7 +134,7 @@ def _check_places(rule: Rule, catalog: Catalog, where: str) -> None:
     if factor is not None:
         units += [(p, p.price * factor / p.per) for prod in products for p in prod.spec.prices]
     for p, unit in units:
-        limit = MAX_PLACES if p.dimension in TOKEN_DIMENSIONS else MAX_UNIT_PRICE_PLACES
+        limit = MAX_UNIT_PRICE_PLACES if p.dimension in DECIMAL_DIMENSIONS else MAX_PLACES
         if _places(unit) > limit:
             raise CatalogError(f"{where}: rule {rule.id}: {p.dimension} at {p.price} per {p.per} becomes "
                                f"{unit} a unit, more than {limit} decimal places: no cost could carry it exactly")
