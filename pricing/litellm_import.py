@@ -8,20 +8,26 @@ which must then have at most 6 decimal places; a value with more (a float's arti
   input_cost_per_token             -> input_tokens
   output_cost_per_token            -> output_tokens
   cache_read_input_token_cost      -> cached_input_tokens
-  cache_creation_input_token_cost  -> cache_write_tokens
-  *_batches                        -> batch_factor, when input and output give the same exact factor
-  *_priority, *_flex               service tiers: an event names no tier, so only the standard
-                                   price is imported (the model's note says so)
+  cache_creation_input_token_cost  -> cache_write_tokens (the 5-minute write)
+  <cost>_above_<N>k_tokens         -> the same dimension, above_input_tokens: N x 1000 (a
+                                   long-context tier; it must price every dimension the base does)
+  *_batches                        -> batch_factor, when every batch price gives the same exact factor
+  *_priority, *_flex, *_ultrafast, *_decisions
+                                   service tiers: an event names no tier, so only the standard
+                                   price is imported (the product's source says so)
+  cache_creation_*_above_<N>hr*, search_context_cost_per_query
+                                   not priced, named in the product's source and listed: no event
+                                   field carries them (the adapters refuse 1-hour cache writes)
 
-A model with any other cost (a tier above N tokens, audio, images, seconds, characters, queries,
-reasoning, 1-hour cache writes, ...) is listed with those keys and not imported: importing its
-base prices alone would price those requests wrong. So is a mode other than chat, completion,
-responses or embedding. Every product carries its source (file, LiteLLM version, key) and the
-``effective_from`` the user gives."""
+A model with any other cost (audio, images, seconds, characters, pixels, ...) is listed with
+those keys and not imported: importing its token prices alone would price those requests wrong.
+So is a mode other than chat, completion, responses or embedding. Every product carries its
+source (file, LiteLLM version, key) and the ``effective_from`` the user gives."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,8 +38,6 @@ import yaml
 DIMENSIONS = {"input_cost_per_token": "input_tokens", "output_cost_per_token": "output_tokens",
               "cache_read_input_token_cost": "cached_input_tokens",
               "cache_creation_input_token_cost": "cache_write_tokens"}
-BATCH = {"input_cost_per_token_batches": "input_cost_per_token", "output_cost_per_token_batches": "output_cost_per_token"}
-TIER_SUFFIXES = ("_priority", "_flex")
 KINDS = {"chat": "text", "completion": "text", "responses": "text", "embedding": "embedding"}
 PER = 1_000_000
 
@@ -44,6 +48,7 @@ class Imported:
 
     catalogs: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    unpriced: list[tuple[str, list[str]]] = field(default_factory=list)  # imported; these costs not
 
 
 def load_price_map(path: Path) -> dict[str, Any]:
@@ -89,10 +94,12 @@ def convert(prices: dict[str, Any], *, providers: set[str], effective_from: dt.d
         if not isinstance(entry, dict) or entry.get("litellm_provider") not in providers:
             continue
         try:
-            product = _product(key, entry, effective_from, source)
+            product, notes = _product(key, entry, effective_from, source)
         except ValueError as exc:
             out.skipped.append((key, str(exc)))
             continue
+        if notes:
+            out.unpriced.append((key, notes))
         provider = names.get(entry["litellm_provider"], entry["litellm_provider"])
         doc = out.catalogs.setdefault(provider, {
             "provider": provider, "currency": "USD", "version": f"litellm@{effective_from.date().isoformat()}",
@@ -102,29 +109,69 @@ def convert(prices: dict[str, Any], *, providers: set[str], effective_from: dt.d
     return out
 
 
-def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, source: str) -> dict[str, Any]:
+COST_KEY = re.compile(r"(?P<base>input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+                      r"|cache_creation_input_token_cost)(?:_above_(?P<k>\d+)k_tokens)?(?:_(?P<variant>[a-z]+))?")
+LONGER_CACHE_WRITE = re.compile(r"cache_creation_input_token_cost_above_\d+hr\b.*")
+SERVICE_TIERS = ("priority", "flex", "ultrafast", "decisions")
+NOT_EXPRESSED = {"search_context_cost_per_query": "web search queries (an event carries no count of them)"}
+
+
+def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, source: str) -> tuple[dict[str, Any], list[str]]:
+    """The product, and the costs it leaves unpriced (no event field carries them)."""
     mode = entry.get("mode")
     if mode not in KINDS:
         raise ValueError(f"mode {mode!r} is not priced by tokens here")
     costs = {k for k, v in entry.items() if "cost" in k and v is not None}
-    tiers = sorted(k for k in costs if k.endswith(TIER_SUFFIXES))
-    other = sorted(costs - set(DIMENSIONS) - set(BATCH) - set(tiers))
+    standard: dict[tuple[str, int | None], str] = {}  # (dimension, tier) -> key
+    batches: dict[tuple[str, int | None], str] = {}
+    tiers_seen, notes, other = set(), [], []
+    for k in sorted(costs):
+        m = COST_KEY.fullmatch(k)
+        if m is None:
+            if LONGER_CACHE_WRITE.fullmatch(k):
+                notes.append(k)  # 1-hour (and longer) cache writes: the adapters refuse them
+            elif k in NOT_EXPRESSED:
+                notes.append(k)
+            else:
+                other.append(k)
+            continue
+        slot = (DIMENSIONS[m["base"]], int(m["k"]) * 1000 if m["k"] else None)
+        variant = m["variant"]
+        if variant is None:
+            standard[slot] = k
+        elif variant == "batches":
+            batches[slot] = k
+        elif variant in SERVICE_TIERS:
+            tiers_seen.add(k)
+        else:
+            other.append(k)
     if other:
         raise ValueError(f"costs without a catalog dimension: {', '.join(other)}")
-    prices = [{"dimension": dim, "per": PER, "price": _plain(per_million(entry[k], k))}
-              for k, dim in DIMENSIONS.items() if k in costs]
+    prices = []
+    for (dim, above), k in sorted(standard.items(), key=lambda kv: (kv[0][1] or 0, list(DIMENSIONS.values()).index(kv[0][0]))):
+        price = {"dimension": dim, "per": PER, "price": _plain(per_million(entry[k], k))}
+        if above is not None:
+            price["above_input_tokens"] = above
+        prices.append(price)
     if not any(p["dimension"] in ("input_tokens", "output_tokens") for p in prices):
         raise ValueError("no input or output token price")
+    base_dims = {d for d, above in standard if above is None}
+    for above in sorted({a for _, a in standard if a is not None}):
+        if missing := base_dims - {d for d, a in standard if a == above}:
+            raise ValueError(f"the tier above {above} tokens has no {sorted(missing)[0]} price")
+    source_text = f"{source}, key {key}"
+    if tiers_seen:
+        source_text += f"; service tiers not imported: {', '.join(sorted(tiers_seen))}"
+    if notes:
+        source_text += f"; not priced (no dimension): {', '.join(notes)}"
     product: dict[str, Any] = {"id": key.split("/", 1)[1] if "/" in key else key, "name": key,
-                               "source": f"{source}, key {key}" + (f"; service tiers not imported: {', '.join(tiers)}"
-                                                                     if tiers else ""),
-                               "kind": KINDS[mode], "prices": prices}
+                               "source": source_text, "kind": KINDS[mode], "prices": prices}
     factors = set()
-    for batch_key, base_key in BATCH.items():
-        if batch_key in costs:
-            if base_key not in costs or Decimal(entry[base_key]) == 0:
-                raise ValueError(f"{batch_key} without {base_key}")
-            factors.add(Decimal(entry[batch_key]) / Decimal(entry[base_key]))
+    for slot, batch_key in batches.items():
+        base_key = standard.get(slot)
+        if base_key is None or Decimal(entry[base_key]) == 0:
+            raise ValueError(f"{batch_key} without its standard price")
+        factors.add(Decimal(entry[batch_key]) / Decimal(entry[base_key]))
     if len(factors) > 1:
         raise ValueError(f"batch prices are not one factor of the base prices ({sorted(factors)})")
     if factors:
@@ -132,7 +179,7 @@ def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, sourc
         if factor.normalize().as_tuple().exponent < -6:  # type: ignore[operator]
             raise ValueError(f"batch factor {factor} is not exact")
         product["batch_factor"] = _plain(factor.normalize())
-    return product
+    return product, notes
 
 
 def dump(doc: dict[str, Any]) -> str:

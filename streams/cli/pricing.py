@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -173,7 +174,7 @@ def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ..
             raise click.ClickException(str(exc)) from None
         source = f"LiteLLM {version} bundled {file.name}"
     else:
-        source = f"LiteLLM price map {file.name} (sha256 {__import__('hashlib').sha256(file.read_bytes()).hexdigest()[:16]})"
+        source = f"LiteLLM price map {file.name} (sha256 {hashlib.sha256(file.read_bytes()).hexdigest()[:16]})"
     result = li.convert(li.load_price_map(file), providers=set(providers), effective_from=start, source=source)
     out_dir.mkdir(parents=True, exist_ok=True)
     for provider, doc in sorted(result.catalogs.items()):
@@ -182,6 +183,8 @@ def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ..
         click.echo(f"wrote {path}: {len(doc['products'])} products")
     for key, reason in result.skipped:
         click.echo(f"not imported: {key}: {reason}", err=True)
+    for key, costs in result.unpriced:
+        click.echo(f"imported without: {key}: {', '.join(costs)} (no event field carries them)", err=True)
     click.echo(f"{sum(len(d['products']) for d in result.catalogs.values())} imported, {len(result.skipped)} not "
                f"imported (listed above)", err=True)
     _load(out_dir)  # the written files load as a catalog, or this is an error

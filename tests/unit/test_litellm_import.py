@@ -32,16 +32,22 @@ def imported(tmp_path: Path, *providers: str) -> tuple[Path, str, str]:
 
 def test_import_converts_exactly_and_lists_what_it_cannot(tmp_path):
     out, stdout, stderr = imported(tmp_path, "openai", "anthropic")
-    assert "openai-usd.yaml: 4 products" in stdout and "anthropic-usd.yaml: 1 products" in stdout
+    assert "openai-usd.yaml: 4 products" in stdout and "anthropic-usd.yaml: 2 products" in stdout
     for key, why in [("gpt-4o-audio-preview", "input_cost_per_audio_token"), ("dall-e-3", "mode 'image_generation'"),
-                     ("gpt-odd-float", "not exact"), ("claude-sonnet-4-5-20250929", "input_cost_per_token_above_200k_tokens")]:
+                     ("gpt-odd-float", "not exact"),
+                     ("claude-sonnet-4-5-20250929", "the tier above 200000 tokens has no cache_write_tokens price")]:
         assert f"not imported: {key}: " in stderr and why in stderr.split(f"not imported: {key}: ")[1].splitlines()[0]
+    assert "imported without: claude-sonnet-4-5: cache_creation_input_token_cost_above_1hr, " \
+           "search_context_cost_per_query" in stderr
     assert "mistral" not in stdout + stderr  # another provider: not asked for
     cat = load_catalog(out)
     gpt = cat.lookup("openai", "gpt-4o", NOW).spec
     assert gpt.batch_factor == Decimal("0.5") and gpt.effective_from == dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
     assert "LiteLLM price map litellm_prices_sample.json" in gpt.source and "key gpt-4o" in gpt.source
     assert "service tiers not imported: cache_read_input_token_cost_priority" in gpt.source
+    sonnet = cat.lookup("anthropic", "claude-sonnet-4-5", NOW)
+    assert sonnet.spec.batch_factor == Decimal("0.5") and sonnet.tiers == (200000,)
+    assert "not priced (no dimension): cache_creation_input_token_cost_above_1hr" in sonnet.spec.source
 
 
 def test_an_imported_catalog_prices_current_models_exactly(tmp_path):
@@ -52,7 +58,11 @@ def test_an_imported_catalog_prices_current_models_exactly(tmp_path):
              ("openai", "gpt-4o-mini", {"input_tokens": 123457, "output_tokens": 999}, "batch"),
              ("openai", "o3-mini", {"input_tokens": 7, "cached_input_tokens": 11, "output_tokens": 13}, "realtime"),
              ("anthropic", "claude-3-5-haiku-20241022",
-              {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "realtime")]
+              {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "realtime"),
+             ("anthropic", "claude-sonnet-4-5",
+              {"input_tokens": 9000, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "batch"),
+             ("anthropic", "claude-sonnet-4-5",  # 150,000 + 50,000 + 1 input tokens: above 200K, all at the tier
+              {"input_tokens": 150000, "cached_input_tokens": 50000, "cache_write_tokens": 1, "output_tokens": 77}, "realtime")]
     keys = {"input_tokens": "input_cost_per_token", "output_tokens": "output_cost_per_token",
             "cached_input_tokens": "cache_read_input_token_cost", "cache_write_tokens": "cache_creation_input_token_cost"}
     for i, (provider, model, usage, mode) in enumerate(cases):
@@ -61,9 +71,9 @@ def test_an_imported_catalog_prices_current_models_exactly(tmp_path):
         result = rate(orjson.dumps(ev), cat, now=NOW)
         assert not isinstance(result, Rejection), result
         entry = raw[model]
-        by_hand = sum(Decimal(n) * entry[keys[d]] for d, n in usage.items())  # per-token prices from the file
-        if mode == "batch":
-            by_hand = sum(Decimal(n) * entry[keys[d] + "_batches"] for d, n in usage.items())
+        tier = "_above_200k_tokens" if sum(n for d, n in usage.items() if d != "output_tokens") > 200_000 else ""
+        suffix = "_batches" if mode == "batch" else tier
+        by_hand = sum(Decimal(n) * entry[keys[d] + suffix] for d, n in usage.items())  # per-token prices from the file
         assert Decimal(result["cost"]) == by_hand, (model, result["cost"], by_hand)
 
 
