@@ -14,11 +14,12 @@ from typing import Any
 
 import orjson
 
-from adapters import anthropic, bedrock, dashscope, openai, otlp
+from adapters import anthropic, bedrock, dashscope, openai, openai_audio, otlp
 from adapters.base import ConversionError, Ids
 
 FORMATS: dict[str, Callable[[dict[str, Any], Ids], list[dict[str, Any]]]] = {
     "openai": openai.convert,
+    "openai-transcription": openai_audio.convert,
     "anthropic": anthropic.convert,
     "bedrock-converse": bedrock.converse,
     "bedrock-invoke": bedrock.invoke,

@@ -186,3 +186,30 @@ def test_reasoning_tokens_cannot_exceed_output_tokens_in_an_event():
                         "model": "gpt-4o", "usage": {"input_tokens": 1, "output_tokens": 5, "reasoning_tokens": 6}})
     result = rate(raw, CAT, now=NOW)
     assert isinstance(result, Rejection) and "reasoning_tokens" in result.reason
+
+
+WHISPER_IDS = Ids(tenant_id="acme", user_id="u1", event_id="tr-1", ts="2026-12-02T08:00:00Z", model="whisper-1")
+
+
+def test_openai_transcription_is_billed_by_audio_duration():
+    # the json response of /v1/audio/transcriptions: the transcript is not kept
+    [ev] = convert("openai-transcription", {"text": "bonjour", "usage": {"type": "duration", "seconds": 90.5}},
+                   WHISPER_IDS)
+    assert ev["usage"] == {"audio_seconds": "90.5"} and "bonjour" not in orjson.dumps(ev).decode()
+    priced = rate(orjson.dumps(ev), load_catalog(), now=dt.datetime(2026, 12, 2, 9, tzinfo=dt.timezone.utc))
+    assert not isinstance(priced, Rejection), priced
+    assert Decimal(priced["cost"]) == Decimal("0.00905")  # 90.5 s x $0.006 / 60 s
+    [whole] = convert("openai-transcription", {"usage": {"type": "duration", "seconds": 60}}, WHISPER_IDS)
+    assert whole["usage"] == {"audio_seconds": "60"}
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    ({"text": "x"}, "no usage"),
+    ({"usage": {"type": "tokens", "input_tokens": 10, "output_tokens": 3}}, "no audio-token bucket"),
+    ({"usage": {"type": "duration", "seconds": 8.470000267028809}}, "at most 3 decimal places"),
+    ({"usage": {"type": "duration", "seconds": "9"}}, "must be a number"),
+    ({"usage": {"type": "duration", "seconds": 0}}, "must be > 0"),
+])
+def test_openai_transcriptions_that_cannot_be_billed_exactly_are_refused(payload, reason):
+    with pytest.raises(ConversionError, match=reason):
+        convert("openai-transcription", payload, WHISPER_IDS)
