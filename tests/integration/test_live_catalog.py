@@ -124,3 +124,41 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
         time.sleep(2)
     assert status.count(new.content_hash) >= 4, status  # every partition runs the new version
     assert old.content_hash in status  # the worker's own catalog
+
+
+def test_two_raters_switch_at_the_same_offsets_and_a_takeover_keeps_the_version(stack, tmp_path):
+    """Two raters share the partitions; after the publish one is SIGKILLed and the other takes
+    its partitions over, restoring their versions from the changelog: every event after the
+    record is priced with the new version, whichever rater read it."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    new_dir = tmp_path / "catalog-v2"
+    shutil.copytree(SHIPPED_CATALOGS, new_dir)
+    (new_dir / "overlays").mkdir()
+    (new_dir / "overlays" / "other.yaml").write_text(OVERLAY.replace("acme", "other").replace('"0.10"', '"0.25"'))
+    old, new = load_catalog(), load_catalog(new_dir)
+    before, after = events("before", 60, now), events("after", 120, now)
+    stack.start_worker(role="sink")
+    rate_a = stack.start_worker(role="rate")
+    rate_b = stack.start_worker(role="rate")
+    stack.produce(before)
+    wait_rows(stack, 60)
+    stack.cli("catalog", "publish", str(new_dir))
+    stack.produce(after[:60])
+    wait_rows(stack, 120)
+    stack.kill_worker(rate_a)  # its partitions move to rate_b, with their state
+    stack.produce(after[60:])
+    rows = wait_rows(stack, 180)
+    for lines, catalog in ((before, old), (after, new)):
+        for raw in lines:
+            want = rate(raw, catalog, now=now + dt.timedelta(minutes=5))
+            got = rows[want["event_id"]]
+            assert (Decimal(got["cost"]), got["catalog_hash"]) == (Decimal(want["cost"]), catalog.content_hash)
+    assert any(r["price_overlay"] for r in rows.values())  # the new version's overlay applied
+    deadline = time.monotonic() + 90
+    while True:
+        status = stack.cli("catalog", "status").stdout.decode()
+        if status.count(new.content_hash) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert status.count(new.content_hash) >= 4, status
+    assert f":{stack.workers[rate_b].pid}" in status
