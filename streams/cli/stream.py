@@ -120,15 +120,13 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
         lines, total = iter(stream), None
     else:
         raise click.UsageError("give a FILE, - for stdin, or --generate N")
-    refusals: list[dict[str, Any]] = []
+    refusals: list[tuple[bytes, str]] = []
 
     def refused(n: int, line: bytes, reason: str) -> None:
         from schemas.redact import stored_payload
 
-        refusals.append({"src_topic": None, "src_partition": None, "src_offset": None, "src_index": None,
-                         "source": f"meterstream produce --format {fmt} {source}, line {n}", "event_id": None,
-                         "tenant_id": ids.get("tenant_id"), "reason": f"not converted ({fmt}): {reason}",
-                         "payload": stored_payload(line)})
+        where = f"meterstream produce --format {fmt} {source}, line {n}"
+        refusals.append((stored_payload(line).encode(), f"not converted ({fmt}), {where}: {reason}"))
         click.echo(f"line {n}: not converted ({fmt}): {reason}", err=True)
 
     if fmt != "billing-event":
@@ -142,24 +140,25 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
                     batch=not no_batch, linger_ms=linger_ms)
     click.echo(f"produced {n} events to {topic or settings.events_topic} at {settings.bootstrap}", err=True)
     if refusals:
-        from streams.rating.agent import dead_letter_value
-
-        publish_dead_letters(settings, [dead_letter_value(r) for r in refusals])
-        click.echo(f"{len(refusals)} payloads not converted: in {settings.dead_letter_topic} with their reasons", err=True)
+        publish_refusals(settings, topic or settings.events_topic, refusals)
+        click.echo(f"{len(refusals)} payloads not converted: sent as refused records (schemas/refusal.py); "
+                   f"the rater keeps them in {settings.dead_letter_topic} and rejected_events with their reasons",
+                   err=True)
         sys.exit(1)
 
 
-def publish_dead_letters(settings: Settings, values: list[bytes]) -> None:
-    """Payloads refused before they were events, to the dead-letter topic (acknowledged)."""
-    from kafka import KafkaProducer
-
+def publish_refusals(settings: Settings, topic: str, refusals: list[tuple[bytes, str]]) -> None:
+    """Payloads refused before they were events, as refused records on the events topic
+    (acknowledged): the rater rejects each with its reason, like a bad event."""
+    from schemas.refusal import refusal_header
     from streams.kafka_security import kafka_security
+    from streams.producer import make_producer
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
-                             **kafka_security(settings).kafka_python())
+    producer = make_producer(settings.bootstrap, kafka_security(settings), client_id="meterstream-refusals")
     try:
-        for v in values:
-            producer.send(settings.dead_letter_topic, value=v).get(timeout=60)
+        futures = [producer.send(topic, value=value, headers=[refusal_header(reason)]) for value, reason in refusals]
+        for f in futures:
+            f.get(timeout=60)
     finally:
         producer.close()
 

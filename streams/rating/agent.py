@@ -19,6 +19,7 @@ import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer bu
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
 from schemas.catalog_record import is_catalog
+from schemas.refusal import refusal_of
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -214,7 +215,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 msg = event.message
                 ts_ms = int((msg.timestamp or now_s) * 1000)
                 src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers),
-                             catalog=is_catalog(msg.headers))
+                             catalog=is_catalog(msg.headers), refused=refusal_of(msg.headers))
                 by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)

@@ -54,6 +54,7 @@ class Source:
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
     index: int = 0       # an event's line in its batch record
     catalog: bool = False  # the record is a catalog version (schemas/catalog_record.py)
+    refused: str | None = None  # the record is a payload its producer refused, and why (schemas/refusal.py)
 
     @property
     def pos(self) -> int:
@@ -162,6 +163,9 @@ class Rater:
         history = versions.history(state, p)
         latest = versions.at(state, p, history, 1 << 62)  # in force after the last catalog record
         for src, raw in self._events(items, out):
+            if src.refused is not None:
+                out.rejected.append(self._rejected(src, raw, src.refused, None))
+                continue
             if src.catalog:
                 try:
                     history = versions.publish(state, p, history, src.pos, raw)
@@ -224,7 +228,7 @@ class Rater:
         """The events of a run of records: a single-event record as it is, a batch record's lines
         each at its own position; a batch that cannot be split is one rejection."""
         for src, value in items:
-            if not src.batch:
+            if not src.batch or src.catalog or src.refused is not None:
                 yield src, value
                 continue
             try:

@@ -1,6 +1,7 @@
 """Provider payloads through the real broker and worker: `meterstream produce --format` converts
 them (adapters/), the worker prices them, and the totals equal the pricing engine's on the
-converted events; a payload that cannot be converted is in the dead-letter topic with its reason."""
+converted events; a payload that cannot be converted is in the dead-letter topic and the
+rejected_events table with its reason."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def test_openai_and_bedrock_payloads_are_counted_exactly_and_a_bad_one_is_dead_l
             assert run.returncode == 0, run.stderr[-2000:]
     exp = expected_totals(converted, load_catalog(), partitions=stack.partitions, now=now + dt.timedelta(minutes=5))
     assert exp.counted == 50 and exp.duplicates == 1
+    exp.rejected += 1  # the payload produce refused: a refused record, rejected by the rater
     stack.start_worker()
     stack.wait_until_exact(exp, timeout=180)
     assert normalize(stack.report("user", "total"), "user", "total") == as_rows(exp, "user", "total")
@@ -63,4 +65,7 @@ def test_openai_and_bedrock_payloads_are_counted_exactly_and_a_bad_one_is_dead_l
                              auto_offset_reset="earliest", consumer_timeout_ms=5000)
     dead = [orjson.loads(m.value) for m in consumer]
     consumer.close()
-    assert len(dead) == 1 and "audio tokens" in dead[0]["reason"] and "line 8" in dead[0]["source"]
+    assert len(dead) == 1 and "audio tokens" in dead[0]["reason"] and "line 8" in dead[0]["reason"]
+    assert "chatcmpl-audio" in dead[0]["payload"]
+    [row] = stack.query("SELECT reason, payload FROM rejected_events FINAL")
+    assert row["reason"] == dead[0]["reason"] and row["payload"] == dead[0]["payload"]

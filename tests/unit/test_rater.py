@@ -232,3 +232,12 @@ def test_a_take_is_rated_in_byte_bounded_slices_with_the_same_outcome():
     assert [r["event_id"] for o in outs for r in o.ledger] == [r["event_id"] for r in one.ledger]
     assert len(one.ledger) == 70 and not one.rejected
     assert sum(o.duplicates for o in outs) == one.duplicates == 130
+
+
+def test_a_refused_record_is_rejected_with_its_producers_reason_and_never_counts():
+    rater, state = Rater(CAT), {}
+    refused = Source("billing_events", 0, 0, int(T.timestamp() * 1000), refused="not converted (openai): 9 audio tokens")
+    out = rater.process_batch(state, [(refused, ev("valid-looking", T)), (src(1), ev("next", T))])
+    assert [r["reason"] for r in out.rejected] == ["not converted (openai): 9 audio tokens"]
+    assert (out.rejected[0]["src_offset"], out.rejected[0]["event_id"]) == (0, None)
+    assert [r["event_id"] for r in out.ledger] == ["next"]
