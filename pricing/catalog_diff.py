@@ -16,12 +16,19 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
 
 
 def price_rows(docs: list[dict[str, Any]]) -> dict[tuple, str]:
-    """(provider, product id, effective_from, dimension, per, qualifiers) -> price, of catalog documents."""
+    """(provider, product id, effective_from, dimension, per, qualifiers) -> price, of catalog
+    documents; a product's batch factor and profile factors are rows too (``batch_factor``,
+    ``profile <prefix>``, per 1)."""
     rows = {}
     for doc in docs:
         defaults = doc.get("defaults") or {}
         for p in doc.get("products") or []:
             start = str(p.get("effective_from") or defaults.get("effective_from"))
+            factor = p.get("batch_factor", defaults.get("batch_factor"))
+            if factor is not None:
+                rows[(doc["provider"], p["id"], start, "batch_factor", 1, ())] = str(factor)
+            for prefix, f in (p.get("profiles") or {}).items():
+                rows[(doc["provider"], p["id"], start, f"profile {prefix}", 1, ())] = str(f)
             for price in p.get("prices") or []:
                 quals = tuple(sorted((k, str(v)) for k, v in price.items() if k not in ("dimension", "per", "price")))
                 rows[(doc["provider"], p["id"], start, price["dimension"], int(price["per"]), quals)] = str(price["price"])

@@ -136,6 +136,9 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
         if s.regions:
             click.echo(f"  regions:   {', '.join(s.regions)}")
         click.echo(f"  batch:     {'not offered' if s.batch_factor is None else 'x' + str(s.batch_factor)}")
+        if s.profiles:
+            only = " (the bare id is not invoked: profiles only)" if s.profile_only else ""
+            click.echo(f"  profiles:  {', '.join(f'{k}. x{v}' for k, v in s.profiles.items())}{only}")
         if s.tokenizer:
             click.echo(f"  tokenizer: {s.tokenizer.encoding} ({'exact' if s.tokenizer.exact else 'estimate'})")
         for ps in s.prices:
