@@ -9,8 +9,8 @@ Kafka client.
 Closed as the worker's web port is (streams/web.py): bound to MS_INGEST_BIND (127.0.0.1); the
 Host header must name this machine or one of MS_INGEST_ALLOWED_HOSTS (DNS rebinding); every
 request but /health carries a producer's `Authorization: Bearer <token>` (tokens.py); a POST is
-JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES, refused with 413
-before more is read; errors are one line of JSON. Every item is judged before anything is written
+JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES (413 before more
+is read); errors are one line of JSON. Every item is judged before anything is written
 (intake.py). The answer, 202 `{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when
 nothing was accepted), comes only after Kafka acknowledged every record of the request, events
 and dead letters; else 503 (writer.py)."""
@@ -40,6 +40,8 @@ RETRY_AFTER_S = "5"
 
 
 class Refused(Exception):
+    """A request answered with this status and one line of reason."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
