@@ -40,6 +40,7 @@ bench: $(BENCH_STAMP) kafka-jars
 	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_pipeline.py
 	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_query.py
 	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_dedup.py
+	MS_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BENCH_VENV)/bin/python ops/bench/bench_ingest.py
 	$(BENCH_VENV)/bin/python ops/bench/summary.py
 
 chaos: install kafka-jars

@@ -26,7 +26,11 @@ failed record's events are raised to the caller of `flush`/`close` (or of the ne
 `ProduceError` holding them (`.undelivered`) and their count; it is never logged and forgotten.
 Buffered events are flushed by `close()`, at interpreter exit (atexit) and on SIGTERM (a handler
 is installed only when the process has none of its own, from the main thread; it flushes every
-open producer, then restores the previous disposition and re-sends the signal)."""
+open producer, then restores the previous disposition and re-sends the signal).
+
+`send_batch(events, headers)` writes a caller's events at once, in the same records and with
+extra headers, and returns a `Delivery` that says when the broker acknowledged exactly those
+records (the HTTP ingest answers a request with it, streams/ingest/)."""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -128,6 +132,52 @@ class _Sent:
         self.future, self.lines, self.held = future, lines, held
 
 
+class Delivery:
+    """Records handed to kafka-python (by `Producer.send_batch`, or `add`ed), with their events:
+    when the broker acknowledged them all, and which it did not."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._records: list[tuple[Any, list[bytes]]] = []  # (kafka-python future, events)
+
+    def add(self, future: Any, events: list[bytes]) -> None:
+        self._records.append((future, events))
+
+    def when_done(self, callback: Callable[[], Any]) -> None:
+        """Call `callback()` once every record is resolved (acknowledged or failed): now if they
+        are, else from kafka-python's I/O thread (keep it short; take no lock a sender waits on)."""
+        left = [len(self._records)]
+        lock = threading.Lock()
+
+        def resolved(_: Any) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                callback()
+
+        if not self._records:
+            callback()
+        for future, _ in self._records:
+            future.add_both(resolved)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait up to `timeout` seconds for every record, then `check()`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future, _ in self._records:
+            _wait(future, _remaining(deadline))
+        self.check()
+
+    def check(self) -> None:
+        """Raise ProduceError unless the broker acknowledged every record: `undelivered` holds
+        the events of failed records, `pending` counts those not resolved yet."""
+        failed = [(f, lines) for f, lines in self._records if f.failed()]
+        pending = sum(len(lines) for f, lines in self._records if not f.is_done)
+        if failed or pending:
+            raise ProduceError(self.topic, [line for _, lines in failed for line in lines], pending,
+                               failed[0][0].exception if failed else None)
+
+
 def make_producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT, **overrides: Any):
     from kafka import KafkaProducer
 
@@ -153,7 +203,8 @@ class Producer:
     (open batches and records not yet acknowledged); `send` blocks, sending and waiting for
     acknowledgements, rather than hold more. `kafka_config` overrides the KafkaProducer's settings
     (e.g. ``delivery_timeout_ms``; its own linger is `kafka_linger_ms`: 5 ms batched, since the
-    batching happens here, 20 ms unbatched as before); `client` replaces it (tests)."""
+    batching happens here, 20 ms unbatched as before); `client` replaces it (tests, or a
+    KafkaProducer the caller also sends other topics' records with)."""
 
     def __init__(self, bootstrap: str | None, topic: str, *, security: KafkaSecurity = PLAINTEXT,
                  linger_ms: float = DEFAULT_LINGER_MS, batch_bytes: int = MAX_BATCH_BYTES,
@@ -228,24 +279,16 @@ class Producer:
                 self._make_room(size)
                 self._track(self._client.send(self.topic, key=key, value=line), [line], size)
             return
-        batchable = size <= self.batch_bytes and b"\n" not in line and not line.endswith(b"\r") and bool(line.strip())
+        batchable = _batchable(line, self.batch_bytes)
         with self._cond:
             self._check_usable()
-            if key is None:
-                p = self._partitions[next(self._round_robin) % len(self._partitions)]
-            else:
-                p = self._key_partition.get(key)  # type: ignore[assignment]
-                if p is None:
-                    if len(self._key_partition) >= _KEY_CACHE_MAX:
-                        self._key_partition.clear()
-                    p = self._key_partition[key] = partition_for_key(key, self._partitions, self.topic)
+            p = self._partition(key)
             self._make_room(size)  # may wait without the lock
             b = self._open.get(p)
             if not batchable:
                 if b is not None:
                     self._hand_over(b)  # what came before it on this partition goes first
-                future = self._client.send(self.topic, key=key, value=line, partition=p)
-                self._track(future, [line], size)
+                self._track(self._send_record([line], p), [line], size)
                 return
             if b is not None and (len(b.lines) >= self.batch_events or b.nbytes + 1 + size > self.batch_bytes):
                 self._hand_over(b)
@@ -261,6 +304,54 @@ class Producer:
             self._held += size
             if len(b.lines) >= self.batch_events or b.nbytes >= self.batch_bytes:
                 self._hand_over(b)
+
+    def send_batch(self, events: Iterable[bytes], headers: Iterable[tuple[str, bytes]] = ()) -> Delivery:
+        """Send these events (JSON bytes, as given) now, in the records `send` and a flush would
+        write: grouped by partition, each group in batches within the bounds, a lone event or
+        one a batch cannot carry as its single record, in order; `headers` are added to every
+        record. An open batch of a partition they go to is handed over first. Returns their
+        Delivery, which says when the broker acknowledged them; their failures are raised by it
+        alone (not by this producer's `send`, `flush` or `close`), and they are not counted in
+        `max_buffer_bytes`: the caller bounds what it sends. A batching producer only."""
+        if not self.batch:
+            raise RuntimeError("send_batch needs a batching producer (batch=True)")
+        extra = list(headers)
+        if time.monotonic() - self._partitions_at > _PARTITIONS_REFRESH_S:
+            self._refresh_partitions()
+        delivery = Delivery(self.topic)
+        with self._cond:
+            if self._closing or self._closed:
+                raise RuntimeError(f"producer for {self.topic} is closed")
+            groups: dict[int, list[bytes]] = {}
+            for line in events:
+                groups.setdefault(self._partition(event_key(line)), []).append(line)
+            records: list[tuple[int, list[bytes]]] = []
+            for p, lines in groups.items():
+                part: list[bytes] = []
+                size = 0
+                for line in lines:
+                    if not _batchable(line, self.batch_bytes):
+                        if part:
+                            records.append((p, part))
+                            part = []
+                        records.append((p, [line]))
+                        continue
+                    if part and (len(part) >= self.batch_events or size + 1 + len(line) > self.batch_bytes):
+                        records.append((p, part))
+                        part = []
+                    size = size + 1 + len(line) if part else len(line)
+                    part.append(line)
+                if part:
+                    records.append((p, part))
+                if p in self._open:
+                    self._hand_over(self._open[p])  # what came before them on this partition goes first
+            for i, (p, lines) in enumerate(records):
+                try:
+                    delivery.add(self._send_record(lines, p, extra), lines)
+                except Exception as exc:  # this record and the rest are not sent: the caller's
+                    delivery.add(_failed_future(exc), [line for _, rest in records[i:] for line in rest])
+                    break
+        return delivery
 
     def flush(self, timeout: float | None = None) -> None:
         """Send every open batch and wait until the broker acknowledged every record handed over
@@ -345,6 +436,27 @@ class Producer:
         if self._failed:
             self._raise_failures(0)
 
+    def _partition(self, key: bytes | None) -> int:
+        """The partition an event goes to: its key's (cached), or the next round-robin one."""
+        if key is None:
+            return self._partitions[next(self._round_robin) % len(self._partitions)]
+        p = self._key_partition.get(key)
+        if p is None:
+            if len(self._key_partition) >= _KEY_CACHE_MAX:
+                self._key_partition.clear()
+            p = self._key_partition[key] = partition_for_key(key, self._partitions, self.topic)
+        return p
+
+    def _send_record(self, lines: list[bytes], partition: int, headers: Sequence[tuple[str, bytes]] = ()) -> Any:
+        """Hand one record of these events to kafka-python: one event as the single record it
+        would have been, several as a batch; `headers` are added to either."""
+        if len(lines) == 1:
+            line = lines[0]
+            return self._client.send(self.topic, key=event_key(line), value=line, partition=partition,
+                                     headers=list(headers) or None)
+        return self._client.send(self.topic, value=b"\n".join(lines), partition=partition,
+                                 headers=[BATCH_HEADER, *headers])
+
     def _refresh_partitions(self) -> None:
         parts = sorted(self._client.partitions_for(self.topic))
         if not parts:
@@ -360,12 +472,7 @@ class Producer:
         del self._open[b.partition]
         held = b.nbytes - (len(b.lines) - 1)  # the separators were never held
         try:
-            if len(b.lines) == 1:  # one event: the single record it would have been
-                line = b.lines[0]
-                future = self._client.send(self.topic, key=event_key(line), value=line, partition=b.partition)
-            else:
-                future = self._client.send(self.topic, value=b"\n".join(b.lines), partition=b.partition,
-                                           headers=[BATCH_HEADER])
+            future = self._send_record(b.lines, b.partition)
         except Exception as exc:  # kept, and raised to the caller like a failed delivery
             self._failed.append((_Sent(None, b.lines, held), exc))
             return
@@ -474,6 +581,17 @@ def _wait(future: Any, timeout: float | None) -> None:
         future.get(timeout=timeout)
     except Exception:
         pass
+
+
+def _failed_future(exc: BaseException) -> Any:
+    from kafka.future import Future
+
+    return Future().failure(exc)
+
+
+def _batchable(line: bytes, batch_bytes: int) -> bool:
+    """Whether JSON Lines carry the event unchanged within the byte budget (module doc)."""
+    return len(line) <= batch_bytes and b"\n" not in line and not line.endswith(b"\r") and bool(line.strip())
 
 
 # ---------------------------------------------------------------------- exit and SIGTERM

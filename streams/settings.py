@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     rerate_catalogs_dir: Path | None = None
     # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.
     fault_injection: bool = False
+    # The HTTP ingest (streams/ingest/): bind address and port, the producers' token hashes
+    # (unset: data_dir/ingest-tokens), the largest request body, how long a request waits for
+    # Kafka's acknowledgement, the Host names it answers to besides loopback ones.
+    ingest_bind: str = "127.0.0.1"
+    ingest_port: int = 6070
+    ingest_tokens_file: Path | None = None
+    ingest_max_bytes: int = Field(default=1024 * 1024, ge=1)
+    ingest_ack_timeout_s: float = Field(default=30.0, gt=0)
+    ingest_allowed_hosts: str = ""
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -189,6 +198,10 @@ class Settings(BaseSettings):
     @property
     def rerate_catalogs(self) -> Path:
         return self.rerate_catalogs_dir or self.data_dir / "catalogs"
+
+    @property
+    def ingest_tokens(self) -> Path:
+        return self.ingest_tokens_file or self.data_dir / "ingest-tokens"
 
     @property
     def chdb_path(self) -> Path:

@@ -53,7 +53,8 @@ def _error(status: int, message: str, **headers: str) -> aioweb.Response:
     return aioweb.json_response({"error": message}, status=status, headers=headers or None)
 
 
-def _host_name(host: str) -> str:
+def host_name(host: str) -> str:
+    """The name of a Host header, without its port."""
     if host.startswith("["):  # [::1]:6066
         return host[1:].split("]")[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -70,7 +71,7 @@ def guard(settings: Settings, routes: Callable[[str], bool]) -> Any:
 
     @aioweb.middleware
     async def middleware(request: aioweb.Request, handler: Callable[[aioweb.Request], Awaitable[Any]]) -> Any:
-        if _host_name(request.host or "").lower() not in hosts:
+        if host_name(request.host or "").lower() not in hosts:
             return _error(421, "unknown Host header")
         path = request.path
         if not routes(path):

@@ -89,6 +89,16 @@ def table() -> str:
         src(doc, "query.json")
         for q in doc.get("summary", []):
             rows.append(("P5", q["what"], f"{q['p50_ms']} ms (p50)", "≤ 200 ms", verdict(q["p50_ms"] <= 200)))
+    if doc := load("ingest.json"):
+        src(doc, "ingest.json")
+        r = doc["results"]
+        produce = r["produce"]["sustained_events_per_s"]
+        for run in r["ingest"]:
+            rows.append(("ingest", f"HTTP ingest, {run['batch_events']}-event JSON Lines requests on {run['concurrency']} "
+                         f"keep-alive connection(s), each answered after Kafka's acknowledgement (request p50 / p99: "
+                         f"{run['request_p50_ms']} / {run['request_p99_ms']} ms); `meterstream produce` of the same "
+                         f"events {produce:,}/s", f"{run['sustained_events_per_s']:,} events/s = "
+                         f"{run['sustained_events_per_s'] / produce:.0%}", "reported", "—"))
     # every chaos results file; a scenario measured in several shows its newest run
     newest: dict[str, tuple[str, dict[str, Any], str]] = {}
     for path in sorted(RESULTS.glob("chaos*.json")):

@@ -120,7 +120,8 @@ def demo(events: int) -> None:
 
 
 from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
+from streams.cli.ingest import ingest_group  # noqa: E402
 
 for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
-             rerate_command, sql_command, budgets_group, alerts_command):
+             rerate_command, sql_command, budgets_group, alerts_command, ingest_group):
     main.add_command(_cmd)

@@ -24,7 +24,7 @@ from kafka.partitioner.default import DefaultPartitioner, murmur2
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch, split
 from streams.harness.expected import partition_for
 from streams.harness.generate import generate
-from streams.producer import ProduceError, Producer, event_key, partition_for_key
+from streams.producer import Delivery, ProduceError, Producer, event_key, partition_for_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,7 @@ class FakeFuture:
         self.is_done = False
         self.exception: BaseException | None = None
         self._event = threading.Event()
+        self._callbacks: list = []
 
     def failed(self) -> bool:
         return self.is_done and self.exception is not None
@@ -44,6 +45,15 @@ class FakeFuture:
         if not self.is_done:
             self.exception, self.is_done = exc, True
             self._event.set()
+            for fn in self._callbacks:
+                fn(exc)
+
+    def add_both(self, fn) -> FakeFuture:
+        if self.is_done:
+            fn(self.exception)
+        else:
+            self._callbacks.append(fn)
+        return self
 
     def get(self, timeout=None):
         if not self._event.wait(timeout):
@@ -530,3 +540,108 @@ def test_no_thread_or_hook_outlives_close():
     p.close()  # twice is fine
     assert p not in mod._LIVE
     assert threading.active_count() <= before
+
+
+# ---------------------------------------------------------------------------- send_batch
+
+PRODUCER = ("ms-producer", b"billing-gw")
+
+
+def per_partition(client: FakeClient, extra: list) -> dict[int, list[tuple]]:
+    """Each partition's records as (key, value, headers without `extra`), in order."""
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for r in client.records:
+        assert r["headers"][len(r["headers"]) - len(extra):] == extra
+        out[r["partition"]].append((r["key"], r["value"], r["headers"][:len(r["headers"]) - len(extra)]))
+    return out
+
+
+def test_send_batch_writes_the_records_send_and_flush_would_with_the_headers_added():
+    lines = [line for _, line in generate(3000, seed=9, duplicate_rate=0.1, bad=10)]
+    lines.insert(700, event(1, pad=MAX_BATCH_BYTES))                # over the budget: alone, in its place
+    lines.insert(900, b'{"tenant_id": "t",\n "user_id": "u"}')   # not one line: alone
+    expected, client = FakeClient(4), FakeClient(4)
+    with producer(expected, batch_events=500) as p:
+        for line in lines:
+            p.send(line)
+        p.flush()
+    with producer(client, batch_events=500) as p:
+        p.send_batch(lines, [PRODUCER]).wait(5)
+    assert per_partition(client, [PRODUCER]) == per_partition(expected, [])
+    assert Counter(line for _, line in client.delivered()) == Counter(lines)
+    assert max(len(lines_of(r)) for r in client.records) == 500 and len(client.records) < 20
+
+
+def test_a_delivery_waits_for_exactly_its_own_records():
+    client = FakeClient(4, hold=True)
+    with producer(client) as p:
+        first = p.send_batch([event(i, user=f"u{i % 5}") for i in range(50)], [PRODUCER])
+        n = len(client.records)
+        second = p.send_batch([event(i, user=f"v{i % 5}") for i in range(50, 60)])
+        done: list[str] = []
+        first.when_done(lambda: done.append("first"))
+        second.when_done(lambda: done.append("second"))
+        with pytest.raises(ProduceError) as err:
+            first.check()
+        assert err.value.pending == 50 and err.value.undelivered == [] and done == []
+        for rec in client.records[n:]:
+            rec["future"].resolve()
+        assert done == ["second"]
+        second.check()
+        with pytest.raises(ProduceError):
+            first.wait(0.05)
+        client.release()
+        assert done == ["second", "first"]
+        first.check()
+        assert p.buffered() == (0, 0)  # the caller's records, never the producer's buffer
+    empty = Delivery("t")
+    empty.when_done(lambda: done.append("empty"))
+    assert done[-1] == "empty"
+
+
+def test_a_failed_delivery_is_raised_by_its_delivery_only():
+    doomed = {event(i, user="doomed") for i in range(20)}
+    client = FakeClient(4, fail=lambda rec: OSError("broker said no") if set(lines_of(rec)) & doomed else None)
+    with producer(client) as p:
+        ok = p.send_batch([event(i, user="fine") for i in range(20)])
+        bad = p.send_batch(sorted(doomed))
+        ok.wait(1)
+        with pytest.raises(ProduceError) as err:
+            bad.wait(1)
+        assert Counter(err.value.undelivered) == Counter(doomed) and isinstance(err.value.cause, OSError)
+        p.send(event(99, user="fine"))  # the producer's own path does not see them
+        p.flush()
+
+
+def test_a_send_that_raises_fails_that_record_and_the_rest_of_the_batch():
+    calls = []
+    client = FakeClient(1, raise_on_send=lambda rec: calls.append(rec) or len(calls) == 2)
+    lines = [event(i, pad=250_000) for i in range(7)]  # three events a batch: 3 records
+    with producer(client) as p:
+        d = p.send_batch(lines)
+        with pytest.raises(ProduceError) as err:
+            d.check()
+    assert err.value.undelivered == lines[3:] and isinstance(err.value.cause, OSError)
+    assert [line for _, line in client.delivered()] == lines[:3]
+
+
+def test_an_open_batch_of_the_same_partition_goes_before_a_send_batch():
+    client = FakeClient(4)
+    with producer(client) as p:
+        p.send(event(0))
+        p.send(event(1))
+        p.send_batch([event(2), event(3)], [PRODUCER]).wait(1)
+        assert p.open_batches() == 0
+    assert [line for _, line in client.delivered()] == [event(i) for i in range(4)]
+    assert [r["headers"] for r in client.records] == [[BATCH_HEADER], [BATCH_HEADER, PRODUCER]]
+
+
+def test_send_batch_needs_a_batching_open_producer():
+    p = producer(FakeClient(4), batch=False)
+    with pytest.raises(RuntimeError, match="batching"):
+        p.send_batch([event(0)])
+    p.close()
+    q = producer(FakeClient(4))
+    q.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        q.send_batch([event(0)])

@@ -1,0 +1,64 @@
+"""`meterstream ingest`: the HTTP ingest (streams/ingest/), and its producers' tokens."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from streams.settings import Settings
+
+TOKENS_FILE = click.option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="The producers' token hashes (MS_INGEST_TOKENS_FILE; default $MS_DATA_DIR/ingest-tokens).")
+
+
+@click.group("ingest", invoke_without_command=True)
+@click.option("--bind", default=None, help="Address to listen on (MS_INGEST_BIND; default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (MS_INGEST_PORT; default 6070).")
+@TOKENS_FILE
+@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
+              help="The largest request body (MS_INGEST_MAX_BYTES; default 1 MiB).")
+@click.option("--loglevel", default="info", show_default=True)
+@click.pass_context
+def ingest_group(ctx: click.Context, bind: str | None, port: int | None, tokens_file: Path | None,
+                 max_bytes: int | None, loglevel: str) -> None:
+    """Run the HTTP ingest: billing events (POST /v1/events) and provider payloads (POST
+    /v1/usage/FORMAT) into Kafka, each validated first, answered 202 only once Kafka acknowledged
+    them. Every request but GET /health needs a producer's token (`ingest token add NAME`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from streams.ingest import tokens
+    from streams.ingest.server import serve
+
+    given = {"ingest_bind": bind, "ingest_port": port, "ingest_tokens_file": tokens_file, "ingest_max_bytes": max_bytes}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        accepted = tokens.load(settings.ingest_tokens)
+    except tokens.TokenFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.WARNING))  # its INFO: every connection
+    serve(settings, accepted)
+
+
+@ingest_group.group("token")
+def token_group() -> None:
+    """Producers' tokens of the HTTP ingest (only their SHA-256 is stored)."""
+
+
+@token_group.command("add")
+@click.argument("name")
+@TOKENS_FILE
+def token_add(name: str, tokens_file: Path | None) -> None:
+    """Make a token for producer NAME, append its SHA-256 to the tokens file (mode 0600) and print
+    the token, once: keep it now. A running ingest reads the file when it starts."""
+    from streams.ingest import tokens
+
+    path = tokens_file or Settings().ingest_tokens
+    try:
+        token = tokens.add(path, name)
+    except tokens.TokenFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+    click.echo(f"added a token for {name} to {path} (its SHA-256 only); it is not shown again", err=True)

@@ -1,0 +1,398 @@
+"""The HTTP ingest (`meterstream ingest`, a real subprocess) on the real broker: closed as the
+worker's web port is; valid events written exactly as `meterstream produce` writes them (batched
+per partition, the batch header) plus the producer's name; bad lines answered with their index
+and reason and dead-lettered, never written; provider payloads converted; a broker that does not
+acknowledge is a 503, never a 202; and events posted over HTTP counted exactly by a worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters import Ids, convert_line
+from pricing import load_catalog
+from schemas.batch import BATCH_HEADER, is_batch, split
+from schemas.validate import InvalidEvent, parse_event
+from streams.harness.expected import as_rows, expected_totals, normalize
+from streams.harness.generate import generate
+from streams.harness.stack import CLI, Broker, Stack, free_port
+from streams.producer import event_key, partition_for_key, publish
+
+pytestmark = pytest.mark.integration
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+PRODUCER = ("ms-producer", b"gateway")
+
+
+class Ingest:
+    """`meterstream ingest` in a subprocess, with a token for the producer "gateway"."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, **settings: str) -> None:
+        self.port = free_port()
+        self.tokens = tmp / f"tokens-{self.port}"
+        add = subprocess.run([*CLI, "ingest", "token", "add", "gateway", "--tokens-file", str(self.tokens)],
+                             env=env, capture_output=True, text=True, timeout=60, check=True)
+        self.token = add.stdout.strip()
+        self.log = tmp / f"ingest-{self.port}.log"
+        self.proc = subprocess.Popen([*CLI, "ingest", "--port", str(self.port), "--tokens-file", str(self.tokens)],
+                                     env={**env, **settings}, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.request("GET", "/health", token=None)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"ingest did not start: {self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def request(self, method: str, path: str, body: bytes | None = None, *, ctype: str = "application/jsonl",
+                token: str | None = "", headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        """(status, decoded JSON, headers); `token` "" is the producer's, None none."""
+        h = {"Content-Type": ctype} if body is not None else {}
+        if token is not None:
+            h["Authorization"] = f"Bearer {token or self.token}"
+        h.update(headers or {})
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return resp.status, json.loads(resp.read()), resp.headers
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null"), exc.headers
+
+    def post(self, path: str, body: bytes, **kw: Any) -> tuple[int, Any]:
+        status, doc, _ = self.request("POST", path, body, **kw)
+        return status, doc
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+    finally:
+        c.close()
+
+
+def records_since(bootstrap: str, topic: str, start: dict[int, int]) -> dict[int, list]:
+    """The topic's records after `start` (end offsets taken earlier), per partition, in order."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2 << 20)
+    tps = [TopicPartition(topic, p) for p in sorted(start)]
+    c.assign(tps)
+    for tp in tps:
+        c.seek(tp, start[tp.partition])
+    end = c.end_offsets(tps)
+    out: dict[int, list] = {tp.partition: [] for tp in tps}
+    while any(c.position(tp) < end[tp] for tp in tps):
+        for tp, msgs in c.poll(timeout_ms=1000).items():
+            out[tp.partition].extend(msgs)
+    c.close()
+    return out
+
+
+def events_of(records: dict[int, list], header: tuple[str, bytes] | None = PRODUCER) -> dict[int, list[bytes]]:
+    """The events per partition, batches opened; every record as the project's producer writes it
+    (a batch: the batch header and no key; a single event: its key), with `header` after those."""
+    extra = [header] if header else []
+    out: dict[int, list[bytes]] = {}
+    for part, recs in records.items():
+        out[part] = []
+        for r in recs:
+            if is_batch(r.headers):
+                assert r.headers == [BATCH_HEADER, *extra] and r.key is None
+                out[part].extend(line for _, line in split(r.value))
+            else:
+                assert r.headers == extra and r.key == event_key(r.value)
+                out[part].append(r.value)
+    return out
+
+
+def reason(raw: bytes) -> str:
+    try:
+        parse_event(raw)
+    except InvalidEvent as exc:
+        return exc.reason
+    raise AssertionError(f"valid: {raw[:80]!r}")
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_service, clickhouse_service, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ingest")
+    s = Stack(kafka_service.bootstrap, tmp, clickhouse_service.url)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def ingest(stack):
+    server = Ingest(stack.env, stack.tmp)
+    yield server
+    server.stop()
+
+
+def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(stack, ingest):
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{ingest.port}"], capture_output=True, text=True, check=True).stdout
+    assert {line.split()[3] for line in out.splitlines() if line.strip()} == {f"127.0.0.1:{ingest.port}"}
+    assert ingest.request("GET", "/health", token=None)[:2] == (200, {"ok": True})
+    before = offsets(stack.bootstrap, stack.events_topic)
+    event = next(line for _, line in generate(1, now=NOW))
+    for token, challenge in ((None, 'Bearer realm="meterstream-ingest"'),
+                             ("x" * 43, 'Bearer realm="meterstream-ingest", error="invalid_token"'),
+                             (ingest.token[:-1], 'Bearer realm="meterstream-ingest", error="invalid_token"')):
+        for path in ("/v1/events", "/v1/usage/openai", "/nowhere"):
+            status, doc, headers = ingest.request("POST", path, event, token=token)
+            assert status == 401 and "token" in doc["error"], (path, status, doc)
+            assert headers["WWW-Authenticate"] == challenge
+    status, doc, headers = ingest.request("GET", "/v1/events")
+    assert status == 405 and headers["Allow"] == "POST" and doc["error"]
+    assert ingest.request("POST", "/nowhere", event)[0] == 404
+    assert ingest.post("/v1/usage/no-such-format", event)[0] == 404
+    assert offsets(stack.bootstrap, stack.events_topic) == before  # nothing was written
+    assert ingest.token not in ingest.log.read_text() and ingest.token not in ingest.tokens.read_text()
+
+
+def test_foreign_hosts_other_content_types_and_large_bodies_are_refused(stack, ingest):
+    before = offsets(stack.bootstrap, stack.events_topic)
+    event = next(line for _, line in generate(1, now=NOW))
+    status, doc = ingest.post("/v1/events", event, headers={"Host": "attacker.example:6070"})
+    assert status == 421, doc  # DNS rebinding: a name that resolves here is still not ours
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        assert ingest.post("/v1/events", event, ctype=ctype)[0] == 415, ctype
+    big = b"\n".join([event] * (1024 * 1024 // len(event) + 1))
+    status, doc = ingest.post("/v1/events", big)
+    assert status == 413 and "1048576 bytes" in doc["error"]
+    # without a Content-Length (chunked): refused once the limit is read, not after the whole body
+    conn = http.client.HTTPConnection("127.0.0.1", ingest.port, timeout=60)
+    conn.putrequest("POST", "/v1/events")
+    for k, v in (("Authorization", f"Bearer {ingest.token}"), ("Content-Type", "application/jsonl"),
+                 ("Transfer-Encoding", "chunked")):
+        conn.putheader(k, v)
+    conn.endheaders()
+    for _ in range(32):  # 2 MiB
+        conn.send(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+    conn.send(b"0\r\n\r\n")
+    response = conn.getresponse()
+    assert response.status == 413 and "1048576 bytes" in json.loads(response.read())["error"]
+    conn.close()
+    assert ingest.post("/v1/events", b"[1, 2", ctype="application/json")[0] == 400
+    assert ingest.post("/v1/events", b"\n\n")[0] == 400
+    assert ingest.post("/v1/events?tenant=acme", event)[0] == 400  # events carry their ids
+    assert offsets(stack.bootstrap, stack.events_topic) == before
+
+
+def test_valid_events_are_written_as_meterstream_produce_writes_them(stack, ingest, kafka_service):
+    lines = [line for _, line in generate(3000, seed=41, now=NOW, duplicate_rate=0.1)]
+    before = offsets(stack.bootstrap, stack.events_topic)
+    status, doc = ingest.post("/v1/events", b"\r\n".join(lines) + b"\r\n")  # line endings are not events
+    assert (status, doc) == (202, {"accepted": 3000, "rejected": []})
+    got = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    partitions = sorted(before)
+    for part, events in got.items():
+        assert all(partition_for_key(event_key(e), partitions) == part for e in events)
+        assert events == [e for e in lines if partition_for_key(event_key(e), partitions) == part]  # in order
+    assert sum(len(r) for r in records_since(stack.bootstrap, stack.events_topic, before).values()) == len(partitions)
+    # the project's producer, same events, a topic with as many partitions: the same events per partition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    twin = f"{stack.events_topic}-twin"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_service.bootstrap)
+    admin.create_topics([NewTopic(twin, len(partitions), 1)])
+    admin.close()
+    publish(stack.bootstrap, twin, lines, linger_ms=60_000)
+    assert events_of(records_since(stack.bootstrap, twin, {p: 0 for p in partitions}), None) == got
+    # a JSON array: its elements as sent; one with a line break (pretty-printed) alone, as the producer sends it
+    pretty = orjson.dumps(orjson.loads(lines[0]), option=orjson.OPT_INDENT_2)
+    body = b"[" + b",".join(lines[1:200]) + b", " + pretty + b"]"
+    before = offsets(stack.bootstrap, stack.events_topic)
+    assert ingest.post("/v1/events", body, ctype="application/json") == (202, {"accepted": 200, "rejected": []})
+    records = records_since(stack.bootstrap, stack.events_topic, before)
+    assert Counter(e for evs in events_of(records).values() for e in evs) == Counter([*lines[1:200], pretty])
+    assert [r.value for recs in records.values() for r in recs if not is_batch(r.headers)] == [pretty]
+    one = lines[200]
+    before = offsets(stack.bootstrap, stack.events_topic)
+    assert ingest.post("/v1/events", one, ctype="application/json") == (202, {"accepted": 1, "rejected": []})
+    assert [e for evs in events_of(records_since(stack.bootstrap, stack.events_topic, before)).values()
+            for e in evs] == [one]
+
+
+def test_bad_lines_are_answered_with_their_reasons_dead_lettered_and_not_written(stack, ingest):
+    traffic = list(generate(400, seed=43, now=NOW, bad=30))
+    lines = [line for _, line in traffic]
+    bad = {i for i, (kind, line) in enumerate(traffic) if kind.startswith("bad:") and _invalid(line)}
+    priced_later = [i for i, (kind, _) in enumerate(traffic) if kind.startswith("bad:") and i not in bad]
+    assert len(bad) >= 15 and priced_later  # unknown models, wrong regions: the stream's to refuse
+    body = b"\n".join(line if i != 5 else b"" for i, line in enumerate(lines))  # a blank line keeps its number
+    dlq = stack.env["MS_DEAD_LETTER_TOPIC"]
+    before, dlq_before = offsets(stack.bootstrap, stack.events_topic), offsets(stack.bootstrap, dlq)
+    status, doc = ingest.post("/v1/events", body)
+    good = [line for i, line in enumerate(lines) if i not in bad and i != 5]
+    assert status == 202 and doc["accepted"] == len(good)
+    assert doc["rejected"] == [{"index": i, "reason": reason(lines[i])} for i in sorted(bad)]
+    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    assert Counter(e for evs in written.values() for e in evs) == Counter(good)
+    dead = [r for recs in records_since(stack.bootstrap, dlq, dlq_before).values() for r in recs]
+    assert all(r.headers == [PRODUCER] and r.key is None for r in dead)
+    rows = sorted((orjson.loads(r.value) for r in dead), key=lambda row: int(row["source"].rsplit(" ", 1)[1]))
+    assert [row["source"] for row in rows] == [
+        f"meterstream ingest POST /v1/events by gateway, index {i}" for i in sorted(bad)]
+    for row, i in zip(rows, sorted(bad)):
+        assert row["reason"] == reason(lines[i]) and row["src_partition"] is None and "payload" in row
+        assert set(row) == {"src_topic", "src_partition", "src_offset", "src_index", "source", "event_id",
+                            "tenant_id", "reason", "payload"}  # the shape `meterstream produce --format` writes
+    # nothing valid at all: 422 with the reasons, still dead-lettered
+    only_bad = [lines[i] for i in sorted(bad)][:3]
+    before = offsets(stack.bootstrap, stack.events_topic)
+    status, doc = ingest.post("/v1/events", b"\n".join(only_bad))
+    assert status == 422 and doc == {"accepted": 0, "rejected": [{"index": i, "reason": reason(b)}
+                                                                 for i, b in enumerate(only_bad)]}
+    assert offsets(stack.bootstrap, stack.events_topic) == before
+
+
+def _invalid(line: bytes) -> bool:
+    try:
+        parse_event(line)
+    except InvalidEvent:
+        return True
+    return False
+
+
+CHAT = {"id": "chatcmpl-ingest-{i}", "object": "chat.completion", "created": int(NOW.timestamp()), "model": "gpt-4o",
+        "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+                  "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}}
+CONVERSE = {"usage": {"inputTokens": 1200, "outputTokens": 300, "totalTokens": 2400, "cacheReadInputTokens": 800,
+                      "cacheWriteInputTokens": 100},
+            "ResponseMetadata": {"RequestId": "br-ingest-{i}", "HTTPStatusCode": 200}}
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def payloads(template: dict, n: int) -> list[bytes]:
+    return [orjson.dumps(template).replace(b"{i}", str(i).encode()) for i in range(n)]
+
+
+def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
+    chats = payloads(CHAT, 20)
+    audio = orjson.dumps({**CHAT, "id": "chatcmpl-audio", "usage": {
+        **CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}}})
+    chats.insert(4, audio)
+    dlq = stack.env["MS_DEAD_LETTER_TOPIC"]
+    before, dlq_before = offsets(stack.bootstrap, stack.events_topic), offsets(stack.bootstrap, dlq)
+    status, doc = ingest.post("/v1/usage/openai?tenant=acme&user=alice&label=app=search",
+                              b"[" + b",".join(chats) + b"]", ctype="application/json")
+    ids = Ids(tenant_id="acme", user_id="alice", labels={"app": "search"})
+    want = [e for c in chats if c is not audio for e in convert_line("openai", c, ids)]
+    assert status == 202 and doc["accepted"] == 20 and len(doc["rejected"]) == 1
+    assert doc["rejected"][0]["index"] == 4 and doc["rejected"][0]["reason"].startswith("not converted (openai): ")
+    assert "audio tokens" in doc["rejected"][0]["reason"]
+    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    assert Counter(e for evs in written.values() for e in evs) == Counter(want)
+    (dead,) = [orjson.loads(r.value) for recs in records_since(stack.bootstrap, dlq, dlq_before).values() for r in recs]
+    assert dead["reason"] == doc["rejected"][0]["reason"] and dead["tenant_id"] == "acme"
+    assert dead["source"] == "meterstream ingest POST /v1/usage/openai by gateway, index 4"
+    # Bedrock replies name no model, region or time: headers give them (JSON Lines, one payload a line)
+    converse = payloads(CONVERSE, 5)
+    headers = {"Meterstream-Model": HAIKU, "Meterstream-Region": "us-east-1", "Meterstream-Ts": NOW.isoformat()}
+    before = offsets(stack.bootstrap, stack.events_topic)
+    assert ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", b"\n".join(converse),
+                       headers=headers) == (202, {"accepted": 5, "rejected": []})
+    ids = Ids(tenant_id="acme", user_id="bob", model=HAIKU, region="us-east-1", ts=NOW.isoformat())
+    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    assert Counter(e for evs in written.values() for e in evs) == Counter(
+        e for c in converse for e in convert_line("bedrock-converse", c, ids))
+    # ids that cannot be used as given
+    for path, extra in (("/v1/usage/openai?tenant_id=acme", {}),
+                        ("/v1/usage/openai?tenant=acme", {"Meterstream-Tenant": "globex"}),
+                        ("/v1/usage/openai?tenant=acme&user=a&event-id=x", {}),
+                        ("/v1/usage/openai?label=nokey", {})):
+        status, doc = ingest.post(path, b"\n".join(chats[:2]), headers=extra)
+        assert status == 400 and doc["error"], (path, doc)
+    status, doc = ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", converse[0])
+    assert status == 422 and "does not carry ts, model" in doc["rejected"][0]["reason"]
+
+
+def test_a_broker_that_cannot_be_reached_is_a_503_never_a_202(stack, tmp_path):
+    env = {**stack.env, "MS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}  # nothing listens there
+    server = Ingest(env, tmp_path, MS_INGEST_ACK_TIMEOUT_S="3")
+    try:
+        event = next(line for _, line in generate(1, now=NOW))
+        for _ in range(2):
+            status, doc, headers = server.request("POST", "/v1/events", event)
+            assert status == 503 and "nothing is confirmed" in doc["error"] and headers["Retry-After"], doc
+        assert server.request("GET", "/health", token=None)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_broker_gone_mid_run_is_a_503_and_its_return_a_202(tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        stack = Stack(broker.bootstrap, tmp_path / "stack")
+        server = Ingest(stack.env, tmp_path, MS_INGEST_ACK_TIMEOUT_S="5")
+        lines = [line for _, line in generate(300, seed=47, now=NOW)]
+        try:
+            assert server.post("/v1/events", b"\n".join(lines[:100]))[0] == 202
+            broker.stop()
+            status, doc = server.post("/v1/events", b"\n".join(lines[100:200]))
+            assert status == 503 and "Kafka" in doc["error"], doc
+            broker.start()
+            deadline = time.monotonic() + 120
+            while (status := server.post("/v1/events", b"\n".join(lines[200:]))[0]) != 202:
+                assert status == 503 and time.monotonic() < deadline
+        finally:
+            server.stop()
+        got = Counter(e for evs in events_of(records_since(broker.bootstrap, stack.events_topic,
+                                                           dict.fromkeys(range(4), 0))).values() for e in evs)
+        assert all(got[line] >= 1 for line in lines[:100] + lines[200:])  # every acknowledged event is there
+    finally:
+        broker.remove()
+
+
+def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_service, tmp_path):
+    stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
+    server = Ingest(stack.env, tmp_path)
+    try:
+        traffic = list(generate(3000, seed=53, now=NOW, duplicate_rate=0.1, bad=40, late=10))
+        lines = [line for _, line in traffic]
+        accepted: list[bytes] = []
+        for start in range(0, len(lines), 500):  # six requests, one as a JSON array
+            chunk = lines[start:start + 500]
+            if start == 1000:  # an array must be JSON to its end: what is not goes as JSON Lines only
+                chunk = [line for line in chunk if not line.startswith(b"{this")]
+                status, doc = server.post("/v1/events", b"[" + b",".join(chunk) + b"]", ctype="application/json")
+            else:
+                status, doc = server.post("/v1/events", b"\n".join(chunk))
+            refused = {r["index"] for r in doc["rejected"]}
+            assert status == 202 and doc["accepted"] + len(refused) == len(chunk)
+            accepted += [line for i, line in enumerate(chunk) if i not in refused]
+        chats = payloads(CHAT, 10)
+        status, doc = server.post("/v1/usage/openai?tenant=acme&user=carol", b"\n".join(chats))
+        assert (status, doc) == (202, {"accepted": 10, "rejected": []})
+        accepted += [e for c in chats for e in convert_line("openai", c, Ids(tenant_id="acme", user_id="carol"))]
+        exp = expected_totals(accepted, load_catalog(), partitions=stack.partitions, now=NOW + dt.timedelta(minutes=5))
+        assert exp.rejected > 0 and exp.duplicates > 0  # unknown models and regions: the stream refuses them
+        stack.start_worker()
+        stack.wait_until_exact(exp, timeout=240)  # and rejected_events holds exactly the stream's refusals
+        assert normalize(stack.report("model", "total"), "model", "total") == as_rows(exp, "model", "total")
+    finally:
+        server.stop()
+        stack.stop()
