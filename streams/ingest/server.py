@@ -13,7 +13,7 @@ JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES (41
 is read); errors are one line of JSON. Every item is judged before anything is written
 (intake.py). The answer, 202 `{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when
 nothing was accepted), comes only after Kafka acknowledged every record of the request, events
-and dead letters; else 503 (writer.py)."""
+and refused records; else 503 (writer.py)."""
 
 from __future__ import annotations
 
@@ -109,9 +109,9 @@ async def _items(request: web.Request) -> list[tuple[int, bytes]]:
 
 
 async def _answer(request: web.Request, intake: Intake) -> web.Response:
-    """Write what was accepted and the dead letters; answer once Kafka acknowledged them."""
+    """Write what was accepted and the refused records; answer once Kafka acknowledged them."""
     try:
-        await request.app[WRITER].write(intake.events, intake.dead_letters, request["producer"])
+        await request.app[WRITER].write(intake.events, intake.refusals, request["producer"])
     except Unavailable as exc:
         log.warning("%s by %s: 503: %s", request.path, request["producer"], exc)
         return _error(503, f"{exc}: nothing is confirmed, send the request again (some of it may have been "

@@ -1,12 +1,13 @@
-"""The ingest's Kafka side: a request's events and dead letters written, and the broker's
+"""The ingest's Kafka side: a request's events and refused records written, and the broker's
 acknowledgement of every one of their records awaited.
 
 One KafkaProducer (streams/producer.py's make_producer: acks=all, idempotent), made at the first
 request, so the server starts while Kafka is away and answers 503 until it is back. Events go
 through `Producer.send_batch`: the records `meterstream produce` writes (a JSON Lines record per
-partition group, the batch header), each with the header ``ms-producer: NAME``. Dead letters go
-to the dead-letter topic one record each, as `meterstream produce --format` writes them, with the
-same header. `write` returns once the broker acknowledged every record of the request, and raises
+partition group, the batch header), each with the header ``ms-producer: NAME``. Refused items go
+to the events topic too, one refused record each (schemas/refusal.py), as `meterstream produce
+--format` writes them, with the same header: the rater rejects them into the dead-letter topic
+and rejected_events. `write` returns once the broker acknowledged every record of the request, and raises
 Unavailable when one failed or the acknowledgement took longer than MS_INGEST_ACK_TIMEOUT_S (the
 records may still arrive later: a resent request's events are then duplicates, which the stream
 drops by event_id)."""
@@ -20,6 +21,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from schemas.refusal import refusal_header
 from streams.kafka_security import kafka_security
 from streams.producer import Delivery, ProduceError, Producer, make_producer
 from streams.settings import Settings
@@ -52,24 +54,25 @@ class Writer:
                 self._client = client
             return self._events
 
-    def _send(self, events: list[bytes], dead_letters: list[bytes], headers: list[tuple[str, bytes]]) -> list[Delivery]:
+    def _send(self, events: list[bytes], refusals: list[tuple[bytes, str]],
+              headers: list[tuple[str, bytes]]) -> list[Delivery]:
         producer = self._producer()
         deliveries = [producer.send_batch(events, headers)] if events else []
-        if dead_letters:
-            topic = self.settings.dead_letter_topic
-            dead = Delivery(topic)
-            for value in dead_letters:
-                dead.add(self._client.send(topic, value=value, headers=headers), [value])
-            deliveries.append(dead)
+        if refusals:
+            topic = self.settings.events_topic
+            refused = Delivery(topic)
+            for value, reason in refusals:
+                refused.add(self._client.send(topic, value=value, headers=[refusal_header(reason), *headers]), [value])
+            deliveries.append(refused)
         return deliveries
 
-    async def write(self, events: list[bytes], dead_letters: list[bytes], producer: str) -> None:
-        """Write the events and dead letters of one request from `producer`; return once the
+    async def write(self, events: list[bytes], refusals: list[tuple[bytes, str]], producer: str) -> None:
+        """Write the events and refused records of one request from `producer`; return once the
         broker acknowledged all of their records, else raise Unavailable."""
         headers = [(PRODUCER_HEADER, producer.encode())]
         try:
             async with asyncio.timeout(self.timeout):
-                deliveries = await asyncio.to_thread(self._send, events, dead_letters, headers)
+                deliveries = await asyncio.to_thread(self._send, events, refusals, headers)
                 for delivery in deliveries:
                     await _resolved(delivery)
             for delivery in deliveries:

@@ -24,6 +24,7 @@ import pytest
 from adapters import Ids, convert_line
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, is_batch, split
+from schemas.refusal import refusal_of
 from schemas.validate import InvalidEvent, parse_event
 from streams.harness.expected import as_rows, expected_totals, normalize
 from streams.harness.generate import generate
@@ -110,6 +111,17 @@ def records_since(bootstrap: str, topic: str, start: dict[int, int]) -> dict[int
     return out
 
 
+def refused_of(records: dict[int, list]) -> list[tuple[str, dict]]:
+    """The refused records among them (schemas/refusal.py): (reason, stored payload)."""
+    out = []
+    for recs in records.values():
+        for r in recs:
+            if refusal_of(r.headers) is not None:
+                assert r.headers[1:] == [PRODUCER] and r.key is None
+                out.append((refusal_of(r.headers), orjson.loads(r.value)))
+    return out
+
+
 def events_of(records: dict[int, list], header: tuple[str, bytes] | None = PRODUCER) -> dict[int, list[bytes]]:
     """The events per partition, batches opened; every record as the project's producer writes it
     (a batch: the batch header and no key; a single event: its key), with `header` after those."""
@@ -118,6 +130,8 @@ def events_of(records: dict[int, list], header: tuple[str, bytes] | None = PRODU
     for part, recs in records.items():
         out[part] = []
         for r in recs:
+            if refusal_of(r.headers) is not None:
+                continue  # a refused item (refused_of): not an event
             if is_batch(r.headers):
                 assert r.headers == [BATCH_HEADER, *extra] and r.key is None
                 out[part].extend(line for _, line in split(r.value))
@@ -242,30 +256,25 @@ def test_bad_lines_are_answered_with_their_reasons_dead_lettered_and_not_written
     priced_later = [i for i, (kind, _) in enumerate(traffic) if kind.startswith("bad:") and i not in bad]
     assert len(bad) >= 15 and priced_later  # unknown models, wrong regions: the stream's to refuse
     body = b"\n".join(line if i != 5 else b"" for i, line in enumerate(lines))  # a blank line keeps its number
-    dlq = stack.env["MS_DEAD_LETTER_TOPIC"]
-    before, dlq_before = offsets(stack.bootstrap, stack.events_topic), offsets(stack.bootstrap, dlq)
+    before = offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", body)
     good = [line for i, line in enumerate(lines) if i not in bad and i != 5]
     assert status == 202 and doc["accepted"] == len(good)
     assert doc["rejected"] == [{"index": i, "reason": reason(lines[i])} for i in sorted(bad)]
-    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    records = records_since(stack.bootstrap, stack.events_topic, before)
+    written = events_of(records)
     assert Counter(e for evs in written.values() for e in evs) == Counter(good)
-    dead = [r for recs in records_since(stack.bootstrap, dlq, dlq_before).values() for r in recs]
-    assert all(r.headers == [PRODUCER] and r.key is None for r in dead)
-    rows = sorted((orjson.loads(r.value) for r in dead), key=lambda row: int(row["source"].rsplit(" ", 1)[1]))
-    assert [row["source"] for row in rows] == [
-        f"meterstream ingest POST /v1/events by gateway, index {i}" for i in sorted(bad)]
-    for row, i in zip(rows, sorted(bad)):
-        assert row["reason"] == reason(lines[i]) and row["src_partition"] is None and "payload" in row
-        assert set(row) == {"src_topic", "src_partition", "src_offset", "src_index", "source", "event_id",
-                            "tenant_id", "reason", "payload"}  # the shape `meterstream produce --format` writes
-    # nothing valid at all: 422 with the reasons, still dead-lettered
+    refused = sorted(refused_of(records), key=lambda rp: int(rp[0].split("index ", 1)[1].split(":", 1)[0]))
+    assert [r for r, _ in refused] == [
+        f"meterstream ingest POST /v1/events by gateway, index {i}: {reason(lines[i])}" for i in sorted(bad)]
+    # nothing valid at all: 422 with the reasons, still written as refused records, and no event
     only_bad = [lines[i] for i in sorted(bad)][:3]
     before = offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", b"\n".join(only_bad))
     assert status == 422 and doc == {"accepted": 0, "rejected": [{"index": i, "reason": reason(b)}
                                                                  for i, b in enumerate(only_bad)]}
-    assert offsets(stack.bootstrap, stack.events_topic) == before
+    records = records_since(stack.bootstrap, stack.events_topic, before)
+    assert len(refused_of(records)) == 3 and not [e for evs in events_of(records).values() for e in evs]
 
 
 def _invalid(line: bytes) -> bool:
@@ -295,8 +304,7 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     audio = orjson.dumps({**CHAT, "id": "chatcmpl-audio", "usage": {
         **CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}}})
     chats.insert(4, audio)
-    dlq = stack.env["MS_DEAD_LETTER_TOPIC"]
-    before, dlq_before = offsets(stack.bootstrap, stack.events_topic), offsets(stack.bootstrap, dlq)
+    before = offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/usage/openai?tenant=acme&user=alice&label=app=search",
                               b"[" + b",".join(chats) + b"]", ctype="application/json")
     ids = Ids(tenant_id="acme", user_id="alice", labels={"app": "search"})
@@ -304,11 +312,12 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     assert status == 202 and doc["accepted"] == 20 and len(doc["rejected"]) == 1
     assert doc["rejected"][0]["index"] == 4 and doc["rejected"][0]["reason"].startswith("not converted (openai): ")
     assert "audio tokens" in doc["rejected"][0]["reason"]
-    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    records = records_since(stack.bootstrap, stack.events_topic, before)
+    written = events_of(records)
     assert Counter(e for evs in written.values() for e in evs) == Counter(want)
-    (dead,) = [orjson.loads(r.value) for recs in records_since(stack.bootstrap, dlq, dlq_before).values() for r in recs]
-    assert dead["reason"] == doc["rejected"][0]["reason"] and dead["tenant_id"] == "acme"
-    assert dead["source"] == "meterstream ingest POST /v1/usage/openai by gateway, index 4"
+    ((why, payload),) = refused_of(records)
+    assert why == f"meterstream ingest POST /v1/usage/openai by gateway, index 4: {doc['rejected'][0]['reason']}"
+    assert payload["id"] == "chatcmpl-audio"
     # Bedrock replies name no model, region or time: headers give them (JSON Lines, one payload a line)
     converse = payloads(CONVERSE, 5)
     headers = {"Meterstream-Model": HAIKU, "Meterstream-Region": "us-east-1", "Meterstream-Ts": NOW.isoformat()}
@@ -374,6 +383,7 @@ def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_s
         traffic = list(generate(3000, seed=53, now=NOW, duplicate_rate=0.1, bad=40, late=10))
         lines = [line for _, line in traffic]
         accepted: list[bytes] = []
+        refusals = 0
         for start in range(0, len(lines), 500):  # six requests, one as a JSON array
             chunk = lines[start:start + 500]
             if start == 1000:  # an array must be JSON to its end: what is not goes as JSON Lines only
@@ -384,14 +394,16 @@ def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_s
             refused = {r["index"] for r in doc["rejected"]}
             assert status == 202 and doc["accepted"] + len(refused) == len(chunk)
             accepted += [line for i, line in enumerate(chunk) if i not in refused]
+            refusals += len(refused)
         chats = payloads(CHAT, 10)
         status, doc = server.post("/v1/usage/openai?tenant=acme&user=carol", b"\n".join(chats))
         assert (status, doc) == (202, {"accepted": 10, "rejected": []})
         accepted += [e for c in chats for e in convert_line("openai", c, Ids(tenant_id="acme", user_id="carol"))]
         exp = expected_totals(accepted, load_catalog(), partitions=stack.partitions, now=NOW + dt.timedelta(minutes=5))
-        assert exp.rejected > 0 and exp.duplicates > 0  # unknown models and regions: the stream refuses them
+        assert exp.rejected > 0 and exp.duplicates > 0 and refusals > 0  # unknown models and regions: the stream's
+        exp.rejected += refusals  # what the ingest refused: refused records, rejected by the rater
         stack.start_worker()
-        stack.wait_until_exact(exp, timeout=240)  # and rejected_events holds exactly the stream's refusals
+        stack.wait_until_exact(exp, timeout=240)  # rejected_events: the stream's refusals and the ingest's
         assert normalize(stack.report("model", "total"), "model", "total") == as_rows(exp, "model", "total")
     finally:
         server.stop()

@@ -191,12 +191,12 @@ def test_every_corpus_input_is_judged_as_the_streams_validator_judges_it(path):
         else:  # valid events the catalog cannot price: the rating workers refuse them
             assert i not in refused, (case["kind"], refused[i])
     assert len(intake.events) == sum(c["stage"] == "price" for c in cases)
-    assert len(intake.dead_letters) == len(intake.rejected)
-    for record in intake.dead_letters:
-        assert PROMPT_MARKER.encode() not in record and len(record) < 64 * 1024
+    assert len(intake.refusals) == len(intake.rejected)
+    for value, reason in intake.refusals:
+        assert PROMPT_MARKER.encode() not in value + reason.encode() and len(value) < 64 * 1024
 
 
-def test_a_refusal_is_the_dead_letter_meterstream_produce_writes():
+def test_a_refusal_is_the_refused_record_meterstream_produce_writes():
     intake = Intake("meterstream ingest POST /v1/events by gateway")
     bad = orjson.dumps({**orjson.loads(EVENT), "usage": {"input_tokens": -1}, "text": {"input": "secret prompt"}})
     intake.event(0, EVENT)
@@ -204,11 +204,9 @@ def test_a_refusal_is_the_dead_letter_meterstream_produce_writes():
     assert intake.events == [EVENT]
     (refusal,) = intake.rejected
     assert refusal["index"] == 1 and "input_tokens" in refusal["reason"]
-    row = orjson.loads(intake.dead_letters[0])
-    assert row == {"src_topic": None, "src_partition": None, "src_offset": None, "src_index": None,
-                   "source": "meterstream ingest POST /v1/events by gateway, index 1", "event_id": "e1",
-                   "tenant_id": "acme", "reason": refusal["reason"], "payload": row["payload"]}
-    assert orjson.loads(row["payload"])["text"] == REMOVED
+    ((value, reason),) = intake.refusals
+    assert reason == f"meterstream ingest POST /v1/events by gateway, index 1: {refusal['reason']}"
+    assert orjson.loads(value)["text"] == REMOVED and orjson.loads(value)["event_id"] == "e1"
 
 
 def test_payloads_are_converted_then_judged():
@@ -223,4 +221,4 @@ def test_payloads_are_converted_then_judged():
     assert [r["index"] for r in intake.rejected] == [1, 2]
     assert intake.rejected[0]["reason"] == "not converted (openai): the payload does not carry user_id: give them as options"
     assert "user_id" in intake.rejected[1]["reason"] and not intake.rejected[1]["reason"].startswith("not converted")
-    assert orjson.loads(intake.dead_letters[0])["tenant_id"] == "acme"
+    assert intake.refusals[0][1].endswith("index 1: " + intake.rejected[0]["reason"])
