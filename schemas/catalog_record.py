@@ -1,7 +1,10 @@
 """The catalog record: a new pricing catalog version, published on the events topic itself.
 
 ``meterstream catalog publish`` writes one such record to every partition of the events topic,
-under the header ``content-type: application/vnd.meterstream.catalog+json``. Its value is JSON:
+under the header ``content-type: application/vnd.meterstream.catalog+json``, signed: the header
+``meterstream-catalog-hmac`` holds HMAC-SHA256 of the value under the catalog key (a secret the
+publisher and the raters share; a producer that may write events may not change prices). Its
+value is JSON:
 ``{"version": "sha256:…", "files": {"<name>.yaml": "<text>", "overlays/<t>.yaml": …}}`` (the
 version is the content hash of the files, pricing/catalog.py bundle_hash). The rating worker
 prices every event after the record, on that partition, with that version; being in the log,
@@ -9,18 +12,37 @@ the switch happens at the same offset for every worker and on every replay."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import orjson
 
 CATALOG_HEADER = ("content-type", b"application/vnd.meterstream.catalog+json")
+SIGNATURE_HEADER = "meterstream-catalog-hmac"
 MAX_CATALOG_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
 
 
-def is_catalog(headers: object) -> bool:
-    """True when a record's headers (Kafka's list of (key, bytes) pairs) mark a catalog record."""
+def signature(key: bytes, value: bytes) -> str:
+    return hmac.new(key, value, hashlib.sha256).hexdigest()
+
+
+def headers(key: bytes, value: bytes) -> list[tuple[str, bytes]]:
+    """A catalog record's headers: its type and its signature."""
+    return [CATALOG_HEADER, (SIGNATURE_HEADER, signature(key, value).encode())]
+
+
+def signature_of(headers: object) -> str | None:
+    """A catalog record's signature ("" when it has none); None when the record is not one."""
     if not headers:
-        return False
-    items = headers.items() if isinstance(headers, dict) else headers
-    return any(k.lower() == CATALOG_HEADER[0] and bytes(v) == CATALOG_HEADER[1] for k, v in items)  # type: ignore[union-attr]
+        return None
+    items = list(headers.items() if isinstance(headers, dict) else headers)  # type: ignore[union-attr]
+    if not any(k.lower() == CATALOG_HEADER[0] and bytes(v) == CATALOG_HEADER[1] for k, v in items):
+        return None
+    return next((bytes(v).decode("ascii", "replace") for k, v in items if k.lower() == SIGNATURE_HEADER), "")
+
+
+def signed_by(key: bytes, value: bytes, given: str) -> bool:
+    return hmac.compare_digest(signature(key, value), given)
 
 
 def encode(version: str, files: dict[str, str]) -> bytes:

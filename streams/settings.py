@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Host names it answers to besides loopback ones, limits of analysts' ad-hoc SQL.
     web_bind: str = "127.0.0.1"
     web_token: SecretStr | None = None
+    # The key catalog records are signed with (meterstream catalog publish; the raters check it).
+    # Unset: one written to data_dir/catalog-key. A secret: never logged, printed or stored elsewhere.
+    catalog_key: SecretStr | None = None
     web_allowed_hosts: str = ""
     sql_max_rows: int = Field(default=100_000, ge=1)
     sql_timeout_s: int = Field(default=30, ge=1)

@@ -1,7 +1,9 @@
-"""The bearer token of the workers' web endpoints.
+"""Secrets the workers and the CLI on one machine share: the bearer token of the workers' web
+endpoints, and the key catalog records are signed with.
 
-`MS_WEB_TOKEN` when set; otherwise a random token the first worker writes into
-`$MS_DATA_DIR/web-token` (mode 0600), which the CLI on the same machine and account reads."""
+Each is its setting when set (`MS_WEB_TOKEN`, `MS_CATALOG_KEY`); otherwise a random secret the
+first worker writes into `$MS_DATA_DIR/<name>` (mode 0600), which the CLI on the same machine
+and account reads. Workers on several machines need the setting, the same on each."""
 
 from __future__ import annotations
 
@@ -18,15 +20,20 @@ class TokenMissing(RuntimeError):
     pass
 
 
-def token_path(settings: Settings) -> Path:
-    return settings.data_dir / "web-token"
+WEB_TOKEN = ("web-token", "web_token", "web token", "MS_WEB_TOKEN")
+CATALOG_KEY = ("catalog-key", "catalog_key", "catalog key", "MS_CATALOG_KEY")
 
 
-def ensure_token(settings: Settings) -> SecretStr:
-    """The worker's token: the configured one, or the one in the data directory (made if absent)."""
-    if settings.web_token is not None:
-        return settings.web_token
-    path = token_path(settings)
+def token_path(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> Path:
+    return settings.data_dir / which[0]
+
+
+def ensure_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> SecretStr:
+    """The secret: the configured one, or the one in the data directory (made if absent)."""
+    configured = getattr(settings, which[1])
+    if configured is not None:
+        return configured
+    path = token_path(settings, which)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -35,19 +42,21 @@ def ensure_token(settings: Settings) -> SecretStr:
     else:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
-    return read_token(settings)
+    return read_token(settings, which)
 
 
-def read_token(settings: Settings) -> SecretStr:
-    if settings.web_token is not None:
-        return settings.web_token
-    path = token_path(settings)
+def read_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> SecretStr:
+    _, attr, what, env = which
+    configured = getattr(settings, attr)
+    if configured is not None:
+        return configured
+    path = token_path(settings, which)
     try:
         if path.stat().st_mode & 0o077:
-            raise TokenMissing(f"{path} is readable by others: chmod 600 it (or set MS_WEB_TOKEN)")
+            raise TokenMissing(f"{path} is readable by others: chmod 600 it (or set {env})")
         token = path.read_text().strip()
     except FileNotFoundError:
-        raise TokenMissing(f"no web token: set MS_WEB_TOKEN, or run where a worker wrote {path}") from None
+        raise TokenMissing(f"no {what}: set {env}, or run where a worker wrote {path}") from None
     if len(token) < 16:
-        raise TokenMissing(f"the web token in {path} is too short (at least 16 characters)")
+        raise TokenMissing(f"the {what} in {path} is too short (at least 16 characters)")
     return SecretStr(token)

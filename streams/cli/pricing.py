@@ -224,12 +224,14 @@ def catalog_diff(old: Path, new: Path) -> None:
 def catalog_publish(directory: Path, timeout: float) -> None:
     """Publish a catalog directory as the new version for the running raters: validated here
     first (a bad catalog is refused, nothing is sent), then one catalog record to every
-    partition of the events topic. Every event after it on a partition is priced with it."""
+    partition of the events topic, signed with the catalog key (MS_CATALOG_KEY, else the one a
+    worker wrote in MS_DATA_DIR). Every event after it on a partition is priced with it."""
     from pricing.catalog import read_bundle
-    from schemas.catalog_record import CATALOG_HEADER, encode
+    from schemas.catalog_record import encode, headers
     from streams.kafka_security import kafka_security
     from streams.producer import make_producer
     from streams.settings import Settings
+    from streams.web_token import CATALOG_KEY, TokenMissing, read_token
 
     try:
         catalog = load_catalog(directory)
@@ -238,12 +240,16 @@ def catalog_publish(directory: Path, timeout: float) -> None:
         click.echo(f"refused: {exc}; nothing was published", err=True)
         sys.exit(2)
     settings = Settings()
+    try:
+        key = read_token(settings, CATALOG_KEY).get_secret_value().encode()
+    except TokenMissing as exc:
+        raise click.ClickException(str(exc)) from None
     producer = make_producer(settings.bootstrap, kafka_security(settings), client_id="meterstream-catalog")
     try:
         partitions = sorted(producer.partitions_for(settings.events_topic) or ())
         if not partitions:
             raise click.ClickException(f"no topic {settings.events_topic} (run `meterstream up`)")
-        futures = [producer.send(settings.events_topic, value=value, partition=p, headers=[CATALOG_HEADER])
+        futures = [producer.send(settings.events_topic, value=value, partition=p, headers=headers(key, value))
                    for p in partitions]
         acked = [f.get(timeout=timeout) for f in futures]
         offsets = {m.partition: m.offset for m in acked}

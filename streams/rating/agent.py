@@ -18,13 +18,14 @@ import orjson
 import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
-from schemas.catalog_record import is_catalog
+from schemas.catalog_record import signature_of
 from schemas.refusal import refusal_of
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
 from streams.recovery import restart_in_place
 from streams.settings import Settings
+from streams.web_token import CATALOG_KEY, ensure_token
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
@@ -185,6 +186,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
         dedup_ms=settings.dedup_retention_hours * 3_600_000,
         partitions=settings.topic_partitions,
         index=open_index(state),
+        catalog_key=ensure_token(settings, CATALOG_KEY).get_secret_value().encode(),
     )
 
     @app.on_partitions_assigned.connect
@@ -215,7 +217,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 msg = event.message
                 ts_ms = int((msg.timestamp or now_s) * 1000)
                 src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers),
-                             catalog=is_catalog(msg.headers), refused=refusal_of(msg.headers))
+                             catalog=signature_of(msg.headers), refused=refusal_of(msg.headers))
                 by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)

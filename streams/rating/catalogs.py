@@ -9,9 +9,9 @@ record on:
 An event is priced with the version in force at its position: the last one published before
 it, else the worker's own catalog (MS_CATALOG_DIR). Replays after a crash see the same state
 (it is in the changelog) and so the same version; a version is never applied to an event
-before its record. A record whose files do not load, or whose content does not hash to its
-version, is refused with the reason (a rejection on the dead-letter topic) and the version in
-force stays."""
+before its record. A record that is not signed with the catalog key, whose files do not load,
+or whose content does not hash to its version, is refused with the reason (a rejection on the
+dead-letter topic) and the version in force stays."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ def files_key(p: int, version: str) -> str:
 class Versions:
     """The catalogs a rater prices with: its own (``base``) and the published ones."""
 
-    def __init__(self, base: Catalog) -> None:
+    def __init__(self, base: Catalog, key: bytes | None = None) -> None:
         self.base = base
+        self.key = key
         self.loaded: dict[str, Catalog] = {base.content_hash: base}
         self.current: dict[int, str] = {}  # partition -> version in force after its last batch
 
@@ -63,13 +64,19 @@ class Versions:
         return catalog
 
     def publish(self, state: MutableMapping[str, Any], p: int, history: list[list[Any]], pos: int,
-                value: bytes) -> list[list[Any]]:
-        """Apply the catalog record at ``pos``; the history after it. CatalogRefused with the
-        reason when the record is not a loadable catalog (the history is unchanged)."""
+                value: bytes, sig: str) -> list[list[Any]]:
+        """Apply the catalog record at ``pos`` (``sig``: its signature); the history after it.
+        CatalogRefused with the reason when the record is not a signed, loadable catalog (the
+        history is unchanged)."""
         if any(h[0] == pos for h in history):
             return history  # a replay of a record applied before
         if history and history[-1][0] > pos:
             return history  # a replay of a record applied before, whose entry is no longer kept
+        if self.key is None:
+            raise CatalogRefused("catalog record refused: this rater has no catalog key (MS_CATALOG_KEY)")
+        if not catalog_record.signed_by(self.key, value, sig):
+            raise CatalogRefused("catalog record refused: not signed with the catalog key "
+                                 "(meterstream catalog publish signs with MS_CATALOG_KEY)")
         try:
             version, files = catalog_record.decode(value)
         except ValueError as exc:

@@ -53,7 +53,7 @@ class Source:
     timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
     index: int = 0       # an event's line in its batch record
-    catalog: bool = False  # the record is a catalog version (schemas/catalog_record.py)
+    catalog: str | None = None  # a catalog record's signature (schemas/catalog_record.py); None: not one
     refused: str | None = None  # the record is a payload its producer refused, and why (schemas/refusal.py)
 
     @property
@@ -120,12 +120,14 @@ class Canonical:
 class Rater:
     def __init__(self, catalog: Catalog, *, lateness_ms: int = 48 * 3_600_000,
                  dedup_ms: int = 24 * 3_600_000, partitions: int | None = None,
-                 index: Callable[[MutableMapping[str, Any], int], Index] | None = None) -> None:
+                 index: Callable[[MutableMapping[str, Any], int], Index] | None = None,
+                 catalog_key: bytes | None = None) -> None:
         """`partitions`: the events topic's partition count; with it, an event read on another
         partition than its canonical one is not counted there but forwarded (Output.forward), so
         that its duplicates meet it whatever partition a producer chose. `index`: opens a
-        partition's dedup index (default: in memory, from one scan of the state)."""
-        self.versions = Versions(catalog)
+        partition's dedup index (default: in memory, from one scan of the state). `catalog_key`:
+        the key catalog records are signed with (none: every catalog record is refused)."""
+        self.versions = Versions(catalog, catalog_key)
         self.lateness_ms = lateness_ms
         self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
         self.indexes: dict[int, Index] = {}
@@ -166,9 +168,9 @@ class Rater:
             if src.refused is not None:
                 out.rejected.append(self._rejected(src, raw, src.refused, None))
                 continue
-            if src.catalog:
+            if src.catalog is not None:
                 try:
-                    history = versions.publish(state, p, history, src.pos, raw)
+                    history = versions.publish(state, p, history, src.pos, raw, src.catalog)
                 except CatalogRefused as exc:
                     out.rejected.append(self._rejected(src, raw, f"{exc}; the version in force stays", None))
                 latest = versions.at(state, p, history, 1 << 62)
@@ -228,7 +230,7 @@ class Rater:
         """The events of a run of records: a single-event record as it is, a batch record's lines
         each at its own position; a batch that cannot be split is one rejection."""
         for src, value in items:
-            if not src.batch or src.catalog or src.refused is not None:
+            if not src.batch or src.catalog is not None or src.refused is not None:
                 yield src, value
                 continue
             try:

@@ -2,7 +2,8 @@
 catalog publish` switches a running worker to a new version (a price change and a tenant
 overlay) without a restart; what was counted before keeps its price and version, everything
 after is priced with the new one, through a SIGKILL and a restart; a bad catalog is refused
-before anything is sent; `catalog status` shows the version each partition runs."""
+before anything is sent, and an unsigned catalog record at the rater; `catalog status` shows
+the version each partition runs."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import orjson
 import pytest
 
 from pricing import load_catalog
-from pricing.catalog import SHIPPED_CATALOGS
+from pricing.catalog import SHIPPED_CATALOGS, bundle_hash, read_bundle
 from pricing.rating import rate
+from schemas.catalog_record import CATALOG_HEADER, encode
 from streams.harness.stack import CLI
+from streams.producer import make_producer
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +91,12 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
 
     published = stack.cli("catalog", "publish", str(new_dir)).stdout.decode()
     assert new.content_hash in published and "p0@" in published and "p3@" in published
+    # a producer that may write events may not change prices: an unsigned catalog record
+    rogue = dict(read_bundle(new_dir), **{"openai-usd.yaml": text.replace(line, line.replace('"2.50"', '"0.01"'), 1)})
+    producer = make_producer(stack.bootstrap)
+    producer.send(stack.events_topic, value=encode(bundle_hash(rogue), rogue), partition=0,
+                  headers=[CATALOG_HEADER]).get(timeout=60)
+    producer.close()
     stack.produce(after[:20])
     wait_rows(stack, 60)
     port = next(iter(stack.workers))
@@ -116,6 +125,8 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
     report = sum(Decimal(r["cost"]) for r in stack.report("user", "total"))
     assert report == total  # the rollups add the tenant's price
 
+    [rogue_row] = stack.query("SELECT reason FROM rejected_events FINAL")
+    assert rogue_row["reason"].startswith("catalog record refused: not signed with the catalog key")
     deadline = time.monotonic() + 60
     while True:
         status = stack.cli("catalog", "status").stdout.decode()

@@ -12,12 +12,13 @@ import orjson
 
 from pricing import load_catalog
 from pricing.catalog import bundle_hash, read_bundle
-from schemas.catalog_record import encode
+from schemas.catalog_record import encode, signature
 from streams.rating.catalogs import KEEP_VERSIONS, files_key, history_key
 from streams.rating.rater import SEP, Rater, Source
 
 BASE = load_catalog()
 T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+KEY = b"test catalog key, 32 bytes long!"
 
 
 def ev(event_id: str, tokens: int = 1000) -> bytes:
@@ -25,8 +26,14 @@ def ev(event_id: str, tokens: int = 1000) -> bytes:
                          "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": tokens}})
 
 
-def src(offset: int, catalog: bool = False, p: int = 0) -> Source:
-    return Source("billing_events", p, offset, int(T.timestamp() * 1000), catalog=catalog)
+def src(offset: int, catalog: bytes | None = None, p: int = 0, key: bytes = KEY) -> Source:
+    """A record; with `catalog` (its value), a catalog record signed with `key`."""
+    sig = None if catalog is None else signature(key, catalog)
+    return Source("billing_events", p, offset, int(T.timestamp() * 1000), catalog=sig)
+
+
+def rater_() -> Rater:
+    return Rater(BASE, catalog_key=KEY)
 
 
 def repriced(input_price: str) -> dict[str, str]:
@@ -44,9 +51,9 @@ def record(files: dict[str, str]) -> bytes:
 
 
 def test_a_catalog_record_switches_from_its_position_on():
-    rater, state = Rater(BASE), {}
+    rater, state = rater_(), {}
     new = repriced("3.00")
-    items = [(src(0), ev("a")), (src(1), ev("b")), (src(2, catalog=True), record(new)), (src(3), ev("c"))]
+    items = [(src(0), ev("a")), (src(1), ev("b")), (src(2, record(new)), record(new)), (src(3), ev("c"))]
     out = rater.process_batch(state, items)
     costs = {r["event_id"]: (r["cost"], r["catalog_hash"]) for r in out.ledger}
     assert costs == {"a": ("0.0025", BASE.content_hash), "b": ("0.0025", BASE.content_hash),
@@ -60,13 +67,13 @@ def test_a_catalog_record_switches_from_its_position_on():
 
 
 def test_a_replay_from_before_the_record_prices_as_the_first_time_even_on_a_fresh_worker():
-    rater, state = Rater(BASE), {}
+    rater, state = rater_(), {}
     new = repriced("3.00")
-    items = [(src(0), ev("a")), (src(1, catalog=True), record(new)), (src(2), ev("b"))]
+    items = [(src(0), ev("a")), (src(1, record(new)), record(new)), (src(2), ev("b"))]
     first = rater.process_batch(state, items).ledger
     # a crash after the state (and its changelog) was written, before the commit: another
     # process restores the state and is handed the same records again
-    other = Rater(BASE)
+    other = rater_()
     replay = other.process_batch(deepcopy(state), items).ledger
     assert replay == first
     assert [r["cost"] for r in replay] == ["0.0025", "0.003"]
@@ -75,39 +82,54 @@ def test_a_replay_from_before_the_record_prices_as_the_first_time_even_on_a_fres
 
 
 def test_a_partition_prices_with_its_own_versions():
-    rater, state = Rater(BASE), {}
-    rater.process(state, src(0, catalog=True, p=1), record(repriced("3.00")))
+    rater, state = rater_(), {}
+    new = record(repriced("3.00"))
+    rater.process(state, src(0, new, p=1), new)
     assert rater.process(state, src(0, p=0), ev("p0")).ledger[0]["cost"] == "0.0025"
     assert rater.process(state, src(1, p=1), ev("p1")).ledger[0]["cost"] == "0.003"
 
 
 def test_a_bad_catalog_record_is_refused_with_the_reason_and_the_version_stays():
-    rater, state = Rater(BASE), {}
+    rater, state = rater_(), {}
     good = repriced("3.00")
-    rater.process(state, src(0, catalog=True), record(good))
+    rater.process(state, src(0, record(good)), record(good))
     broken = dict(good, **{"openai-usd.yaml": good["openai-usd.yaml"].replace('price: "3.00"', "price: 3.00")})
     tampered = orjson.dumps({"version": bundle_hash(good), "files": broken})
-    out = rater.process_batch(state, [(src(1, catalog=True), record(broken)), (src(2, catalog=True), tampered),
-                                      (src(3, catalog=True), b"not json"), (src(4), ev("x"))])
+    unsigned = Source("billing_events", 0, 5, int(T.timestamp() * 1000), catalog="")
+    out = rater.process_batch(state, [(src(1, record(broken)), record(broken)), (src(2, tampered), tampered),
+                                      (src(3, b"not json"), b"not json"), (src(4), ev("x")),
+                                      (src(6, record(repriced("9.00")), key=b"another key"), record(repriced("9.00"))),
+                                      (unsigned, record(repriced("9.00")))])
     reasons = [r["reason"] for r in out.rejected]
-    assert len(reasons) == 3
+    assert len(reasons) == 5
     assert "refused" in reasons[0] and "price must be a quoted decimal string" in reasons[0]
     assert f"hash to {bundle_hash(broken)}, not {bundle_hash(good)}" in reasons[1]
     assert "not JSON" in reasons[2]
+    assert reasons[3].startswith("catalog record refused: not signed with the catalog key")
+    assert reasons[4].startswith("catalog record refused: not signed with the catalog key")
     assert all(r.endswith("the version in force stays") for r in reasons)
     assert [(r["event_id"], r["cost"], r["catalog_hash"]) for r in out.ledger] == [("x", "0.003", bundle_hash(good))]
     assert state[history_key(0)] == [[0, bundle_hash(good)]]
 
 
 def test_the_kept_versions_are_bounded_and_their_files_with_them():
-    rater, state = Rater(BASE), {}
+    rater, state = rater_(), {}
     versions = []
     for i in range(KEEP_VERSIONS + 3):
         files = repriced(f"{3 + i}.00")
         versions.append(bundle_hash(files))
-        rater.process(state, src(i, catalog=True), record(files))
+        rater.process(state, src(i, record(files)), record(files))
     history = state[history_key(0)]
     assert [h[1] for h in history] == versions[-KEEP_VERSIONS:]
     assert sorted(k for k in state if k.startswith(f"c{SEP}")) == sorted(files_key(0, v) for v in versions[-KEEP_VERSIONS:])
     out = rater.process(state, src(100), ev("last"))
     assert out.ledger[0]["cost"] == str(Decimal(3 + KEEP_VERSIONS + 2) / 1000)  # 1,000 tokens at the last price per 1M
+
+
+def test_a_rater_without_a_catalog_key_refuses_every_catalog_record():
+    rater, state = Rater(BASE), {}
+    new = record(repriced("3.00"))
+    out = rater.process_batch(state, [(src(0, new), new), (src(1), ev("a"))])
+    assert [r["reason"] for r in out.rejected] == [
+        "catalog record refused: this rater has no catalog key (MS_CATALOG_KEY); the version in force stays"]
+    assert out.ledger[0]["catalog_hash"] == BASE.content_hash
