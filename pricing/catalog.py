@@ -217,20 +217,23 @@ class Catalog:
     profile_regions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (provider, prefix) -> sources
     content_hash: str = ""  # sha256 of the files (see bundle_hash): the version a ledger row names
     overlays: Any = None  # pricing.overlays.Overlays: per-tenant prices
+    overlay_tenants: dict[str, Any] = field(default_factory=dict)  # the tenants with overlays (empty: none)
     # key -> (versions, their starts, their ends); bounds as stdlib-UTC datetimes: the same
     # instants, cheaper to compare than pydantic's TzInfo
-    _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None]]] = field(
-        default_factory=dict, repr=False)
+    _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None], str | None]] = \
+        field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         utc = dt.timezone.utc
         self._index = {k: (v, [p.spec.effective_from.astimezone(utc) for p in v],
-                           [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v])
+                           [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v],
+                           self.profile_of.get(k))
                        for k, v in self.products.items()}
 
     def profile(self, provider: str, model: str) -> str | None:
         """The cross-region profile prefix when ``model`` is a profile id (``us.<id>``), else None."""
         return self.profile_of.get((provider, model)) if self.profile_of else None
+
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
@@ -247,6 +250,10 @@ class Catalog:
         return sorted(seen.values(), key=lambda p: (p.provider, p.id, p.spec.effective_from))
 
     def lookup(self, provider: str, model: str, ts: dt.datetime) -> Product:
+        return self.resolve(provider, model, ts)[0]
+
+    def resolve(self, provider: str, model: str, ts: dt.datetime) -> tuple[Product, str | None]:
+        """The product in force, and the cross-region profile prefix when ``model`` names one."""
         hit = self._index.get((provider, model))
         if hit is None:
             if provider not in self.providers():
@@ -259,14 +266,14 @@ class Catalog:
                 raise PricingError(f"{provider}/{model} is invoked through a cross-region inference profile only "
                                    f"({', '.join(p + '.' for p in via)})")
             raise PricingError(f"unknown model {model!r} for provider {provider!r}")
-        versions, starts, ends = hit
+        versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1
         if i < 0 or (ends[i] is not None and ts >= ends[i]):
             raise PricingError(
                 f"no price for {provider}/{model} in force at {ts.isoformat()} "
                 f"(catalog entries start {versions[0].spec.effective_from.isoformat()})"
             )
-        return versions[i]
+        return versions[i], profile
 
 
 def _load_file(name: str, text: str) -> CatalogFile:
@@ -374,4 +381,5 @@ def load_bundle(files: dict[str, str]) -> Catalog:
     catalog = Catalog(dict(index), sorted(files), regions_of, profile_of, profile_regions, bundle_hash(files))
     catalog.overlays = load_overlays({n[len(OVERLAYS) + 1:]: t for n, t in files.items()
                                       if n.startswith(OVERLAYS + "/")}, catalog)
+    catalog.overlay_tenants = catalog.overlays.by_tenant
     return catalog

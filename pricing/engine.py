@@ -151,13 +151,12 @@ class _Bill:
     def __init__(self, rule: Rule | None = None) -> None:
         self.items: list[dict[str, str]] = []
         self.total = Decimal(0)
-        self.list_total = Decimal(0)
+        self.list_total = Decimal(0)  # kept with a rule only: else it is the total
         self.rule = rule
 
     def add(self, dim: str, qty: Decimal | int, p: PriceSpec, factor: Decimal = ONE, note: str = "") -> None:
         unit_price = EXACT.multiply(p.price, factor) if factor != ONE else p.price
         cost = EXACT.divide(EXACT.multiply(qty, unit_price), p.per)
-        self.list_total = EXACT.add(self.list_total, cost)
         item = {
             "dimension": dim,
             "quantity": str(qty) if type(qty) is int else money_str(qty),
@@ -167,6 +166,7 @@ class _Bill:
         }
         rule = self.rule
         if rule is not None:
+            self.list_total = EXACT.add(self.list_total, cost)
             contract = rule.contract_price(dim) if rule.prices else None
             if rule.factor is not None:
                 t_unit, per = EXACT.multiply(unit_price, rule.factor), p.per
@@ -234,16 +234,16 @@ def _check_guardrail_applies(product: Product, gp: Product) -> None:
 
 def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     """Price one event. Raises PricingError with the reason when it cannot be priced."""
-    product = catalog.lookup(event.provider, event.model, event.ts)
+    product, profile = catalog.resolve(event.provider, event.model, event.ts)
     spec = product.spec
     region = event.region
     _check_region(catalog, product, region)
-    profile = catalog.profile(event.provider, event.model)
     _check_profile(catalog, product, profile, region)
     factor, batch_note = _token_factor(product, event.mode, profile)
 
     usage = event.usage
-    rule = catalog.overlays.find(event.tenant_id, event.provider, product.id, event.ts) if catalog.overlays else None
+    rule = catalog.overlays.find(event.tenant_id, event.provider, product.id, event.ts) \
+        if event.tenant_id in catalog.overlay_tenants else None
     bill = _Bill(rule)
     estimated = False
     counts = {d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")}
@@ -318,7 +318,8 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     if not bill.items:
         raise PricingError("nothing to price: every quantity is zero")
     total = bill.total
-    for t in (total, bill.list_total):
+    list_total = bill.list_total if rule is not None else total
+    for t in (total, list_total) if rule is not None else (total,):
         if t.normalize(EXACT).as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
             raise PricingError(f"cost {t} needs more than {MAX_PLACES} decimal places")
 
@@ -339,8 +340,8 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
         "usage": usage_out,
         "labels": event.labels or {},
         "currency": product.currency,
-        "cost": money_str(total),
-        "list_cost": money_str(bill.list_total),
+        "cost": (cost_text := money_str(total)),
+        "list_cost": money_str(list_total) if rule is not None else cost_text,
         "price_overlay": rule.id if rule is not None else "",
         "line_items": bill.items,
         "catalog_version": product.catalog_version,
@@ -408,13 +409,13 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
     """price_event's priced dict for a parse_common event, or None when price_event must decide
     (it then gives the rejection reason)."""
     try:
-        product = catalog.lookup(doc["provider"], doc["model"], ts)
+        product, profile = catalog.resolve(doc["provider"], doc["model"], ts)
     except PricingError:
         return None
-    if catalog.overlays and catalog.overlays.by_tenant.get(doc["tenant_id"]):
+    tenants = catalog.overlay_tenants
+    if tenants and doc["tenant_id"] in tenants:
         return None  # a tenant with price overlays: price_event
     region, mode = doc.get("region"), doc.get("mode", "realtime")
-    profile = catalog.profile(doc["provider"], doc["model"])
     memo = product.memo
     key = ("plan", region, mode, profile)  # "plan" is no dimension: never one of _select's keys
     plan = memo.get(key)
