@@ -230,10 +230,6 @@ class Catalog:
                            self.profile_of.get(k))
                        for k, v in self.products.items()}
 
-    def profile(self, provider: str, model: str) -> str | None:
-        """The cross-region profile prefix when ``model`` is a profile id (``us.<id>``), else None."""
-        return self.profile_of.get((provider, model)) if self.profile_of else None
-
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
