@@ -37,6 +37,15 @@ ProfilePrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}(-[a-z]{2,8})?$")]  # 
 ONE = Decimal(1)
 
 
+def check_range(start: dt.datetime, end: dt.datetime | None) -> None:
+    """An effective range [start, end): both with a UTC offset, end after start."""
+    for t in (start, end):
+        if t is not None and t.tzinfo is None:
+            raise ValueError("effective dates need a UTC offset")
+    if end is not None and end <= start:
+        raise ValueError("effective_to must be after effective_from")
+
+
 def _places(d: Decimal) -> int:
     """Decimal places of an exact value (0 for an integer)."""
     return max(0, -d.normalize().as_tuple().exponent)  # type: ignore[operator]
@@ -153,11 +162,7 @@ class ProductSpec(BaseModel):
 
     @model_validator(mode="after")
     def _dates(self) -> ProductSpec:
-        for t in (self.effective_from, self.effective_to):
-            if t is not None and t.tzinfo is None:
-                raise ValueError("effective dates need a UTC offset")
-        if self.effective_to is not None and self.effective_to <= self.effective_from:
-            raise ValueError("effective_to must be after effective_from")
+        check_range(self.effective_from, self.effective_to)
         return self
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pricing.catalog import DECIMAL_DIMENSIONS, MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact, _places
+from pricing.catalog import (DECIMAL_DIMENSIONS, MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact,
+                             _places, check_range)
 from pricing.errors import CatalogError
 
 MAX_PLACES = 12
@@ -61,11 +62,7 @@ class Rule(BaseModel):
             raise ValueError("a contract price per dimension, once")
         if self.discount is not None and self.discount > 1:
             raise ValueError("discount is a fraction of the list price, at most 1")
-        for t in (self.effective_from, self.effective_to):
-            if t is not None and t.tzinfo is None:
-                raise ValueError("effective dates need a UTC offset")
-        if self.effective_to is not None and self.effective_to <= self.effective_from:
-            raise ValueError("effective_to must be after effective_from")
+        check_range(self.effective_from, self.effective_to)
         return self
 
     @property
