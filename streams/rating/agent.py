@@ -5,6 +5,8 @@ returns."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import time
@@ -14,8 +16,9 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
-import streams.rating.faust_fixes  # noqa: F401 - must patch Faust's producer buffer before the app exists
+import streams.rating.faust_fixes as faust_fixes  # must patch Faust before the app exists
 from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
 from schemas.catalog_record import signature_of
@@ -28,6 +31,8 @@ from streams.settings import Settings
 from streams.web_token import CATALOG_KEY, ensure_token
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+log = logging.getLogger("meterstream.rating")
+RESUME_ATTEMPTS = 30  # reads of a partition's committed offset before the worker restarts
 MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
 
 
@@ -82,6 +87,17 @@ def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[t
         size += len(item[1])
     if part:
         yield part
+
+
+def hole(expected: int, items: list[tuple[Source, bytes]]) -> tuple[int, int] | None:
+    """The first hole of one partition's batch that must continue from offset `expected`: (the
+    offset missing, the one that came instead); None if there is none. Offsets below `expected`
+    are read again (after a seek back) and are no hole."""
+    for src, _ in items:
+        if src.offset > expected:
+            return expected, src.offset
+        expected = max(expected, src.offset + 1)
+    return None
 
 
 FORWARDED_HEADER = "meterstream-forwarded-from"
@@ -193,19 +209,34 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
     async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
         rater.reset()
 
-    def in_order(view: PartitionState, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
-        """The batch, checked to continue the partition's offsets. A hole means Faust dropped a
-        message (see streams/rating/faust_fixes.py): nothing after it may be applied first, and Faust
-        does not re-read it in this process, so the worker restarts itself in place (see
-        streams/recovery.py) without processing the batch. Its commit is blocked at the hole: the
-        new process re-reads from there, in order. Events topics have no transactions or
-        compaction: no real gaps."""
-        expected = rater.next_offset(view, partition)
-        for src, _ in items:
-            if expected is not None and src.offset > expected:
-                restart_in_place(f"partition {partition}: offset {expected} was never delivered "
-                                 f"(next came {src.offset})")
-            expected = src.offset + 1 if expected is None else max(expected, src.offset + 1)
+    delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
+    faust_fixes.STRICT_TOPICS.add(settings.events_topic)
+
+    async def in_order(partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
+        """The batch, checked to continue the offsets Faust delivered to this process, from where
+        the partition last resumed (streams/rating/faust_fixes.py, fix 3). A hole means Faust
+        dropped a message (ibid.): nothing after it may be applied first, and Faust does not re-read
+        it in this process, so the worker restarts itself in place (streams/recovery.py) without
+        processing the batch. Its commit is blocked at the hole (ibid., fix 2): the new process
+        re-reads from there, in order. Not the state's last offset: after a SIGKILL the state on
+        disk can be ahead of the commit, the sink records of its last batch lost, and a message
+        dropped there would go unnoticed. Events topics have no transactions or compaction: no
+        real gaps."""
+        tp = TP(settings.events_topic, partition)
+        for attempt in range(RESUME_ATTEMPTS):
+            try:
+                start = await faust_fixes.resumed_at(app.consumer, tp)
+                break
+            except Exception as exc:  # the coordinator is away: wait for it
+                log.warning("partition %d: its committed offset was not read (%s); retrying", partition, exc)
+                await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+        else:
+            restart_in_place(f"partition {partition}: its committed offset could not be read")
+        expected = max(start, delivered.get(partition, start))
+        missing = hole(expected, items)
+        if missing is not None:
+            restart_in_place(f"partition {partition}: offset {missing[0]} was never delivered (next came {missing[1]})")
+        delivered[partition] = max(expected, items[-1][0].offset + 1)
         return items
 
     @app.agent(events)
@@ -221,7 +252,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
-                in_order(view, partition, items)
+                await in_order(partition, items)
                 for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
                     out = rater.process_batch(view, part)
                     stats["rejected"] += len(out.rejected)

@@ -46,31 +46,89 @@ if not getattr(_Buffer, "_ms_fixed", False):
 
 # Fix 2: Faust's commit could step over a message it never delivered. `_committed_offset` holds the
 # NEXT offset to read, but `_new_offset` only refuses when the first acked offset is more than one
-# past it: a single message dropped at the head (Faust drops messages that arrive while it
-# suspends the flow for a rebalance, and a partition kept across the rebalance is not re-read)
-# was then committed unprocessed and lost (seen as single missing offsets after SIGKILLs in
-# ops/chaos R1). Here a hole at the head blocks the commit; the rating agent re-reads the hole.
+# past it, and not at all when Faust holds no committed offset (none yet, or 0). Faust drops a
+# message that arrives while it suspends the flow for a rebalance (seen as single missing offsets
+# after SIGKILLs in ops/chaos R1 and in tests/integration/test_pipeline.py). Here a hole at the head
+# blocks the commit, measured from the committed offset or else from where the partition resumed
+# (fix 3); before either is known nothing is committed. It guards the topics in STRICT_TOPICS.
+#
+# Fix 3: where a partition resumes after a rebalance. aiokafka's `seek_to_committed` seeks only the
+# partitions with a committed offset above 0: the others kept their fetch position, and a message
+# dropped at the rebalance was never read again. Here they seek to the log's start. The offset
+# each input partition resumes at is kept in `consumer.resume_at` (for fix 2 and for the rating
+# agent's hole check).
 from faust.transport import consumer as _consumer  # noqa: E402
 from faust.utils.functional import consecutive_numbers  # noqa: E402
 
 _Consumer = _consumer.Consumer
 _original_new_offset = _Consumer._new_offset
+STRICT_TOPICS: set[str] = set()  # the guarded input topics (no compaction or transactions: no real gaps)
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
+    if tp.topic not in STRICT_TOPICS:
+        return _original_new_offset(self, tp)
     acked = self._acked[tp]
+    if not acked:
+        return None
     committed = self._committed_offset[tp]
-    if acked and committed is not None and not self._gap[tp]:
-        acked.sort()
-        if acked[0] > committed:
-            return None  # the message at `committed` was never acked: never commit past it
-        batch = next(consecutive_numbers(acked))
-        acked[: len(batch)] = []
-        self._acked_index[tp].difference_update(batch)
-        return batch[-1] + 1
-    return _original_new_offset(self, tp)
+    if committed is None:
+        committed = resume_at(self).get(tp)
+    if committed is None:
+        return None  # where this partition resumed is not known yet
+    acked.sort()
+    below = 0
+    while below < len(acked) and acked[below] < committed:  # read again after a seek back
+        below += 1
+    if below:
+        self._acked_index[tp].difference_update(acked[:below])
+        acked[:below] = []
+    if not acked or acked[0] > committed:
+        return None  # the message at `committed` was never acked: never commit past it
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return batch[-1] + 1
+
+
+def resume_at(consumer: Any) -> dict[Any, int]:
+    """Input partition -> the offset the last seek put it at (fix 3)."""
+    return consumer.__dict__.setdefault("resume_at", {})
+
+
+async def resumed_at(consumer: Any, tp: Any) -> int:
+    """Where an input partition resumed: as the last seek put it (fix 3), or, on a worker's first
+    assignment before Faust's first seek, where aiokafka started it: the committed offset, else
+    the log's start (nothing is committed in between: fix 2 waits for this)."""
+    known = resume_at(consumer).get(tp)
+    if known is not None:
+        return known
+    from aiokafka.structs import TopicPartition
+
+    thread = consumer._thread
+    offset = await thread.call_thread(thread._ensure_consumer().committed, TopicPartition(tp.topic, tp.partition))
+    if not offset:
+        offset = (await consumer.earliest_offsets(tp))[tp]
+    return resume_at(consumer).setdefault(tp, offset)
+
+
+async def _perform_seek(self: Any) -> None:
+    committed = {_consumer.ensure_TP(tp): offset for tp, offset in (await self.seek_to_committed()).items()}
+    changelogs = self.app.tables.changelog_topics
+    unseeked = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+    if unseeked:  # None or 0: aiokafka left the fetch position where it was
+        starts = await self.earliest_offsets(*unseeked)
+        for tp in unseeked:
+            committed[tp] = starts[tp]
+            await self._seek(tp, starts[tp])
+    self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
+                              for tp, offset in committed.items()})
+    self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset})
+    resume_at(self).update({tp: offset for tp, offset in committed.items()
+                            if offset is not None and tp.topic not in changelogs})
 
 
 if not getattr(_Consumer, "_ms_fixed", False):
     _Consumer._new_offset = _new_offset
+    _Consumer.perform_seek = _perform_seek
     _Consumer._ms_fixed = True

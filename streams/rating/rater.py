@@ -140,11 +140,6 @@ class Rater:
         self.indexes.clear()
         self.expired_at.clear()
 
-    def next_offset(self, state: MutableMapping[str, Any], p: int) -> int | None:
-        """The offset after the last one handled on this partition (None before the first)."""
-        meta = state.get(f"m{SEP}{p}")
-        return meta[1] + 1 if meta else None
-
     def process(self, state: MutableMapping[str, Any], src: Source, raw: bytes) -> Output:
         return self.process_batch(state, [(src, raw)])
 

@@ -105,13 +105,16 @@ def test_index_rebuilt_from_state_after_reassignment():
 
 def test_faust_never_commits_past_a_message_it_did_not_deliver():
     """streams/rating/faust_fixes.py: with offset 10 committed (next to read) and 11, 12 acked but 10
-    never delivered, nothing is committed; once 10 is acked, all three are."""
+    never delivered, nothing is committed; once 10 is acked, all three are. Without a committed
+    offset, the hole is measured from where the partition resumed; before that is known, nothing
+    is committed. Topics not guarded keep Faust's rule."""
     from collections import defaultdict
 
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
     from intervaltree import IntervalTree
 
-    import streams.rating.faust_fixes  # noqa: F401
-    from faust.transport.consumer import Consumer
+    from streams.rating import faust_fixes
 
     class Fake:
         _new_offset = Consumer._new_offset
@@ -122,12 +125,44 @@ def test_faust_never_commits_past_a_message_it_did_not_deliver():
             self._committed_offset = defaultdict(lambda: None)
             self._gap = defaultdict(IntervalTree)
 
-    c, tp = Fake(), ("events", 0)
+    faust_fixes.STRICT_TOPICS.add("events-guarded")
+    c, tp = Fake(), TP("events-guarded", 0)
     c._committed_offset[tp] = 10
     c._acked[tp] = [12, 11]
     assert c._new_offset(tp) is None
     c._acked[tp].append(10)
     assert c._new_offset(tp) == 13
+    c._committed_offset[tp] = 13  # Faust's commit, done
+    c._acked[tp] = [9, 8, 13]  # read again after a seek back: below the commit, not in the way
+    assert c._new_offset(tp) == 14
+
+    c, tp = Fake(), TP("events-guarded", 1)  # nothing committed yet (or 0): Faust would commit 2
+    c._acked[tp] = [1]
+    assert c._new_offset(tp) is None  # where it resumed is not known yet
+    faust_fixes.resume_at(c)[tp] = 0
+    assert c._new_offset(tp) is None  # offset 0 was dropped
+    c._acked[tp].append(0)
+    assert c._new_offset(tp) == 2
+
+    c, tp = Fake(), TP("other", 0)
+    c._acked[tp] = [1, 2]
+    assert c._new_offset(tp) == 3  # Faust's own rule
+
+
+def test_a_batch_must_continue_from_where_its_partition_resumed():
+    """streams/rating/agent.py: after a SIGKILL the state on disk can be ahead of the commit (here
+    committed 250, state at 300). If Faust drops 250, a check against the state would accept 251;
+    the check against where the partition resumed finds the hole. Offsets read again after a seek
+    back are no hole."""
+    from streams.rating.agent import hole
+
+    def batch(*offsets):
+        return [(src(o), b"") for o in offsets]
+
+    assert hole(250, batch(251, 252)) == (250, 251)
+    assert hole(250, batch(250, 251, 253)) == (252, 253)
+    assert hole(250, batch(250, 251, 252)) is None
+    assert hole(260, batch(250, 251, 260, 261)) is None  # 250..259 delivered here before
 
 
 def bsrc(offset: int, at: dt.datetime = T) -> Source:
