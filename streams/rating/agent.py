@@ -89,15 +89,19 @@ def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[t
         yield part
 
 
-def hole(expected: int, items: list[tuple[Source, bytes]]) -> tuple[int, int] | None:
-    """The first hole of one partition's batch that must continue from offset `expected`: (the
-    offset missing, the one that came instead); None if there is none. Offsets below `expected`
-    are read again (after a seek back) and are no hole."""
-    for src, _ in items:
-        if src.offset > expected:
-            return expected, src.offset
-        expected = max(expected, src.offset + 1)
-    return None
+def continuing(expected: int, items: list[tuple[Source, bytes]]) -> tuple[list[tuple[Source, bytes]], tuple[int, int] | None]:
+    """One partition's batch, checked to continue from offset `expected`: the records from
+    `expected` on, in order (one below it was given here before: read again after a seek back),
+    and the first hole, as (the offset missing, the one that came instead), or None."""
+    kept: list[tuple[Source, bytes]] = []
+    for item in items:
+        offset = item[0].offset
+        if offset > expected:
+            return kept, (expected, offset)
+        if offset == expected:
+            kept.append(item)
+            expected += 1
+    return kept, None
 
 
 FORWARDED_HEADER = "meterstream-forwarded-from"
@@ -213,8 +217,8 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
     faust_fixes.STRICT_TOPICS.add(settings.events_topic)
 
     async def in_order(partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
-        """The batch, checked to continue the offsets Faust delivered to this process, from where
-        the partition last resumed (streams/rating/faust_fixes.py, fix 3). A hole means Faust
+        """The batch's records not given here before, checked to continue the offsets Faust
+        delivered to this process, from where the partition last resumed (streams/rating/faust_fixes.py, fix 3). A hole means Faust
         dropped a message (ibid.): nothing after it may be applied first, and Faust does not re-read
         it in this process, so the worker restarts itself in place (streams/recovery.py) without
         processing the batch. Its commit is blocked at the hole (ibid., fix 2): the new process
@@ -233,11 +237,11 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
         else:
             restart_in_place(f"partition {partition}: its committed offset could not be read")
         expected = max(start, delivered.get(partition, start))
-        missing = hole(expected, items)
+        kept, missing = continuing(expected, items)
         if missing is not None:
             restart_in_place(f"partition {partition}: offset {missing[0]} was never delivered (next came {missing[1]})")
-        delivered[partition] = max(expected, items[-1][0].offset + 1)
-        return items
+        delivered[partition] = expected + len(kept)
+        return kept
 
     @app.agent(events)
     async def rate_events(stream: faust.StreamT) -> None:
@@ -252,7 +256,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 by_partition[msg.partition].append((src, event.value))
             for partition, items in by_partition.items():
                 view = PartitionState(state, partition)
-                await in_order(partition, items)
+                items = await in_order(partition, items)
                 for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
                     out = rater.process_batch(view, part)
                     stats["rejected"] += len(out.rejected)

@@ -57,6 +57,12 @@ if not getattr(_Buffer, "_ms_fixed", False):
 # dropped at the rebalance was never read again. Here they seek to the log's start. The offset
 # each input partition resumes at is kept in `consumer.resume_at` (for fix 2 and for the rating
 # agent's hole check).
+#
+# Fix 4: Faust's fetch loop drops a message below the last offset it read: meant for stale
+# records, it dropped the records read again after a seek, when the loop, still delivering
+# records fetched before the seek, set its read offset past them (seen as hundreds of missing
+# offsets right after a restart: Faust resumes a worker's partitions before it seeks them). On the
+# guarded topics every record is delivered; the rating agent skips one it was given before.
 from faust.transport import consumer as _consumer  # noqa: E402
 from faust.utils.functional import consecutive_numbers  # noqa: E402
 
@@ -128,7 +134,27 @@ async def _perform_seek(self: Any) -> None:
                             if offset is not None and tp.topic not in changelogs})
 
 
+_original_reset_state = _Consumer._reset_state
+
+
+class _ReadOffsets(dict):
+    """The fetch loop's read offsets: none on the guarded topics (fix 4)."""
+
+    def __missing__(self, tp: Any) -> None:
+        return None
+
+    def __getitem__(self, tp: Any) -> int | None:
+        return None if tp.topic in STRICT_TOPICS else super().__getitem__(tp)
+
+
+def _reset_state(self: Any) -> None:
+    _original_reset_state(self)
+    if not isinstance(self._read_offset, _ReadOffsets):
+        self._read_offset = _ReadOffsets(self._read_offset)
+
+
 if not getattr(_Consumer, "_ms_fixed", False):
     _Consumer._new_offset = _new_offset
     _Consumer.perform_seek = _perform_seek
+    _Consumer._reset_state = _reset_state
     _Consumer._ms_fixed = True

@@ -226,8 +226,9 @@ def test_fault_injection_only_when_enabled(kafka_service, clickhouse_service, tm
         assert stack.post(port, "/fault/recover", {}) == (200, {"recovering": True})
         stack.wait_until_exact(stack.expected(NOW + dt.timedelta(minutes=5)))
         assert stack.workers[port].poll() is None and stack.workers[port].pid == pid
-        rec = stack.health(port)["recoveries"]
-        assert rec["count"] == 1 and rec["last_reason"] == "fault injection"
+        rec = stack.health(port)["recoveries"]  # more than one if Faust dropped a message after it
+        log = (stack.tmp / f"worker-{port}.log").read_text(errors="replace")
+        assert rec["count"] >= 1 and "recovering (1 since start): fault injection;" in log
         assert os.path.exists(f"/proc/{pid}")
     finally:
         stack.stop()
