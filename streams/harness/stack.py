@@ -214,7 +214,7 @@ class Stack:
         stats = self.health(port)["stats"]
         return stats.get("counted", 0) + stats.get("rejected", 0) + stats.get("duplicates", 0)
 
-    def wait_for_progress(self, port: int, at_least: int, timeout: float = 120) -> int:
+    def wait_for_progress(self, port: int, at_least: int, timeout: float = 240) -> int:
         """Wait until this worker process has handled `at_least` inputs; return how many."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
