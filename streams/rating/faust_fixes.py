@@ -1,11 +1,14 @@
-"""A fix to Faust's producer buffer that exact counting depends on (applied on import).
+"""Fixes to Faust that exact counting depends on (applied on import).
 
-Faust commits input offsets after ``producer.flush()``, which first drains the buffer of table
-changelog messages. That drain gives up after 0.1 s without a message sent, with messages still
-pending, and a message taken off the queue but not yet handed to aiokafka is not counted at all.
-A worker killed right after such a commit loses table updates of committed inputs (seen here as
-events missing from rollups after a SIGKILL). This fix counts a message from `put` until aiokafka
-has it, and makes `flush` wait until none is outstanding."""
+Fix 1, the producer buffer. Faust commits input offsets after ``producer.flush()``, which first
+drains the buffer of table changelog messages. That drain gives up after 0.1 s without a message
+sent, with messages still pending, and a message taken off the queue but not yet handed to
+aiokafka is not counted at all. A worker killed right after such a commit loses table updates of
+committed inputs (seen here as events missing from rollups after a SIGKILL). This fix counts a
+message from `put` until aiokafka has it, and makes `flush` wait until none is outstanding.
+
+Fixes 2 to 4 (below) keep Faust from committing past, or silently losing, a message of the
+events topic around a rebalance; the rating agent restarts its worker at any hole left."""
 
 from __future__ import annotations
 
