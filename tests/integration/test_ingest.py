@@ -23,13 +23,14 @@ import pytest
 
 from adapters import Ids, convert_line
 from pricing import load_catalog
-from schemas.batch import BATCH_HEADER, is_batch, split
+from schemas.batch import is_batch
 from schemas.refusal import refusal_of
 from schemas.validate import InvalidEvent, parse_event
 from streams.harness.expected import as_rows, expected_totals, normalize
 from streams.harness.generate import generate
 from streams.harness.stack import CLI, Broker, Stack, free_port
 from streams.producer import event_key, partition_for_key, publish
+from tests.kafka_records import end_offsets, events_of, read_topic
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -82,35 +83,6 @@ class Ingest:
         self.proc.wait(60)
 
 
-def offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
-        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-    finally:
-        c.close()
-
-
-def records_since(bootstrap: str, topic: str, start: dict[int, int]) -> dict[int, list]:
-    """The topic's records after `start` (end offsets taken earlier), per partition, in order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2 << 20)
-    tps = [TopicPartition(topic, p) for p in sorted(start)]
-    c.assign(tps)
-    for tp in tps:
-        c.seek(tp, start[tp.partition])
-    end = c.end_offsets(tps)
-    out: dict[int, list] = {tp.partition: [] for tp in tps}
-    while any(c.position(tp) < end[tp] for tp in tps):
-        for tp, msgs in c.poll(timeout_ms=1000).items():
-            out[tp.partition].extend(msgs)
-    c.close()
-    return out
-
-
 def refused_of(records: dict[int, list]) -> list[tuple[str, dict]]:
     """The refused records among them (schemas/refusal.py): (reason, stored payload)."""
     out = []
@@ -119,25 +91,6 @@ def refused_of(records: dict[int, list]) -> list[tuple[str, dict]]:
             if refusal_of(r.headers) is not None:
                 assert r.headers[1:] == [PRODUCER] and r.key is None
                 out.append((refusal_of(r.headers), orjson.loads(r.value)))
-    return out
-
-
-def events_of(records: dict[int, list], header: tuple[str, bytes] | None = PRODUCER) -> dict[int, list[bytes]]:
-    """The events per partition, batches opened; every record as the project's producer writes it
-    (a batch: the batch header and no key; a single event: its key), with `header` after those."""
-    extra = [header] if header else []
-    out: dict[int, list[bytes]] = {}
-    for part, recs in records.items():
-        out[part] = []
-        for r in recs:
-            if refusal_of(r.headers) is not None:
-                continue  # a refused item (refused_of): not an event
-            if is_batch(r.headers):
-                assert r.headers == [BATCH_HEADER, *extra] and r.key is None
-                out[part].extend(line for _, line in split(r.value))
-            else:
-                assert r.headers == extra and r.key == event_key(r.value)
-                out[part].append(r.value)
     return out
 
 
@@ -168,7 +121,7 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
     out = subprocess.run(["ss", "-ltnH", f"sport = :{ingest.port}"], capture_output=True, text=True, check=True).stdout
     assert {line.split()[3] for line in out.splitlines() if line.strip()} == {f"127.0.0.1:{ingest.port}"}
     assert ingest.request("GET", "/health", token=None)[:2] == (200, {"ok": True})
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     event = next(line for _, line in generate(1, now=NOW))
     for token, challenge in ((None, 'Bearer realm="meterstream-ingest"'),
                              ("x" * 43, 'Bearer realm="meterstream-ingest", error="invalid_token"'),
@@ -181,12 +134,12 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
     assert status == 405 and headers["Allow"] == "POST" and doc["error"]
     assert ingest.request("POST", "/nowhere", event)[0] == 404
     assert ingest.post("/v1/usage/no-such-format", event)[0] == 404
-    assert offsets(stack.bootstrap, stack.events_topic) == before  # nothing was written
+    assert end_offsets(stack.bootstrap, stack.events_topic) == before  # nothing was written
     assert ingest.token not in ingest.log.read_text() and ingest.token not in ingest.tokens.read_text()
 
 
 def test_foreign_hosts_other_content_types_and_large_bodies_are_refused(stack, ingest):
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     event = next(line for _, line in generate(1, now=NOW))
     status, doc = ingest.post("/v1/events", event, headers={"Host": "attacker.example:6070"})
     assert status == 421, doc  # DNS rebinding: a name that resolves here is still not ours
@@ -211,20 +164,20 @@ def test_foreign_hosts_other_content_types_and_large_bodies_are_refused(stack, i
     assert ingest.post("/v1/events", b"[1, 2", ctype="application/json")[0] == 400
     assert ingest.post("/v1/events", b"\n\n")[0] == 400
     assert ingest.post("/v1/events?tenant=acme", event)[0] == 400  # events carry their ids
-    assert offsets(stack.bootstrap, stack.events_topic) == before
+    assert end_offsets(stack.bootstrap, stack.events_topic) == before
 
 
 def test_valid_events_are_written_as_meterstream_produce_writes_them(stack, ingest, kafka_service):
     lines = [line for _, line in generate(3000, seed=41, now=NOW, duplicate_rate=0.1)]
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", b"\r\n".join(lines) + b"\r\n")  # line endings are not events
     assert (status, doc) == (202, {"accepted": 3000, "rejected": []})
-    got = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    got = events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER)
     partitions = sorted(before)
     for part, events in got.items():
         assert all(partition_for_key(event_key(e), partitions) == part for e in events)
         assert events == [e for e in lines if partition_for_key(event_key(e), partitions) == part]  # in order
-    assert sum(len(r) for r in records_since(stack.bootstrap, stack.events_topic, before).values()) == len(partitions)
+    assert sum(len(r) for r in read_topic(stack.bootstrap, stack.events_topic, before).values()) == len(partitions)
     # the project's producer, same events, a topic with as many partitions: the same events per partition
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -233,19 +186,19 @@ def test_valid_events_are_written_as_meterstream_produce_writes_them(stack, inge
     admin.create_topics([NewTopic(twin, len(partitions), 1)])
     admin.close()
     publish(stack.bootstrap, twin, lines, linger_ms=60_000)
-    assert events_of(records_since(stack.bootstrap, twin, {p: 0 for p in partitions}), None) == got
+    assert events_of(read_topic(stack.bootstrap, twin, {p: 0 for p in partitions})) == got
     # a JSON array: its elements as sent; one with a line break (pretty-printed) alone, as the producer sends it
     pretty = orjson.dumps(orjson.loads(lines[0]), option=orjson.OPT_INDENT_2)
     body = b"[" + b",".join(lines[1:200]) + b", " + pretty + b"]"
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     assert ingest.post("/v1/events", body, ctype="application/json") == (202, {"accepted": 200, "rejected": []})
-    records = records_since(stack.bootstrap, stack.events_topic, before)
-    assert Counter(e for evs in events_of(records).values() for e in evs) == Counter([*lines[1:200], pretty])
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    assert Counter(e for evs in events_of(records, PRODUCER).values() for e in evs) == Counter([*lines[1:200], pretty])
     assert [r.value for recs in records.values() for r in recs if not is_batch(r.headers)] == [pretty]
     one = lines[200]
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     assert ingest.post("/v1/events", one, ctype="application/json") == (202, {"accepted": 1, "rejected": []})
-    assert [e for evs in events_of(records_since(stack.bootstrap, stack.events_topic, before)).values()
+    assert [e for evs in events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER).values()
             for e in evs] == [one]
 
 
@@ -256,25 +209,25 @@ def test_bad_lines_are_answered_with_their_reasons_dead_lettered_and_not_written
     priced_later = [i for i, (kind, _) in enumerate(traffic) if kind.startswith("bad:") and i not in bad]
     assert len(bad) >= 15 and priced_later  # unknown models, wrong regions: the stream's to refuse
     body = b"\n".join(line if i != 5 else b"" for i, line in enumerate(lines))  # a blank line keeps its number
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", body)
     good = [line for i, line in enumerate(lines) if i not in bad and i != 5]
     assert status == 202 and doc["accepted"] == len(good)
     assert doc["rejected"] == [{"index": i, "reason": reason(lines[i])} for i in sorted(bad)]
-    records = records_since(stack.bootstrap, stack.events_topic, before)
-    written = events_of(records)
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    written = events_of(records, PRODUCER)
     assert Counter(e for evs in written.values() for e in evs) == Counter(good)
     refused = sorted(refused_of(records), key=lambda rp: int(rp[0].split("index ", 1)[1].split(":", 1)[0]))
     assert [r for r, _ in refused] == [
         f"meterstream ingest POST /v1/events by gateway, index {i}: {reason(lines[i])}" for i in sorted(bad)]
     # nothing valid at all: 422 with the reasons, still written as refused records, and no event
     only_bad = [lines[i] for i in sorted(bad)][:3]
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", b"\n".join(only_bad))
     assert status == 422 and doc == {"accepted": 0, "rejected": [{"index": i, "reason": reason(b)}
                                                                  for i, b in enumerate(only_bad)]}
-    records = records_since(stack.bootstrap, stack.events_topic, before)
-    assert len(refused_of(records)) == 3 and not [e for evs in events_of(records).values() for e in evs]
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    assert len(refused_of(records)) == 3 and not [e for evs in events_of(records, PRODUCER).values() for e in evs]
 
 
 def _invalid(line: bytes) -> bool:
@@ -304,7 +257,7 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     audio = orjson.dumps({**CHAT, "id": "chatcmpl-audio", "usage": {
         **CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}}})
     chats.insert(4, audio)
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/usage/openai?tenant=acme&user=alice&label=app=search",
                               b"[" + b",".join(chats) + b"]", ctype="application/json")
     ids = Ids(tenant_id="acme", user_id="alice", labels={"app": "search"})
@@ -312,8 +265,8 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     assert status == 202 and doc["accepted"] == 20 and len(doc["rejected"]) == 1
     assert doc["rejected"][0]["index"] == 4 and doc["rejected"][0]["reason"].startswith("not converted (openai): ")
     assert "audio tokens" in doc["rejected"][0]["reason"]
-    records = records_since(stack.bootstrap, stack.events_topic, before)
-    written = events_of(records)
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    written = events_of(records, PRODUCER)
     assert Counter(e for evs in written.values() for e in evs) == Counter(want)
     ((why, payload),) = refused_of(records)
     assert why == f"meterstream ingest POST /v1/usage/openai by gateway, index 4: {doc['rejected'][0]['reason']}"
@@ -321,11 +274,11 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     # Bedrock replies name no model, region or time: headers give them (JSON Lines, one payload a line)
     converse = payloads(CONVERSE, 5)
     headers = {"Meterstream-Model": HAIKU, "Meterstream-Region": "us-east-1", "Meterstream-Ts": NOW.isoformat()}
-    before = offsets(stack.bootstrap, stack.events_topic)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
     assert ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", b"\n".join(converse),
                        headers=headers) == (202, {"accepted": 5, "rejected": []})
     ids = Ids(tenant_id="acme", user_id="bob", model=HAIKU, region="us-east-1", ts=NOW.isoformat())
-    written = events_of(records_since(stack.bootstrap, stack.events_topic, before))
+    written = events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER)
     assert Counter(e for evs in written.values() for e in evs) == Counter(
         e for c in converse for e in convert_line("bedrock-converse", c, ids))
     # ids that cannot be used as given
@@ -369,8 +322,8 @@ def test_a_broker_gone_mid_run_is_a_503_and_its_return_a_202(tmp_path):
                 assert status == 503 and time.monotonic() < deadline
         finally:
             server.stop()
-        got = Counter(e for evs in events_of(records_since(broker.bootstrap, stack.events_topic,
-                                                           dict.fromkeys(range(4), 0))).values() for e in evs)
+        got = Counter(e for evs in events_of(read_topic(broker.bootstrap, stack.events_topic,
+                                                           dict.fromkeys(range(4), 0)), PRODUCER).values() for e in evs)
         assert all(got[line] >= 1 for line in lines[:100] + lines[200:])  # every acknowledged event is there
     finally:
         broker.remove()

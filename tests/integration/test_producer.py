@@ -18,10 +18,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch, split
+from schemas.batch import MAX_BATCH_BYTES, is_batch
 from streams.harness.generate import generate
 from streams.producer import ProduceError, Producer, event_key, partition_for_key, publish
 from streams.harness.stack import Broker
+from tests.kafka_records import events_of, read_topic
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -36,41 +37,6 @@ def new_topic(bootstrap: str, partitions: int = 4) -> str:
     admin.create_topics([NewTopic(name, partitions, 1)])
     admin.close()
     return name
-
-
-def read_topic(bootstrap: str, topic: str) -> dict[int, list]:
-    """Every record of the topic, per partition, in offset order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2 << 20)
-    tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
-    c.assign(tps)
-    c.seek_to_beginning(*tps)
-    end = c.end_offsets(tps)
-    out: dict[int, list] = {tp.partition: [] for tp in tps}
-    while any(c.position(tp) < end[tp] for tp in tps):
-        for tp, msgs in c.poll(timeout_ms=1000).items():
-            out[tp.partition].extend(msgs)
-    c.close()
-    return out
-
-
-def events_of(records: dict[int, list]) -> dict[int, list[bytes]]:
-    """The events per partition, batches opened (each checked against the contract)."""
-    out: dict[int, list[bytes]] = {}
-    for part, recs in records.items():
-        out[part] = []
-        for r in recs:
-            if is_batch(r.headers):
-                assert r.headers == [BATCH_HEADER] and r.key is None
-                assert len(r.value) <= MAX_BATCH_BYTES
-                lines = split(r.value)
-                assert 2 <= len(lines) <= MAX_BATCH_EVENTS and [i for i, _ in lines] == list(range(len(lines)))
-                out[part].extend(line for _, line in lines)
-            else:
-                assert r.headers == [] and r.key == event_key(r.value)
-                out[part].append(r.value)
-    return out
 
 
 def test_batched_and_single_records_carry_every_event_to_the_same_partition_in_the_same_order(kafka_service):
