@@ -39,7 +39,7 @@ def ingest_group(ctx: click.Context, bind: str | None, port: int | None, tokens_
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.WARNING))  # its INFO: every connection
-    serve(settings, accepted)
+    serve(settings, tokens.TokensFile(settings.ingest_tokens, accepted))
 
 
 @ingest_group.group("token")
@@ -49,15 +49,17 @@ def token_group() -> None:
 
 @token_group.command("add")
 @click.argument("name")
+@click.option("--tenant", "tenants", multiple=True,
+              help="Limit the token to this tenant's events (repeatable); without it, any tenant's.")
 @TOKENS_FILE
-def token_add(name: str, tokens_file: Path | None) -> None:
+def token_add(name: str, tenants: tuple[str, ...], tokens_file: Path | None) -> None:
     """Make a token for producer NAME, append its SHA-256 to the tokens file (mode 0600) and print
-    the token, once: keep it now. A running ingest reads the file when it starts."""
+    the token, once: keep it now. A running ingest takes it within a second."""
     from streams.ingest import tokens
 
     path = tokens_file or Settings().ingest_tokens
     try:
-        token = tokens.add(path, name)
+        token = tokens.add(path, name, list(tenants) or None)
     except tokens.TokenFileError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)

@@ -8,7 +8,11 @@ is converted first (adapters/), each event it gives then judged the same way. A 
 written as `meterstream produce --format` writes the payloads it refuses: the payload as stored
 for rejections (schemas/redact.py: no prompt text) under the header ``meterstream-refused``
 with the reason and where it came from (the request and the index). The rater rejects it into
-the dead-letter topic and ``rejected_events``."""
+the dead-letter topic and ``rejected_events``.
+
+A producer whose token is limited to some tenants (tokens.py) may not write for another: an
+item naming another tenant, as an event or as a refused payload, is `forbidden` and the request
+is refused whole, with nothing written."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from typing import Any
 
 from adapters import ConversionError, Ids, convert_line
 from schemas.redact import stored_payload
-from schemas.validate import MAX_REASON, InvalidEvent, parse_common, parse_event
+from schemas.validate import MAX_REASON, InvalidEvent, ids_of, parse_common, parse_event
+from streams.ingest.tokens import Producer
 
 
 def check(raw: bytes) -> None:
@@ -28,8 +33,10 @@ def check(raw: bytes) -> None:
 class Intake:
     """`source` names the request in refused records (endpoint and producer)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, producer: Producer | None = None) -> None:
         self.source = source
+        self.producer = producer or Producer("-")
+        self.forbidden: list[int] = []  # indexes of items naming a tenant the producer may not write for
         self.events: list[bytes] = []
         self.rejected: list[dict[str, Any]] = []  # {"index", "reason"}, in index order
         self.refusals: list[tuple[bytes, str]] = []  # (stored payload, reason with its source)
@@ -39,8 +46,17 @@ class Intake:
             check(raw)
         except InvalidEvent as exc:
             self._refuse(index, raw, where + exc.reason)
-        else:
+            return
+        if self._allowed(index, raw):
             self.events.append(raw)
+
+    def _allowed(self, index: int, raw: bytes) -> bool:
+        """Whether the item's tenant (if it names one) is one the producer may write for."""
+        if self.producer.tenants is None or self.producer.may_write(ids_of(raw)[1]):
+            return True
+        if not self.forbidden or self.forbidden[-1] != index:
+            self.forbidden.append(index)
+        return False
 
     def payload(self, index: int, fmt: str, raw: bytes, ids: Ids) -> None:
         try:
@@ -52,6 +68,8 @@ class Intake:
             self.event(index, event, f"event {k} of the payload: " if len(events) > 1 else "")
 
     def _refuse(self, index: int, raw: bytes, reason: str) -> None:
+        if self.producer.tenants is not None and ids_of(raw)[1] is not None and not self._allowed(index, raw):
+            return
         reason = reason[:MAX_REASON]
         self.rejected.append({"index": index, "reason": reason})
         self.refusals.append((stored_payload(raw).encode(), f"{self.source}, index {index}: {reason}"[:MAX_REASON]))

@@ -8,7 +8,8 @@ Kafka client.
 
 Closed as the worker's web port is (streams/web.py): bound to MS_INGEST_BIND (127.0.0.1); the
 Host header must name this machine or one of MS_INGEST_ALLOWED_HOSTS (DNS rebinding); every
-request but /health carries a producer's `Authorization: Bearer <token>` (tokens.py); a POST is
+request but /health carries a producer's `Authorization: Bearer <token>` (tokens.py, read again
+when the file changes; a token limited to some tenants gets 403 for another's events); a POST is
 JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES (413 before more
 is read); errors are one line of JSON. Every item is judged before anything is written
 (intake.py). The answer, 202 `{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when
@@ -29,7 +30,7 @@ from aiohttp.abc import AbstractAccessLogger
 from adapters import FORMATS
 from streams.ingest import body, ids
 from streams.ingest.intake import Intake
-from streams.ingest.tokens import Tokens
+from streams.ingest.tokens import TokensFile
 from streams.ingest.writer import Unavailable, Writer
 from streams.settings import Settings
 from streams.web import LOOPBACK_HOSTS, host_name
@@ -56,7 +57,7 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return _json(status, {"error": message}, **headers)
 
 
-def guard(tokens: Tokens, hosts: frozenset[str], max_bytes: int) -> Any:
+def guard(tokens: TokensFile, hosts: frozenset[str], max_bytes: int) -> Any:
     """aiohttp middleware: Host check, a producer's bearer token, content type and body size,
     clean errors."""
     too_large = f"the body is over {max_bytes} bytes (MS_INGEST_MAX_BYTES)"
@@ -67,12 +68,13 @@ def guard(tokens: Tokens, hosts: frozenset[str], max_bytes: int) -> Any:
         if request.path == "/health" and request.method in ("GET", "HEAD"):
             return None
         given = request.headers.get("Authorization", "")
-        producer = tokens.producer(given[7:].strip()) if given.startswith("Bearer ") else None
+        producer = tokens.current().producer(given[7:].strip()) if given.startswith("Bearer ") else None
         if producer is None:
             challenge = 'Bearer realm="meterstream-ingest"' + (', error="invalid_token"' if given else "")
             return _error(401, "a producer's bearer token is required (meterstream ingest token add NAME)",
                           **{"WWW-Authenticate": challenge})
-        request["producer"] = producer
+        request["producer"] = producer.name
+        request["scope"] = producer
         if request.method == "POST":
             if request.content_type not in body.CONTENT_TYPES:
                 return _error(415, f"send Content-Type: {', '.join(sorted(body.CONTENT_TYPES))}")
@@ -110,6 +112,10 @@ async def _items(request: web.Request) -> list[tuple[int, bytes]]:
 
 async def _answer(request: web.Request, intake: Intake) -> web.Response:
     """Write what was accepted and the refused records; answer once Kafka acknowledged them."""
+    if intake.forbidden:
+        tenants = ", ".join(sorted(intake.producer.tenants or ()))
+        return _json(403, {"error": f"this producer's token is for the events of {tenants} only; nothing was written",
+                           "indexes": intake.forbidden})
     try:
         await request.app[WRITER].write(intake.events, intake.refusals, request["producer"])
     except Unavailable as exc:
@@ -124,7 +130,7 @@ async def post_events(request: web.Request) -> web.Response:
     if ids.given(request.query, request.headers):
         raise Refused(400, "POST /v1/events takes no ids: the events carry theirs (ids are for /v1/usage/{format})")
     items = await _items(request)
-    intake = Intake(f"meterstream ingest POST /v1/events by {request['producer']}")
+    intake = Intake(f"meterstream ingest POST /v1/events by {request['producer']}", request["scope"])
     for index, raw in items:
         intake.event(index, raw)
     return await _answer(request, intake)
@@ -141,7 +147,7 @@ async def post_usage(request: web.Request) -> web.Response:
     items = await _items(request)
     if given.event_id is not None and len(items) > 1:
         raise Refused(400, "event-id replaces a payload's id: give it with one payload only")
-    intake = Intake(f"meterstream ingest POST /v1/usage/{fmt} by {request['producer']}")
+    intake = Intake(f"meterstream ingest POST /v1/usage/{fmt} by {request['producer']}", request["scope"])
     for index, raw in items:
         intake.payload(index, fmt, raw, given)
     return await _answer(request, intake)
@@ -159,7 +165,7 @@ class AccessLog(AbstractAccessLogger):
                          request.path, response.status, time)
 
 
-def make_app(settings: Settings, tokens: Tokens) -> web.Application:
+def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
     hosts = LOOPBACK_HOSTS | {h.strip().lower() for h in settings.ingest_allowed_hosts.split(",") if h.strip()}
     if settings.ingest_bind not in ("0.0.0.0", "::"):
         hosts |= {settings.ingest_bind.lower()}
@@ -177,7 +183,7 @@ def make_app(settings: Settings, tokens: Tokens) -> web.Application:
     return app
 
 
-def serve(settings: Settings, tokens: Tokens) -> None:
+def serve(settings: Settings, tokens: TokensFile) -> None:
     """Run until SIGINT or SIGTERM (then the Kafka client sends what it holds, and closes)."""
     web.run_app(make_app(settings, tokens), host=settings.ingest_bind, port=settings.ingest_port,
                 access_log_class=AccessLog, print=lambda text: log.info(" ".join(text.split())))

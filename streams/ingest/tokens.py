@@ -1,22 +1,32 @@
-"""The producers' bearer tokens: a file of ``NAME SHA256HEX`` lines, one per token.
+"""The producers' bearer tokens: a file of ``NAME SHA256HEX [tenants=T1,T2]`` lines, one per token.
 
 Only a token's SHA-256 is stored: a token is 256 random bits, so its hash is no easier to reverse
 than to guess, and the server never holds a producer's token. `add` makes a token, appends its
 hash and returns the token (the CLI prints it once). A name may have several lines: to rotate,
-add a new token, move the producer to it, delete the old line. Lines starting with ``#`` and blank
-lines are skipped. The file must not be readable by group or others (as the web token)."""
+add a new token, move the producer to it, delete the old line. A line with ``tenants=`` limits
+its token to those tenants' events; without it the token may write any tenant's. Lines starting
+with ``#`` and blank lines are skipped. The file must not be readable by group or others (as the
+web token). A running server reads the file again when it changes (`TokensFile`), so a token
+added or deleted takes effect within a second; a file that cannot be used then accepts no token
+until it is mended."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_LINE = re.compile(r"(\S+) ([0-9a-f]{64})")
+TENANT = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,256}")  # an event's tenant_id (schemas/validate.py), without commas
+_LINE = re.compile(r"(\S+) ([0-9a-f]{64})(?: tenants=(\S+))?")
+RELOAD_S = 1.0  # how often a server looks at the file for changes
+log = logging.getLogger("meterstream.ingest")
 
 
 class TokenFileError(RuntimeError):
@@ -27,21 +37,65 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass(frozen=True)
+class Producer:
+    """Who a token is: its name, and the tenants it may write events for (None: any)."""
+
+    name: str
+    tenants: frozenset[str] | None = None
+
+    def may_write(self, tenant_id: str | None) -> bool:
+        return self.tenants is None or tenant_id in self.tenants
+
+
 class Tokens:
     """The producers a server accepts, by the SHA-256 of their tokens."""
 
-    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
+    def __init__(self, entries: list[tuple[Producer, bytes]]) -> None:
         self._entries = entries
 
-    def producer(self, token: str) -> str | None:
-        """The name whose token this is, else None. Every hash is compared (hmac.compare_digest),
-        whichever matches."""
+    def producer(self, token: str) -> Producer | None:
+        """The producer whose token this is, else None. Every hash is compared
+        (hmac.compare_digest), whichever matches."""
         given = digest(token)
         found = None
-        for name, stored in self._entries:
+        for producer, stored in self._entries:
             if hmac.compare_digest(given, stored):
-                found = name
+                found = producer
         return found
+
+
+class TokensFile:
+    """The tokens of a file as it is now: read again when its times, size, inode or mode change
+    (looked at once a second at most). A file that cannot be used (deleted, made readable by
+    others, a malformed line) accepts no token until it is mended, and says so in the log."""
+
+    def __init__(self, path: Path, first: Tokens) -> None:
+        self.path, self._tokens = path, first
+        self._seen, self._looked = self._stamp(), time.monotonic()
+
+    def _stamp(self) -> tuple[int, ...] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode
+
+    def current(self) -> Tokens:
+        now = time.monotonic()
+        if now - self._looked < RELOAD_S:
+            return self._tokens
+        self._looked = now
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._seen = stamp
+            try:
+                self._tokens = load(self.path)
+                log.info("tokens file %s read again", self.path)
+            except TokenFileError as exc:
+                self._tokens = Tokens([])
+                log.error("tokens file not usable, no token is accepted until it is mended: %s", exc)
+        return self._tokens
 
 
 def _private(path: Path, mode: int) -> None:
@@ -62,24 +116,34 @@ def load(path: Path) -> Tokens:
             continue
         m = _LINE.fullmatch(line.strip())
         if m is None or not NAME.fullmatch(m.group(1)):
-            raise TokenFileError(f"{path}, line {n}: expected NAME SHA256HEX (64 lowercase hex digits)")
-        entries.append((m.group(1), bytes.fromhex(m.group(2))))
+            raise TokenFileError(f"{path}, line {n}: expected NAME SHA256HEX (64 lowercase hex digits) "
+                                 "[tenants=T1,T2]")
+        tenants = None
+        if m.group(3) is not None:
+            tenants = frozenset(m.group(3).split(","))
+            if not all(TENANT.fullmatch(t) for t in tenants):
+                raise TokenFileError(f"{path}, line {n}: tenants= takes tenant ids separated by commas")
+        entries.append((Producer(m.group(1), tenants), bytes.fromhex(m.group(2))))
     if not entries:
         raise TokenFileError(f"no tokens in {path}: add one with `meterstream ingest token add NAME`")
     return Tokens(entries)
 
 
-def add(path: Path, name: str) -> str:
-    """Make a token for `name`, append its hash to the file (created with mode 0600), return it."""
+def add(path: Path, name: str, tenants: list[str] | None = None) -> str:
+    """Make a token for `name` (limited to `tenants`' events when given), append its hash to the
+    file (created with mode 0600), return it."""
     if not NAME.fullmatch(name):
         raise TokenFileError("a producer name is 1-64 letters, digits, _ . - (starting with a letter or digit)")
+    if tenants is not None and not (tenants and all(TENANT.fullmatch(t) for t in tenants)):
+        raise TokenFileError("a tenant is an event's tenant_id: 1-256 printable ASCII characters, no space or comma")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         st = os.fstat(fd)
         _private(path, st.st_mode)
         token = secrets.token_urlsafe(32)
-        line = f"{name} {digest(token).hex()}\n".encode()
+        scope = f" tenants={','.join(sorted(set(tenants)))}" if tenants else ""
+        line = f"{name} {digest(token).hex()}{scope}\n".encode()
         if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
             line = b"\n" + line  # the file's last line was left unterminated
         os.write(fd, line)

@@ -138,6 +138,37 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
     assert ingest.token not in ingest.log.read_text() and ingest.token not in ingest.tokens.read_text()
 
 
+def test_a_token_added_while_running_is_taken_and_one_limited_to_a_tenant_writes_only_its_events(stack, ingest):
+    """`ingest token add --tenant` on a running ingest: the new token works within a second; its
+    request with another tenant's event is refused whole (403, nothing written); its own tenant's
+    events are written; its line deleted, it is refused (401)."""
+    scoped = subprocess.run([*CLI, "ingest", "token", "add", "acme-gw", "--tenant", "acme", "--tokens-file",
+                             str(ingest.tokens)], env=stack.env, capture_output=True, text=True, timeout=60,
+                            check=True).stdout.strip()
+    mine, theirs = (orjson.dumps({**orjson.loads(line), "tenant_id": t})
+                    for (_, line), t in zip(generate(2, seed=71, now=NOW), ("acme", "initech")))
+    deadline = time.monotonic() + 10
+    while ingest.post("/v1/events", mine, token=scoped)[0] == 401 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = end_offsets(stack.bootstrap, stack.events_topic)
+    status, doc = ingest.post("/v1/events", b"\n".join([mine, theirs]), token=scoped)
+    assert status == 403 and doc["indexes"] == [1] and "acme only" in doc["error"], doc
+    assert end_offsets(stack.bootstrap, stack.events_topic) == before  # nothing of it was written
+    assert ingest.post("/v1/usage/openai?tenant=initech&user=u", payloads(CHAT, 1)[0], ctype="application/json",
+                       token=scoped)[0] == 403
+    assert ingest.post("/v1/events", mine, token=scoped) == (202, {"accepted": 1, "rejected": []})
+    assert ingest.post("/v1/events", theirs)[0] == 202  # the gateway's token is for any tenant
+    records = [r for recs in read_topic(stack.bootstrap, stack.events_topic, before).values() for r in recs]
+    assert [r.value for r in records if r.headers == [("ms-producer", b"acme-gw")]] == [mine]
+    lines = ingest.tokens.read_text().splitlines()
+    ingest.tokens.write_text("".join(line + "\n" for line in lines if not line.startswith("acme-gw ")))
+    deadline = time.monotonic() + 10
+    while ingest.post("/v1/events", mine, token=scoped)[0] != 401:
+        assert time.monotonic() < deadline, "a deleted token still works"
+        time.sleep(0.2)
+    assert ingest.post("/v1/events", mine)[0] == 202
+
+
 def test_foreign_hosts_other_content_types_and_large_bodies_are_refused(stack, ingest):
     before = end_offsets(stack.bootstrap, stack.events_topic)
     event = next(line for _, line in generate(1, now=NOW))

@@ -63,6 +63,16 @@ def wait_rows(stack, n: int, timeout: float = 180) -> dict[str, dict]:
     raise AssertionError(f"{len(rows)} ledger rows, expected {n}")
 
 
+def status_with(stack, content_hash: str, timeout: float) -> str:
+    """`catalog status` once every partition (4) reports the version, or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = stack.cli("catalog", "status").stdout.decode()
+        if status.count(content_hash) >= 4 or time.monotonic() > deadline:
+            return status
+        time.sleep(2)
+
+
 def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, tmp_path):
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     new_dir = tmp_path / "catalog-v2"
@@ -127,12 +137,7 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
 
     [rogue_row] = stack.query("SELECT reason FROM rejected_events FINAL")
     assert rogue_row["reason"].startswith("catalog record refused: not signed with the catalog key")
-    deadline = time.monotonic() + 60
-    while True:
-        status = stack.cli("catalog", "status").stdout.decode()
-        if status.count(new.content_hash) >= 4 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    status = status_with(stack, new.content_hash, timeout=60)
     assert status.count(new.content_hash) >= 4, status  # every partition runs the new version
     assert old.content_hash in status  # the worker's own catalog
 
@@ -165,11 +170,6 @@ def test_two_raters_switch_at_the_same_offsets_and_a_takeover_keeps_the_version(
             got = rows[want["event_id"]]
             assert (Decimal(got["cost"]), got["catalog_hash"]) == (Decimal(want["cost"]), catalog.content_hash)
     assert any(r["price_overlay"] for r in rows.values())  # the new version's overlay applied
-    deadline = time.monotonic() + 90
-    while True:
-        status = stack.cli("catalog", "status").stdout.decode()
-        if status.count(new.content_hash) >= 4 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    status = status_with(stack, new.content_hash, timeout=90)
     assert status.count(new.content_hash) >= 4, status
     assert f":{stack.workers[rate_b].pid}" in status

@@ -36,7 +36,8 @@ def test_add_stores_only_the_hash_in_a_private_file_and_load_names_the_producer(
     assert text == "".join(f"{name} {hashlib.sha256(t.encode()).hexdigest()}\n"
                            for name, t in (("gateway", first), ("batch.jobs-2", second), ("gateway", again)))
     accepted = tokens.load(path)
-    assert [accepted.producer(t) for t in (first, second, again)] == ["gateway", "batch.jobs-2", "gateway"]
+    assert [accepted.producer(t).name for t in (first, second, again)] == ["gateway", "batch.jobs-2", "gateway"]
+    assert accepted.producer(first).tenants is None  # any tenant
     assert accepted.producer(first[:-1]) is None and accepted.producer("") is None
     assert accepted.producer(hashlib.sha256(first.encode()).hexdigest()) is None  # the hash is no token
 
@@ -75,7 +76,39 @@ def test_comments_blank_lines_and_an_unterminated_last_line(tmp_path):
     token = tokens.add(path, "jobs")
     lines = path.read_text().splitlines()
     assert lines[2] == "gateway " + "a" * 64 and lines[3].startswith("jobs ")
-    assert tokens.load(path).producer(token) == "jobs"
+    assert tokens.load(path).producer(token).name == "jobs"
+
+
+def test_a_token_limited_to_tenants(tmp_path):
+    path = tmp_path / "tokens"
+    token = tokens.add(path, "acme-gw", ["globex", "acme", "acme"])
+    assert path.read_text().endswith(" tenants=acme,globex\n")
+    producer = tokens.load(path).producer(token)
+    assert producer == tokens.Producer("acme-gw", frozenset({"acme", "globex"}))
+    assert producer.may_write("acme") and not producer.may_write("initech") and not producer.may_write(None)
+    for bad in ([], ["a,b"], ["has space"]):
+        with pytest.raises(tokens.TokenFileError, match="tenant"):
+            tokens.add(path, "x", bad)
+    path.write_text(path.read_text() + "y " + "b" * 64 + " tenants=a,,b\n")
+    with pytest.raises(tokens.TokenFileError, match="line 2: tenants="):
+        tokens.load(path)
+
+
+def test_a_running_server_reads_the_file_again_when_it_changes(tmp_path, monkeypatch):
+    """tokens.TokensFile: a token added is taken, a line deleted is no longer; a file made
+    unusable accepts no token (not the last good one) until it is mended."""
+    path = tmp_path / "tokens"
+    first = tokens.add(path, "gateway")
+    live = tokens.TokensFile(path, tokens.load(path))
+    monkeypatch.setattr(tokens, "RELOAD_S", 0.0)
+    second = tokens.add(path, "jobs")
+    assert live.current().producer(second).name == "jobs"
+    path.write_text(path.read_text().splitlines()[1] + "\n")  # the gateway's line deleted
+    assert live.current().producer(first) is None and live.current().producer(second).name == "jobs"
+    path.chmod(0o644)
+    assert live.current().producer(second) is None
+    path.chmod(0o600)
+    assert live.current().producer(second).name == "jobs"
 
 
 def test_missing_file_and_bad_names(tmp_path):
@@ -194,6 +227,22 @@ def test_every_corpus_input_is_judged_as_the_streams_validator_judges_it(path):
     assert len(intake.refusals) == len(intake.rejected)
     for value, reason in intake.refusals:
         assert PROMPT_MARKER.encode() not in value + reason.encode() and len(value) < 64 * 1024
+
+
+def test_a_producer_limited_to_tenants_may_not_write_for_another():
+    """An event, or a refused item, naming another tenant is forbidden (the server answers 403 and
+    writes nothing); a refused item naming no tenant is not."""
+    scoped = tokens.Producer("acme-gw", frozenset({"acme"}))
+    mine, theirs = (orjson.dumps({**orjson.loads(EVENT), "tenant_id": t}) for t in ("acme", "initech"))
+    bad_theirs = orjson.dumps({**orjson.loads(theirs), "usage": {"input_tokens": -1}})
+    intake = Intake("test", scoped)
+    for i, raw in enumerate([mine, theirs, bad_theirs, b'{"usage": 1}', mine]):
+        intake.event(i, raw)
+    assert intake.forbidden == [1, 2] and intake.events == [mine, mine]
+    assert [r["index"] for r in intake.rejected] == [3]
+    anyone = Intake("test", tokens.Producer("gw"))
+    anyone.event(0, theirs)
+    assert anyone.events == [theirs] and not anyone.forbidden
 
 
 def test_a_refusal_is_the_refused_record_meterstream_produce_writes():
