@@ -10,7 +10,9 @@ Chat Completions ``usage``:
 input_tokens = prompt_tokens - cached_tokens; output_tokens = completion_tokens. OpenAI writes no
 separate cache-write count (its caching has no write price). Responses: ``input_tokens``,
 ``input_tokens_details.cached_tokens``, ``output_tokens``, ``output_tokens_details.reasoning_tokens``,
-the same rules. event_id = ``id``, ts = ``created`` / ``created_at``, model = ``model``."""
+the same rules. ``service_tier`` (the tier that served it): default, or absent; flex, priority and
+scale are priced apart from the list prices and refused. event_id = ``id``, ts = ``created`` /
+``created_at``, model = ``model``."""
 
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
         created = payload.get("created")
     else:
         raise ConversionError(f"not an OpenAI chat.completion or response object (object: {str(kind)[:40]!r})")
+    tier = payload.get("service_tier")
+    if tier not in (None, "default"):
+        raise ConversionError(f"service_tier {str(tier)[:40]!r}: only the default tier is priced by the catalog "
+                              "(flex, priority and scale processing are priced apart)")
     prompt, completion = count(u, inp, "usage", default=None), count(u, out, "usage", default=None)
     cached = count(idet, "cached_tokens", "usage.input details")
     reasoning = count(odet, "reasoning_tokens", "usage.output details")

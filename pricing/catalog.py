@@ -270,9 +270,11 @@ class Catalog:
         versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1
         if i < 0 or (ends[i] is not None and ts >= ends[i]):
+            last = versions[-1].spec.effective_to
+            span = f"; the last ends {last.isoformat()}" if last is not None and ts >= last else ""
             raise PricingError(
                 f"no price for {provider}/{model} in force at {ts.isoformat()} "
-                f"(catalog entries start {versions[0].spec.effective_from.isoformat()})"
+                f"(catalog entries start {versions[0].spec.effective_from.isoformat()}{span})"
             )
         return versions[i], profile
 

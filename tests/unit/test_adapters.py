@@ -4,6 +4,8 @@ hold is refused with the reason, and the converted events price as the catalogs 
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 from decimal import Decimal
 
@@ -112,6 +114,44 @@ def test_anthropic_one_hour_cache_writes_and_a_missing_time_are_refused():
         convert("anthropic", bad_split, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
     with pytest.raises(ConversionError, match="does not carry ts"):
         convert("anthropic", ANTHROPIC, IDS)
+
+
+@pytest.mark.parametrize("patch, reason", [
+    ({"service_tier": "priority"}, "service_tier 'priority'"),
+    ({"service_tier": "turbo"}, "service_tier 'turbo'"),
+    ({"speed": "fast"}, "speed 'fast'"),
+    ({"inference_geo": "us"}, "inference_geo 'us'"),
+    ({"server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0}}, "3 web search requests"),
+    ({"server_tool_use": {"web_fetch_requests": -1}}, "integer >= 0"),
+])
+def test_anthropic_tiers_and_tools_the_catalog_does_not_price_are_refused(patch, reason):
+    """Each of these is billed at a price the list does not state: never priced as standard."""
+    payload = {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], **patch}}
+    with pytest.raises(ConversionError, match=reason):
+        convert("anthropic", payload, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+
+
+def test_an_anthropic_batch_message_is_priced_as_batch_and_web_fetch_costs_its_tokens():
+    ids = Ids("acme", "alice", ts="2026-12-01T12:00:00Z")
+    usage = {**ANTHROPIC["usage"], "service_tier": "batch", "inference_geo": "global", "speed": "standard",
+             "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 2}}
+    e = one("anthropic", {**ANTHROPIC, "usage": usage}, ids)
+    assert e["mode"] == "batch" and e["usage"] == one("anthropic", ANTHROPIC, ids)["usage"]
+    assert "mode" not in one("anthropic", ANTHROPIC, ids)  # standard: realtime
+    with pytest.raises(ConversionError, match="mode batch was given, but the message's service_tier is standard"):
+        convert("anthropic", ANTHROPIC, dataclasses.replace(ids, mode="batch"))
+    assert one("anthropic", {**ANTHROPIC, "usage": usage}, dataclasses.replace(ids, mode="batch"))["mode"] == "batch"
+    in_force = dataclasses.replace(ids, ts="2026-11-01T12:00:00Z")  # Sonnet 4.5's entry ends 2026-11-30
+    standard, batch = (rate(orjson.dumps(one("anthropic", {**ANTHROPIC, "usage": u}, in_force)), CAT, now=NOW)
+                       for u in (ANTHROPIC["usage"], usage))
+    assert Decimal(batch["cost"]) * 2 == Decimal(standard["cost"]) == Decimal("0.01658625")  # batch_factor 0.5
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority", "scale"])
+def test_openai_service_tiers_priced_apart_are_refused(tier):
+    with pytest.raises(ConversionError, match=f"service_tier '{tier}'"):
+        convert("openai", {**CHAT, "service_tier": tier}, IDS)
+    assert one("openai", {**CHAT, "service_tier": "default"})["usage"] == one("openai", CHAT)["usage"]
 
 
 def test_bedrock_converse_and_invoke_headers():
