@@ -12,6 +12,8 @@ has ``gen_ai.usage.*`` attributes (others are skipped, not errors).
   gen_ai.usage.reasoning.output_tokens      -> reasoning_tokens (part of output)
   gen_ai.provider.name (or gen_ai.system)   openai, anthropic, aws.bedrock, alibaba/dashscope
   gen_ai.response.model (or gen_ai.request.model), gen_ai.response.id
+  openai.response.service_tier (or gen_ai.openai.response.service_tier, or the request's)
+                                            flex, priority, scale: priced apart -> refused
 Ids: tenant from the span's or resource's ``tenant.id`` attribute, user from ``user.id`` (or
 ``enduser.id``), else the options; event_id = gen_ai.response.id, else ``<traceId>-<spanId>``;
 ts = the span's end time."""
@@ -24,6 +26,9 @@ from typing import Any, Literal
 
 from adapters.base import ConversionError, Ids, event
 
+TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_tier",
+             "openai.request.service_tier", "gen_ai.openai.request.service_tier")
+PRICED_APART = {"flex", "priority", "scale"}  # OpenAI's tiers whose prices are not the list's
 PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "aws.bedrock": "bedrock",
              "alibaba": "bailian", "dashscope": "bailian", "bailian": "bailian"}
 
@@ -60,6 +65,9 @@ def span_event(span: dict[str, Any], resource: dict[str, Any], ids: Ids,
     provider = PROVIDERS.get(str(system))
     if provider is None:
         raise ConversionError(f"gen_ai provider {str(system)[:40]!r} has no catalog provider here")
+    for key in TIER_KEYS:
+        if a.get(key) in PRICED_APART:
+            raise ConversionError(f"{key} {a[key]!r}: priced apart from the list prices the catalog holds")
     reads, writes = _tokens(a, "gen_ai.usage.cache_read.input_tokens"), _tokens(a, "gen_ai.usage.cache_creation.input_tokens")
     inp, out = _tokens(a, "gen_ai.usage.input_tokens"), _tokens(a, "gen_ai.usage.output_tokens")
     reasoning = _tokens(a, "gen_ai.usage.reasoning.output_tokens")

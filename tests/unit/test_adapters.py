@@ -152,6 +152,11 @@ def test_openai_service_tiers_priced_apart_are_refused(tier):
     with pytest.raises(ConversionError, match=f"service_tier '{tier}'"):
         convert("openai", {**CHAT, "service_tier": tier}, IDS)
     assert one("openai", {**CHAT, "service_tier": "default"})["usage"] == one("openai", CHAT)["usage"]
+    attrs = {"gen_ai.provider.name": "openai", "gen_ai.response.model": "gpt-4o", "gen_ai.usage.input_tokens": 100,
+             "gen_ai.usage.output_tokens": 10, "user.id": "alice"}
+    with pytest.raises(ConversionError, match=f"openai.response.service_tier '{tier}'"):
+        convert("otlp-json", otlp({**attrs, "openai.response.service_tier": tier}), Ids())
+    assert one("otlp-json", otlp({**attrs, "openai.response.service_tier": "default"}), Ids())["usage"]
 
 
 def test_bedrock_converse_and_invoke_headers():
