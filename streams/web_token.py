@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -34,14 +35,20 @@ def ensure_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKE
     if configured is not None:
         return configured
     path = token_path(settings, which)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written whole under a temporary name, then linked into place: a worker starting at the
+        # same moment sees no file or the whole secret, never a part of it
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: theirs is the one
+        finally:
+            os.unlink(tmp)
     return read_token(settings, which)
 
 
