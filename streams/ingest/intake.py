@@ -47,12 +47,12 @@ class Intake:
         except InvalidEvent as exc:
             self._refuse(index, raw, where + exc.reason)
             return
-        if self._allowed(index, raw):
+        if self.producer.tenants is None or self._allowed(index, ids_of(raw)[1]):
             self.events.append(raw)
 
-    def _allowed(self, index: int, raw: bytes) -> bool:
-        """Whether the item's tenant (if it names one) is one the producer may write for."""
-        if self.producer.tenants is None or self.producer.may_write(ids_of(raw)[1]):
+    def _allowed(self, index: int, tenant_id: str | None) -> bool:
+        """Whether the producer may write for the item's tenant; if not, the item is forbidden."""
+        if self.producer.may_write(tenant_id):
             return True
         if not self.forbidden or self.forbidden[-1] != index:
             self.forbidden.append(index)
@@ -68,8 +68,10 @@ class Intake:
             self.event(index, event, f"event {k} of the payload: " if len(events) > 1 else "")
 
     def _refuse(self, index: int, raw: bytes, reason: str) -> None:
-        if self.producer.tenants is not None and ids_of(raw)[1] is not None and not self._allowed(index, raw):
-            return
+        if self.producer.tenants is not None:
+            tenant_id = ids_of(raw)[1]
+            if tenant_id is not None and not self._allowed(index, tenant_id):
+                return
         reason = reason[:MAX_REASON]
         self.rejected.append({"index": index, "reason": reason})
         self.refusals.append((stored_payload(raw).encode(), f"{self.source}, index {index}: {reason}"[:MAX_REASON]))

@@ -218,23 +218,24 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
 
     async def in_order(partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
         """The batch's records not given here before, checked to continue the offsets Faust
-        delivered to this process, from where the partition last resumed (streams/rating/faust_fixes.py, fix 3). A hole means Faust
-        dropped a message (ibid.): nothing after it may be applied first, and Faust does not re-read
-        it in this process, so the worker restarts itself in place (streams/recovery.py) without
-        processing the batch. Its commit is blocked at the hole (ibid., fix 2): the new process
-        re-reads from there, in order. Not the state's last offset: after a SIGKILL the state on
-        disk can be ahead of the commit, the sink records of its last batch lost, and a message
-        dropped there would go unnoticed. Events topics have no transactions or compaction: no
-        real gaps."""
+        delivered to this process, from where the partition last resumed (faust_fixes.py, fix 3).
+        A hole means Faust dropped a message (ibid.): nothing after it may be applied first, and
+        Faust does not re-read it in this process, so the worker restarts itself in place
+        (streams/recovery.py) without processing the batch. Its commit is blocked at the hole
+        (ibid., fix 2): the new process re-reads from there, in order. Not the state's last
+        offset: after a SIGKILL the state on disk can be ahead of the commit, the sink records of
+        its last batch lost, and a message dropped there would go unnoticed. Events topics have
+        no transactions or compaction: no real gaps."""
         tp = TP(settings.events_topic, partition)
-        for attempt in range(RESUME_ATTEMPTS):
+        start = faust_fixes.resume_at(app.consumer).get(tp)  # known after the first batch: no await
+        for attempt in range(RESUME_ATTEMPTS if start is None else 0):
             try:
                 start = await faust_fixes.resumed_at(app.consumer, tp)
                 break
             except Exception as exc:  # the coordinator is away: wait for it
                 log.warning("partition %d: its committed offset was not read (%s); retrying", partition, exc)
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
-        else:
+        if start is None:
             restart_in_place(f"partition {partition}: its committed offset could not be read")
         expected = max(start, delivered.get(partition, start))
         kept, missing = continuing(expected, items)

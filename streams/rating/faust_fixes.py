@@ -66,6 +66,8 @@ if not getattr(_Buffer, "_ms_fixed", False):
 # records fetched before the seek, set its read offset past them (seen as hundreds of missing
 # offsets right after a restart: Faust resumes a worker's partitions before it seeks them). On the
 # guarded topics every record is delivered; the rating agent skips one it was given before.
+import bisect  # noqa: E402
+
 from faust.transport import consumer as _consumer  # noqa: E402
 from faust.utils.functional import consecutive_numbers  # noqa: E402
 
@@ -86,9 +88,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     if committed is None:
         return None  # where this partition resumed is not known yet
     acked.sort()
-    below = 0
-    while below < len(acked) and acked[below] < committed:  # read again after a seek back
-        below += 1
+    below = bisect.bisect_left(acked, committed)  # offsets read again after a seek back
     if below:
         self._acked_index[tp].difference_update(acked[:below])
         acked[:below] = []
