@@ -16,6 +16,7 @@ import orjson
 
 from adapters import anthropic, bedrock, dashscope, openai, openai_audio, otlp
 from adapters.base import ConversionError, Ids
+from schemas.validate import quoted
 
 FORMATS: dict[str, Callable[[dict[str, Any], Ids], list[dict[str, Any]]]] = {
     "openai": openai.convert,
@@ -33,7 +34,7 @@ __all__ = ["FORMATS", "ConversionError", "Ids", "convert", "convert_line"]
 
 def convert(fmt: str, payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     if fmt not in FORMATS:
-        raise ConversionError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+        raise ConversionError(f"unknown format {quoted(fmt)}: one of {', '.join(FORMATS)}")
     if not isinstance(payload, dict):
         raise ConversionError("a payload is one JSON object")
     return FORMATS[fmt](payload, ids)

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any
 
 from adapters.base import ConversionError, Ids, count, event, obj
+from schemas.validate import quoted
 
 TIERS = {None: "realtime", "standard": "realtime", "batch": "batch"}
 
@@ -32,16 +33,16 @@ def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
     inference region or server tool the catalog prices apart."""
     tier = u.get("service_tier")
     if tier not in TIERS:
-        raise ConversionError(f"service_tier {str(tier)[:40]!r}: only standard and batch are priced by the catalog "
+        raise ConversionError(f"service_tier {quoted(tier)}: only standard and batch are priced by the catalog "
                               "(Priority Tier is priced by commitment)")
     mode = TIERS[tier]
     if tier is not None and ids.mode != "realtime" and ids.mode != mode:
         raise ConversionError(f"mode {ids.mode} was given, but the message's service_tier is {tier}")
     if u.get("speed") not in (None, "standard"):
-        raise ConversionError(f"speed {str(u.get('speed'))[:40]!r}: fast mode is priced at a multiple the catalog "
+        raise ConversionError(f"speed {quoted(u.get('speed'))}: fast mode is priced at a multiple the catalog "
                               "does not state")
     if u.get("inference_geo") not in (None, "global"):
-        raise ConversionError(f"inference_geo {str(u.get('inference_geo'))[:40]!r}: inference kept in one geography "
+        raise ConversionError(f"inference_geo {quoted(u.get('inference_geo'))}: inference kept in one geography "
                               "is priced at a multiple (x1.1 for US-only) the catalog does not state")
     tools = obj(u, "server_tool_use", "usage")
     if searches := count(tools, "web_search_requests", "usage.server_tool_use"):
@@ -53,7 +54,7 @@ def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
 
 def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     if payload.get("type") != "message":
-        raise ConversionError(f"not an Anthropic message (type: {str(payload.get('type'))[:40]!r})")
+        raise ConversionError(f"not an Anthropic message (type: {quoted(payload.get('type'))})")
     u = obj(payload, "usage", "message")
     if not u:
         raise ConversionError("the message has no usage")

@@ -9,6 +9,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.validate import quoted
+
 
 class ConversionError(ValueError):
     """A payload that cannot be converted exactly; the message is the reason kept with it."""
@@ -38,7 +40,7 @@ def count(obj: Any, key: str, where: str, *, default: int | None = 0) -> int:
         return default
     v = obj[key]
     if type(v) is not int or v < 0:
-        raise ConversionError(f"{where}.{key} must be an integer >= 0, not {v!r}"[:200])
+        raise ConversionError(f"{where}.{key} must be an integer >= 0, not {quoted(v)}")
     return v
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import ConversionError, Ids, count, event, obj
+from schemas.validate import quoted
 
 
 def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
              "output_tokens": count(u, "outputTokens", "usage", default=None)}
     total = u.get("totalTokens")
     if total is not None and total != sum(usage.values()):
-        raise ConversionError(f"totalTokens {total!r} is not the sum of the input, cache and output counts "
+        raise ConversionError(f"totalTokens {quoted(total)} is not the sum of the input, cache and output counts "
                               f"({sum(usage.values())})")
     request_id = obj(payload, "ResponseMetadata", "reply").get("RequestId")
     return [event("bedrock", None, usage, ids, event_id=request_id, ts=None)]
@@ -51,6 +52,6 @@ def invoke(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     for bucket, name in _HEADERS.items():
         raw = h.get(name, "0")
         if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
-            raise ConversionError(f"header {name} is not a count: {str(raw)[:40]!r}")
+            raise ConversionError(f"header {name} is not a count: {quoted(raw)}")
         usage[bucket] = int(raw)
     return [event("bedrock", None, usage, ids, event_id=h.get("x-amzn-requestid"), ts=None)]

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import ConversionError, Ids, count, event, obj
+from schemas.validate import quoted
 
 
 def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     status = payload.get("status_code", 200)
     if status != 200:
-        raise ConversionError(f"a failed call (status_code {str(status)[:10]}, code {str(payload.get('code'))[:60]!r})")
+        raise ConversionError(f"a failed call (status_code {quoted(status)}, code {quoted(payload.get('code'))})")
     u = obj(payload, "usage", "result")
     if not u:
         raise ConversionError("not a DashScope result: no usage")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import ConversionError, Ids, count, event, from_unix, obj
+from schemas.validate import quoted
 
 
 def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
@@ -35,10 +36,10 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
         idet, odet = obj(u, "prompt_tokens_details", "usage"), obj(u, "completion_tokens_details", "usage")
         created = payload.get("created")
     else:
-        raise ConversionError(f"not an OpenAI chat.completion or response object (object: {str(kind)[:40]!r})")
+        raise ConversionError(f"not an OpenAI chat.completion or response object (object: {quoted(kind)})")
     tier = payload.get("service_tier")
     if tier not in (None, "default"):
-        raise ConversionError(f"service_tier {str(tier)[:40]!r}: only the default tier is priced by the catalog "
+        raise ConversionError(f"service_tier {quoted(tier)}: only the default tier is priced by the catalog "
                               "(flex, priority and scale processing are priced apart)")
     prompt, completion = count(u, inp, "usage", default=None), count(u, out, "usage", default=None)
     cached = count(idet, "cached_tokens", "usage.input details")

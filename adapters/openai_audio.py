@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.base import ConversionError, Ids, event, obj
+from schemas.validate import quoted
 
 
 def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
@@ -28,15 +29,15 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
         raise ConversionError("a token-billed transcription (usage.type tokens): billing_event v1 has no "
                               "audio-token bucket")
     if kind != "duration":
-        raise ConversionError(f"usage.type must be duration, not {kind!r}"[:200])
+        raise ConversionError(f"usage.type must be duration, not {quoted(kind)}")
     seconds = usage.get("seconds")
     if type(seconds) not in (int, float):
-        raise ConversionError(f"usage.seconds must be a number, not {seconds!r}"[:200])
+        raise ConversionError(f"usage.seconds must be a number, not {quoted(seconds)}")
     try:
         exact = Decimal(repr(seconds)) if type(seconds) is float else Decimal(seconds)
     except InvalidOperation:
-        raise ConversionError(f"usage.seconds is not a number: {seconds!r}") from None
+        raise ConversionError(f"usage.seconds is not a number: {quoted(seconds)}") from None
     if exact <= 0 or exact.as_tuple().exponent < -3:  # type: ignore[operator]
-        raise ConversionError(f"usage.seconds must be > 0 with at most 3 decimal places, not {seconds!r}")
+        raise ConversionError(f"usage.seconds must be > 0 with at most 3 decimal places, not {quoted(seconds)}")
     text = str(int(exact)) if exact == exact.to_integral() else str(exact.normalize())
     return [event("openai", None, {"audio_seconds": text}, ids, event_id=None, ts=None)]

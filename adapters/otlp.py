@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from adapters.base import ConversionError, Ids, event
+from schemas.validate import quoted
 
 TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_tier",
              "openai.request.service_tier", "gen_ai.openai.request.service_tier")
@@ -41,7 +42,7 @@ def _value(v: dict[str, Any]) -> Any:
         raw = v["intValue"]
         if type(raw) is int or (isinstance(raw, str) and raw.lstrip("-").isdigit()):
             return int(raw)
-        raise ConversionError(f"intValue {str(raw)[:30]!r} is not an integer")
+        raise ConversionError(f"intValue {quoted(raw)} is not an integer")
     return None
 
 
@@ -52,7 +53,7 @@ def _attrs(items: Any) -> dict[str, Any]:
 def _tokens(a: dict[str, Any], key: str) -> int:
     v = a.get(key, 0)
     if type(v) is not int or v < 0:
-        raise ConversionError(f"{key} must be an integer >= 0, not {v!r}"[:200])
+        raise ConversionError(f"{key} must be an integer >= 0, not {quoted(v)}")
     return v
 
 
@@ -64,10 +65,10 @@ def span_event(span: dict[str, Any], resource: dict[str, Any], ids: Ids,
     system = a.get("gen_ai.provider.name") or a.get("gen_ai.system")
     provider = PROVIDERS.get(str(system))
     if provider is None:
-        raise ConversionError(f"gen_ai provider {str(system)[:40]!r} has no catalog provider here")
+        raise ConversionError(f"gen_ai provider {quoted(system)} has no catalog provider here")
     for key in TIER_KEYS:
         if a.get(key) in PRICED_APART:
-            raise ConversionError(f"{key} {a[key]!r}: priced apart from the list prices the catalog holds")
+            raise ConversionError(f"{key} {quoted(a[key])}: priced apart from the list prices the catalog holds")
     reads, writes = _tokens(a, "gen_ai.usage.cache_read.input_tokens"), _tokens(a, "gen_ai.usage.cache_creation.input_tokens")
     inp, out = _tokens(a, "gen_ai.usage.input_tokens"), _tokens(a, "gen_ai.usage.output_tokens")
     reasoning = _tokens(a, "gen_ai.usage.reasoning.output_tokens")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import operator
 import re
@@ -25,7 +26,12 @@ class InvalidEvent(ValueError):
 
 
 MAX_REASON = 1024  # characters: a reason never carries much of the input
-_PART = 64         # characters of one name (a field, a key) quoted in a reason
+
+# What of an input string a reason (or a stored payload, schemas/redact.py) may show as it is: a
+# short identifier. Any other string is shown as its length and a short hash (hidden), so an
+# operator can tell two values apart and match a reason to its stored payload, never read them.
+ID_LIKE = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}").fullmatch
+_LOC_TAGS = frozenset({"[key]"})  # pydantic's own names in an error's location
 
 
 def visible(s: str) -> str:
@@ -36,9 +42,39 @@ def visible(s: str) -> str:
     return "".join(c if c.isprintable() else f"<U+{ord(c):04X}>" for c in s)
 
 
+def hidden(s: str, what: str = "string") -> str:
+    """A string as its length and the first 8 hex digits of its SHA-256 (UTF-8): ``<string: 53
+    chars, sha256:ab12cd34>``; ``what`` is ``key`` for an object's key."""
+    digest = hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"<{what}: {len(s)} chars, sha256:{digest}>"
+
+
+def quoted(value: object) -> str:
+    """An input value as a reason may quote it: an id-like string (ID_LIKE) in quotes, a number,
+    true/false/null as Python writes them; any other string hidden (its length and hash), an
+    object or array by its size. Every reason that names a value of the input uses this."""
+    t = type(value)
+    if t is str:
+        return f"'{value}'" if ID_LIKE(value) else hidden(value)  # type: ignore[arg-type]
+    if value is None or t is bool:
+        return repr(value)
+    if t is int or t is float:
+        r = repr(value)
+        return r if len(r) <= 32 else f"<number of {len(r)} characters>"
+    if t is dict:
+        return f"<object of {len(value)} members>"  # type: ignore[arg-type]
+    if t is list:
+        return f"<array of {len(value)} items>"  # type: ignore[arg-type]
+    return f"<{t.__name__}>"
+
+
 def _part(p: object) -> str:
+    """One step of a location (a key or an index) as a reason shows it: an input's key only when
+    id-like, else hidden."""
+    if type(p) is int:
+        return str(p)
     s = str(p)
-    return visible(s) if len(s) <= _PART else f"{visible(s[:_PART])}...({len(s)} characters)"
+    return s if ID_LIKE(s) or s in _LOC_TAGS else hidden(s, "key")
 
 
 def _cut(reason: str) -> str:
