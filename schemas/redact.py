@@ -127,7 +127,8 @@ OTLP_ATTRIBUTES = OTLP_ID_ATTRIBUTES | {
     "gen_ai.request.max_tokens", "gen_ai.request.temperature", "gen_ai.request.top_p",
     "gen_ai.response.finish_reasons", "gen_ai.input.messages", "gen_ai.output.messages",
     "gen_ai.system_instructions", "gen_ai.prompt", "gen_ai.completion",
-} | {f"gen_ai.{kind}.{i}.{part}" for kind in ("prompt", "completion") for i in range(16) for part in ("content", "role")}
+} | {f"gen_ai.{kind}.{i}.{part}" for kind in ("prompt", "completion") for i in range(16)
+     for part in ("content", "role")}
 
 # keys shown as they are: the schema's, the provider payloads', this module's own forms
 KEYS = frozenset(_keys | PROVIDER_KEYS | PROMPT_KEYS | {"not_stored", "why", "sha256", "bytes"})

@@ -211,7 +211,17 @@ def rejects_command(fmt: str, limit: int) -> None:
     except (AnalystError, StoreError) as exc:
         raise click.ClickException(one_line(exc)) from None
     cols = ["src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason"]
-    emit(rows, fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
+    emit(printable_rejects(rows), fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
+
+
+def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rejection rows as printed: a stored reason or payload with every control, format or
+    separator character (ESC, CR, LF, C1, bidi) written ``<U+XXXX>``. A reason can come from a
+    producer's ``meterstream-refused`` header, and nothing it holds may move the cursor, recolour
+    the terminal or hide text."""
+    from schemas.validate import visible
+
+    return [{**r, **{c: visible(r[c]) for c in ("reason", "payload") if isinstance(r.get(c), str)}} for r in rows]
 
 
 @click.command("rerate")

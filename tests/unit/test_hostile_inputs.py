@@ -130,6 +130,7 @@ def test_no_stored_payload_holds_prompt_text(streamed: Any) -> None:
     for row in out.rejected:
         kind = bad_at[row["src_offset"]]["kind"]
         assert PROMPT_MARKER not in row["payload"], kind
+        assert PROMPT_MARKER not in row["reason"], kind  # a reason quotes input only when it is an id
         assert marker not in dead_letter_value(row), kind
         assert row["payload"].isprintable(), kind  # controls and bidi characters shown escaped
     records = sink_records(0, out)
