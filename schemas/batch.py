@@ -12,7 +12,9 @@ A batch record over the limits is one rejection (nothing in it is priced)."""
 
 from __future__ import annotations
 
-BATCH_HEADER = ("content-type", b"application/jsonl")
+from schemas.record import BATCH_TYPE, CONTENT_TYPE, read_kind
+
+BATCH_HEADER = (CONTENT_TYPE, BATCH_TYPE)
 MAX_BATCH_EVENTS = 4096
 MAX_BATCH_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
 INDEX_BITS = 13            # a position is offset << INDEX_BITS | index
@@ -24,11 +26,8 @@ class BatchTooLarge(ValueError):
 
 
 def is_batch(headers: object) -> bool:
-    """True when a record's headers (Kafka's list of (key, bytes) pairs) mark a batch."""
-    if not headers:
-        return False
-    items = headers.items() if isinstance(headers, dict) else headers
-    return any(k.lower() == BATCH_HEADER[0] and bytes(v) == BATCH_HEADER[1] for k, v in items)  # type: ignore[union-attr]
+    """True when a record's headers (Kafka's list of (key, value) pairs) mark a batch (schemas/record.py)."""
+    return read_kind(headers).batch
 
 
 def split(value: bytes) -> list[tuple[int, bytes]]:

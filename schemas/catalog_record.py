@@ -1,10 +1,14 @@
 """The catalog record: a new pricing catalog version, published on the events topic itself.
 
 ``meterstream catalog publish`` writes one such record to every partition of the events topic,
-under the header ``content-type: application/vnd.meterstream.catalog+json``, signed: the header
-``meterstream-catalog-hmac`` holds HMAC-SHA256 of the value under the catalog key (a secret the
-publisher and the raters share; a producer that may write events may not change prices). Its
-value is JSON:
+under the header ``content-type: application/vnd.meterstream.catalog+json``, sealed: the header
+``meterstream-catalog-seq`` holds the publication's sequence (a decimal integer, the publish
+time in microseconds unless given), and ``meterstream-catalog-hmac`` holds HMAC-SHA256, under
+the catalog key (a secret the publisher and the raters share), of the topic, the partition, the
+sequence and the value. So a producer that may write events may not change prices, nor copy a
+published record to another partition or topic, nor write an old one again: a rater refuses a
+record whose sequence is not above the one in force on its partition (as TUF refuses metadata
+whose version is not above the one trusted). Its value is JSON:
 ``{"version": "sha256:…", "files": {"<name>.yaml": "<text>", "overlays/<t>.yaml": …}}`` (the
 version is the content hash of the files, pricing/catalog.py bundle_hash). The rating worker
 prices every event after the record, on that partition, with that version; being in the log,
@@ -17,32 +21,28 @@ import hmac
 
 import orjson
 
-CATALOG_HEADER = ("content-type", b"application/vnd.meterstream.catalog+json")
-SIGNATURE_HEADER = "meterstream-catalog-hmac"
+from schemas.record import CATALOG_HMAC, CATALOG_SEQ, CATALOG_TYPE, CONTENT_TYPE
+
+CATALOG_HEADER = (CONTENT_TYPE, CATALOG_TYPE)
+SIGNATURE_HEADER = CATALOG_HMAC
+SEQUENCE_HEADER = CATALOG_SEQ
 MAX_CATALOG_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
 
 
-def signature(key: bytes, value: bytes) -> str:
-    return hmac.new(key, value, hashlib.sha256).hexdigest()
+def signature(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> str:
+    """The seal of a catalog record: HMAC-SHA256 of where it goes, its sequence and its value."""
+    bound = b"meterstream-catalog/2\n%s\n%d\n%d\n" % (topic.encode(), partition, seq)
+    return hmac.new(key, bound + value, hashlib.sha256).hexdigest()
 
 
-def headers(key: bytes, value: bytes) -> list[tuple[str, bytes]]:
-    """A catalog record's headers: its type and its signature."""
-    return [CATALOG_HEADER, (SIGNATURE_HEADER, signature(key, value).encode())]
+def headers(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> list[tuple[str, bytes]]:
+    """A catalog record's headers: its type, its sequence and its seal."""
+    return [CATALOG_HEADER, (SEQUENCE_HEADER, str(seq).encode()),
+            (SIGNATURE_HEADER, signature(key, value, topic=topic, partition=partition, seq=seq).encode())]
 
 
-def signature_of(headers: object) -> str | None:
-    """A catalog record's signature ("" when it has none); None when the record is not one."""
-    if not headers:
-        return None
-    items = list(headers.items() if isinstance(headers, dict) else headers)  # type: ignore[union-attr]
-    if not any(k.lower() == CATALOG_HEADER[0] and bytes(v) == CATALOG_HEADER[1] for k, v in items):
-        return None
-    return next((bytes(v).decode("ascii", "replace") for k, v in items if k.lower() == SIGNATURE_HEADER), "")
-
-
-def signed_by(key: bytes, value: bytes, given: str) -> bool:
-    return hmac.compare_digest(signature(key, value), given)
+def signed_by(key: bytes, value: bytes, given: str, *, topic: str, partition: int, seq: int) -> bool:
+    return hmac.compare_digest(signature(key, value, topic=topic, partition=partition, seq=seq), given)
 
 
 def encode(version: str, files: dict[str, str]) -> bytes:

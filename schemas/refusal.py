@@ -9,8 +9,9 @@ the header never makes anything count."""
 
 from __future__ import annotations
 
-REFUSED_HEADER = "meterstream-refused"
-MAX_REASON_BYTES = 1024
+from schemas.record import MAX_REASON_BYTES, REFUSED, read_kind
+
+REFUSED_HEADER = REFUSED
 
 
 def refusal_header(reason: str) -> tuple[str, bytes]:
@@ -18,11 +19,6 @@ def refusal_header(reason: str) -> tuple[str, bytes]:
 
 
 def refusal_of(headers: object) -> str | None:
-    """The reason of a refused-payload record, or None for any other record."""
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    for k, v in items:  # type: ignore[union-attr]
-        if k.lower() == REFUSED_HEADER:
-            return bytes(v).decode("utf-8", "replace") or "refused by its producer"
-    return None
+    """The reason of a refused-payload record (control characters written out), or None for any
+    other record (schemas/record.py)."""
+    return read_kind(headers).refused

@@ -17,11 +17,12 @@ from typing import Any
 
 import faust
 
+import streams.aiokafka_records  # noqa: F401 - every aiokafka consumer here reads any header key
 from streams.alerts.role import AlertsConsumer
 from streams.kafka_security import kafka_security
 from streams.rating.agent import add_rating, store_url
 from streams.services import ensure_topics
-from streams.settings import Settings
+from streams.settings import Settings, private_dir
 from streams.sink.consumer import SinkConsumer
 from streams.storage import open_store
 from streams.web import install as install_web
@@ -38,6 +39,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     # the sink and alerts roles join no rating consumer group: Faust app ids of their own
     app_id = settings.app_id if role in ("all", "rate") else f"{settings.app_id}-{role}-role"
+    private_dir(settings.data_dir)
     datadir = settings.data_dir / "faust" / f"{app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
     security = kafka_security(settings)

@@ -23,6 +23,16 @@ def default_data_dir() -> Path:
     return Path(base) / "meterstream"
 
 
+def private_dir(path: Path) -> Path:
+    """`path`, made with its parents, closed to every user but this one (mode 0700, as
+    PostgreSQL requires of its data directory): the data directory holds the broker's segments,
+    the engine's files and the secrets."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from streams.settings import Settings
+from streams.settings import Settings, private_dir
 
 
 class TokenMissing(RuntimeError):
@@ -36,7 +36,7 @@ def ensure_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKE
         return configured
     path = token_path(settings, which)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         # written whole under a temporary name, then linked into place: a worker starting at the
         # same moment sees no file or the whole secret, never a part of it
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600

@@ -8,7 +8,9 @@ ClickHouse).
   R3  ClickHouse unavailable for 60 s (embedded engine: the worker's sink is made to fail)
   R4  10% duplicate event_ids from producers
   R5  the bad-input corpus (tests/data/bad_events.jsonl: 137 kinds; the 138th, an oversize line,
-      is refused by the broker to the producer) interleaved with good traffic
+      is refused by the broker to the producer) interleaved with good traffic, and hostile Kafka
+      records on every partition (tombstones, headers without a value or not UTF-8, empty and
+      near-1 MiB values: streams/harness/hostile.py) between its halves
   R6  late events hours behind (and some beyond the allowed lateness)
   R7  an unkeyed round-robin producer: duplicates land on other partitions (canonical placement)
   R8  the sink process SIGKILLed 10 times, with rate, sink and alerts as separate processes
@@ -50,6 +52,7 @@ from common import RESULTS, header, rss_kib, write  # noqa: E402
 from pricing import load_catalog  # noqa: E402
 from streams.harness.expected import Oracle, as_rows, diff, expected_totals, normalize  # noqa: E402
 from streams.harness.generate import generate  # noqa: E402
+from streams.harness.hostile import hostile, write_raw  # noqa: E402
 from streams.harness.stack import Broker, Stack, alerts_in_topic, budgets_for  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "bad_events.jsonl"
@@ -296,6 +299,14 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
             storm(sc, stack, lines, rnd, out)
         elif sc.unkeyed:
             stack.produce_unkeyed(lines, seed=sc.seed)
+        elif sc.bad:  # the bad corpus, and between its halves hostile Kafka records on every partition
+            half = len(lines) // 2
+            stack.produce(lines[:half])
+            bad = [r for p in range(args.partitions) for r, _ in hostile(p, lines[p])]
+            write_raw(stack.bootstrap, stack.events_topic, bad)
+            exp.rejected += len(bad)
+            total += len(bad)
+            stack.produce(lines[half:])
         else:
             stack.produce(lines)
         records = stack.records()  # progress points are in committed records

@@ -4,6 +4,8 @@
 #   kafka.sh start   fetch, format storage (first time), start, wait until it answers metadata
 #   kafka.sh stop    stop it (SIGTERM, then SIGKILL after 60 s)
 #   kafka.sh status  exit 0 when running
+#   kafka.sh acls …  Kafka's AclCommand (kafka-acls.sh) on the local broker, as its own account
+#                    (SASL on), e.g. `kafka.sh acls --list`
 # Settings (environment): MS_DATA_DIR (state; Kafka uses $MS_DATA_DIR/kafka), MS_KAFKA_PORT
 # (9092), MS_KAFKA_CONTROLLER_PORT (port+1), MS_KAFKA_CACHE (~/.cache/meterstream/kafka-<version>),
 # MS_PYTHON (python with kafka-python, for the readiness check; default python3).
@@ -17,8 +19,14 @@
 #   MS_KAFKA_SASL_USERS             name:password,... (PLAIN users in the listener's JAAS config, and
 #                                   SCRAM credentials for both SCRAM mechanisms, set at every start;
 #                                   names [A-Za-z0-9._-], passwords without , " \ or newlines)
-# The PLAINTEXT listener on 127.0.0.1:$MS_KAFKA_PORT stays (inter-broker traffic, the readiness
-# check, local tools); server.properties (mode 600) then holds the PLAIN passwords.
+#   MS_KAFKA_SUPER_USERS            optional: name,... ; the broker then enforces ACLs (StandardAuthorizer):
+#                                   these users and its own account may do anything, any other user only
+#                                   what an ACL allows (kafka.sh acls; see the README's Security)
+# With SASL on, no listener is left unauthenticated: the one on 127.0.0.1:$MS_KAFKA_PORT becomes
+# SASL_PLAINTEXT and the controller's too, both for one account of the broker's own,
+# meterstream-admin, whose password is made at the first start in $MS_DATA_DIR/kafka/admin.secret
+# (mode 600; admin.properties beside it is a client config for Kafka's tools). server.properties
+# (mode 600) holds the passwords.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,14 +43,16 @@ sasl_port="${MS_KAFKA_SASL_SSL_PORT:-}"
 
 log() { echo "kafka.sh: $*" >&2; }
 
-fetch() {
-  if [ -f "$cache/.complete" ]; then return 0; fi
+fetch() {  # again whenever pom.xml changes (its hash is the stamp)
+  local stamp
+  stamp="$(sha256sum "$here/pom.xml" | cut -c1-16)"
+  if [ "$(cat "$cache/.complete" 2>/dev/null)" = "$stamp" ]; then return 0; fi
   log "resolving org.apache.kafka:kafka_2.13:$version from Maven Central into $cache"
   mkdir -p "$cache"
   mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$cache" >&2
-  ls "$cache"/kafka_2.13-"$version".jar >/dev/null
-  touch "$cache/.complete"
+  ls "$cache"/kafka_2.13-"$version".jar "$cache"/kafka-tools-"$version".jar >/dev/null
+  echo "$stamp" > "$cache/.complete"
 }
 
 running() {
@@ -97,14 +107,15 @@ $client_auth
 PROPS
 }
 
-scram_users() {  # create or update each user's SCRAM credentials (over the PLAINTEXT listener)
+scram_users() {  # create or update each user's SCRAM credentials (as meterstream-admin, on the internal listener)
   local users name pw cfg mech
   users="$(sasl_users)" || return 1
   cfg="$(mktemp "$kdir/scram.XXXXXX")"  # mode 600: passwords stay off command lines
   while read -r name pw; do
     for mech in SCRAM-SHA-256 SCRAM-SHA-512; do  # one mechanism a request (the broker's rule)
       printf '%s=password=%s\n' "$mech" "$pw" > "$cfg"
-      if ! java_run kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$port" --alter \
+      if ! java_run kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$port" \
+          --command-config "$kdir/admin.properties" --alter \
           --entity-type users --entity-name "$name" --add-config-file "$cfg" >>"$logdir/scram.log" 2>&1; then
         rm -f "$cfg"; log "setting $mech credentials of $name failed; see $logdir/scram.log"; return 1
       fi
@@ -114,13 +125,54 @@ scram_users() {  # create or update each user's SCRAM credentials (over the PLAI
   log "SASL_SSL on 127.0.0.1:$sasl_port: users $(cut -d' ' -f1 <<<"$users" | paste -sd, -)"
 }
 
+admin_secret() {  # the broker's own account's password (SASL on): made once, mode 600
+  if [ ! -s "$kdir/admin.secret" ]; then
+    (umask 077; head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 > "$kdir/admin.secret")
+  fi
+  cat "$kdir/admin.secret"
+}
+
+admin_config() {  # SASL on: the internal and controller listeners, for meterstream-admin only
+  local pw jaas
+  pw="$(admin_secret)"
+  jaas="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"meterstream-admin\" password=\"$pw\" user_meterstream-admin=\"$pw\";"
+  if [ -n "${MS_KAFKA_SUPER_USERS:-}" ]; then
+    local supers="User:meterstream-admin" name
+    IFS=',' read -r -a names <<<"$MS_KAFKA_SUPER_USERS"
+    for name in "${names[@]}"; do
+      [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { log "MS_KAFKA_SUPER_USERS: names are [A-Za-z0-9._-]"; return 1; }
+      supers+=";User:$name"
+    done
+    printf 'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\nsuper.users=%s\n' "$supers"
+  fi
+  cat <<PROPS
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.internal.sasl.enabled.mechanisms=PLAIN
+listener.name.internal.plain.sasl.jaas.config=$jaas
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=$jaas
+PROPS
+  (umask 077; cat > "$kdir/admin.properties" <<PROPS
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="meterstream-admin" password="$pw";
+PROPS
+  )
+}
+
 write_config() {
-  mkdir -p "$kdir/data" "$logdir"
+  # the data directory holds every segment: closed to other users (0700), whoever made it
+  (umask 077; mkdir -p "$kdir/data" "$logdir")
+  chmod 700 "$data_dir" "$kdir"
   local listeners="PLAINTEXT://127.0.0.1:$port" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT" extra=""
+  local internal="PLAINTEXT"
   if [ -n "$sasl_port" ]; then
-    listeners+=",SASL_SSL://127.0.0.1:$sasl_port"
-    protocols+=",SASL_SSL:SASL_SSL"
+    internal="INTERNAL"
+    listeners="INTERNAL://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port"
+    protocols="CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
     extra="$(sasl_ssl_config)" || return 1
+    extra+=$'\n'"$(admin_config)" || return 1
   fi
   ( umask 077; cat > "$kdir/server.properties" <<PROPS
 process.roles=broker,controller
@@ -130,7 +182,7 @@ listeners=$listeners,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=$listeners,CONTROLLER://127.0.0.1:$cport
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=$protocols
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name=$internal
 log.dirs=$kdir/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -156,11 +208,17 @@ wait_ready() {
       tail -n 30 "$logdir/server.log" "$logdir/stdout.log" >&2 || true
       return 1
     fi
-    if "$python" - "$port" <<'PY' 2>/dev/null
+    if MS_KAFKA_ADMIN_SECRET_FILE="$([ -n "$sasl_port" ] && echo "$kdir/admin.secret")" \
+        "$python" - "$port" <<'PY' 2>/dev/null
+import os
 import sys
 from kafka import KafkaAdminClient
+secret = os.environ.get("MS_KAFKA_ADMIN_SECRET_FILE")
+auth = {} if not secret else dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                                  sasl_plain_username="meterstream-admin",
+                                  sasl_plain_password=open(secret).read().strip())
 admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000,
-                         client_id="meterstream-readiness")
+                         client_id="meterstream-readiness", **auth)
 admin.list_topics()  # a metadata request answered by the broker
 admin.close()
 PY
@@ -207,10 +265,17 @@ stop() {
   rm -f "$pidfile"
 }
 
+acls() {  # AclCommand on the local broker, as its own account when SASL is on
+  local auth=()
+  [ -f "$kdir/admin.properties" ] && [ -n "$sasl_port" ] && auth=(--command-config "$kdir/admin.properties")
+  java_run org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$port" "${auth[@]}" "$@"
+}
+
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
   status) running ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  acls) shift; fetch && acls "$@" ;;
+  *) echo "usage: $0 fetch|start|stop|status|acls ARGS" >&2; exit 2 ;;
 esac

@@ -221,11 +221,17 @@ def catalog_diff(old: Path, new: Path) -> None:
 @catalog_group.command("publish")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the broker's acks.")
-def catalog_publish(directory: Path, timeout: float) -> None:
+@click.option("--sequence", type=click.IntRange(1, 2**63 - 1), default=None,
+              help="The publication's sequence (default: now, in microseconds since 1970). Raters refuse a "
+                   "catalog record whose sequence is not above the one in force.")
+def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> None:
     """Publish a catalog directory as the new version for the running raters: validated here
     first (a bad catalog is refused, nothing is sent), then one catalog record to every
-    partition of the events topic, signed with the catalog key (MS_CATALOG_KEY, else the one a
-    worker wrote in MS_DATA_DIR). Every event after it on a partition is priced with it."""
+    partition of the events topic, sealed with the catalog key (MS_CATALOG_KEY, else the one a
+    worker wrote in MS_DATA_DIR) for its topic, partition and sequence. Every event after it on a
+    partition is priced with it."""
+    import time
+
     from pricing.catalog import read_bundle
     from schemas.catalog_record import encode, headers
     from streams.kafka_security import kafka_security
@@ -249,13 +255,15 @@ def catalog_publish(directory: Path, timeout: float) -> None:
         partitions = sorted(producer.partitions_for(settings.events_topic) or ())
         if not partitions:
             raise click.ClickException(f"no topic {settings.events_topic} (run `meterstream up`)")
-        futures = [producer.send(settings.events_topic, value=value, partition=p, headers=headers(key, value))
+        seq = sequence or time.time_ns() // 1000
+        futures = [producer.send(settings.events_topic, value=value, partition=p,
+                                 headers=headers(key, value, topic=settings.events_topic, partition=p, seq=seq))
                    for p in partitions]
         acked = [f.get(timeout=timeout) for f in futures]
         offsets = {m.partition: m.offset for m in acked}
     finally:
         producer.close(timeout=timeout)
-    click.echo(f"published {catalog.content_hash} ({len(catalog.files)} files) to {settings.events_topic}: "
+    click.echo(f"published {catalog.content_hash} ({len(catalog.files)} files), sequence {seq}, to {settings.events_topic}: "
                + ", ".join(f"p{p}@{o}" for p, o in sorted(offsets.items())))
 
 

@@ -20,9 +20,8 @@ from faust.types import TP
 
 import streams.rating.faust_fixes as faust_fixes  # must patch Faust before the app exists
 from pricing import load_catalog
-from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, is_batch
-from schemas.catalog_record import signature_of
-from schemas.refusal import refusal_of
+from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from schemas.record import read_kind
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -105,6 +104,26 @@ def continuing(expected: int, items: list[tuple[Source, bytes]]) -> tuple[list[t
 
 
 FORWARDED_HEADER = "meterstream-forwarded-from"
+TOMBSTONE = "a record without a value (a tombstone): nothing to count"
+
+
+def source_of(msg: Any, now_s: float) -> tuple[Source, bytes]:
+    """A delivered Kafka message as the rater takes it, whatever its value and headers hold: a
+    record that cannot be read (schemas/record.py) or has no value is to be rejected with the
+    reason, never raised on."""
+    ts_ms = int((msg.timestamp or now_s) * 1000)
+    value = msg.value
+    try:
+        kind = read_kind(msg.headers)
+        refused = kind.refused or kind.unreadable
+    except Exception as exc:  # read_kind does not raise; a record is never let to stop the take
+        kind, refused = read_kind(None), f"unreadable record ({type(exc).__name__})"
+    if not isinstance(value, bytes):
+        value = b"" if value is None else bytes(value)
+        if refused is None and kind.catalog is None and not kind.batch:
+            refused = TOMBSTONE
+    return Source(msg.topic, msg.partition, msg.offset, ts_ms, kind.batch, catalog=kind.catalog,
+                  refused=refused), value
 
 
 def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, int, bytes]]:
@@ -247,36 +266,43 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
     @app.agent(events)
     async def rate_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.agent_batch, within=settings.agent_batch_within_s):
-            by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
-            now_s = time.time()
-            for event in batch:
-                msg = event.message
-                ts_ms = int((msg.timestamp or now_s) * 1000)
-                src = Source(msg.topic, msg.partition, msg.offset, ts_ms, is_batch(msg.headers),
-                             catalog=signature_of(msg.headers), refused=refusal_of(msg.headers))
-                by_partition[msg.partition].append((src, event.value))
-            for partition, items in by_partition.items():
-                view = PartitionState(state, partition)
-                items = await in_order(partition, items)
-                for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
-                    out = rater.process_batch(view, part)
-                    stats["rejected"] += len(out.rejected)
-                    stats["duplicates"] += out.duplicates
-                    stats["counted"] += len(out.ledger)
-                    for row in out.rejected:
-                        await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
-                                       partition=partition)
-                    for value in sink_records(int(time.time() * 1000), out):
-                        await sink_topic.send(key=str(partition).encode(), value=value)
-                    for home, values, ts_ms, origin in forward_records(partition, out):
-                        stats["forwarded"] += values.count(b"\n") + 1
-                        await events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
-                                          headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
-                    del out
-                for key in rater.expired(view, partition):
-                    del view[key]
-            if rater.versions.current != reported:
-                await report_versions()
+            try:
+                await rate_take(batch)
+            except Exception as exc:  # noqa: BLE001 - nothing may escape a take (see below)
+                # Faust acks a take's events when the agent leaves it, however it leaves: an error
+                # here would commit records neither counted nor dead-lettered. Restarting the
+                # process in place commits nothing more; the new one reads them again.
+                log.exception("rating a take failed")
+                restart_in_place(f"rating a take failed: {type(exc).__name__}: {str(exc)[:120]}")
+
+    async def rate_take(batch: list[Any]) -> None:
+        by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
+        now_s = time.time()
+        for event in batch:
+            src, value = source_of(event.message, now_s)
+            by_partition[src.partition].append((src, value))
+        for partition, items in by_partition.items():
+            view = PartitionState(state, partition)
+            items = await in_order(partition, items)
+            for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
+                out = rater.process_batch(view, part)
+                stats["rejected"] += len(out.rejected)
+                stats["duplicates"] += out.duplicates
+                stats["counted"] += len(out.ledger)
+                for row in out.rejected:
+                    await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
+                                   partition=partition)
+                for value in sink_records(int(time.time() * 1000), out):
+                    await sink_topic.send(key=str(partition).encode(), value=value)
+                for home, values, ts_ms, origin in forward_records(partition, out):
+                    stats["forwarded"] += values.count(b"\n") + 1
+                    await events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
+                                      headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
+                del out
+            for key in rater.expired(view, partition):
+                del view[key]
+        if rater.versions.current != reported:
+            await report_versions()
 
     reported: dict[int, str] = {}
     status_topic = app.topic(settings.catalog_status_topic, partitions=1, **RAW)

@@ -3,15 +3,16 @@
 A partition's state holds the versions published on it, each from the position of its catalog
 record on:
 
-  ``v|p``          -> [[from_pos, version], ...]  the last KEEP_VERSIONS, in position order
+  ``v|p``          -> [[from_pos, version, seq], ...]  the last KEEP_VERSIONS, in position order
   ``c|p|version``  -> {name: text}                 the files of each version kept
 
 An event is priced with the version in force at its position: the last one published before
 it, else the worker's own catalog (MS_CATALOG_DIR). Replays after a crash see the same state
 (it is in the changelog) and so the same version; a version is never applied to an event
-before its record. A record that is not signed with the catalog key, whose files do not load,
-or whose content does not hash to its version, is refused with the reason (a rejection on the
-dead-letter topic) and the version in force stays."""
+before its record. A record that is not sealed with the catalog key for this topic and
+partition, whose sequence is not above the one in force (an old record written again: a
+rollback), whose files do not load, or whose content does not hash to its version, is refused
+with the reason (a rejection on the dead-letter topic) and the version in force stays."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any
 from pricing import Catalog, CatalogError
 from pricing.catalog import bundle_hash, load_bundle
 from schemas import catalog_record
+from schemas.record import Seal
 from streams.rating.dedup import SEP
 
 KEEP_VERSIONS = 8  # a replay reaches back less far than 8 publications
@@ -30,6 +32,12 @@ MAX_LOADED = 16    # catalogs kept parsed in memory
 
 class CatalogRefused(ValueError):
     pass
+
+
+def sequence(history: list[list[Any]]) -> int:
+    """The sequence of the version in force after `history` (0: none published, or one kept by
+    a release before sequences)."""
+    return history[-1][2] if history and len(history[-1]) > 2 else 0
 
 
 def history_key(p: int) -> str:
@@ -63,29 +71,37 @@ class Versions:
             catalog = self._load(state[files_key(p, version)], version)
         return catalog
 
-    def publish(self, state: MutableMapping[str, Any], p: int, history: list[list[Any]], pos: int,
-                value: bytes, sig: str) -> list[list[Any]]:
-        """Apply the catalog record at ``pos`` (``sig``: its signature); the history after it.
-        CatalogRefused with the reason when the record is not a signed, loadable catalog (the
-        history is unchanged)."""
+    def publish(self, state: MutableMapping[str, Any], topic: str, p: int, history: list[list[Any]], pos: int,
+                value: bytes, seal: Seal) -> list[list[Any]]:
+        """Apply the catalog record at ``pos`` of ``topic``/``p`` (``seal``: its sequence and
+        signature); the history after it. CatalogRefused with the reason when the record is not a
+        sealed, newer, loadable catalog (the history is unchanged)."""
         if any(h[0] == pos for h in history):
             return history  # a replay of a record applied before
         if history and history[-1][0] > pos:
             return history  # a replay of a record applied before, whose entry is no longer kept
         if self.key is None:
             raise CatalogRefused("catalog record refused: this rater has no catalog key (MS_CATALOG_KEY)")
-        if not catalog_record.signed_by(self.key, value, sig):
-            raise CatalogRefused("catalog record refused: not signed with the catalog key "
-                                 "(meterstream catalog publish signs with MS_CATALOG_KEY)")
+        if seal.seq is None:
+            raise CatalogRefused("catalog record refused: not signed with the catalog key for this topic, partition "
+                                 "and sequence: it has no sequence (meterstream-catalog-seq); publish the catalog "
+                                 "again with meterstream catalog publish")
+        if not catalog_record.signed_by(self.key, value, seal.hmac, topic=topic, partition=p, seq=seal.seq):
+            raise CatalogRefused("catalog record refused: not signed with the catalog key for this topic, "
+                                 "partition and sequence (meterstream catalog publish signs with MS_CATALOG_KEY)")
+        in_force = sequence(history)
+        if seal.seq <= in_force:
+            raise CatalogRefused(f"catalog record refused: its sequence {seal.seq} is not above {in_force}, the "
+                                 "one in force (an older publication written again cannot roll prices back)")
         try:
             version, files = catalog_record.decode(value)
         except ValueError as exc:
             raise CatalogRefused(f"catalog record refused: {exc}") from None
         self._load(files, version)
-        kept = [*history, [pos, version]][-KEEP_VERSIONS:]
+        kept = [*history, [pos, version, seal.seq]][-KEEP_VERSIONS:]
         if version not in {h[1] for h in history}:
             state[files_key(p, version)] = files
-        for _, gone in history[:len(history) + 1 - len(kept)]:
+        for gone in [h[1] for h in history[:len(history) + 1 - len(kept)]]:
             if gone not in {h[1] for h in kept}:
                 del state[files_key(p, gone)]
         state[history_key(p)] = kept

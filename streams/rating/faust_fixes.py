@@ -17,6 +17,8 @@ from typing import Any
 
 from faust.transport import producer as _producer
 
+import streams.aiokafka_records  # noqa: F401 - Faust's fetcher reads any header key (see there)
+
 _Buffer = _producer.ProducerBuffer
 _original_put = _Buffer.put
 

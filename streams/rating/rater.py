@@ -35,6 +35,7 @@ import orjson
 from pricing import Catalog
 from pricing.rating import Rejection, rate
 from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
+from schemas.record import Seal
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 from streams.producer import partition_for_key
@@ -53,8 +54,9 @@ class Source:
     timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
     index: int = 0       # an event's line in its batch record
-    catalog: str | None = None  # a catalog record's signature (schemas/catalog_record.py); None: not one
-    refused: str | None = None  # the record is a payload its producer refused, and why (schemas/refusal.py)
+    catalog: Seal | None = None  # a catalog record's sequence and signature (schemas/catalog_record.py)
+    refused: str | None = None  # the record is rejected as it is, and why: a payload its producer
+    #                             refused (schemas/refusal.py), or a record that cannot be read (schemas/record.py)
 
     @property
     def pos(self) -> int:
@@ -165,14 +167,18 @@ class Rater:
                 continue
             if src.catalog is not None:
                 try:
-                    history = versions.publish(state, p, history, src.pos, raw, src.catalog)
+                    history = versions.publish(state, src.topic, p, history, src.pos, raw, src.catalog)
                 except CatalogRefused as exc:
                     out.rejected.append(self._rejected(src, raw, f"{exc}; the version in force stays", None))
                 latest = versions.at(state, p, history, 1 << 62)
                 continue
             now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
             catalog = latest if not history or src.pos > history[-1][0] else versions.at(state, p, history, src.pos)
-            result = rate(raw, catalog, now=now)
+            try:
+                result = rate(raw, catalog, now=now)
+            except Exception as exc:  # a fault of pricing on this input: kept with the reason, for a redrive
+                result = Rejection(f"internal error while pricing this event ({type(exc).__name__}); "
+                                   "kept to be sent again once fixed", None)
             if isinstance(result, Rejection):
                 out.rejected.append(self._rejected(src, raw, result.reason, result.event_id))
                 continue

@@ -20,6 +20,8 @@ def kafka_pids(data_dir: str) -> list[str]:
 
 
 def test_up_then_down_leaves_nothing_running(tmp_path, kafka_service):
+    (tmp_path / "stack2").mkdir(mode=0o755)
+    (tmp_path / "stack2").chmod(0o755)  # as a user's umask would leave it
     data_dir = str(tmp_path / "stack2")
     env = dict(os.environ, MS_DATA_DIR=data_dir, MS_KAFKA_PORT=str(free_port()),
                MS_KAFKA_CONTROLLER_PORT=str(free_port()))
@@ -30,6 +32,8 @@ def test_up_then_down_leaves_nothing_running(tmp_path, kafka_service):
     assert up.returncode == 0, up.stderr
     assert "0001_ledger.sql" in up.stderr
     assert len(kafka_pids(data_dir)) == 1
+    for d in ("", "kafka"):  # the broker's segments and the engine's files: this user's only
+        assert os.stat(os.path.join(data_dir, d)).st_mode & 0o777 == 0o700, d
     status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True)
     assert "(running)" in status.stdout
     down = subprocess.run(cli + ["down"], env=env, capture_output=True, text=True, timeout=120)

@@ -22,11 +22,12 @@ from pydantic import SecretStr
 
 from streams.harness.generate import generate
 from streams.kafka_security import KafkaSecurity
-from streams.harness.stack import Broker, Stack, alerts_in_topic, free_port
+from streams.harness.stack import KAFKA_SH, Broker, Stack, alerts_in_topic, free_port
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 USER = "meter"
+PRODUCER = "gateway"  # a producer's account: only what an ACL gives it
 PASSWORD = "pw " + secrets.token_hex(12)  # with a space: passed through as is
 STOREPASS = secrets.token_hex(12)
 
@@ -80,7 +81,9 @@ def tls_broker(tmp_path_factory) -> Iterator[tuple[Broker, Path]]:
     cafile = make_tls(d)
     broker = Broker(d / "kafka", extra_env={
         "MS_KAFKA_SASL_SSL_PORT": str(free_port()), "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
-        "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS, "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD}",
+        "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS,
+        "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD},{PRODUCER}:{PASSWORD}",
+        "MS_KAFKA_SUPER_USERS": USER,  # ACLs enforced: meterstream's account may do anything, a producer not
     })
     broker.start()
     try:
@@ -89,8 +92,8 @@ def tls_broker(tmp_path_factory) -> Iterator[tuple[Broker, Path]]:
         broker.remove()
 
 
-def security(cafile: Path, mechanism: str = "SCRAM-SHA-512", password: str = PASSWORD) -> KafkaSecurity:
-    return KafkaSecurity("SASL_SSL", mechanism, USER, SecretStr(password), cafile=cafile)
+def security(cafile: Path, mechanism: str = "SCRAM-SHA-512", password: str = PASSWORD, user: str = USER) -> KafkaSecurity:
+    return KafkaSecurity("SASL_SSL", mechanism, user, SecretStr(password), cafile=cafile)
 
 
 def kafka_python_topics(bootstrap: str, sec: KafkaSecurity, timeout_ms: int = 8000) -> set[str]:
@@ -255,3 +258,62 @@ def test_mutual_tls_needs_a_client_certificate(tls_broker, tmp_path):
         assert "SSL handshake failed" in log  # refused by the broker at the TLS handshake
     finally:
         broker.remove()
+
+
+def test_with_sasl_on_no_listener_is_left_unauthenticated(tls_broker):
+    """The local port and the controller's take only the broker's own account: a client without
+    credentials gets nothing there, with them it does; the account's secret is this user's only."""
+    import kafka.errors
+
+    broker, _ = tls_broker
+    plain = KafkaSecurity("PLAINTEXT")
+    for port in (broker.env["MS_KAFKA_PORT"], broker.env["MS_KAFKA_CONTROLLER_PORT"]):
+        with pytest.raises(kafka.errors.KafkaError):
+            kafka_python_topics(f"127.0.0.1:{port}", plain, timeout_ms=4000)
+    secret = broker.data_dir / "kafka" / "admin.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600 and (broker.data_dir / "kafka").stat().st_mode & 0o777 == 0o700
+    admin = KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "meterstream-admin", SecretStr(secret.read_text().strip()))
+    assert isinstance(kafka_python_topics(broker.bootstrap, admin), set)  # the broker's own account is let in
+
+
+def test_a_producer_given_the_readme_acls_may_write_events_and_nothing_else(tls_broker):
+    """The ACLs the Security section gives a producer, applied with the command it shows (on
+    the local broker, `kafka.sh acls` takes kafka-acls.sh's arguments): the producer's account
+    writes to the events topic, and is refused every other topic and reading the events."""
+    import kafka.errors
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    broker, cafile = tls_broker
+    events, other = "acl-events", "acl-sink"
+    admin = KafkaAdminClient(bootstrap_servers=broker.sasl_ssl_bootstrap, **security(cafile).kafka_python())
+    admin.create_topics([NewTopic(events, 1, 1), NewTopic(other, 1, 1)])
+    admin.close()
+    acls = subprocess.run(["bash", str(KAFKA_SH), "acls", "--add", "--allow-principal", f"User:{PRODUCER}",
+                           "--operation", "Write", "--operation", "Describe", "--topic", events],
+                          env=broker.env, capture_output=True, text=True, timeout=120)
+    assert acls.returncode == 0, acls.stderr[-2000:]
+
+    producer = KafkaProducer(bootstrap_servers=broker.sasl_ssl_bootstrap, acks="all", max_block_ms=10_000,
+                             **security(cafile, user=PRODUCER).kafka_python())
+    try:
+        assert producer.send(events, b'{"event_id": "x"}').get(timeout=30).offset == 0
+        with pytest.raises(kafka.errors.KafkaError):  # TopicAuthorizationFailedError (or no metadata)
+            producer.send(other, b"forged ledger row").get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    consumer = KafkaConsumer(events, bootstrap_servers=broker.sasl_ssl_bootstrap, group_id="acl-reader",
+                             auto_offset_reset="earliest", consumer_timeout_ms=8000,
+                             **security(cafile, user=PRODUCER).kafka_python())
+    try:
+        with pytest.raises(kafka.errors.KafkaError):  # no Read on the topic, no group
+            list(consumer)
+    finally:
+        consumer.close()
+    # meterstream's own account still reads it all
+    reader = KafkaConsumer(events, bootstrap_servers=broker.sasl_ssl_bootstrap, auto_offset_reset="earliest",
+                           consumer_timeout_ms=8000, **security(cafile).kafka_python())
+    try:
+        assert [m.value for m in reader] == [b'{"event_id": "x"}']
+    finally:
+        reader.close()

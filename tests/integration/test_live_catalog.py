@@ -173,3 +173,49 @@ def test_two_raters_switch_at_the_same_offsets_and_a_takeover_keeps_the_version(
     status = status_with(stack, new.content_hash, timeout=90)
     assert status.count(new.content_hash) >= 4, status
     assert f":{stack.workers[rate_b].pid}" in status
+
+
+def test_an_older_publication_written_again_is_refused_and_prices_stay(stack, tmp_path):
+    """A rollback: anyone who may write events copies a superseded, validly sealed catalog record
+    (gpt-4o input at $0.01/M) and writes it again after the current one ($3.00/M). Every rater
+    refuses it with the reason; the events after it keep the current price."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    line = '- {dimension: input_tokens,        per: 1000000, price: "2.50"}'
+    dirs = {}
+    for name, price in (("cheap", "0.01"), ("current", "3.00")):
+        dirs[name] = tmp_path / name
+        shutil.copytree(SHIPPED_CATALOGS, dirs[name])
+        text = (dirs[name] / "openai-usd.yaml").read_text()
+        (dirs[name] / "openai-usd.yaml").write_text(text.replace(line, line.replace('"2.50"', f'"{price}"'), 1))
+    current = load_catalog(dirs["current"])
+    stack.start_worker()
+    stack.cli("catalog", "publish", str(dirs["cheap"]))
+    stack.cli("catalog", "publish", str(dirs["current"]))
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    old = {}
+    for p in range(4):
+        tp = TopicPartition(stack.events_topic, p)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        old[p] = next(r for r in consumer if CATALOG_HEADER in r.headers)  # the first publication
+    consumer.close()
+    producer = make_producer(stack.bootstrap)
+    for p, r in old.items():  # as it was written: value, sequence and seal
+        producer.send(stack.events_topic, value=r.value, partition=p, headers=list(r.headers)).get(timeout=60)
+    producer.close()
+    after = events("after", 40, now)
+    stack.produce(after)
+    rows = wait_rows(stack, 40)
+    for raw in after:
+        want = rate(raw, current, now=now + dt.timedelta(minutes=5))
+        got = rows[want["event_id"]]
+        assert (Decimal(got["cost"]), got["catalog_hash"]) == (Decimal(want["cost"]), current.content_hash)
+    assert Decimal(rows["after-0"]["cost"]) == Decimal("0.0031")  # 1,000 input at $3.00/M + 10 output at $10.00/M
+    deadline = time.monotonic() + 60
+    while len(reasons := [r["reason"] for r in stack.query("SELECT reason FROM rejected_events FINAL")]) < 4:
+        assert time.monotonic() < deadline, reasons
+        time.sleep(1)
+    assert len(reasons) == 4 and all("is not above" in r and "roll prices back" in r for r in reasons), reasons

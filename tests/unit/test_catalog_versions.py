@@ -13,6 +13,7 @@ import orjson
 from pricing import load_catalog
 from pricing.catalog import bundle_hash, read_bundle
 from schemas.catalog_record import encode, signature
+from schemas.record import Seal
 from streams.rating.catalogs import KEEP_VERSIONS, files_key, history_key
 from streams.rating.rater import SEP, Rater, Source
 
@@ -26,10 +27,16 @@ def ev(event_id: str, tokens: int = 1000) -> bytes:
                          "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": tokens}})
 
 
-def src(offset: int, catalog: bytes | None = None, p: int = 0, key: bytes = KEY) -> Source:
-    """A record; with `catalog` (its value), a catalog record signed with `key`."""
-    sig = None if catalog is None else signature(key, catalog)
-    return Source("billing_events", p, offset, int(T.timestamp() * 1000), catalog=sig)
+def src(offset: int, catalog: bytes | None = None, p: int = 0, key: bytes = KEY, seq: int | None = None,
+        sealed_for: tuple[str, int] | None = None) -> Source:
+    """A record; with `catalog` (its value), a catalog record sealed with `key` for its topic and
+    partition (or `sealed_for`), its sequence `seq` (default: its offset + 1)."""
+    seal = None
+    if catalog is not None:
+        seq = offset + 1 if seq is None else seq
+        topic, part = sealed_for or ("billing_events", p)
+        seal = Seal(seq, signature(key, catalog, topic=topic, partition=part, seq=seq))
+    return Source("billing_events", p, offset, int(T.timestamp() * 1000), catalog=seal)
 
 
 def rater_() -> Rater:
@@ -59,7 +66,7 @@ def test_a_catalog_record_switches_from_its_position_on():
     assert costs == {"a": ("0.0025", BASE.content_hash), "b": ("0.0025", BASE.content_hash),
                      "c": ("0.003", bundle_hash(new))}
     assert out.rejected == []
-    assert state[history_key(0)] == [[2 << 13, bundle_hash(new)]]
+    assert state[history_key(0)] == [[2 << 13, bundle_hash(new), 3]]
     assert state[files_key(0, bundle_hash(new))] == new
     assert rater.versions.current == {0: bundle_hash(new)}
     # a later batch goes on with the new version
@@ -95,7 +102,7 @@ def test_a_bad_catalog_record_is_refused_with_the_reason_and_the_version_stays()
     rater.process(state, src(0, record(good)), record(good))
     broken = dict(good, **{"openai-usd.yaml": good["openai-usd.yaml"].replace('price: "3.00"', "price: 3.00")})
     tampered = orjson.dumps({"version": bundle_hash(good), "files": broken})
-    unsigned = Source("billing_events", 0, 5, int(T.timestamp() * 1000), catalog="")
+    unsigned = Source("billing_events", 0, 5, int(T.timestamp() * 1000), catalog=Seal(6, ""))
     out = rater.process_batch(state, [(src(1, record(broken)), record(broken)), (src(2, tampered), tampered),
                                       (src(3, b"not json"), b"not json"), (src(4), ev("x")),
                                       (src(6, record(repriced("9.00")), key=b"another key"), record(repriced("9.00"))),
@@ -109,7 +116,7 @@ def test_a_bad_catalog_record_is_refused_with_the_reason_and_the_version_stays()
     assert reasons[4].startswith("catalog record refused: not signed with the catalog key")
     assert all(r.endswith("the version in force stays") for r in reasons)
     assert [(r["event_id"], r["cost"], r["catalog_hash"]) for r in out.ledger] == [("x", "0.003", bundle_hash(good))]
-    assert state[history_key(0)] == [[0, bundle_hash(good)]]
+    assert state[history_key(0)] == [[0, bundle_hash(good), 1]]
 
 
 def test_the_kept_versions_are_bounded_and_their_files_with_them():
@@ -133,3 +140,28 @@ def test_a_rater_without_a_catalog_key_refuses_every_catalog_record():
     assert [r["reason"] for r in out.rejected] == [
         "catalog record refused: this rater has no catalog key (MS_CATALOG_KEY); the version in force stays"]
     assert out.ledger[0]["catalog_hash"] == BASE.content_hash
+
+
+def test_an_older_publication_written_again_is_refused_and_prices_stay():
+    """A rollback: a superseded record copied to a later offset, sealed as it was, is refused;
+    so is a record sealed for another partition or topic, or without a sequence."""
+    rater, state = rater_(), {}
+    old, new = record(repriced("0.01")), record(repriced("3.00"))
+    rater.process_batch(state, [(src(0, old, seq=100), old), (src(1, new, seq=200), new)])
+    out = rater.process_batch(state, [
+        (src(2, old, seq=100), old),                                   # the old record again, as it was sealed
+        (src(3, new, seq=200), new),                                   # the current one again
+        (src(4, old, seq=300, sealed_for=("billing_events", 1)), old),  # sealed for partition 1
+        (src(5, old, seq=300, sealed_for=("other_topic", 0)), old),     # sealed for another topic
+        (Source("billing_events", 0, 6, int(T.timestamp() * 1000), catalog=Seal(None, "00")), old),
+        (src(7), ev("after"))])
+    reasons = [r["reason"] for r in out.rejected]
+    assert reasons[0].startswith("catalog record refused: its sequence 100 is not above 200, the one in force")
+    assert reasons[1].startswith("catalog record refused: its sequence 200 is not above 200")
+    assert reasons[2].startswith("catalog record refused: not signed with the catalog key for this topic, partition")
+    assert reasons[3].startswith("catalog record refused: not signed with the catalog key for this topic, partition")
+    assert reasons[4].startswith("catalog record refused: not signed with the catalog key for this topic, partition "
+                                 "and sequence: it has no sequence")
+    assert len(reasons) == 5 and all(r.endswith("the version in force stays") for r in reasons)
+    assert [(r["event_id"], r["cost"]) for r in out.ledger] == [("after", "0.003")]  # $3.00/M, not $0.01/M
+    assert [h[2] for h in state[history_key(0)]] == [100, 200]
