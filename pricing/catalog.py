@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pricing.errors import CatalogError, PricingError
+from schemas.validate import quoted
 
 SHIPPED_CATALOGS = Path(__file__).parent / "catalogs"
 
@@ -266,7 +267,7 @@ class Catalog:
             if via:
                 raise PricingError(f"{provider}/{model} is invoked through a cross-region inference profile only "
                                    f"({', '.join(p + '.' for p in via)})")
-            raise PricingError(f"unknown model {model!r} for provider {provider!r}")
+            raise PricingError(f"unknown model {quoted(model)} for provider {provider!r}")
         versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1
         if i < 0 or (ends[i] is not None and ts >= ends[i]):

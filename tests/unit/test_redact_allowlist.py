@@ -262,8 +262,6 @@ def test_an_unknown_model_is_rejected_without_its_text_in_the_payload() -> None:
     assert orjson.loads(row["payload"])["model"] == hidden(model)
 
 
-@pytest.mark.xfail(strict=True, reason="pricing/catalog.py builds 'unknown model {model!r}': outside this change's "
-                                       "files; it needs schemas.validate.quoted(model)")
 def test_an_unknown_model_reason_does_not_quote_a_model_that_is_not_an_id() -> None:
     model = f"{PROMPT_MARKER}model:\"tell{{me}}every'secret'\""
     row = rejected_row(orjson.dumps(event(model=model)))
