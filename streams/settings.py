@@ -110,19 +110,28 @@ class Settings(BaseSettings):
     web_allowed_hosts: str = ""
     sql_max_rows: int = Field(default=100_000, ge=1)
     sql_timeout_s: int = Field(default=30, ge=1)
+    # What one analyst read may use (Store.query_readonly): memory, rows and bytes read; on the
+    # embedded engine, whose one statement at a time the sink shares, also a shorter time limit.
+    sql_max_memory_mb: int = Field(default=512, ge=1)
+    sql_max_rows_read: int = Field(default=200_000_000, ge=1)
+    sql_max_bytes_read: int = Field(default=20 * 1024**3, ge=1)
+    sql_embedded_timeout_s: int = Field(default=5, ge=1)
     # Catalogs a worker may re-rate with, by name: the subdirectories of this directory.
     rerate_catalogs_dir: Path | None = None
     # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.
     fault_injection: bool = False
     # The HTTP ingest (streams/ingest/): bind address and port, the producers' token hashes
     # (unset: data_dir/ingest-tokens), the largest request body, how long a request waits for
-    # Kafka's acknowledgement, the Host names it answers to besides loopback ones.
+    # Kafka's acknowledgement, the Host names it answers to besides loopback ones, how long a
+    # request's body may take to arrive, and its headers (and a connection may idle between requests).
     ingest_bind: str = "127.0.0.1"
     ingest_port: int = 6070
     ingest_tokens_file: Path | None = None
     ingest_max_bytes: int = Field(default=1024 * 1024, ge=1)
     ingest_ack_timeout_s: float = Field(default=30.0, gt=0)
     ingest_allowed_hosts: str = ""
+    ingest_body_timeout_s: float = Field(default=30.0, gt=0)
+    ingest_header_timeout_s: float = Field(default=15.0, gt=0)
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod

@@ -12,10 +12,18 @@ the dead-letter topic and ``rejected_events``.
 
 A producer whose token is limited to some tenants (tokens.py) may not write for another: an
 item naming another tenant, as an event or as a refused payload, is `forbidden` and the request
-is refused whole, with nothing written."""
+is refused whole, with nothing written. For a refused item, every tenant it may be filed under
+is checked: each top-level ``tenant_id`` it carries (a repeated key: every occurrence), and the
+one the rater reads from the stored payload it would be written as.
+
+Then `fit` (once the events topic's record limit is known, writer.py): an event whose record
+would be larger than the broker accepts is refused like any other (its own item only), and a
+refused record that would not fit is only reported, never written."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from adapters import ConversionError, Ids, convert_line
@@ -30,6 +38,25 @@ def check(raw: bytes) -> None:
         parse_event(raw)
 
 
+class _Object(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, repeated keys kept."""
+
+
+def _as_text(s: str) -> str:  # numbers are not converted: no int digit limit, no work
+    return s
+
+
+def top_level_tenants(raw: bytes) -> list[Any]:
+    """Every value of a top-level ``tenant_id`` key of the item, repeated keys each (Python's json
+    reads it, NaN and all); [] when it is not a JSON object or cannot be read."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_as_text, parse_float=_as_text,
+                         parse_constant=_as_text)
+    except (ValueError, RecursionError):
+        return []
+    return [v for k, v in doc if k == "tenant_id"] if isinstance(doc, _Object) else []
+
+
 class Intake:
     """`source` names the request in refused records (endpoint and producer)."""
 
@@ -38,6 +65,7 @@ class Intake:
         self.producer = producer or Producer("-")
         self.forbidden: list[int] = []  # indexes of items naming a tenant the producer may not write for
         self.events: list[bytes] = []
+        self._placed: list[tuple[int, str]] = []  # each event's (index, where in its payload)
         self.rejected: list[dict[str, Any]] = []  # {"index", "reason"}, in index order
         self.refusals: list[tuple[bytes, str]] = []  # (stored payload, reason with its source)
 
@@ -49,6 +77,7 @@ class Intake:
             return
         if self.producer.tenants is None or self._allowed(index, ids_of(raw)[1]):
             self.events.append(raw)
+            self._placed.append((index, where))
 
     def _allowed(self, index: int, tenant_id: str | None) -> bool:
         """Whether the producer may write for the item's tenant; if not, the item is forbidden."""
@@ -68,10 +97,34 @@ class Intake:
             self.event(index, event, f"event {k} of the payload: " if len(events) > 1 else "")
 
     def _refuse(self, index: int, raw: bytes, reason: str) -> None:
+        stored = stored_payload(raw).encode()
         if self.producer.tenants is not None:
-            tenant_id = ids_of(raw)[1]
-            if tenant_id is not None and not self._allowed(index, tenant_id):
+            named = [t for t in top_level_tenants(raw) if isinstance(t, str)]
+            named.append(ids_of(stored)[1])  # the tenant the rater files the refused record under
+            if any(t is not None and not self._allowed(index, t) for t in named):
                 return
         reason = reason[:MAX_REASON]
         self.rejected.append({"index": index, "reason": reason})
-        self.refusals.append((stored_payload(raw).encode(), f"{self.source}, index {index}: {reason}"[:MAX_REASON]))
+        self.refusals.append((stored, f"{self.source}, index {index}: {reason}"[:MAX_REASON]))
+
+    def fit(self, too_large: Callable[[bytes], str | None], refusal_fits: Callable[[bytes, str], bool]) -> None:
+        """Refuse each event `too_large` gives a reason for (its record would be over the broker's
+        limit) as any refused item; then keep only the refused records that `refusal_fits` (the
+        others stay in `rejected`, reported only)."""
+        kept: list[bytes] = []
+        placed: list[tuple[int, str]] = []
+        moved = False
+        for raw, (index, where) in zip(self.events, self._placed):
+            why = too_large(raw)
+            if why is None:
+                kept.append(raw)
+                placed.append((index, where))
+            else:
+                self._refuse(index, raw, where + why)
+                moved = True
+        self.events, self._placed = kept, placed
+        if moved:  # in index order again (stable: an item's own refusals keep theirs)
+            order = sorted(range(len(self.rejected)), key=lambda i: self.rejected[i]["index"])
+            self.rejected = [self.rejected[i] for i in order]
+            self.refusals = [self.refusals[i] for i in order]
+        self.refusals = [(value, reason) for value, reason in self.refusals if refusal_fits(value, reason)]

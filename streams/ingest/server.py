@@ -11,10 +11,14 @@ Host header must name this machine or one of MS_INGEST_ALLOWED_HOSTS (DNS rebind
 request but /health carries a producer's `Authorization: Bearer <token>` (tokens.py, read again
 when the file changes; a token limited to some tenants gets 403 for another's events); a POST is
 JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES (413 before more
-is read); errors are one line of JSON. Every item is judged before anything is written
-(intake.py). The answer, 202 `{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when
-nothing was accepted), comes only after Kafka acknowledged every record of the request, events
-and refused records; else 503 (writer.py)."""
+is read) and MAX_ITEMS items (413, nothing written); its headers arrive within
+MS_INGEST_HEADER_TIMEOUT_S and its body within MS_INGEST_BODY_TIMEOUT_S (408); errors are one
+line of JSON. Every item is judged before anything is written (intake.py), and an event whose
+record the broker would not take is refused as an item (writer.py's Limits). The answer, 202
+`{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when nothing was accepted; past
+MAX_LISTED refusals, the first ones, `rejected_count` and `rejected_truncated`), comes only
+after Kafka acknowledged every record of the request, events and refused records; else 503
+(writer.py). The access log names a request by its path as sent, escaped and cut (`shown`)."""
 
 from __future__ import annotations
 
@@ -26,26 +30,50 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters import FORMATS
 from streams.ingest import body, ids
 from streams.ingest.intake import Intake
 from streams.ingest.tokens import TokensFile
-from streams.ingest.writer import Unavailable, Writer
+from streams.ingest.writer import Limits, Unavailable, Writer
 from streams.settings import Settings
 from streams.web import LOOPBACK_HOSTS, host_name
 
 log = logging.getLogger("meterstream.ingest")
 WRITER = web.AppKey("writer", Writer)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 RETRY_AFTER_S = "5"
+MAX_LISTED = 100      # refused items (or forbidden indexes) an answer lists in full
+MAX_SHOWN_PATH = 200  # characters of a request's path the log shows
 
 
 class Refused(Exception):
-    """A request answered with this status and one line of reason."""
+    """A request answered with this status and one line of reason; `close`: and the connection
+    closed (what is left of its body is not waited for)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.close = close
+
+
+def shown(request: web.BaseRequest) -> str:
+    """The request's path as sent (never decoded: no %0a becomes a line break), every character
+    that is not printable ASCII and every backslash escaped, cut to MAX_SHOWN_PATH characters:
+    a log line it is in is one line, and says only what it says."""
+    raw = request.raw_path
+    text = raw[:MAX_SHOWN_PATH].encode("unicode_escape").decode("ascii")
+    return text + (f"...({len(raw)} characters)" if len(raw) > MAX_SHOWN_PATH else "")
+
+
+def listed(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """The answer with at most MAX_LISTED entries of doc[key]; past that, the first ones, their
+    number as `KEY_count` and `KEY_truncated: true`."""
+    entries = doc[key]
+    if len(entries) <= MAX_LISTED:
+        return doc
+    return {**doc, key: entries[:MAX_LISTED], f"{key}_count": len(entries), f"{key}_truncated": True}
 
 
 def _json(status: int, doc: Any, **headers: str) -> web.Response:
@@ -90,22 +118,34 @@ def guard(tokens: TokensFile, hosts: frozenset[str], max_bytes: int) -> Any:
         try:
             return await handler(request)
         except Refused as exc:
-            return _error(exc.status, str(exc))
+            response = _error(exc.status, str(exc))
+            if exc.close:
+                response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:  # no Content-Length: refused once the limit is read
             return _error(413, too_large)
         except web.HTTPException as exc:  # aiohttp's own: no such route (404), method (405)
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
             return _error(exc.status, exc.reason, **allow)
         except Exception:
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed", request.method, shown(request))
             return _error(500, "internal error (see the ingest's log)")
 
     return middleware
 
 
 async def _items(request: web.Request) -> list[tuple[int, bytes]]:
+    timeout = request.app[BODY_TIMEOUT]
     try:
-        return body.items(await request.read(), request.content_type)
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise Refused(408, f"the body did not arrive within {timeout:g} s (MS_INGEST_BODY_TIMEOUT_S); "
+                           "nothing was written", close=True) from None
+    try:  # framing and judging run in a thread: a full body never holds the loop
+        return await asyncio.to_thread(body.items, raw, request.content_type)
+    except body.TooMany as exc:
+        raise Refused(413, f"{exc} (at most {body.MAX_ITEMS}); nothing was written") from None
     except body.BadBody as exc:
         raise Refused(400, str(exc)) from None
 
@@ -114,16 +154,20 @@ async def _answer(request: web.Request, intake: Intake) -> web.Response:
     """Write what was accepted and the refused records; answer once Kafka acknowledged them."""
     if intake.forbidden:
         tenants = ", ".join(sorted(intake.producer.tenants or ()))
-        return _json(403, {"error": f"this producer's token is for the events of {tenants} only; nothing was written",
-                           "indexes": intake.forbidden})
+        return _json(403, listed({"error": f"this producer's token is for the events of {tenants} only; nothing "
+                                           "was written", "indexes": intake.forbidden}, "indexes"))
+    writer, name = request.app[WRITER], request["producer"]
     try:
-        await request.app[WRITER].write(intake.events, intake.refusals, request["producer"])
+        limits: Limits = await writer.limits()
+        await asyncio.to_thread(intake.fit, lambda event: limits.too_large(event, name),
+                                lambda value, reason: limits.refusal_fits(value, reason, name))
+        await writer.write(intake.events, intake.refusals, name)
     except Unavailable as exc:
-        log.warning("%s by %s: 503: %s", request.path, request["producer"], exc)
+        log.warning("%s by %s: 503: %s", shown(request), name, exc)
         return _error(503, f"{exc}: nothing is confirmed, send the request again (some of it may have been "
                            "written; the stream counts a repeated event_id once)", **{"Retry-After": RETRY_AFTER_S})
     accepted = len(intake.events)
-    return _json(202 if accepted else 422, {"accepted": accepted, "rejected": intake.rejected})
+    return _json(202 if accepted else 422, listed({"accepted": accepted, "rejected": intake.rejected}, "rejected"))
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -131,8 +175,12 @@ async def post_events(request: web.Request) -> web.Response:
         raise Refused(400, "POST /v1/events takes no ids: the events carry theirs (ids are for /v1/usage/{format})")
     items = await _items(request)
     intake = Intake(f"meterstream ingest POST /v1/events by {request['producer']}", request["scope"])
-    for index, raw in items:
-        intake.event(index, raw)
+
+    def judge() -> None:
+        for index, raw in items:
+            intake.event(index, raw)
+
+    await asyncio.to_thread(judge)
     return await _answer(request, intake)
 
 
@@ -148,8 +196,12 @@ async def post_usage(request: web.Request) -> web.Response:
     if given.event_id is not None and len(items) > 1:
         raise Refused(400, "event-id replaces a payload's id: give it with one payload only")
     intake = Intake(f"meterstream ingest POST /v1/usage/{fmt} by {request['producer']}", request["scope"])
-    for index, raw in items:
-        intake.payload(index, fmt, raw, given)
+
+    def judge() -> None:
+        for index, raw in items:
+            intake.payload(index, fmt, raw, given)
+
+    await asyncio.to_thread(judge)
     return await _answer(request, intake)
 
 
@@ -162,7 +214,23 @@ class AccessLog(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info("%s %s %s %s %d %.3fs", request.remote, request.get("producer", "-"), request.method,
-                         request.path, response.status, time)
+                         shown(request), response.status, time)
+
+
+class OneLine(logging.Filter):
+    """For aiohttp's server log: a request it could not parse (a bad request line, a control
+    character in the path, a line too long) is one line, with the reason's first line escaped
+    and cut, not a traceback quoting the request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            why = (str(exc.message).strip().splitlines() or [""])[0][:MAX_SHOWN_PATH]
+            said = record.getMessage()
+            record.msg, record.args = "%s: %d %s: %s", (said, exc.code, type(exc).__name__,
+                                                        why.encode("unicode_escape").decode("ascii"))
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
@@ -172,6 +240,7 @@ def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
     app = web.Application(middlewares=[guard(tokens, frozenset(hosts), settings.ingest_max_bytes)],
                           client_max_size=settings.ingest_max_bytes)
     app[WRITER] = Writer(settings)
+    app[BODY_TIMEOUT] = settings.ingest_body_timeout_s
     app.router.add_get("/health", health)
     app.router.add_post("/v1/events", post_events)
     app.router.add_post("/v1/usage/{format}", post_usage)
@@ -184,6 +253,11 @@ def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
 
 
 def serve(settings: Settings, tokens: TokensFile) -> None:
-    """Run until SIGINT or SIGTERM (then the Kafka client sends what it holds, and closes)."""
+    """Run until SIGINT or SIGTERM (then the Kafka client sends what it holds, and closes).
+    aiohttp's keep-alive timer runs from a connection's start and from each answer, and closes a
+    connection still waiting for a request's headers when it fires: MS_INGEST_HEADER_TIMEOUT_S
+    bounds both how long the headers may take and how long a connection may idle."""
+    logging.getLogger("aiohttp.server").addFilter(OneLine())
     web.run_app(make_app(settings, tokens), host=settings.ingest_bind, port=settings.ingest_port,
-                access_log_class=AccessLog, print=lambda text: log.info(" ".join(text.split())))
+                access_log_class=AccessLog, keepalive_timeout=settings.ingest_header_timeout_s,
+                print=lambda text: log.info(" ".join(text.split())))

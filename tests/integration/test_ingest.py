@@ -23,7 +23,7 @@ import pytest
 
 from adapters import Ids, convert_line
 from pricing import load_catalog
-from schemas.batch import is_batch
+from schemas.batch import is_batch, split
 from schemas.refusal import refusal_of
 from schemas.validate import InvalidEvent, parse_event
 from streams.harness.expected import as_rows, expected_totals, normalize
@@ -392,3 +392,273 @@ def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_s
     finally:
         server.stop()
         stack.stop()
+
+
+# ---------------------------------------------------------------------------- hostile producers
+
+def sized_event(size: int, seed: int = 61) -> bytes:
+    """A valid event of exactly `size` bytes (up to about 1 MiB): a text payload and whitespace."""
+    doc = orjson.loads(next(line for _, line in generate(1, seed=seed, now=NOW)))
+    text = max(0, min(500_000, (size - len(orjson.dumps(doc)) - 40) // 2))
+    raw = orjson.dumps({**doc, "text": {"input": "x" * text, "output": "y" * text}})
+    assert len(raw) <= size, size
+    out = b"{" + b" " * (size - len(raw)) + raw[1:]
+    parse_event(out)
+    return out
+
+
+def add_token(ingest: Ingest, env: dict[str, str], name: str) -> str:
+    """A token for producer `name`, added to the running ingest's file, once it takes it."""
+    token = subprocess.run([*CLI, "ingest", "token", "add", name, "--tokens-file", str(ingest.tokens)], env=env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    deadline = time.monotonic() + 10
+    while ingest.request("GET", "/v1/events", token=token)[0] == 401:  # 405 once the token is known
+        assert time.monotonic() < deadline, "the new token is not taken"
+        time.sleep(0.2)
+    return token
+
+
+def written(bootstrap: str, topic: str, since: dict[int, int], producer: bytes) -> list[bytes]:
+    """The events on the topic since `since` that `producer` wrote (batches opened, refused records not)."""
+    out: list[bytes] = []
+    for recs in read_topic(bootstrap, topic, since).values():
+        for r in recs:
+            if ("ms-producer", producer) in r.headers and refusal_of(r.headers) is None:
+                out.extend([line for _, line in split(r.value)] if is_batch(r.headers) else [r.value])
+    return out
+
+
+def test_an_event_too_large_for_the_broker_is_refused_alone_and_the_next_request_is_written(stack, ingest):
+    """An event of 1 MiB (valid: the stream's own limit) would make a record over the broker's
+    limit (max.message.bytes, 1048588): it is refused as an item, with its reason, and written as a
+    refused record; nothing of it reaches the broker as an event, the producer stays usable, and
+    the next request, from another producer, is written and answered 202 at once."""
+    huge = sized_event(1_048_576)
+    assert len(huge) == 1_048_576
+    other = add_token(ingest, stack.env, "other")
+    before = end_offsets(stack.bootstrap, stack.events_topic)
+    status, doc = ingest.post("/v1/events", huge)
+    assert status == 422 and doc["accepted"] == 0, doc
+    ((refused,),) = [doc["rejected"]]
+    assert refused["index"] == 0 and "over the 1048588-byte limit" in refused["reason"], refused
+    assert "max.message.bytes of topic " + stack.events_topic in refused["reason"]
+    small = next(line for _, line in generate(1, seed=62, now=NOW))
+    started = time.monotonic()
+    assert ingest.post("/v1/events", small, token=other) == (202, {"accepted": 1, "rejected": []})
+    assert time.monotonic() - started < 10  # not a broker waited out
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    ((why, payload),) = refused_of(records)  # the refused record: the reason, no text
+    assert why == f"meterstream ingest POST /v1/events by gateway, index 0: {refused['reason']}"
+    assert payload["event_id"] == orjson.loads(huge)["event_id"] and "x" * 300 not in orjson.dumps(payload).decode()
+    assert written(stack.bootstrap, stack.events_topic, before, b"other") == [small]
+    assert not written(stack.bootstrap, stack.events_topic, before, b"gateway")
+    assert ingest.post("/v1/events", small) == (202, {"accepted": 1, "rejected": []})
+
+
+def _set_max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
+    """Set the topic's max.message.bytes, and wait until the broker refuses a record over it."""
+    from kafka import KafkaProducer
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+    from kafka.errors import MessageSizeTooLargeError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(value)})])
+    admin.close()
+    probe = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", retries=0,
+                          max_request_size=4 << 20)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                probe.send(topic, b"p" * (value + 100), partition=0).get(timeout=30)
+            except MessageSizeTooLargeError:
+                return
+            assert time.monotonic() < deadline, "the broker does not take the new limit"
+            time.sleep(0.5)
+    finally:
+        probe.close()
+
+
+def test_records_stay_within_the_topics_limit_and_a_client_the_broker_broke_is_replaced(stack, tmp_path):
+    """The events topic's own max.message.bytes is read (here 20000, not the broker's 1 MB):
+    batches are cut within it, an event over it is refused as its item while the request's other
+    events are written. Then the limit is lowered under the ingest's feet, so the broker itself
+    refuses a record: kafka-python's idempotent producer enters its fatal state and that request
+    is a 503; the next request, from another producer, is a 202 (a new client, the limit read
+    again), and the same event is now refused as an item."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"{stack.events_topic}-small"
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    admin.create_topics([NewTopic(topic, 4, 1, topic_configs={"max.message.bytes": "20000"})])
+    admin.close()
+    server = Ingest({**stack.env, "MS_EVENTS_TOPIC": topic}, tmp_path)
+    try:
+        other = add_token(server, stack.env, "other")
+        lines = [line for _, line in generate(600, seed=63, now=NOW)]
+        big, mid = sized_event(30_000, seed=64), sized_event(15_000, seed=65)
+        start = {p: 0 for p in range(4)}
+        status, doc = server.post("/v1/events", b"\n".join([*lines[:300], big, *lines[300:]]))
+        assert status == 202 and doc["accepted"] == 600, doc
+        assert [r["index"] for r in doc["rejected"]] == [300]
+        assert "over the 20000-byte limit" in doc["rejected"][0]["reason"]
+        assert "max.message.bytes of topic " + topic in doc["rejected"][0]["reason"]
+        records = read_topic(stack.bootstrap, topic, start)
+        assert Counter(e for evs in events_of(records, PRODUCER).values() for e in evs) == Counter(lines)
+        assert all(len(r.value) < 20_000 for recs in records.values() for r in recs)
+        assert sum(len(recs) for recs in records.values()) > 4 + 1  # cut into more batches than partitions
+        assert server.post("/v1/events", mid) == (202, {"accepted": 1, "rejected": []})  # under 20000
+        _set_max_message_bytes(stack.bootstrap, topic, 10_000)
+        before = end_offsets(stack.bootstrap, topic)
+        status, doc = server.post("/v1/events", mid)  # the ingest still holds 20000: the broker refuses it
+        assert status == 503 and "nothing is confirmed" in doc["error"], (status, doc)
+        small = lines[0]
+        status, doc = server.post("/v1/events", small, token=other)
+        assert (status, doc) == (202, {"accepted": 1, "rejected": []}), server.log.read_text()[-3000:]
+        status, doc = server.post("/v1/events", mid)
+        assert status == 422 and "over the 10000-byte limit" in doc["rejected"][0]["reason"], doc
+        assert written(stack.bootstrap, topic, before, b"other") == [small]
+        assert not written(stack.bootstrap, topic, before, b"gateway")
+        assert "closed, a new one is made for the next request" in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_a_request_is_at_most_4096_items_and_its_answer_is_bounded(stack, ingest):
+    """More items than a batch record may hold (4096) is a 413 and nothing is written; 4096 bad
+    items are 4096 refused records, and the answer lists the first 100 with the count."""
+    before = end_offsets(stack.bootstrap, stack.events_topic)
+    for raw, ctype in ((b"1\n" * 4097, "application/jsonl"), (b"1\n" * (1024 * 1024 // 2), "application/jsonl"),
+                       (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json")):
+        status, doc = ingest.post("/v1/events", raw, ctype=ctype)
+        assert status == 413 and doc == {"error": "the body holds more than 4096 items: send them in several "
+                                                  "requests (at most 4096); nothing was written"}, doc
+    assert end_offsets(stack.bootstrap, stack.events_topic) == before
+    status, _, _ = ingest.request("POST", "/v1/events", b"\n" * 100_000 + b"1\n" * 4096)  # blank lines are no items
+    assert status == 422
+    before = end_offsets(stack.bootstrap, stack.events_topic)
+    req = urllib.request.Request(f"http://127.0.0.1:{ingest.port}/v1/events", data=b"1\n" * 4096, method="POST",
+                                 headers={"Content-Type": "application/jsonl",
+                                          "Authorization": f"Bearer {ingest.token}"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(req, timeout=120)
+    raw = answer.value.read()
+    doc = json.loads(raw)
+    assert answer.value.code == 422 and len(raw) < 16 * 1024
+    assert doc["accepted"] == 0 and doc["rejected_count"] == 4096 and doc["rejected_truncated"] is True
+    assert [r["index"] for r in doc["rejected"]] == list(range(100))
+    assert doc["rejected"][0]["reason"] == reason(b"1")
+    records = read_topic(stack.bootstrap, stack.events_topic, before)
+    assert len(refused_of(records)) == 4096
+
+
+def test_a_tenant_named_twice_in_one_event_is_checked_every_time(stack, ingest):
+    """A token for acme sends an event naming acme and then initech (a repeated key: the scope
+    check and the stream could read different ones): 403, nothing written for anyone."""
+    scoped = add_token_for(ingest, stack.env, "acme-only", "acme")
+    event = next(line for _, line in generate(1, seed=66, now=NOW))
+    doc = orjson.loads(event)
+    body = orjson.dumps({**doc, "tenant_id": "acme"})
+    twice = [body[:-1] + b',"tenant_id":"initech"}', b'{"tenant_id":"initech",' + body[1:]]
+    before = end_offsets(stack.bootstrap, stack.events_topic)
+    for i, raw in enumerate(twice):
+        status, answer = ingest.post("/v1/events", b"\n".join([body, raw]), token=scoped)
+        assert status == 403 and answer["indexes"] == [1], (i, answer)
+    assert end_offsets(stack.bootstrap, stack.events_topic) == before
+    status, answer = ingest.post("/v1/events", body[:-1] + b',"tenant_id":"acme"}', token=scoped)
+    assert status == 422 and "tenant_id: duplicate key" in answer["rejected"][0]["reason"], answer  # its own tenant
+
+
+def add_token_for(ingest: Ingest, env: dict[str, str], name: str, tenant: str) -> str:
+    token = subprocess.run([*CLI, "ingest", "token", "add", name, "--tenant", tenant, "--tokens-file",
+                            str(ingest.tokens)], env=env, capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip()
+    deadline = time.monotonic() + 10
+    while ingest.request("GET", "/v1/events", token=token)[0] == 401:
+        assert time.monotonic() < deadline, "the new token is not taken"
+        time.sleep(0.2)
+    return token
+
+
+def test_a_number_of_thousands_of_digits_is_an_items_reason_never_a_500(stack, ingest):
+    event = next(line for _, line in generate(1, seed=67, now=NOW))
+    for body, ctype in ((b"[" + event + b', {"n": ' + b"9" * 5000 + b"}]", "application/json"),
+                        (b"[" + event + b", " + b"7" * 5000 + b"]", "application/json"),
+                        (event + b'\n{"n": ' + b"9" * 5000 + b"}", "application/jsonl")):
+        status, doc = ingest.post("/v1/events", body, ctype=ctype)
+        assert status == 202 and doc["accepted"] == 1 and [r["index"] for r in doc["rejected"]] == [1], doc
+        assert doc["rejected"][0]["reason"].startswith("not JSON: number"), doc
+    assert "Traceback" not in ingest.log.read_text()
+
+
+def test_the_access_log_shows_a_path_as_sent_escaped_and_cut(ingest):
+    """A path's percent-escapes are never decoded into the log (%0a would start a forged line, %1b
+    an ANSI escape), a backslash is written escaped, a long path is cut; a request line aiohttp
+    cannot parse (a raw control byte) is one line, never a traceback."""
+    import socket
+
+    def raw_request(target: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", ingest.port), timeout=30) as s:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+            return got
+
+    mark = f"m{time.monotonic_ns()}"
+    forged = f"/{mark}-a%0a127.0.0.1%20gateway%20POST%20/v1/events%20202%200.001s%1b[31m"
+    assert raw_request(forged.encode()).startswith(b"HTTP/1.1 401")
+    assert raw_request(f"/{mark}-b\\x0a".encode() + b"x" * 5000).startswith(b"HTTP/1.1 401")
+    assert raw_request(f"/{mark}-c".encode() + b"\x1b[2J").startswith(b"HTTP/1.0 400")
+    deadline = time.monotonic() + 10
+    while len(lines := [line for line in ingest.log.read_bytes().splitlines() if mark.encode() in line]) < 2:
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.2)
+    text = ingest.log.read_bytes()
+    assert b"\x1b" not in text and b"Traceback" not in text
+    assert not any(line.startswith(b"127.0.0.1 gateway") for line in text.splitlines())
+    (a,) = [line for line in lines if f"{mark}-a".encode() in line]
+    assert a.endswith(f" - GET {forged} 401 ".encode() + a.rsplit(b" ", 1)[1])
+    (b,) = [line for line in lines if f"{mark}-b".encode() in line]
+    assert f"/{mark}-b\\\\x0a".encode() in b and b"...(5" in b and len(b) < 400, b  # the backslash escaped
+    assert b"400 InvalidURLError: Invalid char in url path" in text
+
+
+def test_a_slow_body_is_a_408_and_slow_headers_close_the_connection(stack, tmp_path):
+    """MS_INGEST_BODY_TIMEOUT_S bounds how long a body may take (408, the connection closed);
+    MS_INGEST_HEADER_TIMEOUT_S how long a request's headers may (the connection is closed)."""
+    import socket
+
+    server = Ingest(stack.env, tmp_path, MS_INGEST_BODY_TIMEOUT_S="2", MS_INGEST_HEADER_TIMEOUT_S="3")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/jsonl\r\n"
+                      b"Authorization: Bearer " + server.token.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+            started = time.monotonic()
+            got = s.recv(65536)
+            took = time.monotonic() - started  # then aiohttp waits up to 10 s for the rest, and closes
+            while chunk := s.recv(65536):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 408") and b"MS_INGEST_BODY_TIMEOUT_S" in got, got
+        assert b"Connection: close" in got and 1.5 < took < 8, took
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            started = time.monotonic()
+            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            closed = None
+            for _ in range(40):  # a header byte every half second: never a whole request
+                try:
+                    s.sendall(b"X")
+                    s.settimeout(0.5)
+                    if s.recv(1) == b"":
+                        closed = time.monotonic() - started
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = time.monotonic() - started
+                    break
+        assert closed is not None and 2.5 < closed < 10, closed
+        event = next(line for _, line in generate(1, seed=68, now=NOW))
+        assert server.post("/v1/events", event) == (202, {"accepted": 1, "rejected": []})
+    finally:
+        server.stop()

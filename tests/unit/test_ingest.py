@@ -271,3 +271,186 @@ def test_payloads_are_converted_then_judged():
     assert intake.rejected[0]["reason"] == "not converted (openai): the payload does not carry user_id: give them as options"
     assert "user_id" in intake.rejected[1]["reason"] and not intake.rejected[1]["reason"].startswith("not converted")
     assert intake.refusals[0][1].endswith("index 1: " + intake.rejected[0]["reason"])
+
+
+# ---------------------------------------------------------------------------- hostile producers
+
+def _split_lines(raw: bytes) -> list[tuple[int, bytes]]:
+    """JSON Lines framed as they were before the item limit: every line that is not blank."""
+    return [(i, line.rstrip(b"\r\n")) for i, line in enumerate(raw.split(b"\n")) if line.strip()]
+
+
+def test_json_lines_frame_as_every_line_that_is_not_blank():
+    import random
+
+    rng = random.Random(5)
+    parts = [b"", b" ", b"\t", b"\r", b"\x0b\x0c", b"1", b" {} ", b"x\r", b"\xff", b"a b", b"\x1c"]
+    for _ in range(2000):
+        raw = b"\n".join(b"".join(rng.choice(parts) for _ in range(rng.randrange(4))) for _ in range(rng.randrange(8)))
+        try:
+            got = body.items(raw, "application/jsonl")
+        except body.BadBody:
+            got = []
+        assert got == _split_lines(raw), raw
+
+
+def test_a_body_of_more_than_4096_items_is_refused_once_item_4097_is_found():
+    assert body.MAX_ITEMS == 4096
+    assert len(body.items(b"1\n" * 4096, "application/jsonl")) == 4096
+    assert len(body.items(b"\n \n".join([b"1"] * 4096), "application/jsonl")) == 4096  # blank lines are no items
+    assert len(body.items(b"[" + b",".join([b"1"] * 4096) + b"]", "application/json")) == 4096
+    for raw, ctype in ((b"1\n" * 4097, "application/jsonl"), (b"1\n" * 524_288, "application/jsonl"),
+                       (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json"),
+                       (b"[" + b",".join([b"1"] * 4097) + b", {not json", "application/json")):  # found before the end
+        with pytest.raises(body.TooMany, match="more than 4096 items"):
+            body.items(raw, ctype)
+    with pytest.raises(body.TooMany):
+        body.items(b"1\n1\n1", "application/jsonl", max_items=2)
+
+
+def test_a_number_of_thousands_of_digits_frames_and_is_refused_as_its_item():
+    big = b"9" * 5000
+    raw = b"[" + EVENT + b', {"n": ' + big + b"}, -" + big + b".5e-" + big + b", " + big + b"]"
+    framed = body.items(raw, "application/json")
+    assert [i for i, _ in framed] == [0, 1, 2, 3] and framed[3] == (3, big)
+    intake = Intake("test")
+    for index, item in framed:
+        intake.event(index, item)
+    assert intake.events == [EVENT]
+    assert [r["index"] for r in intake.rejected] == [1, 2, 3]
+    assert all(r["reason"].startswith("not JSON: ") and "number" in r["reason"] for r in intake.rejected), \
+        intake.rejected
+
+
+def test_a_tenant_named_twice_is_checked_every_time():
+    """A repeated tenant_id: the scope check sees every occurrence (and the one the rater reads
+    from the stored payload), so a token for acme files nothing under initech."""
+    scoped = tokens.Producer("acme-gw", frozenset({"acme"}))
+    mine = orjson.dumps({**orjson.loads(EVENT), "tenant_id": "acme"})
+    for raw in (mine[:-1] + b',"tenant_id":"initech"}', b'{"tenant_id":"initech",' + mine[1:],
+                b'{"tenant\\u005fid":"initech",' + mine[1:], mine[:-1] + b',"tenant_id":"initech","x":NaN}'):
+        intake = Intake("test", scoped)
+        intake.event(7, raw)
+        assert intake.forbidden == [7] and not intake.rejected and not intake.refusals, raw
+    intake = Intake("test", scoped)
+    intake.event(0, mine[:-1] + b',"tenant_id":"acme"}')  # its own tenant twice: a bad event, not forbidden
+    assert not intake.forbidden and "tenant_id: duplicate key" in intake.rejected[0]["reason"]
+    chat = b'{"tenant_id":"acme","id":"c1","object":"chat.completion","tenant_id":"initech"}'
+    intake = Intake("test", scoped)
+    intake.payload(3, "openai", chat, Ids(tenant_id="acme", user_id="alice"))  # a payload refused: the same
+    assert intake.forbidden == [3] and not intake.refusals
+    anyone = Intake("test", tokens.Producer("gw"))
+    anyone.event(0, mine[:-1] + b',"tenant_id":"initech"}')
+    assert not anyone.forbidden and len(anyone.refusals) == 1
+
+
+def test_limits_keep_every_record_within_the_brokers_limit():
+    """The Kafka record an event or a batch would make, by kafka-python's own record builder:
+    never over record_max (the broker's limit less a margin); an event whose record would be is
+    the item's reason."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES
+    from streams.ingest.writer import PRODUCER_HEADER, RECORD_MARGIN, Limits, record_size
+
+    def built(key, value, headers) -> int:
+        b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=1,
+                                      producer_epoch=0, base_sequence=0, batch_size=1 << 24)
+        b.append(0, timestamp=None, key=key, value=value, headers=headers)
+        return len(b.build())
+
+    for limit in (1_048_588, 20_000, 2_000):
+        limits = Limits(limit, "test")
+        assert limits.record_max == limit - RECORD_MARGIN and limits.batch_bytes <= MAX_BATCH_BYTES
+        name = "n" * 64
+        batch = b"\n".join([EVENT] * (limits.batch_bytes // (len(EVENT) + 1)))
+        batch += b"x" * (limits.batch_bytes - len(batch))
+        headers = [BATCH_HEADER, (PRODUCER_HEADER, name.encode())]
+        assert built(None, batch, headers) <= record_size(None, batch, headers) <= limits.record_max
+        fits = b"{" + b" " * (limit - 250) + EVENT[1:]
+        while limits.too_large(fits, name) is not None:
+            fits = fits[:1] + fits[2:]
+        over = fits[:1] + b" " + fits[1:]
+        single = [(PRODUCER_HEADER, name.encode())]
+        assert built(b"acme/alice", fits, single) <= limits.record_max < built(b"acme/alice", over, single) + 21
+        assert limits.too_large(over, name) == (
+            f"event is {len(over)} bytes: its Kafka record ({record_size(b'acme/alice', over, single)} bytes) is over "
+            f"the {limit}-byte limit of the events topic (test)")
+    assert Limits(1_048_588, "t").batch_bytes == MAX_BATCH_BYTES  # the contract's budget fits Kafka's default
+
+
+def test_an_event_too_large_for_a_record_is_refused_as_its_item_in_index_order():
+    from streams.ingest.writer import Limits
+
+    limits = Limits(20_000, "max.message.bytes of topic t")
+    small = EVENT
+    big = orjson.dumps({**orjson.loads(EVENT), "text": {"input": "x" * 30_000}})
+    intake = Intake("meterstream ingest POST /v1/events by gw")
+    for i, raw in enumerate([small, b'{"usage": 1}', big, small, b"[]"]):
+        intake.event(i, raw)
+    assert len(intake.events) == 3
+    intake.fit(lambda e: limits.too_large(e, "gw"), lambda v, r: limits.refusal_fits(v, r, "gw"))
+    assert intake.events == [small, small]
+    assert [r["index"] for r in intake.rejected] == [1, 2, 4]
+    assert intake.rejected[1]["reason"].startswith(f"event is {len(big)} bytes: its Kafka record (")
+    assert intake.rejected[1]["reason"].endswith(
+        "over the 20000-byte limit of the events topic (max.message.bytes of topic t)")
+    assert [r.split(", index ")[1].split(":")[0] for _, r in intake.refusals] == ["1", "2", "4"]
+    assert orjson.loads(intake.refusals[1][0])["text"] == REMOVED  # the stored payload: no text, small
+    tiny = Limits(150, "t")  # a refused record that would not fit either is reported only
+    intake.fit(lambda e: tiny.too_large(e, "gw"), lambda v, r: tiny.refusal_fits(v, r, "gw"))
+    assert not intake.events and [r["index"] for r in intake.rejected] == [0, 1, 2, 3, 4] and not intake.refusals
+
+
+def test_an_answer_lists_at_most_100_refusals():
+    from streams.ingest.server import MAX_LISTED, listed
+
+    assert MAX_LISTED == 100
+    few = {"accepted": 1, "rejected": [{"index": i, "reason": "r"} for i in range(100)]}
+    assert listed(few, "rejected") is few
+    many = {"accepted": 0, "rejected": [{"index": i, "reason": "r"} for i in range(4096)]}
+    assert listed(many, "rejected") == {"accepted": 0, "rejected": many["rejected"][:100], "rejected_count": 4096,
+                                        "rejected_truncated": True}
+
+
+class _Raw:
+    def __init__(self, raw_path: str) -> None:
+        self.raw_path = raw_path
+
+
+def test_the_log_shows_a_path_as_sent_escaped_and_cut():
+    from streams.ingest.server import shown
+
+    assert shown(_Raw("/v1/events?x=%0a%1b")) == "/v1/events?x=%0a%1b"  # never decoded
+    assert shown(_Raw("/a\nb\x1b[31m\\x\u202e\xe9\udcff")) == "/a\\nb\\x1b[31m\\\\x\\u202e\\xe9\\udcff"
+    long = shown(_Raw("/" + "y" * 10_000))
+    assert long == "/" + "y" * 199 + "...(10001 characters)"
+    assert all(c.isprintable() and c.isascii() for c in shown(_Raw("".join(map(chr, range(0, 0x3000))))))
+
+
+def test_a_request_aiohttp_cannot_parse_is_one_log_line():
+    import logging
+
+    from aiohttp.http_exceptions import InvalidURLError
+
+    from streams.ingest.server import OneLine
+
+    try:
+        raise InvalidURLError("Invalid char in url path:\n\n    b'GET /\\x1b HTTP/1.1'\n      ^")
+    except InvalidURLError:
+        import sys
+
+        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                                   ("127.0.0.1",), sys.exc_info())
+    assert OneLine().filter(record)
+    assert logging.Formatter().format(record) == \
+        "Error handling request from 127.0.0.1: 400 InvalidURLError: Invalid char in url path:"
+
+
+def test_the_ingests_timeouts_are_settings(monkeypatch):
+    from streams.settings import Settings
+
+    assert (Settings().ingest_body_timeout_s, Settings().ingest_header_timeout_s) == (30.0, 15.0)
+    monkeypatch.setenv("MS_INGEST_BODY_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("MS_INGEST_HEADER_TIMEOUT_S", "4")
+    assert (Settings().ingest_body_timeout_s, Settings().ingest_header_timeout_s) == (2.5, 4.0)
