@@ -191,6 +191,8 @@ def test_an_older_publication_written_again_is_refused_and_prices_stay(stack, tm
         (dirs[name] / "openai-usd.yaml").write_text(text.replace(line, line.replace('"2.50"', f'"{price}"'), 1))
     current = load_catalog(dirs["current"])
     stack.start_worker()
+    stack.produce(events("before", 10, now))
+    wait_rows(stack, 10)  # the worker is up (and has written the catalog key)
     stack.cli("catalog", "publish", str(dirs["cheap"]))
     stack.cli("catalog", "publish", str(dirs["current"]))
 
@@ -208,7 +210,7 @@ def test_an_older_publication_written_again_is_refused_and_prices_stay(stack, tm
     producer.close()
     after = events("after", 40, now)
     stack.produce(after)
-    rows = wait_rows(stack, 40)
+    rows = wait_rows(stack, 50)
     for raw in after:
         want = rate(raw, current, now=now + dt.timedelta(minutes=5))
         got = rows[want["event_id"]]
