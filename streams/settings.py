@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     web_allowed_hosts: str = ""
     sql_max_rows: int = Field(default=100_000, ge=1)
     sql_timeout_s: int = Field(default=30, ge=1)
+    # What one analyst read may use (Store.query_readonly): memory, rows and bytes read; on the
+    # embedded engine, whose one statement at a time the sink shares, also a shorter time limit.
+    sql_max_memory_mb: int = Field(default=512, ge=1)
+    sql_max_rows_read: int = Field(default=200_000_000, ge=1)
+    sql_max_bytes_read: int = Field(default=20 * 1024**3, ge=1)
+    sql_embedded_timeout_s: int = Field(default=5, ge=1)
     # Catalogs a worker may re-rate with, by name: the subdirectories of this directory.
     rerate_catalogs_dir: Path | None = None
     # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.

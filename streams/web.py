@@ -179,8 +179,14 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
                 raise BadRequest(400, str(exc)) from None
             return rows_response(self, await with_store(reads.run, name, body))
 
+    sql_turn = asyncio.Semaphore(1)  # one analyst query at a time on an engine the sink shares
+
     @app.page("/sql")
     class SqlView(faust.web.View):
+        """On the embedded engine an analyst's query runs alone and between the sink's batches,
+        with a time limit of at most MS_SQL_EMBEDDED_TIMEOUT_S, so a batch waits for at most one
+        such query (streams/storage/chdb_store.py); on a server it runs beside the sink."""
+
         async def post(self, request: Any) -> Any:
             body = await json_object(request)
             if set(body) - {"sql", "params"}:
@@ -191,8 +197,16 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
                     return run_checked_sql(store, settings, body.get("sql"), body.get("params"))
                 except RefusedSQL as exc:
                     raise BadRequest(400, f"refused: {exc}") from None
+                except StoreClosed:
+                    raise
+                except StoreError as exc:  # a limit (time, memory, rows read …): ClickHouse's first line
+                    raise BadRequest(400, (str(exc).strip().splitlines() or ["query failed"])[0][:500]) from None
 
-            return rows_response(self, await with_store(checked))
+            store = sink.store if sink is not None else None
+            if store is None or not store.analyst_reads_block_writes:
+                return rows_response(self, await with_store(checked))
+            async with sql_turn:
+                return rows_response(self, await with_store(checked, exclusive=True))
 
     @app.page("/rerate")
     class RerateView(faust.web.View):

@@ -118,13 +118,17 @@ class Reader:
 
 
 def run_checked_sql(store: Store, settings: Settings, text: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Check `text` with the store's own parser, then run it read-only with limits."""
+    """Check `text` with the store's own parser, then run it read-only with the MS_SQL_* limits
+    (time, result rows, memory, rows and bytes read; on the embedded engine a time limit of at
+    most MS_SQL_EMBEDDED_TIMEOUT_S: streams/storage/chdb_store.py)."""
     if params is not None and (not isinstance(params, dict) or not all(
             isinstance(k, str) and isinstance(v, str | int | bool) for k, v in params.items())):
         raise RefusedSQL("params must map names to strings or integers")
     canonical = SqlGuard(store, settings.clickhouse_database).canonical(text, params)
     return store.query_readonly(canonical, params, max_rows=settings.sql_max_rows,
-                                timeout_s=settings.sql_timeout_s)
+                                timeout_s=settings.sql_timeout_s, max_memory_mb=settings.sql_max_memory_mb,
+                                max_rows_read=settings.sql_max_rows_read, max_bytes_read=settings.sql_max_bytes_read,
+                                embedded_timeout_s=settings.sql_embedded_timeout_s)
 
 
 def _typed(rows: list[dict[str, Any]], types: dict[str, str]) -> list[dict[str, Any]]:

@@ -21,6 +21,30 @@ class StoreClosed(StoreError):
     """The store was closed (its owner handed it over) while a statement waited for it."""
 
 
+# Defaults of Store.query_readonly's limits (the settings MS_SQL_MAX_MEMORY_MB, MS_SQL_MAX_ROWS_READ,
+# MS_SQL_MAX_BYTES_READ and MS_SQL_EMBEDDED_TIMEOUT_S have the same ones).
+DEFAULT_MAX_MEMORY_MB = 512
+DEFAULT_MAX_ROWS_READ = 200_000_000
+DEFAULT_MAX_BYTES_READ = 20 * 1024**3
+DEFAULT_EMBEDDED_TIMEOUT_S = 5
+ANALYST_BLOCK_ROWS = 8192
+
+
+def readonly_settings(*, max_rows: int, timeout_s: int, max_memory_mb: int, max_rows_read: int,
+                      max_bytes_read: int) -> str:
+    """The SETTINGS clause of an analyst's read; it applies to the whole query (subqueries, every
+    SELECT of a UNION). The engine checks its limits between blocks of rows: blocks of at most
+    8192 rows (joins' output too: a cross join's default blocks of 65k wide rows took the memory
+    at once) make them bite sooner. The result is held whole (as blocks, then as text), so it may
+    hold at most half the memory limit."""
+    memory = int(max_memory_mb) * 1024 * 1024
+    return (f"\nSETTINGS readonly = 1, max_execution_time = {int(timeout_s)}, timeout_overflow_mode = 'throw', "
+            f"max_result_rows = {int(max_rows)}, max_result_bytes = {memory // 2}, result_overflow_mode = 'throw', "
+            f"max_memory_usage = {memory}, max_rows_to_read = {int(max_rows_read)}, "
+            f"max_bytes_to_read = {int(max_bytes_read)}, read_overflow_mode = 'throw', "
+            f"max_block_size = {ANALYST_BLOCK_ROWS}, max_joined_block_size_rows = {ANALYST_BLOCK_ROWS}")
+
+
 class Store(abc.ABC):
     backend: str
     database: str
@@ -39,13 +63,26 @@ class Store(abc.ABC):
         """Insert rows (dicts keyed by column). A repeat of the same block with the same
         ``dedup_token`` is dropped by tables that keep a deduplication window."""
 
+    # True when an analyst's read runs on the same one-statement-at-a-time engine as the sink's
+    # writes (the embedded engine): such a read is then held to a short time limit as well.
+    analyst_reads_block_writes = False
+
     def query_readonly(self, sql: str, params: Mapping[str, Any] | None = None, *, max_rows: int,
-                       timeout_s: int) -> list[Row]:
-        """A SELECT (already checked to hold no SETTINGS, FORMAT or INTO) under readonly=1, with a
-        time limit and a row limit: going over either is an error, not a cut."""
-        limits = (f"\nSETTINGS readonly = 1, max_execution_time = {int(timeout_s)}, "
-                  f"max_result_rows = {int(max_rows)}, result_overflow_mode = 'throw'")
-        return self.query(sql + limits, params)
+                       timeout_s: int, max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+                       max_rows_read: int = DEFAULT_MAX_ROWS_READ, max_bytes_read: int = DEFAULT_MAX_BYTES_READ,
+                       embedded_timeout_s: int = DEFAULT_EMBEDDED_TIMEOUT_S) -> list[Row]:
+        """A SELECT (already checked to hold no SETTINGS, FORMAT or INTO) under readonly=1 with
+        limits on time, result rows and bytes, memory, and rows and bytes read: going over any is
+        an error (one line, ClickHouse's own), never a cut. Where reads share the writer's engine
+        (`analyst_reads_block_writes`) the time limit is also at most `embedded_timeout_s`."""
+        seconds = min(timeout_s, embedded_timeout_s) if self.analyst_reads_block_writes else timeout_s
+        return self._query_analyst(sql + readonly_settings(
+            max_rows=max_rows, timeout_s=seconds, max_memory_mb=max_memory_mb,
+            max_rows_read=max_rows_read, max_bytes_read=max_bytes_read), params)
+
+    def _query_analyst(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        """Run an analyst's limited read (backends give it its own priority or connection)."""
+        return self.query(sql, params)
 
     def close(self) -> None:  # noqa: B027 - optional for backends
         pass

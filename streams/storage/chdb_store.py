@@ -1,4 +1,21 @@
-"""The embedded ClickHouse engine (chDB). One process owns a data directory at a time."""
+"""The embedded ClickHouse engine (chDB). One process owns a data directory at a time.
+
+The engine runs one statement at a time (a chDB session is not safe for concurrent queries), so
+in a worker the sink's writes and analysts' reads (`meterstream sql` through POST /sql) take
+turns on it. An analyst's read must never stall the ledger for long, so:
+
+- an analyst's read (Store.query_readonly) runs with max_execution_time at most
+  MS_SQL_EMBEDDED_TIMEOUT_S (5 s; MS_SQL_TIMEOUT_S applies when it is shorter), beside the
+  memory, rows-read, bytes-read and result limits every analyst read has (streams/storage/base.py):
+  the engine stops it with TIMEOUT_EXCEEDED and gives the engine back;
+- the engine's lock prefers everything else: an analyst's read starts only when no other
+  statement (a sink insert, a rollup read, a named read) waits for the engine, so a write waits for
+  at most the one analyst read running, never for a queue of them;
+- the worker's POST /sql (streams/web.py) runs one analyst query at a time, between the sink's
+  batches (under the sink's batch lock), so a batch of several statements is delayed at most once.
+
+So a sink write waits at most MS_SQL_EMBEDDED_TIMEOUT_S plus the time the engine takes to notice
+the limit (it checks between blocks of rows: tests/integration/test_sql_limits.py measures it)."""
 
 from __future__ import annotations
 
@@ -7,7 +24,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,8 +68,40 @@ def _escaped(params: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(v, str) else v for k, v in params.items()}
 
 
+class _EngineLock:
+    """One statement at a time; a statement that is not an analyst's read goes before any
+    analyst's read that waits (module doc)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = False
+        self._others_waiting = 0
+
+    @contextlib.contextmanager
+    def hold(self, *, analyst: bool = False) -> Iterator[None]:
+        with self._cond:
+            if analyst:
+                while self._busy or self._others_waiting:
+                    self._cond.wait()
+            else:
+                self._others_waiting += 1
+                try:
+                    while self._busy:
+                        self._cond.wait()
+                finally:
+                    self._others_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
 class ChdbStore(Store):
     backend = "chdb"
+    analyst_reads_block_writes = True
 
     def __init__(self, path: Path, database: str = "meterstream") -> None:
         try:
@@ -64,7 +113,7 @@ class ChdbStore(Store):
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.database = check_identifier(database)
-        self._lock = threading.Lock()  # a chDB session is not safe for concurrent queries
+        self._lock = _EngineLock()  # a chDB session is not safe for concurrent queries
         with _stderr_captured() as captured:
             try:
                 self._session = session.Session(str(path))
@@ -77,8 +126,9 @@ class ChdbStore(Store):
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
 
-    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
-        with self._lock:
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None, *,
+             analyst: bool = False) -> Any:
+        with self._lock.hold(analyst=analyst):
             if self._session is None:
                 raise StoreClosed("the embedded engine was closed")
             try:
@@ -91,7 +141,13 @@ class ChdbStore(Store):
                 raise StoreError(str(exc)) from exc
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        res = self._run(sql, "JSON", params)
+        return self._query(sql, params)
+
+    def _query_analyst(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        return self._query(sql, params, analyst=True)
+
+    def _query(self, sql: str, params: Mapping[str, Any] | None, *, analyst: bool = False) -> list[Row]:
+        res = self._run(sql, "JSON", params, analyst=analyst)
         raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
         if not raw.strip():
             return []
@@ -117,7 +173,7 @@ class ChdbStore(Store):
         self._run(sql)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock.hold():
             if self._session is not None:
                 self._session.close()
                 self._session = None

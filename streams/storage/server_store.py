@@ -6,7 +6,11 @@ Distributed tables in the foreground (``distributed_foreground_insert = 1``): an
 once every shard's replicated table has its rows (or fails), and ``insert_deduplication_token``
 goes with each shard's part of the block (the insert's settings travel to the shards), so a
 retried block is dropped by each shard's own dedup window. Not run against a cluster here (README,
-"ClickHouse cluster")."""
+"ClickHouse cluster").
+
+Analysts' reads (Store.query_readonly) go through a second client without a session, so they never
+wait for, or hold up, the sink's statements on the first one; the server runs them side by side
+under the same per-query limits as on chDB (memory, rows and bytes read, result, MS_SQL_TIMEOUT_S)."""
 
 from __future__ import annotations
 
@@ -43,6 +47,9 @@ class ServerStore(Store):
                 admin.close()
             self._client = clickhouse_connect.get_client(dsn=url, database=self.database)
             self._lock = threading.Lock()
+            self._url = url  # for the analysts' client, made at their first read
+            self._analyst_client: Any = None
+            self._analyst_lock = threading.Lock()
         except Exception as exc:
             raise StoreError(f"cannot connect to the ClickHouse server: {exc}") from exc
 
@@ -50,6 +57,18 @@ class ServerStore(Store):
         try:
             with self._lock:  # one statement at a time: the client's session refuses concurrent ones
                 return list(self._client.query(sql, parameters=dict(params or {})).named_results())
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _query_analyst(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        import clickhouse_connect
+
+        try:
+            with self._analyst_lock:  # analysts' reads take turns among themselves, not with the sink
+                if self._analyst_client is None:
+                    self._analyst_client = clickhouse_connect.get_client(
+                        dsn=self._url, database=self.database, autogenerate_session_id=False)
+                return list(self._analyst_client.query(sql, parameters=dict(params or {})).named_results())
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 
@@ -77,3 +96,5 @@ class ServerStore(Store):
 
     def close(self) -> None:
         self._client.close()
+        if self._analyst_client is not None:
+            self._analyst_client.close()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from pathlib import Path
+
 import pytest
 
-from streams.analyst.sql_guard import RefusedSQL, SqlGuard
+from streams.analyst import reads
+from streams.analyst.sql_guard import ALLOWED_FUNCTIONS, RefusedSQL, SqlGuard
+from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
+from streams.storage.migrations import migrate
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +86,180 @@ def test_multi_line_sql_and_backslashes_reach_the_parser_intact(guard):
     text = guard.canonical("SELECT user_id,\n\tsum(cost) AS c\nFROM ledger\nGROUP BY user_id")
     assert "GROUP BY user_id" in text and "sum(cost)" in text
     assert guard.store.query("SELECT {v:String} AS v", {"v": "a\\b\nc\td"})[0]["v"] == "a\\b\nc\td"
+
+
+# --- The review's findings: tables named where the parser gives a plain identifier, and functions
+# from an allow-list. Each attack below first ANSWERS on the raw engine (so the refusal matters),
+# then is refused by the guard with its reason.
+
+LEAKS = {  # answers the raw engine gives: proof that each is a real read past the old guard
+    "SELECT 0 IN system.one": "only tables of the database 'gdb' may be read, not system.one",
+    "SELECT ('SYSTEM', 'Linux') IN system.build_options": "not system.build_options",  # a lookup oracle
+    "SELECT 0 NOT IN system.one": "not system.one",
+    "SELECT 0 GLOBAL IN system.one": "not system.one",
+    "SELECT nullIn(0, system.one)": "not system.one",
+    "SELECT globalNotNullIn(0, system.one)": "not system.one",
+    "SELECT 0 IN (system.one AS t)": "not system.one",
+    "SELECT system.one.dummy": "not system.one.dummy",
+    "SELECT system.one.*": "not system.one",
+    "SELECT getSettingOrDefault('readonly', 5)": "function getSettingOrDefault() is not allowed",
+    "SELECT globalVariable('max_allowed_packet')": "function globalVariable() is not allowed",
+    "SELECT hasColumnInTable('system', 'one', 'dummy')": "function hasColumnInTable() is not allowed",
+    "SELECT version()": "function version() is not allowed",
+    "SELECT hostName()": "function hostName() is not allowed",
+    "SELECT currentUser()": "function currentUser() is not allowed",
+    "SELECT uptime()": "function uptime() is not allowed",
+    "SELECT getSetting('max_memory_usage')": "function getSetting() is not allowed",
+    "SELECT arrayReduce('max', [1, 2])": "function arrayReduce() is not allowed",  # an aggregate by name
+    "SELECT * APPLY(x -> getSetting('readonly')) FROM (SELECT 1 AS a)": "APPLY is not allowed",  # f not in the tree
+}
+
+REFUSED_ONLY = {  # refused before they run (they would fail or need objects this engine lacks)
+    "SELECT joinGet('system.one', 'dummy', 0)": "function joinGet() is not allowed",
+    "SELECT joinGetOrNull('gdb.j', 'v', 0)": "function joinGetOrNull() is not allowed",
+    "SELECT dictGet('gdb.d', 'v', toUInt64(1))": "function dictGet() is not allowed",
+    "SELECT dictGetOrDefault('d', 'v', 1, 0)": "function dictGetOrDefault() is not allowed",
+    "SELECT dictHas('d', 1)": "function dictHas() is not allowed",
+    "SELECT initializeAggregation('sumState', 1)": "function initializeAggregation() is not allowed",
+    "SELECT JSONExtractString('{}', 'a')": "function JSONExtractString() is not allowed",
+    "SELECT sleep(3)": "function sleep() is not allowed",
+    "SELECT GETSETTING('readonly')": "function GETSETTING() is not allowed",
+    "SELECT throwIf(1)": "function throwIf() is not allowed",
+    "SELECT fileIf('/etc/passwd', 1)": "function fileIf() is not allowed",  # a combinator on a banned base
+    "SELECT count() FROM ledger WHERE 1 IN numbers(10)": "function numbers() is not allowed",
+    "SELECT 'x' IN information_schema.tables": "not information_schema.tables",
+    "SELECT 0 IN gdb.ledger.x": "not gdb.ledger.x",
+    "SELECT * FROM ledger WHERE user_id IN other.t": "not other.t",
+    # a parameter naming a table is checked as substituted (the engine reads it as one quoted name)
+    "SELECT 0 IN {tbl:Identifier}": "not system.one",
+    "SELECT * FROM {tbl:Identifier}": "not system.one",
+}
+
+
+@pytest.mark.parametrize("sql", list(LEAKS))
+def test_each_leak_answers_on_the_engine_but_is_refused(guard, sql):
+    params = {"tbl": "system.one"}
+    assert guard.store.query(sql, params)  # the attack is real here: the engine answers it
+    with pytest.raises(RefusedSQL, match=re.escape(LEAKS[sql])):
+        guard.canonical(sql, params)
+
+
+@pytest.mark.parametrize("sql", list(REFUSED_ONLY))
+def test_functions_off_the_list_and_other_databases_are_refused(guard, sql):
+    with pytest.raises(RefusedSQL, match=re.escape(REFUSED_ONLY[sql])):
+        guard.canonical(sql, {"tbl": "system.one"})
+
+
+def test_the_allow_list_names_real_functions_and_no_dangerous_one(guard):
+    rows = guard.store.query("SELECT name, alias_to FROM system.functions")
+    canonical = {r["name"] for r in rows if not r["alias_to"]}
+    assert not ALLOWED_FUNCTIONS - canonical, "allow-listed names the engine lacks (or aliases, not canonical names)"
+    for name in ("file", "getSetting", "getSettingOrDefault", "globalVariable", "hasColumnInTable", "joinGet",
+                 "dictGet", "arrayReduce", "initializeAggregation", "sleep", "throwIf", "url", "numbers",
+                 "version", "currentDatabase", "getMacro", "getServerSetting", "filesystemAvailable"):
+        assert name not in ALLOWED_FUNCTIONS, name
+
+
+@pytest.fixture(scope="module")
+def analyst(guard):
+    """A second session on the guard's data directory holding the real schema (the migrations) in
+    the database 'meterstream', with a few rows: the queries analysts, the CLI and the tests send."""
+    store = ChdbStore(guard.store.path, "meterstream")
+    migrate(store, Settings().migrations_dir)
+    store.command(
+        "INSERT INTO ledger (tenant_id, event_id, user_id, provider, model, ts, currency, cost, input_tokens, "
+        "output_tokens, labels, src_partition, src_offset) SELECT 'acme', 'req-' || toString(number), "
+        "'u' || toString(number % 3), 'openai', 'gpt-4o', now64(3) - number, 'USD', number / 100, 10, 20, "
+        "map('team', 'a'), 0, number FROM numbers(30)")
+    yield SqlGuard(store, "meterstream")
+    store.close()
+
+
+def _readme_queries() -> list[str]:
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    queries = re.findall(r'^meterstream sql "([^"]+)"', text, re.M)
+    for block in re.findall(r"^```sql\n(.*?)^```", text, re.M | re.S):
+        code = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("--"))
+        queries += [q.strip() for q in code.split(";") if q.strip()]
+    return queries
+
+
+# What goes through the guard today: the README's queries, the SQL the tests, the harness and the
+# benchmarks send to POST /sql, and what an analyst writes (aliases, combinators, windows, maps).
+ANALYST_QUERIES = [
+    "SELECT event_id, toString(cost) AS cost, toString(list_cost) AS list_cost, price_overlay, catalog_hash FROM ledger FINAL",
+    "SELECT reason FROM rejected_events FINAL",
+    "SELECT count() AS n FROM ledger",
+    "SELECT tenant_id, sum(cost) AS cost FROM spend_by_user_day WHERE tenant_id != {t:String} GROUP BY tenant_id ORDER BY tenant_id",
+    "SELECT count() AS n, sum(cost) AS c FROM ledger FINAL",
+    "SELECT sum(events) AS n, sum(cost) AS c FROM spend_by_user_day",
+    "SELECT tenant_id, user_id, src_partition FROM ledger FINAL",
+    "SELECT usage FROM ledger FINAL WHERE event_id = 'chatcmpl-5'",
+    "SELECT reason, payload FROM rejected_events FINAL",
+    "SELECT count() AS n FROM ledger FINAL",
+    "SELECT user_id, toUnixTimestamp64Milli(min(written_at)) AS w FROM rollup_user_minute WHERE tenant_id = 'bench' GROUP BY user_id",
+    "SELECT count() AS n FROM rejected_events FINAL",
+    "SELECT SUM(cost), COUNT(*), countDistinct(user_id), count(DISTINCT model), sumIf(cost, cost > 0), "
+    "uniqExactIf(user_id, input_tokens > 0), median(cost), quantiles(0.5, 0.9)(cost), avgOrNull(cost), "
+    "maxIf(ts, model = 'gpt-4o'), argMax(user_id, cost), topK(3)(model), groupArray(3)(event_id) FROM ledger",
+    "SELECT sumMap(mapKeys(labels), arrayMap(x -> 1, mapValues(labels))), sumState(cost) FROM ledger",
+    "SELECT finalizeAggregation(s) FROM (SELECT sumState(cost) AS s FROM ledger)",
+    "SELECT user_id, cost, row_number() OVER w AS n, dense_rank() OVER (ORDER BY cost) AS d, "
+    "lagInFrame(cost) OVER (PARTITION BY user_id ORDER BY ts) AS prev FROM ledger WINDOW w AS (ORDER BY ts)",
+    "SELECT DATE_TRUNC('day', ts) AS d, toStartOfHour(ts) AS h, toYYYYMM(ts) AS m, dateDiff('minute', ts, now()) AS age_min, "
+    "formatDateTime(ts, '%F') AS f, ts - INTERVAL 1 DAY AS before, toDate(ts) = today() AS is_today FROM ledger LIMIT 5",
+    "SELECT CASE WHEN cost > 1 THEN 'big' ELSE 'small' END AS size, CASE model WHEN 'gpt-4o' THEN 1 ELSE 0 END AS m, "
+    "if(estimated, 'yes', 'no') AS e, coalesce(nullIf(region, ''), '-') AS r, multiIf(cost > 0, 1, 0) AS p FROM ledger",
+    "SELECT labels['team'] AS team, lower(user_id) AS u, concat(tenant_id, '/', user_id) AS k, substr(event_id, 1, 4) AS p, "
+    "replaceRegexpAll(event_id, '[0-9]', '#') AS shape, splitByChar('-', event_id)[1] AS head, "
+    "toDecimal64(cost, 4) AS c4, round(toFloat64(cost), 2) AS approx, formatReadableQuantity(input_tokens) AS q FROM ledger",
+    "SELECT tenant_id, user_id, currency, sum(cost) AS cost FROM spend_by_user_month GROUP BY tenant_id, user_id, currency "
+    "WITH ROLLUP ORDER BY cost DESC LIMIT 10",
+    "SELECT l.user_id, s.cost FROM ledger AS l INNER JOIN (SELECT user_id, sum(cost) AS cost FROM ledger GROUP BY user_id) "
+    "AS s ON l.user_id = s.user_id WHERE l.event_id IN (SELECT event_id FROM ledger WHERE cost > 0) "
+    "AND (l.tenant_id, l.user_id) IN ledger_pairs",
+    "SELECT arrayJoin(['a', 'b']) AS x, (1, 'y').2 AS t, [1, 2, 3][2] AS e, has([1, 2], 1) AS h, exists(SELECT 1) AS ex",
+]
+
+
+def _named_reads() -> list[tuple[str, str, dict]]:
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    examples = {
+        "spend": [{"by": "user", "window": "day", "tenant": "acme", "since": when, "until": when + dt.timedelta(days=1)},
+                  {"by": "model", "window": "total", "since": when}],
+        "rejects": [{"limit": 10}], "alerts": [{}], "counts": [{}],
+        "ledger_spend": [{"tenant_id": "acme", "user_id": "u1", "model": "gpt-4o", "currency": "USD",
+                          "since": when, "until": when + dt.timedelta(days=1)}],
+    }
+    assert set(examples) == set(reads.READS), "a new named read: add an example here"
+    out = []
+    for name, cases in examples.items():
+        for params in cases:
+            read, p = reads.parse(name, params)
+            sql, bound = read.sql(p)
+            out.append((name, sql, bound))
+    return out
+
+
+def test_the_readme_shows_the_queries_this_checks():
+    queries = _readme_queries()
+    assert len(queries) >= 4 and any("spend_by_model_day" in q for q in queries), queries
+
+
+@pytest.mark.parametrize("sql", _readme_queries() + ANALYST_QUERIES)
+def test_analysts_queries_pass_and_run(analyst, sql):
+    if "ledger_pairs" in sql:  # a WITH-less table name on the right of IN: a table of this database
+        analyst.store.command("CREATE TABLE IF NOT EXISTS ledger_pairs (t String, u String) ENGINE = Memory")
+    canonical = analyst.canonical(sql, {"t": "nobody"})
+    analyst.store.query_readonly(canonical, {"t": "nobody"}, max_rows=10_000, timeout_s=10)
+
+
+NAMED_READS = _named_reads()
+
+
+@pytest.mark.parametrize(("name", "sql", "bound"), NAMED_READS, ids=[n for n, _, _ in NAMED_READS])
+def test_the_named_reads_would_pass_the_guard_too(analyst, name, sql, bound):
+    """report, rejects, alerts and the alerts role run these by name (no guard on that path); the
+    allow-list still covers every function they call."""
+    canonical = analyst.canonical(sql, bound)
+    analyst.store.query_readonly(canonical, bound, max_rows=10_000, timeout_s=10)
