@@ -285,8 +285,10 @@ def rerate_command(since: Any, until: Any, catalog: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 def sql_command(query: str, params: tuple[str, ...], fmt: str) -> None:
     """Run one read-only SELECT over meterstream's tables and views. It is checked by ClickHouse's
-    own parser first (no table functions, INTO OUTFILE, FORMAT, SETTINGS or other databases) and
-    runs under readonly=1 with MS_SQL_TIMEOUT_S and MS_SQL_MAX_ROWS."""
+    own parser first (tables of this database only, wherever they appear; functions from an
+    allow-list; no table functions, INTO OUTFILE, FORMAT or SETTINGS) and runs under readonly=1
+    within MS_SQL_TIMEOUT_S (MS_SQL_EMBEDDED_TIMEOUT_S on the embedded engine), MS_SQL_MAX_ROWS,
+    MS_SQL_MAX_MEMORY_MB, MS_SQL_MAX_ROWS_READ and MS_SQL_MAX_BYTES_READ."""
     from streams.analyst.reader import AnalystError, Reader
 
     bound = {}
