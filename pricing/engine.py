@@ -8,7 +8,7 @@ and output text separately. Anything the catalog does not price is an error, nev
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -16,9 +16,9 @@ from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
 from pricing.errors import PricingError
 from pricing.overlays import Rule
 from schemas.billing_event import BillingEvent, Usage
+from schemas.money import EXACT, money_str
+from schemas.money import PLACES as MAX_PLACES
 
-EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
-MAX_PLACES = 12
 ONE = Decimal(1)
 
 _UNIT_NAMES = {
@@ -38,16 +38,6 @@ _UNIT_NAMES = {
 }
 
 
-UNITS = 10**MAX_PLACES
-
-
-def units_text(units: int) -> str:
-    """money_str of ``units`` * 10^-12, from the integer: exact, no exponent, no trailing zeros."""
-    q, r = divmod(abs(units), UNITS)
-    text = f"{q}.{r:012d}".rstrip("0") if r else str(q)
-    return "-" + text if units < 0 else text
-
-
 def _per_label(per: int) -> str:
     if per == 1:
         return ""
@@ -56,15 +46,6 @@ def _per_label(per: int) -> str:
     if per % 1000 == 0:
         return f"{per // 1000}K "
     return f"{per} "
-
-
-def money_str(d: Decimal) -> str:
-    """Exact decimal text, no exponent, no trailing zeros ("0.15", "10")."""
-    if not d:
-        return "0"
-    n = d.normalize(EXACT)
-    s = str(n)  # same text as format(n, "f") unless str() chose an exponent; 3x cheaper
-    return format(n, "f") if "E" in s else s
 
 
 @lru_cache(maxsize=4096)

@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pricing.catalog import (DECIMAL_DIMENSIONS, MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact,
                              _places, check_range)
 from pricing.errors import CatalogError
+from schemas.money import PLACES as MAX_PLACES
 
-MAX_PLACES = 12
 CONTRACT_DIMENSIONS = TOKEN_DIMENSIONS | {"audio_seconds"}
 
 

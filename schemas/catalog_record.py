@@ -10,7 +10,7 @@ published record to another partition or topic, nor write an old one again: a ra
 record whose sequence is not above the one in force on its partition (as TUF refuses metadata
 whose version is not above the one trusted). Its value is JSON:
 ``{"version": "sha256:…", "files": {"<name>.yaml": "<text>", "overlays/<t>.yaml": …}}`` (the
-version is the content hash of the files, pricing/catalog.py bundle_hash). The rating worker
+version is the content hash of the files, pricing/bundle.py bundle_hash). The rating worker
 prices every event after the record, on that partition, with that version; being in the log,
 the switch happens at the same offset for every worker and on every replay."""
 

@@ -51,6 +51,9 @@ import orjson
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from schemas.validate import strip_line
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
+from streams.placement import event_key, partition_for_key
+
+__all__ = ["Delivery", "ProduceError", "Producer", "event_key", "make_producer", "partition_for_key", "publish"]
 
 log = logging.getLogger("meterstream.producer")
 
@@ -58,43 +61,6 @@ DEFAULT_LINGER_MS = 100                   # the longest an event waits in a part
 DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024  # events held (open batches + unacknowledged records)
 _PARTITIONS_REFRESH_S = 5.0               # how often the topic's partition list is re-read
 _KEY_CACHE_MAX = 65_536
-
-
-def event_key(line: bytes) -> bytes | None:
-    """``tenant_id/user_id`` when the line is a JSON object with both, else None."""
-    try:
-        doc = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(doc, dict):
-        t, u = doc.get("tenant_id"), doc.get("user_id")
-        if isinstance(t, str) and isinstance(u, str):
-            return f"{t}/{u}".encode()
-    return None
-
-
-class _TopicView:
-    """The part of kafka-python's ClusterMetadata its DefaultPartitioner reads, for one topic."""
-
-    def __init__(self, topic: str, partitions: Iterable[int]) -> None:
-        self._topic, self._partitions = topic, set(partitions)
-
-    def topics(self) -> set[str]:
-        return {self._topic}
-
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return set(self._partitions)
-
-    def available_partitions_for_topic(self, topic: str) -> set[int]:
-        return set(self._partitions)
-
-
-def partition_for_key(key: bytes, partitions: Iterable[int], topic: str = "t") -> int:
-    """The partition kafka-python's default partitioner gives a keyed record (its own code:
-    murmur2 of the key, positive, modulo the number of partitions, over the sorted ids)."""
-    from kafka.partitioner.default import DefaultPartitioner
-
-    return DefaultPartitioner().partition(topic, key, key, None, None, _TopicView(topic, partitions))
 
 
 class ProduceError(Exception):

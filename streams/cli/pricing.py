@@ -232,7 +232,7 @@ def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> No
     partition is priced with it."""
     import time
 
-    from pricing.catalog import read_bundle
+    from pricing.bundle import read_bundle
     from schemas.catalog_record import encode, headers
     from streams.kafka_security import kafka_security
     from streams.producer import make_producer

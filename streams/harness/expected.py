@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from pricing import Catalog
 from pricing.rating import Rejection, rate
-from streams.producer import event_key
+from streams.placement import event_key
 from streams.sink.windows import WINDOWS
 
 Key = tuple[str, int | None, str, str, str]  # (window, start_ms | None for total, tenant, who, currency)

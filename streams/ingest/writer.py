@@ -34,7 +34,8 @@ from kafka.errors import AuthorizationError, KafkaError, UnsupportedVersionError
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES
 from schemas.refusal import refusal_header
 from streams.kafka_security import kafka_security
-from streams.producer import Delivery, ProduceError, Producer, event_key, make_producer
+from streams.placement import event_key
+from streams.producer import Delivery, ProduceError, Producer, make_producer
 from streams.settings import Settings
 
 log = logging.getLogger("meterstream.ingest")

@@ -21,7 +21,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from pricing import Catalog, CatalogError
-from pricing.catalog import bundle_hash, load_bundle
+from pricing.bundle import bundle_hash, load_bundle
 from schemas import catalog_record
 from schemas.record import Seal
 from streams.rating.dedup import SEP

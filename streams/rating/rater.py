@@ -38,7 +38,7 @@ from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.record import Seal
 from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
-from streams.producer import partition_for_key
+from streams.placement import Canonical
 from streams.rating.catalogs import CatalogRefused, Versions
 from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
 
@@ -100,23 +100,6 @@ def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, 
         "estimated": priced["estimated"],
         "src_partition": partition, "src_offset": offset, "src_index": index, "version": version,
     }
-
-
-class Canonical:
-    """An event's canonical partition: the one the project's producer sends its key
-    (``tenant_id/user_id``) to (streams/producer.py), cached per key."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = range(partitions)
-        self.cache: dict[tuple[str, str], int] = {}
-
-    def __call__(self, tenant: str, user: str) -> int:
-        p = self.cache.get((tenant, user))
-        if p is None:
-            if len(self.cache) > 200_000:
-                self.cache.clear()
-            p = self.cache[(tenant, user)] = partition_for_key(f"{tenant}/{user}".encode(), self.partitions)
-        return p
 
 
 class Rater:

@@ -16,11 +16,10 @@ scale: exact), the seven counters, the version; key strings are interned. About 
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 from collections.abc import Iterator
 from typing import Any
 
-from pricing.engine import units_text
+from schemas.money import to_units, units_text
 from schemas.batch import position
 from streams.storage import Store
 from streams.storage.base import EpochMs
@@ -32,22 +31,12 @@ COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "c
 TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
     (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
     for kind in ("user", "model") for w in WINDOWS)
-SCALE = 12  # decimal places of the ledger's and rollups' Decimal(38, 12)
 ZERO = (0, 0, 0, 0, 0, 0, 0, 0, -1)
 MINUTE_MS = 60_000
 
 Slice = tuple[str, int]                 # (table, window start ms)
 Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
 # Totals: (cost in 10^-12, events, input, output, cached_input, cache_write, images, guardrail_units, version)
-
-
-def to_units(cost: Decimal | str) -> int:
-    """A cost as an integer count of 10^-12; more decimal places than that is an error."""
-    d = Decimal(cost)
-    units = d.scaleb(SCALE)
-    if units != units.to_integral_value():
-        raise ValueError(f"cost {cost} has more than {SCALE} decimal places")
-    return int(units)
 
 
 class Rollups:

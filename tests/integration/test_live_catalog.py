@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from pricing import load_catalog
-from pricing.catalog import SHIPPED_CATALOGS, bundle_hash, read_bundle
+from pricing.bundle import bundle_hash, read_bundle
+from pricing.catalog import SHIPPED_CATALOGS
 from pricing.rating import rate
 from schemas.catalog_record import CATALOG_HEADER, encode
 from streams.harness.stack import CLI

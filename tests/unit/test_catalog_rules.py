@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pricing import CatalogError
-from pricing.catalog import bundle_hash, load_bundle, read_bundle
+from pricing.bundle import bundle_hash, load_bundle, read_bundle
 
 SHIPPED = read_bundle()
 OPENAI = SHIPPED["openai-usd.yaml"]

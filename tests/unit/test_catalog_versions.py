@@ -11,7 +11,7 @@ from decimal import Decimal
 import orjson
 
 from pricing import load_catalog
-from pricing.catalog import bundle_hash, read_bundle
+from pricing.bundle import bundle_hash, read_bundle
 from schemas.catalog_record import encode, signature
 from schemas.record import Seal
 from streams.rating.catalogs import KEEP_VERSIONS, files_key, history_key

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import yaml
 
-from pricing.catalog import load_bundle, read_bundle
+from pricing.bundle import load_bundle, read_bundle
 from pricing.rating import Rejection, rate
 
 DATA = yaml.safe_load((Path(__file__).parent.parent / "data" / "pricing_rules_examples.yaml").read_text())

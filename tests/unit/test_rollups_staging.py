@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from pricing.engine import units_text
-from streams.sink.rollups import MINUTE_MS, Rollups, to_units
+from schemas.money import to_units, units_text
+from streams.sink.rollups import MINUTE_MS, Rollups
 
 T0 = 1_764_547_200_000 - 7 * 60_000  # a few minutes before 2025-12-01: windows of both months
 
