@@ -9,10 +9,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.errors import InputRejected
 from schemas.validate import quoted
 
 
-class ConversionError(ValueError):
+class ConversionError(InputRejected):
     """A payload that cannot be converted exactly; the message is the reason kept with it."""
 
 

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import tiktoken
 
+from schemas.errors import ConfigurationError
+
 __all__ = [
     "ENCODINGS",
     "VocabularyError",
@@ -172,7 +174,7 @@ ENCODINGS: tuple[str, ...] = tuple(_SPECS)
 _build_lock = threading.Lock()
 
 
-class VocabularyError(RuntimeError):
+class VocabularyError(ConfigurationError):
     """A vocabulary is missing, malformed or fails its sha256 check."""
 
 

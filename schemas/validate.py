@@ -14,9 +14,10 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.billing_event import EARLIEST, MAX_EVENT_BYTES, MAX_FUTURE, BillingEvent, Usage
+from schemas.errors import InputRejected
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(InputRejected):
     """An input that is not a valid billing_event v1; ``reason`` says why."""
 
     def __init__(self, reason: str, event_id: str | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 
+from schemas.errors import Unavailable
 from streams.kafka_security import kafka_security
 from streams.settings import Settings
 from streams.storage import open_store
@@ -15,7 +16,7 @@ from streams.storage.migrations import Migration, migrate
 log = logging.getLogger("meterstream.migrate")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(Unavailable):
     pass
 
 

@@ -10,28 +10,44 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from schemas.errors import ConfigurationError
 from streams.settings import Settings, private_dir
 
 
-class TokenMissing(RuntimeError):
+class TokenMissing(ConfigurationError):
     pass
 
 
-WEB_TOKEN = ("web-token", "web_token", "web token", "MS_WEB_TOKEN")
-CATALOG_KEY = ("catalog-key", "catalog_key", "catalog key", "MS_CATALOG_KEY")
+@dataclass(frozen=True)
+class SharedSecret:
+    """One of the secrets: its file in the data directory, the Settings field that sets it
+    instead (its environment variable: MS_ and the field's name), and what messages call it."""
+
+    file: str
+    setting: str
+    what: str
+
+    @property
+    def env(self) -> str:
+        return "MS_" + self.setting.upper()
 
 
-def token_path(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> Path:
-    return settings.data_dir / which[0]
+WEB_TOKEN = SharedSecret(file="web-token", setting="web_token", what="web token")
+CATALOG_KEY = SharedSecret(file="catalog-key", setting="catalog_key", what="catalog key")
 
 
-def ensure_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> SecretStr:
+def token_path(settings: Settings, which: SharedSecret = WEB_TOKEN) -> Path:
+    return settings.data_dir / which.file
+
+
+def ensure_token(settings: Settings, which: SharedSecret = WEB_TOKEN) -> SecretStr:
     """The secret: the configured one, or the one in the data directory (made if absent)."""
-    configured = getattr(settings, which[1])
+    configured = getattr(settings, which.setting)
     if configured is not None:
         return configured
     path = token_path(settings, which)
@@ -52,9 +68,9 @@ def ensure_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKE
     return read_token(settings, which)
 
 
-def read_token(settings: Settings, which: tuple[str, str, str, str] = WEB_TOKEN) -> SecretStr:
-    _, attr, what, env = which
-    configured = getattr(settings, attr)
+def read_token(settings: Settings, which: SharedSecret = WEB_TOKEN) -> SecretStr:
+    what, env = which.what, which.env
+    configured = getattr(settings, which.setting)
     if configured is not None:
         return configured
     path = token_path(settings, which)

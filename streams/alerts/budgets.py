@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.errors import InputRejected
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 # ISO 4217 codes meterstream accepts for budgets (the catalogs' currencies and the common ones)
@@ -19,7 +20,7 @@ CURRENCIES = frozenset("USD EUR CNY JPY GBP CHF CAD AUD HKD SGD KRW INR BRL MXN 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
 
 
-class BudgetError(ValueError):
+class BudgetError(InputRejected):
     pass
 
 

@@ -16,6 +16,7 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
+from schemas.errors import Unavailable
 from streams.analyst import reads
 from streams.settings import Settings
 from streams.analyst.sql_guard import RefusedSQL, SqlGuard
@@ -24,7 +25,7 @@ from streams.storage.base import convert_value
 from streams.web_token import TokenMissing, read_token
 
 
-class AnalystError(RuntimeError):
+class AnalystError(Unavailable):
     pass
 
 

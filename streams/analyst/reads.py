@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.batch import INDEX_BITS
+from schemas.errors import InputRejected
 from streams.storage import Store
 from streams.sink.windows import WINDOWS
 
@@ -27,7 +28,7 @@ LEDGER_SPEND_TYPES = {"p": "UInt32", "cost": "Decimal(38, 12)", "upto": "UInt64"
 COUNT_TYPES = {"ledger": "UInt64", "rejected": "UInt64", "alerts": "UInt64"}
 
 
-class ReadError(ValueError):
+class ReadError(InputRejected):
     """Unknown read or bad parameters; the message says which."""
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.errors import InputRejected
 from streams.storage import Store, StoreError
 
 MAX_SQL_BYTES = 64 * 1024
@@ -124,7 +125,7 @@ IN_FUNCTIONS = frozenset({
 ALWAYS_OTHER_DATABASES = frozenset({"system", "information_schema"})
 
 
-class RefusedSQL(ValueError):
+class RefusedSQL(InputRejected):
     """The query is not one this endpoint runs; the message says why."""
 
 

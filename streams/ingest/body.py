@@ -16,6 +16,7 @@ import json
 import re
 
 from schemas.batch import MAX_BATCH_EVENTS
+from schemas.errors import InputRejected
 from schemas.validate import strip_line
 
 JSON = "application/json"
@@ -36,7 +37,7 @@ _DECODER = json.JSONDecoder(parse_int=_as_text, parse_float=_as_text, parse_cons
 _LINE = re.compile(rb"(?m)^[ \t\r\x0b\x0c]*[^ \t\r\n\x0b\x0c][^\n]*")
 
 
-class BadBody(ValueError):
+class BadBody(InputRejected):
     """A body that cannot be split into items; the message says why."""
 
 

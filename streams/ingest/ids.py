@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from adapters import Ids
+from schemas.errors import InputRejected
 
 FIELDS = {"tenant": "tenant_id", "user": "user_id", "event-id": "event_id", "ts": "ts", "model": "model",
           "region": "region"}
 LABEL = "label"
 
 
-class BadIds(ValueError):
+class BadIds(InputRejected):
     """Ids that cannot be used as given; the message says why."""
 
 

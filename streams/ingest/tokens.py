@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import ConfigurationError
+
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TENANT = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,256}")  # an event's tenant_id (schemas/validate.py), without commas
 _LINE = re.compile(r"(\S+) ([0-9a-f]{64})(?: tenants=(\S+))?")
@@ -29,7 +31,7 @@ RELOAD_S = 1.0  # how often a server looks at the file for changes
 log = logging.getLogger("meterstream.ingest")
 
 
-class TokenFileError(RuntimeError):
+class TokenFileError(ConfigurationError):
     """A tokens file that cannot be used, or a name that cannot be added; the message says why."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from kafka.errors import AuthorizationError, KafkaError, UnsupportedVersionError
 
+from schemas import errors
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES
 from schemas.refusal import refusal_header
 from streams.kafka_security import kafka_security
@@ -46,7 +47,7 @@ CLIENT_BATCH_BYTES = 256 * 1024               # kafka-python's batch_size (make_
 _LONGEST_NAME = "x" * 64                      # a producer name is at most 64 characters (tokens.py)
 
 
-class Unavailable(Exception):
+class Unavailable(errors.Unavailable):
     """Kafka did not acknowledge a request's records; the message says how."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from pricing import Catalog, CatalogError
 from pricing.bundle import bundle_hash, load_bundle
 from schemas import catalog_record
+from schemas.errors import InputRejected
 from schemas.record import Seal
 from streams.rating.dedup import SEP
 
@@ -30,7 +31,7 @@ KEEP_VERSIONS = 8  # a replay reaches back less far than 8 publications
 MAX_LOADED = 16    # catalogs kept parsed in memory
 
 
-class CatalogRefused(ValueError):
+class CatalogRefused(InputRejected):
     pass
 
 

@@ -10,10 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from schemas.errors import Unavailable
+
 Row = dict[str, Any]
 
 
-class StoreError(RuntimeError):
+class StoreError(Unavailable):
     """A ClickHouse statement failed; the message carries ClickHouse's own."""
 
 
