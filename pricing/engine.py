@@ -17,6 +17,7 @@ from pricing.errors import PricingError
 from pricing.overlays import Rule
 from schemas.billing_event import BillingEvent, Usage
 from schemas.money import EXACT, money_str
+from schemas.records import PricedEvent, priced_event
 from schemas.money import PLACES as MAX_PLACES
 
 ONE = Decimal(1)
@@ -213,7 +214,7 @@ def _check_guardrail_applies(product: Product, gp: Product) -> None:
                            f"({product.provider}/{product.id}; {gp.id} applies to {', '.join(applies)})")
 
 
-def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
+def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
     """Price one event. Raises PricingError with the reason when it cannot be priced."""
     product, profile = catalog.resolve(event.provider, event.model, event.ts)
     spec = product.spec
@@ -308,29 +309,12 @@ def price_event(event: BillingEvent, catalog: Catalog) -> dict[str, Any]:
     for dim, qty in counts.items():
         if qty is not None:
             usage_out[dim] = qty
-    priced: dict[str, Any] = {
-        "event_id": event.event_id,
-        "ts": event.ts.isoformat(),
-        "tenant_id": event.tenant_id,
-        "user_id": event.user_id,
-        "provider": event.provider,
-        "model": event.model,
-        "product_id": product.id,
-        "region": region,
-        "mode": event.mode,
-        "usage": usage_out,
-        "labels": event.labels or {},
-        "currency": product.currency,
-        "cost": (cost_text := money_str(total)),
-        "list_cost": money_str(list_total) if rule is not None else cost_text,
-        "price_overlay": rule.id if rule is not None else "",
-        "line_items": bill.items,
-        "catalog_version": product.catalog_version,
-        "catalog_hash": catalog.content_hash,
-        "estimated": estimated,
-        "guardrail_units": guardrail_units,
-    }
-    return priced
+    cost = money_str(total)
+    return priced_event(event.event_id, event.ts.isoformat(), event.tenant_id, event.user_id, event.provider,
+                        event.model, product.id, region, event.mode, usage_out, event.labels or {},
+                        product.currency, cost, money_str(list_total) if rule is not None else cost,
+                        rule.id if rule is not None else "", bill.items, product.catalog_version,
+                        catalog.content_hash, estimated, guardrail_units)
 
 
 def _token_factor(product: Product, mode: str, profile: str | None) -> tuple[Decimal, str]:
@@ -386,7 +370,7 @@ def _plan(catalog: Catalog, product: Product, region: str | None, mode: str, pro
     return plan
 
 
-def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Catalog) -> dict[str, Any] | None:
+def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Catalog) -> PricedEvent | None:
     """price_event's priced dict for a parse_common event, or None when price_event must decide
     (it then gives the rejection reason)."""
     try:
@@ -427,25 +411,9 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
                           "cost": money_str(cost)})
     if total is None:
         return None
-    return {
-        "event_id": doc["event_id"],
-        "ts": ts_text,
-        "tenant_id": doc["tenant_id"],
-        "user_id": doc["user_id"],
-        "provider": doc["provider"],
-        "model": doc["model"],
-        "product_id": product.spec.id,
-        "region": region,
-        "mode": mode,
-        "usage": usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
-        "labels": doc.get("labels") or {},
-        "currency": product.currency,
-        "cost": (cost_text := money_str(total)),
-        "list_cost": cost_text,
-        "price_overlay": "",
-        "line_items": items,
-        "catalog_version": product.catalog_version,
-        "catalog_hash": catalog.content_hash,
-        "estimated": False,
-        "guardrail_units": 0,
-    }
+    cost = money_str(total)
+    return priced_event(doc["event_id"], ts_text, doc["tenant_id"], doc["user_id"], doc["provider"], doc["model"],
+                        product.spec.id, region, mode,
+                        usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
+                        doc.get("labels") or {}, product.currency, cost, cost, "", items, product.catalog_version,
+                        catalog.content_hash, False, 0)

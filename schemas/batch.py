@@ -12,6 +12,8 @@ A batch record over the limits is one rejection (nothing in it is priced)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from schemas.record import BATCH_TYPE, CONTENT_TYPE, read_kind
 
 BATCH_HEADER = (CONTENT_TYPE, BATCH_TYPE)
@@ -48,9 +50,39 @@ def position(offset: int, index: int = 0) -> int:
     return offset << INDEX_BITS | index
 
 
-def offset_of(pos: int) -> int:
-    return pos >> INDEX_BITS
+class Run:
+    """Items (bytes) gathered for one bounded record: at most `max_items` of them, and at most
+    `max_bytes` with one separator byte between each two (a ``\n`` in a batch record, a ``,`` in
+    a sink record). The one packing rule of every record meterstream writes many items into:
+    batch records (streams/producer.py, forwarded events) and sink records (schemas/records.py)."""
+
+    __slots__ = ("items", "nbytes", "max_bytes", "max_items")
+
+    def __init__(self, max_bytes: int = MAX_BATCH_BYTES, max_items: int = MAX_BATCH_EVENTS) -> None:
+        self.items: list[bytes] = []
+        self.nbytes = 0
+        self.max_bytes, self.max_items = max_bytes, max_items
+
+    def fits(self, item: bytes) -> bool:
+        """Whether `item` goes in this run (an empty run takes any one item)."""
+        return not self.items or (len(self.items) < self.max_items and self.nbytes + 1 + len(item) <= self.max_bytes)
+
+    def add(self, item: bytes) -> None:
+        self.nbytes += len(item) + 1 if self.items else len(item)
+        self.items.append(item)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.max_items or self.nbytes >= self.max_bytes
 
 
-def index_of(pos: int) -> int:
-    return pos & ((1 << INDEX_BITS) - 1)
+def runs(items: Iterable[bytes], max_bytes: int = MAX_BATCH_BYTES, max_items: int = MAX_BATCH_EVENTS) -> Iterator[list[bytes]]:
+    """Consecutive items packed greedily into runs (see Run), in order."""
+    run = Run(max_bytes, max_items)
+    for item in items:
+        if not run.fits(item):
+            yield run.items
+            run = Run(max_bytes, max_items)
+        run.add(item)
+    if run.items:
+        yield run.items

@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Run, runs
 from schemas.validate import strip_line
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.placement import event_key, partition_for_key
@@ -83,11 +83,14 @@ class ProduceError(Exception):
         super().__init__(f"{self.count} events not delivered to {topic} ({', '.join(parts)}){why}")
 
 
-class _Batch:
-    __slots__ = ("partition", "lines", "nbytes", "born")
+class _Batch(Run):
+    """A partition's batch being filled (schemas/batch.py Run: its events are its `items`)."""
 
-    def __init__(self, partition: int, born: float) -> None:
-        self.partition, self.lines, self.nbytes, self.born = partition, [], 0, born
+    __slots__ = ("partition", "born")
+
+    def __init__(self, partition: int, born: float, max_bytes: int, max_items: int) -> None:
+        super().__init__(max_bytes, max_items)
+        self.partition, self.born = partition, born
 
 
 class _Sent:
@@ -256,19 +259,16 @@ class Producer:
                     self._hand_over(b)  # what came before it on this partition goes first
                 self._track(self._send_record([line], p), [line], size)
                 return
-            if b is not None and (len(b.lines) >= self.batch_events or b.nbytes + 1 + size > self.batch_bytes):
+            if b is not None and not b.fits(line):
                 self._hand_over(b)
                 b = None
             if b is None:
                 if not self._open:
                     self._cond.notify_all()  # the linger thread sleeps while nothing is open
-                b = self._open[p] = _Batch(p, time.monotonic())
-                b.nbytes = size
-            else:
-                b.nbytes += 1 + size
-            b.lines.append(line)
+                b = self._open[p] = _Batch(p, time.monotonic(), self.batch_bytes, self.batch_events)
+            b.add(line)
             self._held += size
-            if len(b.lines) >= self.batch_events or b.nbytes >= self.batch_bytes:
+            if b.full:
                 self._hand_over(b)
 
     def send_batch(self, events: Iterable[bytes], headers: Iterable[tuple[str, bytes]] = ()) -> Delivery:
@@ -293,22 +293,11 @@ class Producer:
                 groups.setdefault(self._partition(event_key(line)), []).append(line)
             records: list[tuple[int, list[bytes]]] = []
             for p, lines in groups.items():
-                part: list[bytes] = []
-                size = 0
-                for line in lines:
-                    if not _batchable(line, self.batch_bytes):
-                        if part:
-                            records.append((p, part))
-                            part = []
-                        records.append((p, [line]))
-                        continue
-                    if part and (len(part) >= self.batch_events or size + 1 + len(line) > self.batch_bytes):
-                        records.append((p, part))
-                        part = []
-                    size = size + 1 + len(line) if part else len(line)
-                    part.append(line)
-                if part:
-                    records.append((p, part))
+                for batchable, group in itertools.groupby(lines, lambda line: _batchable(line, self.batch_bytes)):
+                    if batchable:
+                        records += [(p, run) for run in runs(group, self.batch_bytes, self.batch_events)]
+                    else:  # each alone, as a single record
+                        records += [(p, [line]) for line in group]
                 if p in self._open:
                     self._hand_over(self._open[p])  # what came before them on this partition goes first
             for i, (p, lines) in enumerate(records):
@@ -386,7 +375,7 @@ class Producer:
     def buffered(self) -> tuple[int, int]:
         """(events, bytes) this producer holds: open batches, unacknowledged and failed records."""
         with self._cond:
-            events = sum(len(b.lines) for b in self._open.values()) + sum(len(s.lines) for s in self._sent)
+            events = sum(len(b.items) for b in self._open.values()) + sum(len(s.lines) for s in self._sent)
             events += sum(len(s.lines) for s, _ in self._failed)
             return events, self._held
 
@@ -436,15 +425,15 @@ class Producer:
     def _hand_over(self, b: _Batch) -> None:
         """Give a batch to kafka-python (it keeps its place in `_held` until acknowledged)."""
         del self._open[b.partition]
-        held = b.nbytes - (len(b.lines) - 1)  # the separators were never held
+        held = b.nbytes - (len(b.items) - 1)  # the separators were never held
         try:
-            future = self._send_record(b.lines, b.partition)
+            future = self._send_record(b.items, b.partition)
         except Exception as exc:  # kept, and raised to the caller like a failed delivery
-            self._failed.append((_Sent(None, b.lines, held), exc))
+            self._failed.append((_Sent(None, b.items, held), exc))
             return
         self.records_sent += 1
-        self.events_sent += len(b.lines)
-        self._sent.append(_Sent(future, b.lines, held))
+        self.events_sent += len(b.items)
+        self._sent.append(_Sent(future, b.items, held))
         if len(self._sent) > 64:
             self._reap()
 

@@ -16,8 +16,7 @@ import logging
 import os
 from typing import Any
 
-import orjson
-
+from schemas.records import SinkRecord
 from streams.alerts.budgets import Budget
 from streams.alerts.delivery import Deliverer, alert_from_row
 from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
@@ -190,7 +189,7 @@ class AlertsConsumer:
         await self._budget_changes()
         batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
         for tp, msgs in batches.items():
-            rows = [row for m in msgs for row in orjson.loads(m.value).get("l", ())]
+            rows = [row for m in msgs for row in SinkRecord.decode(m.value).ledger]
             await self._send(await asyncio.to_thread(self._evaluate, rows))
             self.done[tp] = msgs[-1].offset + 1
             await consumer.commit({tp: msgs[-1].offset + 1})

@@ -15,7 +15,7 @@ import orjson
 
 from pricing import Catalog, PricingError, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
-from streams.rating.rater import ledger_row
+from schemas.records import ledger_row
 from streams.storage import Store
 from streams.sink.windows import WINDOWS
 

@@ -20,8 +20,9 @@ from faust.types import TP
 
 import streams.rating.faust_fixes as faust_fixes  # must patch Faust before the app exists
 from pricing import load_catalog
-from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from schemas.batch import BATCH_HEADER, runs
 from schemas.record import read_kind
+from schemas.records import dead_letter_value, sink_records
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -32,47 +33,6 @@ from streams.web_token import CATALOG_KEY, ensure_token
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 log = logging.getLogger("meterstream.rating")
 RESUME_ATTEMPTS = 30  # reads of a partition's committed offset before the worker restarts
-MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
-
-
-def _bounded(row: dict[str, Any]) -> dict[str, Any]:
-    """A rejection row as recorded: rows are bounded where they are made (schemas/redact.py:
-    payload <= 16 KiB; reason <= 1 KiB); should one still exceed the record limit, its payload
-    gives way, so that no input can make a record the broker refuses (and a poison pill)."""
-    if len(orjson.dumps(row)) <= MAX_SINK_RECORD // 2:
-        return row
-    return {**row, "payload": orjson.dumps({"not_stored": {"why": "rejection row over the record limit",
-                                                           "bytes": len(row.get("payload") or "")}}).decode(),
-            "reason": str(row.get("reason"))[:1024]}
-
-
-def dead_letter_value(row: dict[str, Any]) -> bytes:
-    """The dead-letter record of one rejection: the same row as rejected_events gets (ids, reason,
-    the payload without prompt text; never the raw input), at most MAX_SINK_RECORD bytes."""
-    return orjson.dumps(_bounded(row))
-
-
-def sink_records(at_ms: int, out: Output) -> list[bytes]:
-    """A batch's output as sink records of at most MAX_SINK_RECORD bytes each, in order (a
-    rejection row is bounded; a ledger row is bounded by the event schema). Each row is
-    serialized once and the records are packed greedily."""
-    records: list[bytes] = []
-    for tag, rows in (("x", [_bounded(r) for r in out.rejected]), ("l", out.ledger)):
-        head = b'{"at":%d,"%s":[' % (at_ms, tag.encode())
-        part: list[bytes] = []
-        size = len(head) + 2
-        for row in rows:
-            item = orjson.dumps(row)
-            if part and size + len(item) + 1 > MAX_SINK_RECORD:
-                records.append(head + b",".join(part) + b"]}")
-                part, size = [], len(head) + 2
-            part.append(item)
-            size += len(item) + 1
-        if part:
-            records.append(head + b",".join(part) + b"]}")
-    return records
-
-
 def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[tuple[Source, bytes]]]:
     """One partition's take in consecutive slices of at most ``max_bytes`` of input (at least one
     record each): each slice is rated and its rows sent before the next is parsed."""
@@ -132,19 +92,12 @@ def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, i
     "partition/offset" for the header). A forwarded event is an ordinary event on its canonical
     partition: counted there once, and a second forward of it (a replay here) is a duplicate."""
     for home, items in sorted(out.forward.items()):
-        runs: dict[int, list[tuple[Source, bytes]]] = {}
+        by_record: dict[int, list[tuple[Source, bytes]]] = {}
         for src, line in items:
-            runs.setdefault(src.offset, []).append((src, line))
-        for offset, run in runs.items():
-            part: list[bytes] = []
-            size = 0
-            for _, line in run:
-                if part and (size + len(line) + 1 > MAX_BATCH_BYTES or len(part) == MAX_BATCH_EVENTS):
-                    yield home, b"\n".join(part), run[0][0].timestamp_ms, f"{partition}/{offset}".encode()
-                    part, size = [], 0
-                part.append(line)
-                size += len(line) + 1
-            yield home, b"\n".join(part), run[0][0].timestamp_ms, f"{partition}/{offset}".encode()
+            by_record.setdefault(src.offset, []).append((src, line))
+        for offset, run in by_record.items():
+            for lines in runs(line for _, line in run):
+                yield home, b"\n".join(lines), run[0][0].timestamp_ms, f"{partition}/{offset}".encode()
 
 
 class PartitionState(MutableMapping):
@@ -292,7 +245,7 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 for row in out.rejected:
                     await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
                                    partition=partition)
-                for value in sink_records(int(time.time() * 1000), out):
+                for value in sink_records(int(time.time() * 1000), out.ledger, out.rejected):
                     await sink_topic.send(key=str(partition).encode(), value=value)
                 for home, values, ts_ms, origin in forward_records(partition, out):
                     stats["forwarded"] += values.count(b"\n") + 1

@@ -36,8 +36,7 @@ from pricing import Catalog
 from pricing.rating import Rejection, rate
 from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.record import Seal
-from schemas.redact import stored_payload
-from schemas.validate import MAX_REASON, ids_of
+from schemas.records import LedgerRow, RejectionRow, ledger_row, rejection_row
 from streams.placement import Canonical
 from streams.rating.catalogs import CatalogRefused, Versions
 from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
@@ -69,37 +68,11 @@ class Output:
     """What a batch of input messages produces: ledger rows (idempotent, one per event) and
     rejections (one per source position), in order."""
 
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[LedgerRow] = field(default_factory=list)
+    rejected: list[RejectionRow] = field(default_factory=list)
     duplicates: int = 0
     # events whose canonical partition is another one: target partition -> (source, line)
     forward: dict[int, list[tuple[Source, bytes]]] = field(default_factory=dict)
-
-
-def _images(usage: dict[str, Any]) -> int:
-    images = usage.get("images")
-    return sum(i["count"] for i in images) if images else 0
-
-
-def ledger_row(priced: dict[str, Any], ts: Any, partition: int, offset: int, *, version: int,
-               index: int = 0) -> dict[str, Any]:
-    """The ledger row of a priced event (``ts`` in ms, or a datetime), for the stream and re-rating."""
-    u = priced["usage"]
-    return {
-        "tenant_id": priced["tenant_id"], "event_id": priced["event_id"], "user_id": priced["user_id"],
-        "provider": priced["provider"], "model": priced["model"], "region": priced["region"] or "",
-        "mode": priced["mode"], "ts": ts, "currency": priced["currency"], "cost": priced["cost"],
-        "list_cost": priced["list_cost"], "price_overlay": priced["price_overlay"],
-        "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
-        "cached_input_tokens": u.get("cached_input_tokens", 0),
-        "cache_write_tokens": u.get("cache_write_tokens", 0),
-        "images": _images(u), "guardrail_units": priced["guardrail_units"],
-        "line_items": orjson.dumps(priced["line_items"]).decode(),
-        "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
-        "catalog_version": priced["catalog_version"], "catalog_hash": priced["catalog_hash"],
-        "estimated": priced["estimated"],
-        "src_partition": partition, "src_offset": offset, "src_index": index, "version": version,
-    }
 
 
 class Rater:
@@ -236,9 +209,5 @@ class Rater:
         return idx.expired(state, meta[0] - self.dedup_ms)
 
     @staticmethod
-    def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> dict[str, Any]:
-        """A rejection row (dead-letter record, rejected_events row): ids only when valid, a
-        bounded reason, and the payload of schemas/redact.py (no prompt text, at most 16 KiB)."""
-        return {"src_topic": src.topic, "src_partition": src.partition, "src_offset": src.offset,
-                "src_index": src.index, "event_id": event_id, "tenant_id": ids_of(raw)[1], "reason": reason[:MAX_REASON],
-                "payload": stored_payload(raw)}
+    def _rejected(src: Source, raw: bytes, reason: str, event_id: str | None) -> RejectionRow:
+        return rejection_row(src.topic, src.partition, src.offset, src.index, raw, reason, event_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from schemas.records import SinkRecord
 from streams.assignors import one_owner_assignor
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.sink.rollups import Rollups
@@ -30,19 +31,21 @@ log = logging.getLogger("meterstream.sink")
 
 
 
-def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def rows_by_table(records: list[SinkRecord]) -> dict[str, list[dict[str, Any]]]:
     """A batch's ledger and rejected_events rows (one per event, one per source position): the
     records' own rows, completed in place (no copies: a batch may hold 100,000 of them)."""
     ledger: dict[tuple[str, str], dict[str, Any]] = {}
     rejected: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     for rec in records:
-        at = EpochMs(rec["at"])
-        for row in rec.get("l", ()):
-            row["ts"], row["ingested_at"] = EpochMs(row["ts"]), at
-            ledger[(row["tenant_id"], row["event_id"])] = row
-        for row in rec.get("x", ()):
-            row["rejected_at"] = at
-            rejected[(row["src_topic"], row["src_partition"], row["src_offset"], row.get("src_index", 0))] = row
+        at = EpochMs(rec.at_ms)
+        for row in rec.ledger:
+            stored: dict[str, Any] = row  # type: ignore[assignment]  # completed with the table's columns
+            stored["ts"], stored["ingested_at"] = EpochMs(row["ts"]), at
+            ledger[(row["tenant_id"], row["event_id"])] = stored
+        for x in rec.rejected:
+            stored = x  # type: ignore[assignment]  # likewise
+            stored["rejected_at"] = at
+            rejected[(x["src_topic"], x["src_partition"], x["src_offset"], x.get("src_index", 0))] = stored
     out: dict[str, list[dict[str, Any]]] = {}
     if ledger:
         out["ledger"] = list(ledger.values())
@@ -51,10 +54,10 @@ def rows_by_table(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return out
 
 
-def sink_step(store: Store, rollups: Rollups, records: list[dict[str, Any]], token: str) -> None:
+def sink_step(store: Store, rollups: Rollups, records: list[SinkRecord], token: str) -> None:
     """Write a batch's ledger, rejections and the rollup totals it changed; keep those totals in
     memory last."""
-    ledger = [row for rec in records for row in rec.get("l", ())]
+    ledger = [row for rec in records for row in rec.ledger]
     staged = rollups.stage(store, ledger)
     for table, rows in rows_by_table(records).items():
         store.insert(table, rows, dedup_token=f"{token}:{table}")
@@ -120,7 +123,7 @@ class SinkConsumer:
             rows = [alert_row(orjson.loads(v)) for v in records]
             store.insert("alerts", rows, dedup_token=f"{token}:alerts")
         else:
-            sink_step(store, self.rollups, [orjson.loads(v) for v in records], token)
+            sink_step(store, self.rollups, [SinkRecord.decode(v) for v in records], token)
 
     async def _write(self, tp: Any, records: list[bytes], token: str) -> None:
         delay = 0.2

@@ -27,7 +27,7 @@ from streams.storage.base import (
 )
 from streams.harness.generate import generate
 from streams.harness.stack import CLI
-from streams.rating.rater import ledger_row
+from schemas.records import ledger_row
 from streams.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration

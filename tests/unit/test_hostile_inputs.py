@@ -123,7 +123,7 @@ def test_rater_rejects_every_line_and_prices_the_rest(streamed: Any) -> None:
 
 
 def test_no_stored_payload_holds_prompt_text(streamed: Any) -> None:
-    from streams.rating.agent import dead_letter_value, sink_records
+    from schemas.records import dead_letter_value, sink_records
 
     _, bad_at, out = streamed
     marker = PROMPT_MARKER.encode()
@@ -133,19 +133,18 @@ def test_no_stored_payload_holds_prompt_text(streamed: Any) -> None:
         assert PROMPT_MARKER not in row["reason"], kind  # a reason quotes input only when it is an id
         assert marker not in dead_letter_value(row), kind
         assert row["payload"].isprintable(), kind  # controls and bidi characters shown escaped
-    records = sink_records(0, out)
+    records = sink_records(0, out.ledger, out.rejected)
     assert records and not any(marker in r for r in records)
 
 
 def test_dead_letter_and_sink_records_are_bounded(streamed: Any) -> None:
-    from streams.rating.agent import MAX_SINK_RECORD, dead_letter_value, sink_records
+    from schemas.records import MAX_SINK_RECORD, dead_letter_value, sink_records
 
     _, bad_at, out = streamed
     for row in out.rejected:
         assert len(dead_letter_value(row)) <= MAX_SINK_RECORD < KAFKA_RECORD_LIMIT, bad_at[row["src_offset"]]["kind"]
-        one = Output(rejected=[row])
-        assert all(len(r) <= MAX_SINK_RECORD for r in sink_records(0, one))
-    assert all(len(r) <= MAX_SINK_RECORD for r in sink_records(0, out))
+        assert all(len(r) <= MAX_SINK_RECORD for r in sink_records(0, [], [row]))
+    assert all(len(r) <= MAX_SINK_RECORD for r in sink_records(0, out.ledger, out.rejected))
 
 
 def test_json_payload_keeps_the_rest_of_the_input(streamed: Any) -> None:

@@ -245,12 +245,10 @@ def test_dedup_entries_stay_small_whatever_the_batch():
 
 
 def test_sink_records_are_bounded_in_order_and_decode_to_the_rows():
-    from streams.rating.agent import MAX_SINK_RECORD, sink_records
-    from streams.rating.rater import Output
+    from schemas.records import MAX_SINK_RECORD, sink_records
 
     rows = [{"event_id": f"e{i}", "pad": "y" * (i % 700)} for i in range(6000)]
-    out = Output(ledger=rows, rejected=[{"src_offset": 1, "reason": "r"}])
-    records = sink_records(42, out)
+    records = sink_records(42, rows, [{"src_offset": 1, "reason": "r"}])
     assert len(records) > 3 and all(len(r) <= MAX_SINK_RECORD for r in records)
     decoded = [orjson.loads(r) for r in records]
     assert decoded[0] == {"at": 42, "x": [{"src_offset": 1, "reason": "r"}]}

@@ -57,7 +57,7 @@ def rejected_row(raw: bytes, refused: str | None = None) -> dict[str, Any]:
 
 
 def row_is_clean(row: dict[str, Any]) -> None:
-    from streams.rating.agent import dead_letter_value
+    from schemas.records import dead_letter_value
 
     clean(row["reason"], row["payload"], dead_letter_value(row))
     assert len(row["reason"]) <= MAX_REASON and len(row["payload"].encode()) <= MAX_PAYLOAD

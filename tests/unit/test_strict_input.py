@@ -344,7 +344,7 @@ def test_payload_escapes_controls_and_bidi() -> None:
 
 
 def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
-    from streams.rating.agent import MAX_SINK_RECORD, dead_letter_value
+    from schemas.records import MAX_SINK_RECORD, dead_letter_value
 
     for raw in (orjson.dumps(event(blob="\u202e" * 300_000)), orjson.dumps(event(**{"k" * 900_000: 1})),
                 b"\x00" * 1_000_000, orjson.dumps(event(blob=['"'] * 200_000))):
@@ -354,14 +354,12 @@ def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
 
 
 def test_largest_valid_ledger_row_fits_a_sink_record() -> None:
-    from streams.rating.agent import MAX_SINK_RECORD
-    from streams.rating.rater import Output
-    from streams.rating.agent import sink_records
+    from schemas.records import MAX_SINK_RECORD, sink_records
 
     doc = event(model="stability.stable-diffusion-xl-v1", event_id="e" * 128, tenant_id="t" * 256, user_id="u" * 256,
                 usage={"images": [{"count": 10_000, "width": 1024, "height": 1024, "steps": 500 - i} for i in range(100)]},
                 labels={f"{i:02d}" + "k" * 62: "\U0001f680" * 256 for i in range(32)})
     out = Rater(CAT).process({}, Source("ev", 0, 0, int(NOW.timestamp() * 1000)), orjson.dumps(doc))
     assert len(out.ledger) == 1, out.rejected
-    (record,) = sink_records(0, out)
+    (record,) = sink_records(0, out.ledger, out.rejected)
     assert len(record) <= MAX_SINK_RECORD
