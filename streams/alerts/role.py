@@ -22,7 +22,7 @@ from streams.alerts.delivery import Deliverer, alert_from_row
 from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
 from streams.alerts.outbox import AlertLog, behind, pending
 from streams.alerts.spend import RunRead, SinkProgress, from_rows, params
-from streams.assignors import one_owner_assignor
+from streams.consume import CommitAfterWrite
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("meterstream.alerts")
@@ -65,11 +65,11 @@ class AlertsConsumer:
         return from_rows(await self.run_read("ledger_spend", params(b, start, end)))
 
     # -- state -----------------------------------------------------------------------------
-    async def _ready(self, consumer: Any) -> None:
+    async def _ready(self, consumer: CommitAfterWrite) -> None:
         """Rebuild the evaluator: fired keys from the log, budgets from their topic, then deliver
         what the log holds undelivered and what the budgets fire now."""
         for tp in consumer.assignment():
-            self.done[tp] = (await consumer.committed(tp)) or 0
+            self.done[tp] = await consumer.committed(tp)
         rows = await self.log.latest()
         evaluator = AlertEvaluator(self._lookup, set(rows))
         await self._drain_budgets()
@@ -132,27 +132,10 @@ class AlertsConsumer:
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.abc import ConsumerRebalanceListener
 
-        role = self
         self.loop = asyncio.get_running_loop()
-
-        class Listener(ConsumerRebalanceListener):
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                role.evaluator = None  # rebuilt for what is assigned next
-                role.done = {}
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                pass
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=self.max_records,
-            partition_assignment_strategy=(one_owner_assignor(),),
-            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-            **self.security.aiokafka(),
-        )
-        consumer.subscribe([self.sink_topic], listener=Listener())
+        consumer = CommitAfterWrite(self.bootstrap, [self.sink_topic], self.group_id, max_records=self.max_records,
+                                    security=self.security, on_revoked=self._revoked)
         self.budgets_consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                                  **self.security.aiokafka())
         await consumer.start()
@@ -169,8 +152,7 @@ class AlertsConsumer:
                 except Exception as exc:  # noqa: BLE001 - the sink or Kafka away: re-read from the commit
                     log.warning("alert evaluation deferred (%s: %s)", type(exc).__name__, exc)
                     self.evaluator = None
-                    for tp in consumer.assignment():
-                        consumer.seek(tp, (await consumer.committed(tp)) or 0)
+                    await consumer.rewind()
                     await asyncio.sleep(1)
         finally:
             await consumer.stop()
@@ -179,7 +161,11 @@ class AlertsConsumer:
             await self.log.stop()
             await self.progress.stop()
 
-    async def _step(self, consumer: Any) -> None:
+    async def _revoked(self) -> None:
+        self.evaluator = None  # rebuilt for what is assigned next
+        self.done = {}
+
+    async def _step(self, consumer: CommitAfterWrite) -> None:
         if not consumer.assignment():
             await self._drain_budgets()  # a standby: keep the budgets current
             await asyncio.sleep(0.5)
@@ -187,12 +173,12 @@ class AlertsConsumer:
         if self.evaluator is None:
             await self._ready(consumer)
         await self._budget_changes()
-        batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-        for tp, msgs in batches.items():
-            rows = [row for m in msgs for row in SinkRecord.decode(m.value).ledger]
-            await self._send(await asyncio.to_thread(self._evaluate, rows))
-            self.done[tp] = msgs[-1].offset + 1
-            await consumer.commit({tp: msgs[-1].offset + 1})
+        await consumer.take(self._evaluate_batch)
+
+    async def _evaluate_batch(self, tp: Any, msgs: list[Any]) -> None:
+        rows = [row for m in msgs for row in SinkRecord.decode(m.value).ledger]
+        await self._send(await asyncio.to_thread(self._evaluate, rows))
+        self.done[tp] = msgs[-1].offset + 1
 
     def stop(self) -> None:
         self._stopping.set()

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from schemas.records import SinkRecord
-from streams.assignors import one_owner_assignor
+from streams.consume import CommitAfterWrite
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
@@ -144,27 +144,9 @@ class SinkConsumer:
                 delay = min(delay * 2, self.max_backoff_s)
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.abc import ConsumerRebalanceListener
-
-        sink = self
-
-        class Listener(ConsumerRebalanceListener):
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await sink._close_store()
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                pass
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=self.max_records,
-            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-            **({"partition_assignment_strategy": (one_owner_assignor(),)} if self.one_owner else {}),
-            **self.security.aiokafka(),
-        )
-        consumer.subscribe([self.topic] + ([self.alert_log_topic] if self.alert_log_topic else []),
-                           listener=Listener())
+        consumer = CommitAfterWrite(self.bootstrap, [self.topic] + ([self.alert_log_topic] if self.alert_log_topic else []),
+                                    self.group_id, max_records=self.max_records, one_owner=self.one_owner,
+                                    security=self.security, on_revoked=self._close_store)
         await consumer.start()
         try:
             while not self._stopping.is_set():
@@ -173,14 +155,13 @@ class SinkConsumer:
                         await self._ensure_store()
                     except StoreError as exc:
                         log.warning("store not open yet (%s)", exc)
-                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                for tp, msgs in batches.items():
-                    token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"
-                    await self._write(tp, [m.value for m in msgs], token)
-                    await consumer.commit({tp: msgs[-1].offset + 1})
+                await consumer.take(self._write_batch)
         finally:
             await consumer.stop()
             await self._close_store()
+
+    async def _write_batch(self, tp: Any, msgs: list[Any]) -> None:
+        await self._write(tp, [m.value for m in msgs], f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}")
 
     def stop(self) -> None:
         self._stopping.set()
