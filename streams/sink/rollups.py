@@ -9,15 +9,17 @@ source position is beyond the total's version, so a ledger row seen again (a rep
 a sink batch retried) changes nothing. A batch's changes are staged, written, and only then
 kept in memory: after a failed write the memory still matches ClickHouse.
 
-In memory a total is a tuple: the cost as an integer count of 10^-12 (the ledger's Decimal(38, 12)
-scale: exact), the seven counters, the version; key strings are interned. About 250 bytes a key.
+In memory a total is a Totals: the cost as an integer count of 10^-12 (the ledger's Decimal(38, 12)
+scale: exact, schemas/money.py), the seven counters, the version; key strings are interned. About
+250 bytes a key.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from schemas.money import to_units, units_text
 from schemas.batch import position
@@ -31,18 +33,42 @@ COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "c
 TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
     (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
     for kind in ("user", "model") for w in WINDOWS)
-ZERO = (0, 0, 0, 0, 0, 0, 0, 0, -1)
 MINUTE_MS = 60_000
+
+
+class Totals(NamedTuple):
+    """One key's totals in one window, and the last source position applied to them."""
+
+    cost: int  # in 10^-12
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    images: int
+    guardrail_units: int
+    version: int
+
+    def plus(self, sums: Sequence[int], version: int) -> Totals:
+        """These totals with `sums` added (the summed fields in order: cost, events, the six
+        counters) and `version` as their version."""
+        return Totals(self[0] + sums[0], self[1] + sums[1], self[2] + sums[2], self[3] + sums[3],
+                      self[4] + sums[4], self[5] + sums[5], self[6] + sums[6], self[7] + sums[7], version)
+
+
+ZERO = Totals(0, 0, 0, 0, 0, 0, 0, 0, -1)
+SUMMED = len(Totals._fields) - 1  # every field but the version
+FIRST, LAST = SUMMED, SUMMED + 1  # a group's lowest and highest source position, after its sums
+assert Totals._fields[1:SUMMED] == COUNTERS
 
 Slice = tuple[str, int]                 # (table, window start ms)
 Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
-# Totals: (cost in 10^-12, events, input, output, cached_input, cache_write, images, guardrail_units, version)
 
 
 class Rollups:
     def __init__(self, keep_ms: int = 48 * 3_600_000) -> None:
         self.keep_ms = keep_ms  # windows ending this long before the newest event leave memory
-        self.slices: dict[Slice, dict[Key, tuple[int, ...]]] = {}
+        self.slices: dict[Slice, dict[Key, Totals]] = {}
         self.newest_ms = 0
         self.row_by_row = 0  # batches staged row by row (replays), not aggregated
 
@@ -50,7 +76,7 @@ class Rollups:
         return sum(len(keys) for keys in self.slices.values())
 
     def stage(self, store: Store, ledger: list[dict[str, Any]], *,
-              aggregate: bool = True) -> dict[Slice, dict[Key, tuple[int, ...]]]:
+              aggregate: bool = True) -> dict[Slice, dict[Key, Totals]]:
         """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept
         (`aggregate=False`: always row by row, for tests that compare the two)."""
         # minute -> the window starts of TABLES (every window boundary is a minute boundary)
@@ -66,7 +92,7 @@ class Rollups:
         return staged
 
     def _stage_aggregated(self, ledger: list[dict[str, Any]],
-                          starts: dict[int, list[int]]) -> dict[Slice, dict[Key, tuple[int, ...]]] | None:
+                          starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]] | None:
         """The batch summed once per (minute, key), the minute sums derived into hour, day and
         month; valid only when no row would be skipped (each partition's positions rise through
         the batch and lie beyond every version they touch), else None. Same result as
@@ -97,8 +123,8 @@ class Rollups:
                     g[5] += row["cache_write_tokens"]
                     g[6] += row["images"]
                     g[7] += row["guardrail_units"]
-                    g[9] = pos
-        staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
+                    g[LAST] = pos
+        staged: dict[Slice, dict[Key, Totals]] = {}
         per_kind = len(TABLES) // 2
         for kind, groups in enumerate(minutes):
             for t in range(kind * per_kind, (kind + 1) * per_kind):
@@ -110,21 +136,20 @@ class Rollups:
                     if d is None:
                         derived[k] = list(g)
                     else:
-                        for i in range(8):
+                        for i in range(SUMMED):
                             d[i] += g[i]
-                        d[8], d[9] = min(d[8], g[8]), max(d[9], g[9])
+                        d[FIRST], d[LAST] = min(d[FIRST], g[FIRST]), max(d[LAST], g[LAST])
                 for (start, key), d in derived.items():
                     sl = (table, start)
                     tot = self.slices[sl].get(key, ZERO)
-                    if d[8] <= tot[8]:
+                    if d[FIRST] <= tot.version:
                         return None  # a row at or below a version: row by row
-                    staged.setdefault(sl, {})[key] = (tot[0] + d[0], tot[1] + d[1], tot[2] + d[2], tot[3] + d[3],
-                                                      tot[4] + d[4], tot[5] + d[5], tot[6] + d[6], tot[7] + d[7], d[9])
+                    staged.setdefault(sl, {})[key] = tot.plus(d, d[LAST])
         return staged
 
-    def _stage_rows(self, ledger: list[dict[str, Any]], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, tuple[int, ...]]]:
+    def _stage_rows(self, ledger: list[dict[str, Any]], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]]:
         """Row by row: a row is applied to a total only when its position is beyond the total's version."""
-        staged: dict[Slice, dict[Key, tuple[int, ...]]] = {}
+        staged: dict[Slice, dict[Key, Totals]] = {}
         intern = sys.intern
         for row in ledger:
             pos, p = position(row["src_offset"], row.get("src_index", 0)), row["src_partition"]
@@ -138,18 +163,18 @@ class Rollups:
                 if changed is None:
                     changed = staged[sl] = {}
                 tot = changed.get(key) or self.slices[sl].get(key, ZERO)
-                if pos <= tot[8]:
+                if pos <= tot.version:
                     continue  # applied before
-                changed[key] = (*(a + b for a, b in zip(tot, delta)), pos)
+                changed[key] = tot.plus(delta, pos)
         return staged
 
     @classmethod
-    def rows(cls, staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> dict[str, list[dict[str, Any]]]:
+    def rows(cls, staged: dict[Slice, dict[Key, Totals]]) -> dict[str, list[dict[str, Any]]]:
         """Staged totals as rows of their rollup tables."""
         return dict(cls.table_rows(staged))
 
     @staticmethod
-    def table_rows(staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def table_rows(staged: dict[Slice, dict[Key, Totals]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Staged totals as rows, one rollup table at a time."""
         for table, column, _ in TABLES:
             rows = []
@@ -159,13 +184,13 @@ class Rollups:
                 ws = EpochMs(start)
                 for (tenant, who, currency, p), tot in changed.items():
                     row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,
-                           "src_partition": p, "cost": units_text(tot[0]), "version": tot[8]}
-                    row.update(zip(COUNTERS, tot[1:8]))
+                           "src_partition": p, "cost": units_text(tot.cost), "version": tot.version}
+                    row.update(zip(COUNTERS, tot[1:SUMMED]))  # Totals' fields are COUNTERS's after its cost
                     rows.append(row)
             if rows:
                 yield table, rows
 
-    def keep(self, staged: dict[Slice, dict[Key, tuple[int, ...]]]) -> None:
+    def keep(self, staged: dict[Slice, dict[Key, Totals]]) -> None:
         """After the staged rows are written: keep them, and let old windows leave memory."""
         for sl, changed in staged.items():
             self.slices.setdefault(sl, {}).update(changed)
@@ -188,5 +213,5 @@ class Rollups:
             intern = sys.intern
             for r in rows:
                 key = (intern(r["tenant_id"]), intern(r["who"]), intern(r["currency"]), int(r["src_partition"]))
-                self.slices[(table, int(r["ws"]))][key] = (
+                self.slices[(table, int(r["ws"]))][key] = Totals(
                     to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"]))
