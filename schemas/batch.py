@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from schemas.errors import InputRejected
 from schemas.record import BATCH_TYPE, CONTENT_TYPE, read_kind
 
 BATCH_HEADER = (CONTENT_TYPE, BATCH_TYPE)
@@ -23,7 +24,7 @@ INDEX_BITS = 13            # a position is offset << INDEX_BITS | index
 assert MAX_BATCH_EVENTS <= 1 << INDEX_BITS
 
 
-class BatchTooLarge(ValueError):
+class BatchTooLarge(InputRejected):
     """A batch record that cannot be split into events (too large, or empty)."""
 
 

@@ -49,6 +49,7 @@ from typing import Any
 import orjson
 
 from schemas.batch import BATCH_HEADER, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Run, runs
+from schemas.errors import Unavailable
 from schemas.validate import strip_line
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.placement import event_key, partition_for_key
@@ -63,7 +64,7 @@ _PARTITIONS_REFRESH_S = 5.0               # how often the topic's partition list
 _KEY_CACHE_MAX = 65_536
 
 
-class ProduceError(Exception):
+class ProduceError(Unavailable):
     """Events the broker did not acknowledge. `undelivered`: the events (bytes) of records that
     failed, now the caller's (the producer no longer holds them: resend them or keep them);
     `pending`: events still unacknowledged when a flush timed out (the producer still holds them

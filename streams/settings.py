@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Literal
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, parse_webhooks
+from streams.webhook_targets import WebhookConfigError, WebhookTarget, parse_webhooks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # the ops/ files the package needs, as installed: links to ops/ in a checkout, files in a wheel
@@ -33,15 +34,25 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+# A cluster name as ClickHouse takes it in SQL (streams/storage/cluster.py checks the same rule).
+CLUSTER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
+    """Every setting, grouped by the role that uses it. Its environment variable is MS_ and the
+    field's name in capitals (MS_SINK_BATCH: sink_batch), and its one default is here: code takes
+    it from a Settings object, by this name, and passes it on by the same name."""
+
     # hide_input_in_errors: a validation error never echoes a value (passwords, URLs with them)
     model_config = SettingsConfigDict(env_prefix="MS_", extra="ignore", hide_input_in_errors=True)
 
-    # Kafka. Unset bootstrap: the local broker of ops/kafka/kafka.sh on 127.0.0.1:kafka_port.
+    data_dir: Path = Field(default_factory=default_data_dir)  # state, secrets, the local broker's data
+
+    # -- kafka: the broker, its clients' security, the topics, and the worker's group --------------
+    # Unset bootstrap: the local broker of ops/kafka/kafka.sh on 127.0.0.1:kafka_port.
     kafka_bootstrap: str | None = None
     kafka_port: int = 9092
     kafka_controller_port: int | None = None
@@ -54,7 +65,18 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: FilePath | None = None  # a client certificate (mTLS), PEM
     kafka_ssl_keyfile: FilePath | None = None   # its unencrypted private key, PEM (unset: in the certfile)
     kafka_sasl_ssl_port: int | None = None      # the local broker's SASL_SSL listener (ops/kafka/kafka.sh)
-    # ClickHouse. Unset URL: the embedded engine (chDB) in data_dir/chdb.
+    events_topic: str = "billing_events"
+    dead_letter_topic: str = "billing_events_dlq"
+    sink_topic: str = "meterstream_sink"
+    budgets_topic: str = "meterstream_budgets"
+    alerts_topic: str = "spend_alerts"
+    alert_log_topic: str = "meterstream_alert_log"  # the alerts role's outbox (streams/alerts/outbox.py)
+    catalog_status_topic: str = "meterstream_catalog_status"  # each rater's catalog versions (compacted)
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    app_id: str = "meterstream"  # the Faust app id, and the prefix of every consumer group
+
+    # -- clickhouse: unset URL: the embedded engine (chDB) in data_dir/chdb -----------------------
     clickhouse_url: SecretStr | None = None
     clickhouse_database: str = "meterstream"
     # A cluster of the server's remote_servers (a server only): migrations create replicated local
@@ -64,66 +86,54 @@ class Settings(BaseSettings):
     # password is set; the role meterstream_analyst is created on a server in any case).
     clickhouse_analyst_user: str = "meterstream_analyst"
     clickhouse_analyst_password: SecretStr | None = None
-    data_dir: Path = Field(default_factory=default_data_dir)
+
+    # -- rating: catalogs, dedup, the rating state, the agent's takes -----------------------------
     # Pricing catalogs: a directory of catalog files; unset: the ones shipped in pricing/catalogs.
     catalog_dir: Path | None = None
-    # Topics.
-    events_topic: str = "billing_events"
-    dead_letter_topic: str = "billing_events_dlq"
-    sink_topic: str = "meterstream_sink"
-    budgets_topic: str = "meterstream_budgets"
-    alerts_topic: str = "spend_alerts"
-    alert_log_topic: str = "meterstream_alert_log"  # the alerts role's outbox (streams/alerts/outbox.py)
-    catalog_status_topic: str = "meterstream_catalog_status"  # each rater's catalog versions (compacted)
-    catalog_status_interval_s: float = 30.0  # how often a rater reports them (and at every switch)
-    # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
-    # path), never stored, printed or logged; named by host and a short hash (streams/alerts/webhooks.py).
-    alert_webhooks: SecretStr | None = None
-    alert_webhook_secret: SecretStr | None = None  # HMAC-SHA256 key signing every webhook body
-    alert_webhook_attempts: int = 5
-    alert_webhook_timeout_s: float = 5.0
-    topic_partitions: int = 4
-    topic_replication: int = 1
-    # Worker.
-    app_id: str = "meterstream"
-    web_port: int = 6066
-    allowed_lateness_hours: int = 48
+    # The key catalog records are signed with (meterstream catalog publish; the raters check it).
+    # Unset: one written to data_dir/catalog-key. A secret: never logged, printed or stored elsewhere.
+    catalog_key: SecretStr | None = None
+    catalog_status_interval_s: float = 30.0  # how often a rater reports its versions (and at every switch)
+    allowed_lateness_hours: int = 48  # how late an event may come (the sink keeps its windows as long)
     dedup_retention_hours: int = 24
     # The rating state (dedup entries and their index): on disk in data_dir (RocksDB, memory
     # bounded by the cache and write buffers below, shared by its partitions) or in memory.
     state_store: Literal["rocksdb", "memory"] = "rocksdb"
     state_cache_mb: int = 128
     state_write_buffer_mb: int = 64
-    sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
     agent_batch: int = 500           # input messages the rating agent takes at a time
-    rate_slice_bytes: int = 4 * 1024 * 1024  # a take is rated and sent in slices of this much input
     agent_batch_within_s: float = 0.25  # ... or what arrived within this time
-    # Analysts reach a worker's store through its web port when the embedded engine is locked.
-    worker_url: str | None = None
-    # The web port: bind address, bearer token (unset: one written to data_dir/web-token), the
-    # Host names it answers to besides loopback ones, limits of analysts' ad-hoc SQL.
+    rate_slice_bytes: int = 4 * 1024 * 1024  # a take is rated and sent in slices of this much input
+
+    # -- sink ---------------------------------------------------------------------------------------
+    sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
+
+    # -- alerts: webhooks ---------------------------------------------------------------------------
+    # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
+    # path), never stored, printed or logged; named by host and a short hash (streams/webhook_targets.py).
+    alert_webhooks: SecretStr | None = None
+    alert_webhook_secret: SecretStr | None = None  # HMAC-SHA256 key signing every webhook body
+    alert_webhook_attempts: int = 5
+    alert_webhook_timeout_s: float = 5.0
+    # Fault injection, for tests only: the alerts role exits (137) right after writing an alert to
+    # its outbox, before delivering it.
+    fault_exit_after_alert_outbox: bool = False
+
+    # -- web: each worker's web port (analysts' reads, status, re-rating) ---------------------------
+    # Bind address, port, bearer token (unset: one written to data_dir/web-token), the Host names
+    # it answers to besides loopback ones.
     web_bind: str = "127.0.0.1"
+    web_port: int = 6066
     web_token: SecretStr | None = None
-    # The key catalog records are signed with (meterstream catalog publish; the raters check it).
-    # Unset: one written to data_dir/catalog-key. A secret: never logged, printed or stored elsewhere.
-    catalog_key: SecretStr | None = None
     web_allowed_hosts: str = ""
-    sql_max_rows: int = Field(default=100_000, ge=1)
-    sql_timeout_s: int = Field(default=30, ge=1)
-    # What one analyst read may use (Store.query_readonly): memory, rows and bytes read; on the
-    # embedded engine, whose one statement at a time the sink shares, also a shorter time limit.
-    sql_max_memory_mb: int = Field(default=512, ge=1)
-    sql_max_rows_read: int = Field(default=200_000_000, ge=1)
-    sql_max_bytes_read: int = Field(default=20 * 1024**3, ge=1)
-    sql_embedded_timeout_s: int = Field(default=5, ge=1)
-    # Catalogs a worker may re-rate with, by name: the subdirectories of this directory.
-    rerate_catalogs_dir: Path | None = None
     # Endpoints that break things on purpose (/fault/...), for tests and chaos runs only.
     fault_injection: bool = False
-    # The HTTP ingest (streams/ingest/): bind address and port, the producers' token hashes
-    # (unset: data_dir/ingest-tokens), the largest request body, how long a request waits for
-    # Kafka's acknowledgement, the Host names it answers to besides loopback ones, how long a
-    # request's body may take to arrive, and its headers (and a connection may idle between requests).
+
+    # -- ingest: the HTTP ingest (streams/ingest/) --------------------------------------------------
+    # Bind address and port, the producers' token hashes (unset: data_dir/ingest-tokens), the
+    # largest request body, how long a request waits for Kafka's acknowledgement, the Host names it
+    # answers to besides loopback ones, how long a request's body may take to arrive, and its
+    # headers (and a connection may idle between requests).
     ingest_bind: str = "127.0.0.1"
     ingest_port: int = 6070
     ingest_tokens_file: Path | None = None
@@ -132,6 +142,23 @@ class Settings(BaseSettings):
     ingest_allowed_hosts: str = ""
     ingest_body_timeout_s: float = Field(default=30.0, gt=0)
     ingest_header_timeout_s: float = Field(default=15.0, gt=0)
+
+    # -- analyst: reads, ad-hoc SQL and re-rating from the CLI ---------------------------------------
+    # Analysts reach a worker's store through its web port when the embedded engine is locked
+    # (unset: http://127.0.0.1:web_port; comma-separated: several workers).
+    worker_url: str | None = None
+    # Limits of analysts' ad-hoc SQL: result rows, time; what one analyst read may use
+    # (Store.query_readonly): memory, rows and bytes read; on the embedded engine, whose one
+    # statement at a time the sink shares, also a shorter time limit.
+    sql_max_rows: int = Field(default=100_000, ge=1)
+    sql_timeout_s: int = Field(default=30, ge=1)
+    sql_max_memory_mb: int = Field(default=512, ge=1)
+    sql_max_rows_read: int = Field(default=200_000_000, ge=1)
+    sql_max_bytes_read: int = Field(default=20 * 1024**3, ge=1)
+    sql_embedded_timeout_s: int = Field(default=5, ge=1)
+    # Catalogs a worker may re-rate with, by name: the subdirectories of this directory
+    # (unset: data_dir/catalogs).
+    rerate_catalogs_dir: Path | None = None
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -150,14 +177,9 @@ class Settings(BaseSettings):
         if self.clickhouse_url is None:
             raise ValueError("MS_CLICKHOUSE_CLUSTER needs a ClickHouse server (MS_CLICKHOUSE_URL): "
                              "the embedded engine (chDB) has no cluster")
-        from streams.storage import StoreError
-        from streams.storage.cluster import check_cluster_name
-
-        try:
-            check_cluster_name(self.clickhouse_cluster)
-        except StoreError:
+        if not CLUSTER_NAME.fullmatch(self.clickhouse_cluster):
             raise ValueError("MS_CLICKHOUSE_CLUSTER must be a cluster name: letters, digits, _ and -, "
-                             "starting with a letter or _") from None
+                             "starting with a letter or _")
         return self
 
     @model_validator(mode="after")

@@ -8,13 +8,12 @@ import click
 import yaml
 
 from streams.alerts.budgets import BudgetError, BudgetTopic, parse_budget
-from streams.cli.stream import emit, one_line
+from streams.cli.stream import emit
 from streams.kafka_security import kafka_security
 from streams.settings import Settings
 
 
-def _topic() -> BudgetTopic:
-    s = Settings()
+def _topic(s: Settings) -> BudgetTopic:
     return BudgetTopic(s.bootstrap, s.budgets_topic, kafka_security(s))
 
 
@@ -25,8 +24,9 @@ def budgets_group() -> None:
 
 @budgets_group.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def budgets_list(fmt: str) -> None:
-    rows = [b.model_dump(mode="json") for b in _topic().read_all().values()]
+@click.pass_obj
+def budgets_list(settings: Settings, fmt: str) -> None:
+    rows = [b.model_dump(mode="json") for b in _topic(settings).read_all().values()]
     for r in rows:
         r["thresholds"] = ",".join(r["thresholds"])
     emit(rows, fmt, ["id", "tenant_id", "user_id", "model", "period", "timezone", "currency", "amount", "thresholds"])
@@ -44,8 +44,10 @@ def budgets_list(fmt: str) -> None:
 @click.option("--currency", default=None)
 @click.option("--amount", default=None, help="A decimal, e.g. 250.00")
 @click.option("--thresholds", default="0.5,0.8,1", show_default=True, help="Fractions of the amount, in (0, 10].")
-def budgets_set(file: Path | None, budget_id: str | None, tenant: str | None, user: str | None, model: str | None,
-                period: str | None, timezone: str, currency: str | None, amount: str | None, thresholds: str) -> None:
+@click.pass_obj
+def budgets_set(settings: Settings, file: Path | None, budget_id: str | None, tenant: str | None, user: str | None,
+                model: str | None, period: str | None, timezone: str, currency: str | None, amount: str | None,
+                thresholds: str) -> None:
     """Create or replace budgets."""
     if file is not None:
         docs = yaml.safe_load(file.read_text()) or []
@@ -59,14 +61,15 @@ def budgets_set(file: Path | None, budget_id: str | None, tenant: str | None, us
         budgets = [parse_budget({k: v for k, v in d.items() if v is not None}) for d in docs]
     except BudgetError as exc:
         raise click.ClickException(f"{exc} (nothing written)") from None
-    _topic().put(budgets)
+    _topic(settings).put(budgets)
     click.echo(f"set {len(budgets)} budget(s): {', '.join(b.id for b in budgets)}")
 
 
 @budgets_group.command("delete")
 @click.argument("budget_id")
-def budgets_delete(budget_id: str) -> None:
-    topic = _topic()
+@click.pass_obj
+def budgets_delete(settings: Settings, budget_id: str) -> None:
+    topic = _topic(settings)
     if budget_id not in topic.read_all():
         raise click.ClickException(f"no budget {budget_id!r}")
     topic.delete(budget_id)
@@ -75,15 +78,12 @@ def budgets_delete(budget_id: str) -> None:
 
 @click.command("alerts")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def alerts_command(fmt: str) -> None:
+@click.pass_obj
+def alerts_command(settings: Settings, fmt: str) -> None:
     """Spend alerts sent, with their delivery state."""
-    from streams.analyst.reader import AnalystError, Reader
-    from streams.storage import StoreError
+    from streams.analyst.reader import Reader
 
-    try:
-        with Reader(Settings()) as reader:
-            rows = reader.read("alerts")
-    except (AnalystError, StoreError) as exc:
-        raise click.ClickException(one_line(exc)) from None
+    with Reader(settings) as reader:
+        rows = reader.read("alerts")
     emit(rows, fmt, ["alert_key", "budget_id", "tenant_id", "user_id", "model", "period", "threshold", "spend",
                      "amount", "currency", "event_id", "created_at", "kafka_delivered", "webhook_status"])

@@ -9,16 +9,24 @@ import click
 
 from streams.settings import Settings
 
+
+def _default(name: str) -> str:
+    """A setting's default as the help says it (Settings holds it)."""
+    value = Settings.model_fields[name].default
+    return f"{value // 2**20} MiB" if isinstance(value, int) and value >= 2**20 and value % 2**20 == 0 else str(value)
+
+
 TOKENS_FILE = click.option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                            help="The producers' token hashes (MS_INGEST_TOKENS_FILE; default $MS_DATA_DIR/ingest-tokens).")
 
 
 @click.group("ingest", invoke_without_command=True)
-@click.option("--bind", default=None, help="Address to listen on (MS_INGEST_BIND; default 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (MS_INGEST_PORT; default 6070).")
+@click.option("--bind", default=None, help=f"Address to listen on (MS_INGEST_BIND; default {_default('ingest_bind')}).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help=f"Port (MS_INGEST_PORT; default {_default('ingest_port')}).")
 @TOKENS_FILE
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help="The largest request body (MS_INGEST_MAX_BYTES; default 1 MiB).")
+              help=f"The largest request body (MS_INGEST_MAX_BYTES; default {_default('ingest_max_bytes')}).")
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_context
 def ingest_group(ctx: click.Context, bind: str | None, port: int | None, tokens_file: Path | None,
@@ -32,11 +40,8 @@ def ingest_group(ctx: click.Context, bind: str | None, port: int | None, tokens_
     from streams.ingest.server import serve
 
     given = {"ingest_bind": bind, "ingest_port": port, "ingest_tokens_file": tokens_file, "ingest_max_bytes": max_bytes}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    try:
-        accepted = tokens.load(settings.ingest_tokens)
-    except tokens.TokenFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = ctx.obj.model_copy(update={k: v for k, v in given.items() if v is not None})
+    accepted = tokens.load(settings.ingest_tokens)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.WARNING))  # its INFO: every connection
     serve(settings, tokens.TokensFile(settings.ingest_tokens, accepted))
@@ -52,15 +57,13 @@ def token_group() -> None:
 @click.option("--tenant", "tenants", multiple=True,
               help="Limit the token to this tenant's events (repeatable); without it, any tenant's.")
 @TOKENS_FILE
-def token_add(name: str, tenants: tuple[str, ...], tokens_file: Path | None) -> None:
+@click.pass_obj
+def token_add(settings: Settings, name: str, tenants: tuple[str, ...], tokens_file: Path | None) -> None:
     """Make a token for producer NAME, append its SHA-256 to the tokens file (mode 0600) and print
     the token, once: keep it now. A running ingest takes it within a second."""
     from streams.ingest import tokens
 
-    path = tokens_file or Settings().ingest_tokens
-    try:
-        token = tokens.add(path, name, list(tenants) or None)
-    except tokens.TokenFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    path = tokens_file or settings.ingest_tokens
+    token = tokens.add(path, name, list(tenants) or None)
     click.echo(token)
     click.echo(f"added a token for {name} to {path} (its SHA-256 only); it is not shown again", err=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import sys
 
 import click
 from rich.console import Console
 
+from schemas.errors import ConfigurationError, MeterstreamError
 from streams.cli.stream import one_line
 from streams.settings import Settings
 
@@ -14,42 +17,71 @@ err = Console(stderr=True)
 
 
 class Main(click.Group):
-    """Settings refused at startup and store errors end a command with one line, not a traceback."""
+    """An expected failure (a MeterstreamError: bad input, a wrong setting, a dependency away;
+    schemas/errors.py) ends a command with its message on one line; anything else with one line
+    too, and how to see more. With --debug (or MS_DEBUG=1): the traceback instead."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from streams.analyst.reader import AnalystError
-        from streams.services import ServiceError
-        from streams.storage import StoreError
-        from streams.alerts.webhooks import WebhookConfigError
-
         try:
             return super().invoke(ctx)
-        except (StoreError, WebhookConfigError, AnalystError, ServiceError) as exc:
-            raise click.ClickException(one_line(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, EOFError):
+            raise  # click's own: said its way
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # a broken pipe (… | head): click's main ends quietly
+            raise click.ClickException(said(exc, ctx.obj)) from None
 
 
-@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
+def said(exc: Exception, settings: Settings | None) -> str:
+    """The one line an error ends a command with."""
+    from kafka.errors import KafkaError
 
-    Settings come from MS_* environment variables (see the README)."""
+    text = one_line(exc)
+    if isinstance(exc, MeterstreamError):
+        return text
+    if isinstance(exc, KafkaError):  # kafka-python's own: the broker is away or refuses (Unavailable)
+        where = f" at {settings.bootstrap}" if settings is not None else ""
+        return f"Kafka{where}: {text}"
+    named = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+    return f"{named} (run with --debug for the traceback)"
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; refused ones as a ConfigurationError naming the
+    variables, never their values."""
     from pydantic import ValidationError
 
     try:
-        Settings()
-    except ValidationError as exc:  # the errors name the variables, never their values
+        return Settings()
+    except ValidationError as exc:
         reasons = "; ".join(("MS_" + "_".join(map(str, e["loc"])).upper() + ": " if e["loc"] else "")
                             + e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
-        raise click.ClickException(f"invalid settings: {reasons}") from None
+        raise ConfigurationError(f"invalid settings: {reasons}") from exc
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, envvar="MS_DEBUG",
+              help="On an error, show its traceback instead of one line (also MS_DEBUG=1).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
+
+    Settings come from MS_* environment variables (see the README)."""
+    driver = logging.getLogger("clickhouse_connect")
+    if not debug and not driver.handlers:  # its warnings, when nothing else logs them, not said beside an error
+        driver.addHandler(logging.NullHandler())
+    ctx.obj = load_settings()  # once: every command takes them from here (click.pass_obj)
 
 
 @main.command()
-def up() -> None:
+@click.pass_obj
+def up(settings: Settings) -> None:
     """Start the local Kafka broker (unless MS_KAFKA_BOOTSTRAP names one), create topics,
     apply ClickHouse migrations."""
     from streams import services
 
-    settings = Settings()
     local = services.kafka_up(settings)
     where = "local broker" if local else "external broker"
     created = services.ensure_topics(settings)
@@ -62,20 +94,22 @@ def up() -> None:
 
 
 @main.command()
-def down() -> None:
+@click.pass_obj
+def down(settings: Settings) -> None:
     """Stop the local Kafka broker started by `up` (an external one is left alone)."""
     from streams import services
 
-    services.kafka_down(Settings())
+    services.kafka_down(settings)
 
 
 @main.command()
-def migrate() -> None:
+@click.pass_obj
+def migrate(settings: Settings) -> None:
     """Apply the ClickHouse migrations not applied yet (idempotent)."""
     from streams import services
 
     notes: list[str] = []
-    applied = services.apply_migrations(Settings(), notes)
+    applied = services.apply_migrations(settings, notes)
     for m in applied:
         click.echo(f"applied {m.path.name}")
     if not applied:
@@ -85,11 +119,11 @@ def migrate() -> None:
 
 
 @main.command()
-def status() -> None:
+@click.pass_obj
+def status(settings: Settings) -> None:
     """Say what is running and where the state lives."""
     from streams import services
 
-    settings = Settings()
     click.echo(f"data dir:   {settings.data_dir}")
     if settings.local_kafka:
         state = "running" if services.kafka_running(settings) else "stopped"

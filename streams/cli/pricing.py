@@ -17,6 +17,7 @@ from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
 from schemas.validate import strip_line
 from streams.cli.formats import converted, format_options, ids_of
+from streams.settings import Settings
 
 catalog_option = click.option(
     "--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -224,7 +225,8 @@ def catalog_diff(old: Path, new: Path) -> None:
 @click.option("--sequence", type=click.IntRange(1, 2**63 - 1), default=None,
               help="The publication's sequence (default: now, in microseconds since 1970). Raters refuse a "
                    "catalog record whose sequence is not above the one in force.")
-def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> None:
+@click.pass_obj
+def catalog_publish(settings: Settings, directory: Path, timeout: float, sequence: int | None) -> None:
     """Publish a catalog directory as the new version for the running raters: validated here
     first (a bad catalog is refused, nothing is sent), then one catalog record to every
     partition of the events topic, sealed with the catalog key (MS_CATALOG_KEY, else the one a
@@ -236,8 +238,7 @@ def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> No
     from schemas.catalog_record import encode, headers
     from streams.kafka_security import kafka_security
     from streams.producer import make_producer
-    from streams.settings import Settings
-    from streams.web_token import CATALOG_KEY, TokenMissing, read_token
+    from streams.web_token import CATALOG_KEY, read_token
 
     try:
         catalog = load_catalog(directory)
@@ -245,11 +246,7 @@ def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> No
     except (CatalogError, ValueError) as exc:
         click.echo(f"refused: {exc}; nothing was published", err=True)
         sys.exit(2)
-    settings = Settings()
-    try:
-        key = read_token(settings, CATALOG_KEY).get_secret_value().encode()
-    except TokenMissing as exc:
-        raise click.ClickException(str(exc)) from None
+    key = read_token(settings, CATALOG_KEY).get_secret_value().encode()
     producer = make_producer(settings.bootstrap, kafka_security(settings), client_id="meterstream-catalog")
     try:
         partitions = sorted(producer.partitions_for(settings.events_topic) or ())
@@ -270,7 +267,8 @@ def catalog_publish(directory: Path, timeout: float, sequence: int | None) -> No
 @catalog_group.command("status")
 @click.option("--stale-s", type=float, default=120.0, show_default=True,
               help="A worker not heard from for longer is shown as stale.")
-def catalog_status(stale_s: float) -> None:
+@click.pass_obj
+def catalog_status(settings: Settings, stale_s: float) -> None:
     """Which catalog version each rating worker prices each of its partitions with (from the
     status topic the workers report to, at every switch and every MS_CATALOG_STATUS_INTERVAL_S)."""
     import time
@@ -278,9 +276,7 @@ def catalog_status(stale_s: float) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
     from streams.kafka_security import kafka_security
-    from streams.settings import Settings
 
-    settings = Settings()
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
                              client_id="meterstream-catalog-status", **kafka_security(settings).kafka_python())
     latest: dict[bytes, dict[str, Any]] = {}

@@ -29,6 +29,15 @@ from streams.settings import REPO_ROOT
 
 CLI = [sys.executable, "-m", "streams.cli"]
 KAFKA_SH = REPO_ROOT / "ops" / "kafka" / "kafka.sh"
+# The knobs of ops/kafka/kafka.sh a harness broker takes from the caller's environment: where the
+# Kafka jars are cached, how long a start may take, the python of its readiness check. Every other
+# MS_* setting of a broker or a stack is given explicitly (its constructor's arguments, extra_env).
+BROKER_KNOBS = ("MS_KAFKA_CACHE", "MS_KAFKA_START_TIMEOUT", "MS_PYTHON")
+
+
+def outside_env(keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The caller's environment without meterstream's settings (MS_*), but for `keep`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MS_") or k in keep}
 
 
 def free_port() -> int:
@@ -45,7 +54,7 @@ class Broker:
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.env = dict(os.environ, MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(self.port),
+        self.env = dict(outside_env(BROKER_KNOBS), MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(self.port),
                         MS_KAFKA_CONTROLLER_PORT=str(free_port()))
         self.env.setdefault("MS_PYTHON", sys.executable)
         self.env.update(extra_env or {})
@@ -81,7 +90,7 @@ class Stack:
         self.tmp = tmp
         self.partitions = partitions
         self.ports: list[int] = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
+        self.env = outside_env()
         self.env.update({
             "MS_KAFKA_BOOTSTRAP": bootstrap, "MS_DATA_DIR": str(tmp / "data"), "MS_APP_ID": f"ms-{tag}",
             "MS_EVENTS_TOPIC": f"ev-{tag}", "MS_DEAD_LETTER_TOPIC": f"dlq-{tag}", "MS_SINK_TOPIC": f"sink-{tag}",
