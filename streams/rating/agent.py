@@ -163,32 +163,44 @@ def open_index(table: Any) -> Callable[[MutableMapping[str, Any], int], Index]:
     return lambda state, p: DiskIndex(lambda: store._db_for_partition(p), store, p)
 
 
-def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
-    """The rating agent: events in, ledger rows and rejections to the sink and dead-letter
-    topics; its dedup state in a Faust table (with changelog). Returns the table."""
-    events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
-    dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
-    sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
-    # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
-    state = state_table(app, settings)
+class RatingRole:
+    """The rating role of a worker: the agent `rate_events` on the events topic, its state table,
+    the rater, and the report of its catalog versions. Each part is a method, testable alone."""
 
-    rater = Rater(
-        load_catalog(settings.catalog_dir),
-        lateness_ms=settings.allowed_lateness_hours * 3_600_000,
-        dedup_ms=settings.dedup_retention_hours * 3_600_000,
-        partitions=settings.topic_partitions,
-        index=open_index(state),
-        catalog_key=ensure_token(settings, CATALOG_KEY).get_secret_value().encode(),
-    )
+    def __init__(self, app: faust.App, settings: Settings, stats: dict[str, int]) -> None:
+        self.app, self.settings, self.stats = app, settings, stats
+        self.events = app.topic(settings.events_topic, partitions=settings.topic_partitions, **RAW)
+        self.dlq = app.topic(settings.dead_letter_topic, partitions=settings.topic_partitions, **RAW)
+        self.sink_topic = app.topic(settings.sink_topic, partitions=settings.sink_partitions, **RAW)
+        self.status_topic = app.topic(settings.catalog_status_topic, partitions=1, **RAW)
+        # keys: str, values: JSON lists (no model type: Faust restores them from the changelog as is)
+        self.state = state_table(app, settings)
+        self.rater = Rater(
+            load_catalog(settings.catalog_dir),
+            lateness_ms=settings.allowed_lateness_hours * 3_600_000,
+            dedup_ms=settings.dedup_retention_hours * 3_600_000,
+            partitions=settings.topic_partitions,
+            index=open_index(self.state),
+            catalog_key=ensure_token(settings, CATALOG_KEY).get_secret_value().encode(),
+        )
+        self.delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
+        self.reported: dict[int, str] = {}   # the versions last reported to the status topic
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        faust_fixes.STRICT_TOPICS.add(settings.events_topic)
+        app.on_partitions_assigned.connect(self._assigned)
+        app.on_partitions_revoked.connect(self._revoked)
+        app.agent(self.events, name="rate_events")(self.rate_events)
+        app.timer(interval=settings.catalog_status_interval_s)(self.report_versions)
 
-    @app.on_partitions_assigned.connect
-    async def _reindex(app: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
-        rater.reset()
+    async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
+        self.rater.reset()
 
-    delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
-    faust_fixes.STRICT_TOPICS.add(settings.events_topic)
+    async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.settings.events_topic:
+                self.rater.versions.current.pop(tp.partition, None)
 
-    async def in_order(partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
+    async def in_order(self, partition: int, items: list[tuple[Source, bytes]]) -> list[tuple[Source, bytes]]:
         """The batch's records not given here before, checked to continue the offsets Faust
         delivered to this process, from where the partition last resumed (faust_fixes.py, fix 3).
         A hole means Faust dropped a message (ibid.): nothing after it may be applied first, and
@@ -198,29 +210,31 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
         offset: after a SIGKILL the state on disk can be ahead of the commit, the sink records of
         its last batch lost, and a message dropped there would go unnoticed. Events topics have
         no transactions or compaction: no real gaps."""
-        tp = TP(settings.events_topic, partition)
-        start = faust_fixes.resume_at(app.consumer).get(tp)  # known after the first batch: no await
+        tp = TP(self.settings.events_topic, partition)
+        consumer = self.app.consumer
+        start = faust_fixes.resume_at(consumer).get(tp)  # known after the first batch: no await
         for attempt in range(RESUME_ATTEMPTS if start is None else 0):
             try:
-                start = await faust_fixes.resumed_at(app.consumer, tp)
+                start = await faust_fixes.resumed_at(consumer, tp)
                 break
             except Exception as exc:  # the coordinator is away: wait for it
                 log.warning("partition %d: its committed offset was not read (%s); retrying", partition, exc)
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
         if start is None:
             restart_in_place(f"partition {partition}: its committed offset could not be read")
-        expected = max(start, delivered.get(partition, start))
+        expected = max(start, self.delivered.get(partition, start))
         kept, missing = continuing(expected, items)
         if missing is not None:
             restart_in_place(f"partition {partition}: offset {missing[0]} was never delivered (next came {missing[1]})")
-        delivered[partition] = expected + len(kept)
+        self.delivered[partition] = expected + len(kept)
         return kept
 
-    @app.agent(events)
-    async def rate_events(stream: faust.StreamT) -> None:
+    async def rate_events(self, stream: faust.StreamT) -> None:
+        """The agent: takes of events, each rated whole or the worker restarted in place."""
+        settings = self.settings
         async for batch in stream.take_events(settings.agent_batch, within=settings.agent_batch_within_s):
             try:
-                await rate_take(batch)
+                await self.rate_take(batch)
             except Exception as exc:  # noqa: BLE001 - nothing may escape a take (see below)
                 # Faust acks a take's events when the agent leaves it, however it leaves: an error
                 # here would commit records neither counted nor dead-lettered. Restarting the
@@ -228,61 +242,58 @@ def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any
                 log.exception("rating a take failed")
                 restart_in_place(f"rating a take failed: {type(exc).__name__}: {str(exc)[:120]}")
 
-    async def rate_take(batch: list[Any]) -> None:
+    async def rate_take(self, batch: list[Any]) -> None:
+        """Rate one take, partition by partition, in byte-bounded slices; send each slice's
+        rejections, sink records and forwarded events before the next is parsed."""
         by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
         now_s = time.time()
         for event in batch:
             src, value = source_of(event.message, now_s)
             by_partition[src.partition].append((src, value))
+        rater, stats = self.rater, self.stats
         for partition, items in by_partition.items():
-            view = PartitionState(state, partition)
-            items = await in_order(partition, items)
-            for part in slices(items, settings.rate_slice_bytes):  # bounded rows in memory
+            view = PartitionState(self.state, partition)
+            items = await self.in_order(partition, items)
+            for part in slices(items, self.settings.rate_slice_bytes):  # bounded rows in memory
                 out = rater.process_batch(view, part)
                 stats["rejected"] += len(out.rejected)
                 stats["duplicates"] += out.duplicates
                 stats["counted"] += len(out.ledger)
-                for row in out.rejected:
-                    await dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row),
-                                   partition=partition)
-                for value in sink_records(int(time.time() * 1000), out.ledger, out.rejected):
-                    await sink_topic.send(key=str(partition).encode(), value=value)
-                for home, values, ts_ms, origin in forward_records(partition, out):
-                    stats["forwarded"] += values.count(b"\n") + 1
-                    await events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
-                                      headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
+                await self.send(partition, out)
                 del out
             for key in rater.expired(view, partition):
                 del view[key]
-        if rater.versions.current != reported:
-            await report_versions()
+        if rater.versions.current != self.reported:
+            await self.report_versions()
 
-    reported: dict[int, str] = {}
-    status_topic = app.topic(settings.catalog_status_topic, partitions=1, **RAW)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    async def send(self, partition: int, out: Output) -> None:
+        """A slice's output: rejections to the dead-letter topic, rows to the sink topic, events
+        read off their canonical partition forwarded to it."""
+        for row in out.rejected:
+            await self.dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row), partition=partition)
+        for value in sink_records(int(time.time() * 1000), out.ledger, out.rejected):
+            await self.sink_topic.send(key=str(partition).encode(), value=value)
+        for home, values, ts_ms, origin in forward_records(partition, out):
+            self.stats["forwarded"] += values.count(b"\n") + 1
+            await self.events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
+                                   headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
 
-    async def report_versions() -> None:
+    async def report_versions(self) -> None:
         """This worker's catalog versions, to the status topic (`meterstream catalog status`)."""
-        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic)
+        app, rater = self.app, self.rater
+        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives()
+                          if tp.topic == self.settings.events_topic)
         current = dict(rater.versions.current)
         if app.tables.recovery.completed.is_set():  # partitions not read since assignment: from the state
             for p in set(assigned) - set(current):
-                history = rater.versions.history(PartitionState(state, p), p)
+                history = rater.versions.history(PartitionState(self.state, p), p)
                 current[p] = history[-1][1] if history else rater.versions.base.content_hash
-        await status_topic.send(key=worker.encode(), value=orjson.dumps({
-            "worker": worker, "at_ms": int(time.time() * 1000), "own": rater.versions.base.content_hash,
+        await self.status_topic.send(key=self.worker.encode(), value=orjson.dumps({
+            "worker": self.worker, "at_ms": int(time.time() * 1000), "own": rater.versions.base.content_hash,
             "partitions": {str(p): current.get(p) for p in assigned}}))
-        reported.clear()
-        reported.update(current)
+        self.reported = current
 
-    @app.timer(interval=settings.catalog_status_interval_s)
-    async def _report() -> None:
-        await report_versions()
 
-    @app.on_partitions_revoked.connect
-    async def _forget(app: Any, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
-        for tp in revoked:
-            if tp.topic == settings.events_topic:
-                rater.versions.current.pop(tp.partition, None)
-
-    return state
+def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
+    """The rating role on a Faust app (RatingRole); returns its state table."""
+    return RatingRole(app, settings, stats).state
