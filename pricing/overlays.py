@@ -73,13 +73,6 @@ class Rule(BaseModel):
             return 1 + self.markup
         return None
 
-    def describe(self) -> str:
-        if self.discount is not None:
-            return f"{self.id}: {(self.discount * 100).normalize():f}% off"
-        if self.markup is not None:
-            return f"{self.id}: {(self.markup * 100).normalize():f}% markup"
-        return f"{self.id}: contract prices"
-
     def contract_price(self, dimension: str) -> PriceSpec | None:
         for p in self.prices or ():
             if p.dimension == dimension:

@@ -24,7 +24,7 @@ MAX_DELAY_S = 30.0
 
 
 def recoveries() -> dict[str, object]:
-    """What /health shows: how often this worker recovered, and the last reason."""
+    """What /status shows: how often this worker recovered, and the last reason."""
     return {"count": int(os.environ.get(COUNT_ENV, "0")), "last_reason": os.environ.get(REASON_ENV)}
 
 

@@ -98,9 +98,6 @@ class Rater:
         self.indexes.clear()
         self.expired_at.clear()
 
-    def process(self, state: MutableMapping[str, Any], src: Source, raw: bytes) -> Output:
-        return self.process_batch(state, [(src, raw)])
-
     def process_batch(self, state: MutableMapping[str, Any], batch: Iterable[tuple[Source, bytes]]) -> Output:
         """Handle consecutive messages of ONE partition, in offset order."""
         out = Output()

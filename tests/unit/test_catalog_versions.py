@@ -70,7 +70,7 @@ def test_a_catalog_record_switches_from_its_position_on():
     assert state[files_key(0, bundle_hash(new))] == new
     assert rater.versions.current == {0: bundle_hash(new)}
     # a later batch goes on with the new version
-    assert rater.process(state, src(4), ev("d")).ledger[0]["cost"] == "0.003"
+    assert rater.process_batch(state, [(src(4), ev("d"))]).ledger[0]["cost"] == "0.003"
 
 
 def test_a_replay_from_before_the_record_prices_as_the_first_time_even_on_a_fresh_worker():
@@ -91,15 +91,15 @@ def test_a_replay_from_before_the_record_prices_as_the_first_time_even_on_a_fres
 def test_a_partition_prices_with_its_own_versions():
     rater, state = rater_(), {}
     new = record(repriced("3.00"))
-    rater.process(state, src(0, new, p=1), new)
-    assert rater.process(state, src(0, p=0), ev("p0")).ledger[0]["cost"] == "0.0025"
-    assert rater.process(state, src(1, p=1), ev("p1")).ledger[0]["cost"] == "0.003"
+    rater.process_batch(state, [(src(0, new, p=1), new)])
+    assert rater.process_batch(state, [(src(0, p=0), ev("p0"))]).ledger[0]["cost"] == "0.0025"
+    assert rater.process_batch(state, [(src(1, p=1), ev("p1"))]).ledger[0]["cost"] == "0.003"
 
 
 def test_a_bad_catalog_record_is_refused_with_the_reason_and_the_version_stays():
     rater, state = rater_(), {}
     good = repriced("3.00")
-    rater.process(state, src(0, record(good)), record(good))
+    rater.process_batch(state, [(src(0, record(good)), record(good))])
     broken = dict(good, **{"openai-usd.yaml": good["openai-usd.yaml"].replace('price: "3.00"', "price: 3.00")})
     tampered = orjson.dumps({"version": bundle_hash(good), "files": broken})
     unsigned = Source("billing_events", 0, 5, int(T.timestamp() * 1000), catalog=Seal(6, ""))
@@ -125,11 +125,11 @@ def test_the_kept_versions_are_bounded_and_their_files_with_them():
     for i in range(KEEP_VERSIONS + 3):
         files = repriced(f"{3 + i}.00")
         versions.append(bundle_hash(files))
-        rater.process(state, src(i, record(files)), record(files))
+        rater.process_batch(state, [(src(i, record(files)), record(files))])
     history = state[history_key(0)]
     assert [h[1] for h in history] == versions[-KEEP_VERSIONS:]
     assert sorted(k for k in state if k.startswith(f"c{SEP}")) == sorted(files_key(0, v) for v in versions[-KEEP_VERSIONS:])
-    out = rater.process(state, src(100), ev("last"))
+    out = rater.process_batch(state, [(src(100), ev("last"))])
     assert out.ledger[0]["cost"] == str(Decimal(3 + KEEP_VERSIONS + 2) / 1000)  # 1,000 tokens at the last price per 1M
 
 

@@ -28,9 +28,9 @@ def src(offset: int, at: dt.datetime = T) -> Source:
 
 def test_replay_of_applied_offsets_changes_nothing_and_re_emits_the_same_rows():
     rater, state = Rater(CAT), {}
-    outs = [rater.process(state, src(i), ev(f"e{i}", T)) for i in range(3)]
+    outs = [rater.process_batch(state, [(src(i), ev(f"e{i}", T))]) for i in range(3)]
     snapshot = deepcopy(state)
-    replay = [rater.process(state, src(i), ev(f"e{i}", T)) for i in range(3)]
+    replay = [rater.process_batch(state, [(src(i), ev(f"e{i}", T))]) for i in range(3)]
     assert {k: v for k, v in state.items() if k[0] == "m"} == {k: v for k, v in snapshot.items() if k[0] == "m"}
     assert [o.ledger for o in replay] == [o.ledger for o in outs]
     assert outs[2].ledger[0]["cost"] == "0.0025" and outs[2].ledger[0]["src_offset"] == 2
@@ -38,16 +38,16 @@ def test_replay_of_applied_offsets_changes_nothing_and_re_emits_the_same_rows():
 
 def test_duplicate_event_id_at_a_later_offset_is_dropped():
     rater, state = Rater(CAT), {}
-    rater.process(state, src(0), ev("same", T))
-    out = rater.process(state, src(1), ev("same", T))
+    rater.process_batch(state, [(src(0), ev("same", T))])
+    out = rater.process_batch(state, [(src(1), ev("same", T))])
     assert out.duplicates == 1 and out.ledger == []
 
 
 def test_lateness_is_judged_by_stream_time():
     rater, state = Rater(CAT, lateness_ms=3_600_000), {}
-    rater.process(state, src(0), ev("now", T))
-    ok = rater.process(state, src(1), ev("50min", T - dt.timedelta(minutes=50)))
-    late = rater.process(state, src(2), ev("2h", T - dt.timedelta(hours=2)))
+    rater.process_batch(state, [(src(0), ev("now", T))])
+    ok = rater.process_batch(state, [(src(1), ev("50min", T - dt.timedelta(minutes=50)))])
+    late = rater.process_batch(state, [(src(2), ev("2h", T - dt.timedelta(hours=2)))])
     assert len(ok.ledger) == 1
     assert len(late.rejected) == 1 and late.rejected[0]["reason"].startswith("too_late")
 
@@ -55,29 +55,29 @@ def test_lateness_is_judged_by_stream_time():
 def test_rejection_keeps_payload_without_text():
     rater, state = Rater(CAT), {}
     raw = json.dumps({"event_id": "x", "text": {"input": "secret prompt"}, "usage": {}}).encode()
-    out = rater.process(state, src(0), raw)
+    out = rater.process_batch(state, [(src(0), raw)])
     assert len(out.rejected) == 1 and "secret prompt" not in out.rejected[0]["payload"]
 
 
 def test_dedup_entries_expire_after_retention():
     rater, state = Rater(CAT, lateness_ms=3_600_000, dedup_ms=3_600_000), {}
-    rater.process(state, src(0), ev("old", T))
+    rater.process_batch(state, [(src(0), ev("old", T))])
     later = T + dt.timedelta(hours=3)
-    assert len(rater.process(state, src(1, later), ev("new", later)).ledger) == 1
+    assert len(rater.process_batch(state, [(src(1, later), ev("new", later))]).ledger) == 1
     gone = rater.expired(state, 0)
     # the entry of the batch that counted "old" (its time, position 0)
     assert gone == [SEP.join(("t", "0", f"{int(T.timestamp() * 1000):013d}", f"{0:020d}"))]
     for key in gone:
         del state[key]
     assert ("t", "old") not in rater.index(state, 0).seen
-    assert rater.process(state, src(2, later), ev("new", later)).duplicates == 1  # "new" is still kept
+    assert rater.process_batch(state, [(src(2, later), ev("new", later))]).duplicates == 1  # "new" is still kept
 
 
 def test_a_batch_equals_the_same_messages_one_by_one_and_writes_two_keys():
     msgs = [(src(i), ev(f"e{i % 7}", T + dt.timedelta(seconds=i))) for i in range(20)]
     one = Rater(CAT)
     s1: dict = {}
-    outs = [one.process(s1, m, raw) for m, raw in msgs]
+    outs = [one.process_batch(s1, [(m, raw)]) for m, raw in msgs]
 
     class Counting(dict):
         writes = 0
@@ -98,8 +98,8 @@ def test_index_rebuilt_from_state_after_reassignment():
     rater, state = Rater(CAT), {}
     rater.process_batch(state, [(src(i), ev(f"e{i}", T)) for i in range(5)])
     fresh = Rater(CAT)  # a new worker restoring the same state from the changelog
-    assert fresh.process(state, src(9), ev("e3", T)).duplicates == 1
-    replay = fresh.process(state, src(3), ev("e3", T))  # the original offset: a replay, re-emitted
+    assert fresh.process_batch(state, [(src(9), ev("e3", T))]).duplicates == 1
+    replay = fresh.process_batch(state, [(src(3), ev("e3", T))])  # the original offset: a replay, re-emitted
     assert replay.duplicates == 0 and replay.ledger[0]["src_offset"] == 3
 
 
@@ -178,7 +178,7 @@ def bsrc(offset: int, at: dt.datetime = T) -> Source:
 def test_a_batch_record_counts_each_line_at_its_own_position():
     rater, state = Rater(CAT), {}
     lines = [ev("b0", T), b"not json", b"", ev("b3", T), ev("b0", T)]  # a bad line, a blank, a repeat
-    out = rater.process(state, bsrc(7), b"\n".join(lines) + b"\n")
+    out = rater.process_batch(state, [(bsrc(7), b"\n".join(lines) + b"\n")])
     assert [(r["event_id"], r["src_offset"], r["src_index"]) for r in out.ledger] == [("b0", 7, 0), ("b3", 7, 3)]
     assert [(r["src_offset"], r["src_index"]) for r in out.rejected] == [(7, 1)]
     assert out.duplicates == 1  # b0 again at index 4 of the same record: a duplicate, not a replay
@@ -187,20 +187,20 @@ def test_a_batch_record_counts_each_line_at_its_own_position():
 def test_a_replayed_batch_record_re_emits_the_same_rows_and_duplicates_stay_dropped():
     rater, state = Rater(CAT), {}
     batch = b"\n".join([ev("a", T), ev("b", T), ev("c", T)])
-    first = rater.process(state, bsrc(0), batch)
+    first = rater.process_batch(state, [(bsrc(0), batch)])
     rater.reset()  # a restart: the index is rebuilt from the state
-    replay = rater.process(state, bsrc(0), batch)
+    replay = rater.process_batch(state, [(bsrc(0), batch)])
     assert replay.ledger == first.ledger and replay.duplicates == 0
-    later = rater.process(state, src(1), ev("b", T))  # the same event again, as a single record
+    later = rater.process_batch(state, [(src(1), ev("b", T))])  # the same event again, as a single record
     assert later.duplicates == 1 and later.ledger == []
-    again = rater.process(state, bsrc(2), batch)  # the whole batch sent twice
+    again = rater.process_batch(state, [(bsrc(2), batch)])  # the whole batch sent twice
     assert again.duplicates == 3 and again.ledger == []
 
 
 def test_the_same_event_is_a_duplicate_across_single_and_batch_records():
     rater, state = Rater(CAT), {}
-    rater.process(state, src(0), ev("x", T))
-    out = rater.process(state, bsrc(1), b"\n".join([ev("y", T), ev("x", T)]))
+    rater.process_batch(state, [(src(0), ev("x", T))])
+    out = rater.process_batch(state, [(bsrc(1), b"\n".join([ev("y", T), ev("x", T)]))])
     assert [r["event_id"] for r in out.ledger] == ["y"] and out.duplicates == 1
 
 
@@ -208,10 +208,10 @@ def test_a_batch_over_the_limits_is_one_rejection():
     from schemas.batch import MAX_BATCH_EVENTS
 
     rater, state = Rater(CAT), {}
-    out = rater.process(state, bsrc(0), b"\n".join([ev(f"e{i}", T) for i in range(MAX_BATCH_EVENTS + 1)]))
+    out = rater.process_batch(state, [(bsrc(0), b"\n".join([ev(f"e{i}", T) for i in range(MAX_BATCH_EVENTS + 1)]))])
     assert out.ledger == [] and len(out.rejected) == 1
     assert "more than" in out.rejected[0]["reason"] and out.rejected[0]["src_index"] == 0
-    empty = rater.process(state, bsrc(1), b"\n\n")
+    empty = rater.process_batch(state, [(bsrc(1), b"\n\n")])
     assert empty.ledger == [] and "no events" in empty.rejected[0]["reason"]
 
 
@@ -220,8 +220,8 @@ def test_dedup_entries_of_older_versions_keep_working():
     rater = Rater(CAT)
     state = {SEP.join(("m", "0")): [int(T.timestamp() * 1000), 5],
              SEP.join(("d", "0", "5")): [int(T.timestamp() * 1000), [["t", "old", 5]]]}
-    assert rater.process(state, src(5), ev("old", T)).ledger  # a replay of offset 5: re-emitted
-    assert rater.process(state, src(6), ev("old", T)).duplicates == 1
+    assert rater.process_batch(state, [(src(5), ev("old", T))]).ledger  # a replay of offset 5: re-emitted
+    assert rater.process_batch(state, [(src(6), ev("old", T))]).duplicates == 1
 
 
 def test_dedup_entries_stay_small_whatever_the_batch():

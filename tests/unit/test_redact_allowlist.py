@@ -51,7 +51,7 @@ def clean(*texts: str | bytes) -> None:
 
 
 def rejected_row(raw: bytes, refused: str | None = None) -> dict[str, Any]:
-    out = Rater(CAT).process({}, Source("billing_events", 0, 5, MS, refused=refused), raw)
+    out = Rater(CAT).process_batch({}, [(Source("billing_events", 0, 5, MS, refused=refused), raw)])
     assert len(out.rejected) == 1 and not out.ledger, out
     return out.rejected[0]
 

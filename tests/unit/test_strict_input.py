@@ -149,7 +149,7 @@ def test_not_json_numbers_keep_the_ids(bad: bytes) -> None:
     raw = orjson.dumps(event()).replace(b'"input_tokens":1000', b'"input_tokens":' + bad)
     got = rated(raw)
     assert isinstance(got, Rejection) and got.reason.startswith("not JSON") and got.event_id == "e-1"
-    row = Rater(CAT).process({}, Source("ev", 0, 0, int(NOW.timestamp() * 1000)), raw).rejected[0]
+    row = Rater(CAT).process_batch({}, [(Source("ev", 0, 0, int(NOW.timestamp() * 1000)), raw)]).rejected[0]
     assert (row["event_id"], row["tenant_id"]) == ("e-1", "t")
 
 
@@ -312,7 +312,7 @@ products:
 
 
 def _rejected_row(raw: bytes) -> dict[str, Any]:
-    out = Rater(CAT).process({}, Source("ev", 0, 7, int(NOW.timestamp() * 1000)), raw)
+    out = Rater(CAT).process_batch({}, [(Source("ev", 0, 7, int(NOW.timestamp() * 1000)), raw)])
     assert len(out.rejected) == 1 and not out.ledger
     return out.rejected[0]
 
@@ -359,7 +359,7 @@ def test_largest_valid_ledger_row_fits_a_sink_record() -> None:
     doc = event(model="stability.stable-diffusion-xl-v1", event_id="e" * 128, tenant_id="t" * 256, user_id="u" * 256,
                 usage={"images": [{"count": 10_000, "width": 1024, "height": 1024, "steps": 500 - i} for i in range(100)]},
                 labels={f"{i:02d}" + "k" * 62: "\U0001f680" * 256 for i in range(32)})
-    out = Rater(CAT).process({}, Source("ev", 0, 0, int(NOW.timestamp() * 1000)), orjson.dumps(doc))
+    out = Rater(CAT).process_batch({}, [(Source("ev", 0, 0, int(NOW.timestamp() * 1000)), orjson.dumps(doc))])
     assert len(out.ledger) == 1, out.rejected
     (record,) = sink_records(0, out.ledger, out.rejected)
     assert len(record) <= MAX_SINK_RECORD
