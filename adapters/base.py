@@ -5,6 +5,8 @@ billing_event v1 cannot hold is a ConversionError with the reason."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +63,7 @@ def from_unix(seconds: int | float, where: str) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def event(provider: str, model: str | None, usage: dict[str, int | str], ids: Ids, *, event_id: str | None,
+def event(provider: str, model: str | None, usage: Mapping[str, int | str], ids: Ids, *, event_id: str | None,
           ts: str | None) -> dict[str, Any]:
     """The billing_event: ids from the caller first, then the payload's; zero counts left out."""
     missing = [name for name, v in (("tenant_id", ids.tenant_id), ("user_id", ids.user_id),

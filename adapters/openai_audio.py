@@ -31,7 +31,7 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     if kind != "duration":
         raise ConversionError(f"usage.type must be duration, not {quoted(kind)}")
     seconds = usage.get("seconds")
-    if type(seconds) not in (int, float):
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         raise ConversionError(f"usage.seconds must be a number, not {quoted(seconds)}")
     try:
         exact = Decimal(repr(seconds)) if type(seconds) is float else Decimal(seconds)

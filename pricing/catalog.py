@@ -268,7 +268,7 @@ class Catalog:
             raise PricingError(f"unknown model {quoted(model)} for provider {provider!r}")
         versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1
-        if i < 0 or (ends[i] is not None and ts >= ends[i]):
+        if i < 0 or ((end := ends[i]) is not None and ts >= end):
             last = versions[-1].spec.effective_to
             span = f"; the last ends {last.isoformat()}" if last is not None and ts >= last else ""
             raise PricingError(

@@ -19,7 +19,7 @@ def price_rows(docs: list[dict[str, Any]]) -> dict[tuple, str]:
     """(provider, product id, effective_from, dimension, per, qualifiers) -> price, of catalog
     documents; a product's batch factor and profile factors are rows too (``batch_factor``,
     ``profile <prefix>``, per 1)."""
-    rows = {}
+    rows: dict[tuple, str] = {}
     for doc in docs:
         defaults = doc.get("defaults") or {}
         for p in doc.get("products") or []:

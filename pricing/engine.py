@@ -141,7 +141,7 @@ class _Bill:
         cost = EXACT.divide(EXACT.multiply(qty, unit_price), p.per)
         item = {
             "dimension": dim,
-            "quantity": str(qty) if type(qty) is int else money_str(qty),
+            "quantity": money_str(qty) if isinstance(qty, Decimal) else str(qty),
             "unit": _unit_text(p.per, dim, note),
             "unit_price": _price_text(unit_price),
             "cost": money_str(cost),
@@ -250,8 +250,8 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
         p = _select(product, "images", region, f"images of {img.width}x{img.height}"
                     + (f" at {img.steps} steps" if img.steps is not None else ""),
                     size=(img.width, img.height, img.steps))
-        tier = f" ({img.width}x{img.height}" + (f", {img.steps} steps)" if img.steps is not None else ")")
-        bill.add("images", img.count, p, note=tier)
+        size_note = f" ({img.width}x{img.height}" + (f", {img.steps} steps)" if img.steps is not None else ")")
+        bill.add("images", img.count, p, note=size_note)
 
     if usage.audio_seconds:
         bill.add("audio_seconds", usage.audio_seconds, _select(product, "audio_seconds", region, "audio_seconds"))
@@ -411,9 +411,9 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
                           "cost": money_str(cost)})
     if total is None:
         return None
-    cost = money_str(total)
+    cost_text = money_str(total)
     return priced_event(doc["event_id"], ts_text, doc["tenant_id"], doc["user_id"], doc["provider"], doc["model"],
                         product.spec.id, region, mode,
                         usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
-                        doc.get("labels") or {}, product.currency, cost, cost, "", items, product.catalog_version,
-                        catalog.content_hash, False, 0)
+                        doc.get("labels") or {}, product.currency, cost_text, cost_text, "", items,
+                        product.catalog_version, catalog.content_hash, False, 0)

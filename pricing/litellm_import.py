@@ -100,7 +100,7 @@ def convert(prices: dict[str, Any], *, providers: set[str], effective_from: dt.d
             continue
         if notes:
             out.unpriced.append((key, notes))
-        provider = names.get(entry["litellm_provider"], entry["litellm_provider"])
+        provider: str = names.get(entry["litellm_provider"]) or entry["litellm_provider"]
         doc = out.catalogs.setdefault(provider, {
             "provider": provider, "currency": "USD", "version": f"litellm@{effective_from.date().isoformat()}",
             "regions": [], "defaults": {"effective_from": effective_from.isoformat().replace("+00:00", "Z")},

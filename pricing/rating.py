@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pricing.catalog import Catalog
+from schemas.records import PricedEvent
 from pricing.engine import price_common, price_event
 from pricing.errors import PricingError
 from schemas.validate import InvalidEvent, parse_common, parse_event
@@ -19,7 +20,7 @@ class Rejection:
     event_id: str | None
 
 
-def rate(raw: bytes | str, catalog: Catalog, *, now: dt.datetime | None = None) -> dict[str, Any] | Rejection:
+def rate(raw: bytes | str, catalog: Catalog, *, now: dt.datetime | None = None) -> PricedEvent | Rejection:
     common = parse_common(raw, now)  # fast path: the usual shapes, same results; None -> full path
     if common is not None:
         priced = price_common(*common, catalog)

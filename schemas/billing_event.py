@@ -15,7 +15,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, StringConstraints, model_validator
 from pydantic_core import CoreSchema
@@ -69,14 +69,14 @@ class _Microseconds:
 
     def __get_pydantic_core_schema__(self, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
         schema = handler(source)
-        schema["microseconds_precision"] = "error"  # type: ignore[typeddict-unknown-key]
+        cast(dict[str, Any], schema)["microseconds_precision"] = "error"  # pydantic-core's datetime option
         return schema
 
 
 Timestamp = Annotated[dt.datetime, _Microseconds()]
 
 
-def count(le: int) -> object:
+def count(le: int) -> Any:
     return Field(default=None, ge=0, le=le)
 
 

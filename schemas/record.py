@@ -17,7 +17,9 @@ two readers could then disagree on what the record is."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 CONTENT_TYPE = "content-type"
 BATCH_TYPE = b"application/jsonl"
@@ -62,7 +64,7 @@ def read_kind(headers: object) -> RecordKind:
     if not headers:
         return EVENT
     try:
-        items = list(headers.items() if isinstance(headers, dict) else headers)  # type: ignore[attr-defined]
+        items = list(headers.items() if isinstance(headers, dict) else cast(Iterable[Any], headers))
     except TypeError:
         return RecordKind(unreadable="unreadable record: its headers are not a list of (key, value) pairs")
     if len(items) == 1 and items[0] == (CONTENT_TYPE, BATCH_TYPE):  # the common case: a batch record

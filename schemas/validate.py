@@ -55,8 +55,8 @@ def quoted(value: object) -> str:
     true/false/null as Python writes them; any other string hidden (its length and hash), an
     object or array by its size. Every reason that names a value of the input uses this."""
     t = type(value)
-    if t is str:
-        return f"'{value}'" if ID_LIKE(value) else hidden(value)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        return f"'{value}'" if ID_LIKE(value) else hidden(value)
     if value is None or t is bool:
         return repr(value)
     if t is int or t is float:
@@ -113,7 +113,7 @@ def check_size(raw: bytes) -> None:
 # ------------------------------------------------------------------------------ strict JSON
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list):
     """A JSON object as its (key, value) pairs in input order, duplicates kept."""
 
 

@@ -36,7 +36,7 @@ class _TolerantPyBatch(_default._DefaultRecordBatchPy):
     def _read_msg(self, decode_varint: Any = decode_varint) -> Any:
         # aiokafka 0.14's DefaultRecordBatch._read_msg, but for the header key's decoding.
         buffer = self._buffer
-        pos = self._pos
+        pos: int = self._pos  # type: ignore[has-type]  # aiokafka sets it untyped
         length, pos = decode_varint(buffer, pos)
         start_pos = pos
         _, pos = decode_varint(buffer, pos)  # attributes

@@ -31,7 +31,7 @@ class CommitAfterWrite:
 
         on_revoked = self.on_revoked
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+        class Listener(ConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked: Any) -> None:
                 if on_revoked is not None:
                     await on_revoked()

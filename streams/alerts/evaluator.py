@@ -22,6 +22,7 @@ from typing import Any
 from pricing import money_str
 from schemas.batch import position
 from streams.alerts.budgets import Budget
+from schemas.records import LedgerRow
 
 UTC = dt.timezone.utc
 
@@ -135,7 +136,7 @@ class AlertEvaluator:
         self._forget(budget_id)
         self._index()
 
-    def on_ledger(self, row: dict[str, Any], now: dt.datetime) -> list[Alert]:
+    def on_ledger(self, row: LedgerRow, now: dt.datetime) -> list[Alert]:
         """One priced event (a ledger row of a sink record)."""
         p, pos = row["src_partition"], position(row["src_offset"], row.get("src_index", 0))
         if pos <= self.high_water.get(p, -1):

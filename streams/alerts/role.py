@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any
 
-from schemas.records import SinkRecord
+from schemas.records import LedgerRow, SinkRecord
 from streams.alerts.budgets import Budget
 from streams.alerts.delivery import Deliverer, alert_from_row
 from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
@@ -124,7 +124,7 @@ class AlertsConsumer:
                 else:
                     await self._send(await asyncio.to_thread(self.evaluator.set_budget, budget, now))
 
-    def _evaluate(self, rows: list[dict[str, Any]]) -> list[Alert]:
+    def _evaluate(self, rows: list[LedgerRow]) -> list[Alert]:
         assert self.evaluator is not None
         now = dt.datetime.now(UTC)
         return [a for row in rows for a in self.evaluator.on_ledger(row, now)]

@@ -28,7 +28,7 @@ class RawKey(str):
         key.raw = raw
         return key
 
-    def encode(self, *args: Any, **kwargs: Any) -> bytes:  # type: ignore[override]
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
         return self.raw
 
 

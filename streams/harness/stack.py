@@ -290,7 +290,7 @@ def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
     crossed, and the alert keys that must then be delivered (one per crossing)."""
     spend: dict[tuple[str, int], Decimal] = {}
     for (window, start, tenant, _user, currency), (cost, _n) in exp.by_user.items():
-        if window == "day" and currency == "USD":
+        if window == "day" and currency == "USD" and start is not None:
             spend[(tenant, start)] = spend.get((tenant, start), Decimal(0)) + cost
     budgets, keys = [], []
     for tenant in sorted({t for t, _ in spend}):

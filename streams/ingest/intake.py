@@ -38,7 +38,7 @@ def check(raw: bytes) -> None:
         parse_event(raw)
 
 
-class _Object(list):  # type: ignore[type-arg]
+class _Object(list):
     """A JSON object as its (key, value) pairs, repeated keys kept."""
 
 
@@ -99,7 +99,7 @@ class Intake:
     def _refuse(self, index: int, raw: bytes, reason: str) -> None:
         stored = stored_payload(raw).encode()
         if self.producer.tenants is not None:
-            named = [t for t in top_level_tenants(raw) if isinstance(t, str)]
+            named: list[str | None] = [t for t in top_level_tenants(raw) if isinstance(t, str)]
             named.append(ids_of(stored)[1])  # the tenant the rater files the refused record under
             if any(t is not None and not self._allowed(index, t) for t in named):
                 return

@@ -11,8 +11,8 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any, cast
 
 import faust
 import orjson
@@ -30,7 +30,7 @@ from streams.recovery import restart_in_place
 from streams.settings import Settings
 from streams.web_token import CATALOG_KEY, ensure_token
 
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 log = logging.getLogger("meterstream.rating")
 RESUME_ATTEMPTS = 30  # reads of a partition's committed offset before the worker restarts
 def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[tuple[Source, bytes]]]:
@@ -187,16 +187,16 @@ class RatingRole:
         self.reported: dict[int, str] = {}   # the versions last reported to the status topic
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         faust_fixes.STRICT_TOPICS.add(settings.events_topic)
-        app.on_partitions_assigned.connect(self._assigned)
-        app.on_partitions_revoked.connect(self._revoked)
+        app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]  # mode's stub: a receiver returns None
+        app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]  # likewise
         app.agent(self.events, name="rate_events")(self.rate_events)
         app.timer(interval=settings.catalog_status_interval_s)(self.report_versions)
 
-    async def _assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:
+    async def _assigned(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         self.rater.reset()
 
-    async def _revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        for tp in revoked:
+    async def _revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        for tp in args[0] if args else ():  # the partitions revoked
             if tp.topic == self.settings.events_topic:
                 self.rater.versions.current.pop(tp.partition, None)
 
@@ -232,7 +232,8 @@ class RatingRole:
     async def rate_events(self, stream: faust.StreamT) -> None:
         """The agent: takes of events, each rated whole or the worker restarted in place."""
         settings = self.settings
-        async for batch in stream.take_events(settings.agent_batch, within=settings.agent_batch_within_s):
+        takes = cast(faust.Stream, stream).take_events(settings.agent_batch, within=settings.agent_batch_within_s)
+        async for batch in takes:
             try:
                 await self.rate_take(batch)
             except Exception as exc:  # noqa: BLE001 - nothing may escape a take (see below)
@@ -242,7 +243,7 @@ class RatingRole:
                 log.exception("rating a take failed")
                 restart_in_place(f"rating a take failed: {type(exc).__name__}: {str(exc)[:120]}")
 
-    async def rate_take(self, batch: list[Any]) -> None:
+    async def rate_take(self, batch: Sequence[Any]) -> None:
         """Rate one take, partition by partition, in byte-bounded slices; send each slice's
         rejections, sink records and forwarded events before the next is parsed."""
         by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
@@ -284,7 +285,7 @@ class RatingRole:
         assigned = sorted(tp.partition for tp in app.assignor.assigned_actives()
                           if tp.topic == self.settings.events_topic)
         current = dict(rater.versions.current)
-        if app.tables.recovery.completed.is_set():  # partitions not read since assignment: from the state
+        if cast(Any, app.tables).recovery.completed.is_set():  # partitions not read since assignment: from the state
             for p in set(assigned) - set(current):
                 history = rater.versions.history(PartitionState(self.state, p), p)
                 current[p] = history[-1][1] if history else rater.versions.base.content_hash

@@ -178,7 +178,7 @@ class DiskIndex:
         db = self.db()
         batch = WriteBatch(raw_mode=True)
         for key, value in gone:
-            for k in index_deletes(db.get, entry_ids(key, value[1])):
-                batch.delete(k)
+            for index_key in index_deletes(db.get, entry_ids(key, value[1])):
+                batch.delete(index_key)
         db.write(batch)
         return [key for key, _ in gone]

@@ -43,10 +43,10 @@ async def _flush(self: Any) -> None:
 
 
 if not getattr(_Buffer, "_ms_fixed", False):
-    _Buffer.put = _put
-    _Buffer._send_pending = _send_pending
-    _Buffer.flush = _flush
-    _Buffer._ms_fixed = True
+    _fixes: tuple[tuple[str, Any], ...] = (("put", _put), ("_send_pending", _send_pending), ("flush", _flush),
+                                           ("_ms_fixed", True))
+    for _name, _fix in _fixes:
+        setattr(_Buffer, _name, _fix)
 
 
 # Fix 2: Faust's commit could step over a message it never delivered. `_committed_offset` holds the
@@ -159,7 +159,7 @@ def _reset_state(self: Any) -> None:
 
 
 if not getattr(_Consumer, "_ms_fixed", False):
-    _Consumer._new_offset = _new_offset
-    _Consumer.perform_seek = _perform_seek
-    _Consumer._reset_state = _reset_state
-    _Consumer._ms_fixed = True
+    _fixes = (("_new_offset", _new_offset), ("perform_seek", _perform_seek), ("_reset_state", _reset_state),
+              ("_ms_fixed", True))
+    for _name, _fix in _fixes:
+        setattr(_Consumer, _name, _fix)

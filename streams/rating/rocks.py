@@ -70,7 +70,7 @@ class StateStore(RocksStore):
         kwargs["options"] = options
         super().__init__(*args, **kwargs)
         self.rocksdb_options = BoundedOptions(cache_bytes=cache, write_buffer_bytes=wb,
-                                              **self.options, use_rocksdict=True)
+                                              **(self.options or {}), use_rocksdict=True)
 
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Callable[[Any], Any],
                               to_value: Callable[[Any], Any]) -> None:
@@ -93,8 +93,8 @@ class StateStore(RocksStore):
                     for k in list(index_deletes(get, entry_ids(key, json.loads(old)[1]))):
                         index[(p, k)] = None
             else:
-                for k, v in index_writes(entry_ids(key, json.loads(msg.value)[1])):
-                    index[(p, k)] = v
+                for k, put in index_writes(entry_ids(key, json.loads(msg.value)[1])):
+                    index[(p, k)] = put
             entries[(p, msg.key)] = msg.value
         writes: dict[int, Any] = {}
         for (p, k), v in index.items():

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from schemas.money import to_units, units_text
+from schemas.records import LedgerRow
 from schemas.batch import position
 from streams.storage import Store
 from streams.storage.base import EpochMs
@@ -75,7 +76,7 @@ class Rollups:
     def __len__(self) -> int:
         return sum(len(keys) for keys in self.slices.values())
 
-    def stage(self, store: Store, ledger: list[dict[str, Any]], *,
+    def stage(self, store: Store, ledger: list[LedgerRow], *,
               aggregate: bool = True) -> dict[Slice, dict[Key, Totals]]:
         """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept
         (`aggregate=False`: always row by row, for tests that compare the two)."""
@@ -91,7 +92,7 @@ class Rollups:
             staged = self._stage_rows(ledger, starts)
         return staged
 
-    def _stage_aggregated(self, ledger: list[dict[str, Any]],
+    def _stage_aggregated(self, ledger: list[LedgerRow],
                           starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]] | None:
         """The batch summed once per (minute, key), the minute sums derived into hour, day and
         month; valid only when no row would be skipped (each partition's positions rise through
@@ -147,7 +148,7 @@ class Rollups:
                     staged.setdefault(sl, {})[key] = tot.plus(d, d[LAST])
         return staged
 
-    def _stage_rows(self, ledger: list[dict[str, Any]], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]]:
+    def _stage_rows(self, ledger: list[LedgerRow], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]]:
         """Row by row: a row is applied to a total only when its position is beyond the total's version."""
         staged: dict[Slice, dict[Key, Totals]] = {}
         intern = sys.intern
@@ -158,7 +159,7 @@ class Rollups:
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
             for (table, column, _), start in zip(TABLES, starts[row["ts"] - row["ts"] % MINUTE_MS]):
                 sl = (table, start)
-                key = (tenant, intern(row[column]), currency, p)
+                key = (tenant, intern(row[column]), currency, p)  # type: ignore[literal-required]  # user_id or model
                 changed = staged.get(sl)
                 if changed is None:
                     changed = staged[sl] = {}
@@ -213,5 +214,5 @@ class Rollups:
             intern = sys.intern
             for r in rows:
                 key = (intern(r["tenant_id"]), intern(r["who"]), intern(r["currency"]), int(r["src_partition"]))
-                self.slices[(table, int(r["ws"]))][key] = Totals(
-                    to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"]))
+                self.slices[(table, int(r["ws"]))][key] = Totals._make(
+                    (to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"])))

@@ -116,7 +116,7 @@ class ChdbStore(Store):
         self._lock = _EngineLock()  # a chDB session is not safe for concurrent queries
         with _stderr_captured() as captured:
             try:
-                self._session = session.Session(str(path))
+                self._session: Any = session.Session(str(path))
             except Exception as exc:
                 detail = " ".join(captured().split())[-400:]
                 raise StoreError(

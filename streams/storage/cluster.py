@@ -148,7 +148,7 @@ def _create_table(stmt: str, masked: str, head: re.Match[str], on: str, database
     columns_end = _close(masked, columns_at)
     m = _ENGINE.search(masked, columns_end)
     engine = m["engine"] if m else ""
-    if not engine.endswith("MergeTree") or engine.startswith("Replicated"):
+    if m is None or not engine.endswith("MergeTree") or engine.startswith("Replicated"):
         raise _refuse(stmt, f"only non-replicated *MergeTree tables are rewritten, not {engine or 'no engine'}")
     local = f"{name}_local"
     edits = [(end, end, f"_local ON CLUSTER {on}")]
