@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export MS_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: install kafka-jars test demo bench chaos figures clean
+.PHONY: install kafka-jars test unit lint demo bench chaos figures clean
 
 install: $(STAMP)
 
@@ -21,6 +21,16 @@ kafka-jars:
 
 test: install kafka-jars
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# the unit tests: no broker, no engine, no network (about a minute)
+unit: install
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+# ruff (lint and format) and mypy, configured in pyproject.toml
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 demo: install kafka-jars
 	$(VENV)/bin/meterstream demo

@@ -1,4 +1,4 @@
-"""Settings from environment variables, all prefixed ``MS_`` (documented in the README)."""
+"""Settings from environment variables, all prefixed ``MS_`` (documented in docs/operations.md, "Settings")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Regenerate the README's table of benchmark and chaos figures from ops/bench/results/*.json
+"""Regenerate the table of benchmark and chaos figures in docs/benchmarks.md from ops/bench/results/*.json
 (between the `<!-- figures:begin -->` and `<!-- figures:end -->` markers).
 
-    python ops/bench/summary.py           # rewrite README.md
+    python ops/bench/summary.py           # rewrite docs/benchmarks.md
     python ops/bench/summary.py --print   # print the table only
 """
 
@@ -131,7 +131,7 @@ def table() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--print", action="store_true")
-    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    ap.add_argument("--readme", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = ap.parse_args(argv)
     text = table()
     if args.print:

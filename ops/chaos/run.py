@@ -16,7 +16,7 @@ ClickHouse).
   R8  the sink process SIGKILLed 10 times, with rate, sink and alerts as separate processes
   R9  a rebalance storm: two rating workers, one of them SIGKILLed every 20 s for 5 minutes while
       the traffic is produced
-  soak  30 minutes of traffic at half the sustained rate (README: P2-batched), roles split; the
+  soak  30 minutes of traffic at half the sustained rate (docs/benchmarks.md: P2-batched), roles split; the
       RSS of each process is sampled every 10 s and its growth after a 5-minute warm-up reported
   short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage (CI)
 
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outage-s", type=float, default=60)
     ap.add_argument("--storm-s", type=float, default=300, help="R9's storm")
     ap.add_argument("--soak-s", type=float, default=1800)
-    ap.add_argument("--soak-rate", type=int, default=7_761, help="events/s: half of P2-batched (README)")
+    ap.add_argument("--soak-rate", type=int, default=7_761, help="events/s: half of P2-batched (docs/benchmarks.md)")
     ap.add_argument("--soak-warmup-s", type=float, default=300)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to reach exact totals, per scenario")

@@ -21,7 +21,7 @@
 #                                   names [A-Za-z0-9._-], passwords without , " \ or newlines)
 #   MS_KAFKA_SUPER_USERS            optional: name,... ; the broker then enforces ACLs (StandardAuthorizer):
 #                                   these users and its own account may do anything, any other user only
-#                                   what an ACL allows (kafka.sh acls; see the README's Security)
+#                                   what an ACL allows (kafka.sh acls; see docs/security.md)
 # With SASL on, no listener is left unauthenticated: the one on 127.0.0.1:$MS_KAFKA_PORT becomes
 # SASL_PLAINTEXT and the controller's too, both for one account of the broker's own,
 # meterstream-admin, whose password is made at the first start in $MS_DATA_DIR/kafka/admin.secret

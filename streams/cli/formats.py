@@ -27,7 +27,7 @@ def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--format and the ids a provider payload does not carry."""
     options = [
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="billing-event", show_default=True,
-                     help="What each line of the input is: a billing event, or a provider's payload (README: Adapters)."),
+                     help="What each line of the input is: a billing event, or a provider's payload (docs/events-and-adapters.md: Provider payloads)."),
         click.option("--tenant", "tenant_id", default=None, help="With --format: the events' tenant_id."),
         click.option("--user", "user_id", default=None, help="With --format: the events' user_id."),
         click.option("--event-id", "event_id", default=None, help="With --format: override the payload's id (one payload only)."),

@@ -68,7 +68,7 @@ def load_settings() -> Settings:
 def main(ctx: click.Context, debug: bool) -> None:
     """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
 
-    Settings come from MS_* environment variables (see the README)."""
+    Settings come from MS_* environment variables (see docs/operations.md)."""
     driver = logging.getLogger("clickhouse_connect")
     if not debug and not driver.handlers:  # its warnings, when nothing else logs them, not said beside an error
         driver.addHandler(logging.NullHandler())

@@ -5,7 +5,7 @@ only on the messages at offsets <= o. A message replayed after a crash (Kafka de
 once) is recognised by its dedup entry, which names the source position (offset, and line index
 in a batch record) that first carried the event: the same position is a replay and is emitted
 again (its ledger row is idempotent), another position is a duplicate and is dropped. The windowed totals are kept downstream, by the sink
-(streams/sink/rollups.py). The README's "How meterstream counts each event exactly once" gives the
+(streams/sink/rollups.py). docs/exactness.md, "How meterstream counts each event exactly once", gives the
 whole argument.
 
 Messages are handled in batches (one partition's consecutive offsets); a batch writes one dedup

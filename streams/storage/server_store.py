@@ -5,7 +5,7 @@ With a cluster (MS_CLICKHOUSE_CLUSTER) the database is created ON CLUSTER, and i
 Distributed tables in the foreground (``distributed_foreground_insert = 1``): an insert returns
 once every shard's replicated table has its rows (or fails), and ``insert_deduplication_token``
 goes with each shard's part of the block (the insert's settings travel to the shards), so a
-retried block is dropped by each shard's own dedup window. Not run against a cluster here (README,
+retried block is dropped by each shard's own dedup window. Not run against a cluster here (docs/operations.md,
 "ClickHouse cluster").
 
 Analysts' reads (Store.query_readonly) go through a second client without a session, so they never

@@ -26,7 +26,7 @@ from streams.storage.migrations import BOOKKEEPING, discover, migrate, statement
 
 CLUSTER, DB = "ms_cluster", "meterstream"
 WINDOWS = ("minute", "hour", "day", "month")
-# Each table's sharding key, decided (README "ClickHouse cluster"): a new table fails
+# Each table's sharding key, decided (docs/operations.md "ClickHouse cluster"): a new table fails
 # test_every_migration_statement_in_its_cluster_form until it is given one here.
 SHARDING = {
     "schema_migrations": "cityHash64(version)",

@@ -176,7 +176,9 @@ def analyst(guard):
 
 
 def _readme_queries() -> list[str]:
-    text = (Path(__file__).parents[2] / "README.md").read_text()
+    """The SQL the README and the docs show analysts."""
+    root = Path(__file__).parents[2]
+    text = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     queries = re.findall(r'^meterstream sql "([^"]+)"', text, re.M)
     for block in re.findall(r"^```sql\n(.*?)^```", text, re.M | re.S):
         code = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("--"))
