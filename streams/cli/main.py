@@ -144,6 +144,7 @@ from streams.cli.stream import (  # noqa: E402
     worker_command,
 )
 
+
 @main.command()
 @click.option("--events", type=int, default=3000, show_default=True)
 def demo(events: int) -> None:
