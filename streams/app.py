@@ -79,7 +79,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     state = add_rating(app, settings, stats) if role in ("all", "rate") else None
     sink = add_sink(app, settings, security) if role in ("all", "sink") else None
     alerts = add_alerts(app, settings, security, sink) if role in ("all", "alerts") else None
-    install_web(app, settings, sink, stats, state, alerts)
+    install_web(app, settings, stats, store=sink, statuses=(sink, alerts), rating_state=state, faults=sink)
     return app
 
 

@@ -1,10 +1,15 @@
 """The worker's web endpoints, closed by default.
 
-Bound to MS_WEB_BIND (127.0.0.1). Every request but the liveness check `GET /health` carries
-`Authorization: Bearer <token>` (streams/web_token.py); a POST must be `application/json` (no
-cross-site form or text/plain posts) with a JSON object body; the Host header must name this
-machine (loopback, or MS_WEB_ALLOWED_HOSTS), against DNS rebinding. Only the routes below
-exist: Faust's own table, router, graph and stats pages are off.
+Bound to MS_WEB_BIND (127.0.0.1), behind the guard the ingest shares (streams/http_guard.py).
+Every request but the liveness check `GET /health` carries `Authorization: Bearer <token>`
+(streams/web_token.py); a POST must be `application/json` (no cross-site form or text/plain
+posts) with a JSON object body; the Host header must name this machine (loopback, or
+MS_WEB_ALLOWED_HOSTS), against DNS rebinding. Only the routes below exist: Faust's own table,
+router, graph and stats pages are off.
+
+The port sees the roles of its process only through the narrow interfaces below: the store the
+sink holds (`StoreAccess`), each role's status (`RoleStatus`) and the sink's fault injection
+(`FaultInjection`).
 
     GET  /health          liveness: {"ok": true}
     GET  /status          counters, recoveries, what this worker holds
@@ -21,79 +26,82 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import faust
 import orjson
-from aiohttp import web as aioweb
 
 from streams.analyst import reads
 from streams.analyst.reader import run_checked_sql
+from streams.analyst.sql_guard import RefusedSQL
+from streams.http_guard import Bearer, Refused, allowed_hosts, guard
 from streams.recovery import recoveries, restart_in_place
 from streams.settings import Settings
-from streams.analyst.sql_guard import RefusedSQL
-from streams.storage import StoreClosed, StoreError
+from streams.storage import Store, StoreClosed, StoreError
 from streams.web_token import ensure_token
 
 log = logging.getLogger("meterstream.web")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-CATALOG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class StoreAccess(Protocol):
+    """The store this process holds (the sink's), as the web port may use it."""
+
+    def holds_store(self) -> bool:
+        """Whether this process holds the store now."""
+
+    def reads_block_writes(self) -> bool:
+        """Whether an analyst's query on the store holds off the sink's writes (the embedded
+        engine runs one statement at a time)."""
+
+    async def read(self, fn: Callable[[Store], Any]) -> Any:
+        """fn(store) in a thread, beside the sink's batch (it waits only for the statement
+        running now). StoreClosed when the store is not held."""
+
+    async def exclusive(self, fn: Callable[[Store], Any]) -> Any:
+        """fn(store) in a thread between the sink's batches: it waits for the batch being written
+        and holds the next one off until it returns. StoreClosed when the store is not held."""
 
 
-def _error(status: int, message: str, **headers: str) -> aioweb.Response:
-    return aioweb.json_response({"error": message}, status=status, headers=headers or None)
+class RoleStatus(Protocol):
+    """A role's part of GET /status."""
+
+    def status(self) -> dict[str, Any]: ...
 
 
-def host_name(host: str) -> str:
-    """The name of a Host header, without its port."""
-    if host.startswith("["):  # [::1]:6066
-        return host[1:].split("]")[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+class FaultInjection(Protocol):
+    """The sink's fault injection (MS_FAULT_INJECTION=1 only)."""
+
+    def inject_write_failures(self, fail: bool) -> bool:
+        """Make the sink's writes fail, as if ClickHouse were down, while `fail`; the setting now."""
 
 
-def guard(settings: Settings, routes: Callable[[str], bool]) -> Any:
-    """aiohttp middleware: Host check, route allow-list, bearer token, JSON bodies, clean errors."""
+class StateTableStatus:
+    """The rating role's status: how many keys its dedup state table (a Faust table) holds,
+    estimated on disk (streams/rating/rocks.py)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def status(self) -> dict[str, Any]:
+        data = self.table.data
+        return {"state_keys": data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)}
+
+
+def worker_bearer(settings: Settings) -> Bearer:
+    """The worker's one token (MS_WEB_TOKEN, else $MS_DATA_DIR/web-token), of 16 characters or more."""
     token = ensure_token(settings).get_secret_value().encode()
     if len(token) < 16:
         raise ValueError("MS_WEB_TOKEN must be at least 16 characters")
-    hosts = LOOPBACK_HOSTS | {h.strip().lower() for h in settings.web_allowed_hosts.split(",") if h.strip()}
-    if settings.web_bind not in ("0.0.0.0", "::"):
-        hosts |= {settings.web_bind.lower()}
+    return Bearer(realm="meterstream", required="a bearer token is required (MS_WEB_TOKEN or $MS_DATA_DIR/web-token)",
+                  check=lambda given: True if hmac.compare_digest(given.encode(), token) else None)
 
-    @aioweb.middleware
-    async def middleware(request: aioweb.Request, handler: Callable[[aioweb.Request], Awaitable[Any]]) -> Any:
-        if host_name(request.host or "").lower() not in hosts:
-            return _error(421, "unknown Host header")
-        path = request.path
-        if not routes(path):
-            return _error(404, "no such endpoint")
-        if not (path == "/health" and request.method in ("GET", "HEAD")):
-            given = request.headers.get("Authorization", "")
-            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token)):
-                return _error(401, "a bearer token is required (MS_WEB_TOKEN or $MS_DATA_DIR/web-token)",
-                              **{"WWW-Authenticate": 'Bearer realm="meterstream"'})
-            if request.method == "POST" and request.content_type != "application/json":
-                return _error(415, "send Content-Type: application/json")
-        try:
-            return await handler(request)
-        except BadRequest as exc:
-            return _error(exc.status, str(exc))
-        except aioweb.HTTPException:
-            raise
-        except Exception:
-            log.exception("web request %s %s failed", request.method, path)
-            return _error(500, "internal error (see the worker's log)")
 
-    return middleware
+def web_guard(settings: Settings, routes: Callable[[str], bool]) -> Any:
+    """aiohttp middleware: Host check, route allow-list, bearer token, JSON bodies, clean errors."""
+    return guard(hosts=allowed_hosts(settings.web_bind, settings.web_allowed_hosts), routes=routes,
+                 bearer=worker_bearer(settings), post_types=("application/json",), owner="the worker", log=log,
+                 logged=lambda request: f"web request {request.method} {request.path}", charset="utf-8")
 
 
 async def json_object(request: Any) -> dict[str, Any]:
@@ -101,54 +109,42 @@ async def json_object(request: Any) -> dict[str, Any]:
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(400, f"the body is not JSON: {exc}") from None
+        raise Refused(400, f"the body is not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise BadRequest(400, "the body must be a JSON object")
+        raise Refused(400, "the body must be a JSON object")
     return body
 
 
-def catalog_by_name(settings: Settings, name: Any) -> Path | None:
-    """The catalog directory a re-rate may use: None (the worker's own) or a named one."""
-    if name is None:
-        return settings.catalog_dir
-    if not isinstance(name, str) or not CATALOG_NAME.match(name):
-        raise BadRequest(400, "catalog must be the name of a directory in MS_RERATE_CATALOGS_DIR "
-                              "(letters, digits, _ . -), not a path")
-    root = settings.rerate_catalogs.resolve()
-    path = (root / name).resolve()
-    if path.parent != root or not path.is_dir():
-        raise BadRequest(400, f"no catalog named {name!r} in {root}")
-    return path
-
-
-def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int], state: Any,
-            alerts: Any = None) -> None:
-    """Register the endpoints and the guard on a Faust app."""
-    fault_paths = ({"/fault/recover"} | ({"/fault/sink"} if sink is not None else set())
+def install(app: faust.App, settings: Settings, stats: dict[str, int], *, store: StoreAccess | None = None,
+            statuses: Sequence[RoleStatus | None] = (), rating_state: Any = None,
+            faults: FaultInjection | None = None) -> None:
+    """Register the endpoints and the guard on a Faust app. `store`: the store this process
+    holds (the sink), if any; `statuses`: the roles' parts of /status, in order (None: a role
+    this process does not run), after the rating state table's (`rating_state`); `faults`:
+    the sink's fault injection."""
+    roles: list[RoleStatus] = [StateTableStatus(rating_state)] if rating_state is not None else []
+    roles += [role for role in statuses if role is not None]
+    fault_paths = ({"/fault/recover"} | ({"/fault/sink"} if faults is not None else set())
                    if settings.fault_injection else set())
     fixed = {"/health", "/status", "/sql", "/rerate"} | fault_paths
 
     def routes(path: str) -> bool:
         return path in fixed or (path.startswith("/read/") and path.count("/") == 2)
 
-    app.web.web_app.middlewares.append(guard(settings, routes))
+    app.web.web_app.middlewares.append(web_guard(settings, routes))
 
-    async def with_store(fn: Callable[..., Any], *args: Any, exclusive: bool = False) -> Any:
-        """Run fn(store, *args) in a thread. Reads do not wait for the sink's batch to finish,
-        only for the statement running now (the store runs one at a time); `exclusive` (a
-        re-rate, which writes) waits for the sink's whole batch and holds it off meanwhile."""
-        store = sink.store if sink is not None else None
-        if store is None:
-            raise BadRequest(503, "this worker does not hold the store")
+    async def with_store(fn: Callable[[Store], Any], *, exclusive: bool = False) -> Any:
+        """Run fn(store) in a thread. Reads do not wait for the sink's batch to finish, only for
+        the statement running now (the store runs one at a time); `exclusive` (a re-rate, which
+        writes) waits for the sink's whole batch and holds it off meanwhile."""
+        if store is None or not store.holds_store():
+            raise Refused(503, "this worker does not hold the store")
         try:
-            if exclusive:
-                async with sink.store_lock:
-                    return await asyncio.to_thread(fn, store, *args)
-            return await asyncio.to_thread(fn, store, *args)
+            return await (store.exclusive(fn) if exclusive else store.read(fn))
         except StoreClosed:
-            raise BadRequest(503, "the store was handed over (a rebalance); ask again") from None
+            raise Refused(503, "the store was handed over (a rebalance); ask again") from None
         except StoreError as exc:
-            raise BadRequest(400, str(exc)) from None
+            raise Refused(400, str(exc)) from None
 
     def rows_response(view: faust.web.View, rows: Any) -> Any:
         return view.bytes(orjson.dumps(rows, default=str), content_type="application/json")
@@ -160,13 +156,8 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
     @app.page("/status")
     async def status(web: Any, request: Any) -> Any:
         body = {"ok": True, "stats": dict(stats), "recoveries": recoveries()}
-        if state is not None:
-            data = state.data
-            body["state_keys"] = data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)
-        if sink is not None:
-            body.update(rollup_keys=len(sink.rollups), sink_rows=sink.rows_written, store_open=sink.store is not None)
-        if alerts is not None:
-            body.update(alerts_sent=alerts.alerts_sent, alerts_owner=alerts.evaluator is not None)
+        for role in roles:
+            body.update(role.status())
         return web.json(body)
 
     @app.page("/read/{name}")
@@ -176,8 +167,8 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
             try:
                 reads.parse(name, body)
             except reads.ReadError as exc:
-                raise BadRequest(400, str(exc)) from None
-            return rows_response(self, await with_store(reads.run, name, body))
+                raise Refused(400, str(exc)) from None
+            return rows_response(self, await with_store(lambda store: reads.run(store, name, body)))
 
     sql_turn = asyncio.Semaphore(1)  # one analyst query at a time on an engine the sink shares
 
@@ -190,20 +181,19 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
         async def post(self, request: Any) -> Any:
             body = await json_object(request)
             if set(body) - {"sql", "params"}:
-                raise BadRequest(400, "the body takes only sql and params")
+                raise Refused(400, "the body takes only sql and params")
 
             def checked(store: Any) -> Any:
                 try:
                     return run_checked_sql(store, settings, body.get("sql"), body.get("params"))
                 except RefusedSQL as exc:
-                    raise BadRequest(400, f"refused: {exc}") from None
+                    raise Refused(400, f"refused: {exc}") from None
                 except StoreClosed:
                     raise
                 except StoreError as exc:  # a limit (time, memory, rows read …): ClickHouse's first line
-                    raise BadRequest(400, (str(exc).strip().splitlines() or ["query failed"])[0][:500]) from None
+                    raise Refused(400, (str(exc).strip().splitlines() or ["query failed"])[0][:500]) from None
 
-            store = sink.store if sink is not None else None
-            if store is None or not store.analyst_reads_block_writes:
+            if store is None or not store.reads_block_writes():
                 return rows_response(self, await with_store(checked))
             async with sql_turn:
                 return rows_response(self, await with_store(checked, exclusive=True))
@@ -211,37 +201,37 @@ def install(app: faust.App, settings: Settings, sink: Any, stats: dict[str, int]
     @app.page("/rerate")
     class RerateView(faust.web.View):
         async def post(self, request: Any) -> Any:
-            from pricing import CatalogError, load_catalog
-            from streams.analyst.rerate import RerateError, rerate
+            from pricing import CatalogError
+            from streams.analyst.rerate import RerateError, rerating
 
             body = await json_object(request)
             if set(body) - {"since", "until", "catalog"}:
-                raise BadRequest(400, "the body takes since, until and catalog (a name)")
-            catalog_dir = catalog_by_name(settings, body.get("catalog"))
+                raise Refused(400, "the body takes since, until and catalog (a name)")
             try:
                 since = dt.datetime.fromisoformat(str(body["since"]))
                 until = dt.datetime.fromisoformat(str(body["until"]))
-                catalog = load_catalog(catalog_dir)
+                asked = rerating(settings, body.get("catalog"), since, until)
+            except RerateError as exc:  # the catalog's name (streams/analyst/rerate.py's one rule)
+                raise Refused(400, str(exc)) from None
             except (KeyError, ValueError, CatalogError) as exc:
-                raise BadRequest(400, f"bad re-rate request: {exc}") from None
+                raise Refused(400, f"bad re-rate request: {exc}") from None
 
-            def run(store: Any) -> Any:
+            def run(store: Store) -> Any:
                 try:
-                    return rerate(store, catalog, since, until,
-                                  lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
+                    return asked.run(store)
                 except RerateError as exc:
-                    raise BadRequest(400, str(exc)) from None
+                    raise Refused(400, str(exc)) from None
 
             return self.json(await with_store(run, exclusive=True))
 
-    if settings.fault_injection and sink is not None:
+    if settings.fault_injection and faults is not None:
         @app.page("/fault/sink")
         class FaultSinkView(faust.web.View):
             """{"fail": true} makes sink writes fail until false."""
 
             async def post(self, request: Any) -> Any:
-                sink.fail_writes = bool((await json_object(request)).get("fail"))
-                return self.json({"fail_writes": sink.fail_writes})
+                fail = faults.inject_write_failures(bool((await json_object(request)).get("fail")))
+                return self.json({"fail_writes": fail})
 
     if settings.fault_injection:
         @app.page("/fault/recover")

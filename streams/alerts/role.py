@@ -16,6 +16,7 @@ import logging
 import os
 from typing import Any
 
+
 from schemas.records import LedgerRow, SinkRecord
 from streams.alerts.budgets import Budget
 from streams.alerts.delivery import Deliverer, alert_from_row
@@ -29,8 +30,8 @@ log = logging.getLogger("meterstream.alerts")
 UTC = dt.timezone.utc
 
 
-def after_outbox() -> None:
-    if os.environ.get("MS_FAULT_EXIT_AFTER_ALERT_OUTBOX"):  # fault injection: die before delivery
+def after_outbox(exit_now: bool) -> None:
+    if exit_now:  # fault injection (MS_FAULT_EXIT_AFTER_ALERT_OUTBOX): die before delivery
         os._exit(137)
 
 
@@ -39,7 +40,12 @@ class AlertsConsumer:
                  budgets_topic: str, alerts_topic: str, alert_log_topic: str, run_read: RunRead,
                  webhooks: list[Any] | None = None, webhook_secret: Any = None, webhook_attempts: int = 5,
                  webhook_timeout_s: float = 5.0, max_records: int = 64,
-                 security: KafkaSecurity = PLAINTEXT) -> None:
+                 security: KafkaSecurity = PLAINTEXT, fault_exit_after_alert_outbox: bool | None = None) -> None:
+        if fault_exit_after_alert_outbox is None:  # not passed (streams/app.py): as the settings say
+            from streams.settings import Settings
+
+            fault_exit_after_alert_outbox = Settings().fault_exit_after_alert_outbox
+        self.fault_exit_after_alert_outbox = fault_exit_after_alert_outbox
         self.bootstrap, self.security = bootstrap, security
         self.sink_topic, self.group_id = sink_topic, group_id
         self.budgets_topic, self.max_records = budgets_topic, max_records
@@ -89,7 +95,7 @@ class AlertsConsumer:
     async def _send(self, alerts: list[Alert]) -> None:
         for a in alerts:
             await self.log.write(a.row())  # the outbox first
-            after_outbox()
+            after_outbox(self.fault_exit_after_alert_outbox)
         for a in alerts:
             await self.deliverer.deliver(a)
             self.alerts_sent += 1
@@ -182,3 +188,7 @@ class AlertsConsumer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    # -- for the worker's web port (streams/web.py): RoleStatus --------------------------------
+    def status(self) -> dict[str, Any]:
+        return {"alerts_sent": self.alerts_sent, "alerts_owner": self.evaluator is not None}

@@ -4,28 +4,80 @@ rewrite the affected rollups, absolutely, so the views show the new totals.
 Only windows no stream write can reach any more are touched: the whole period must end before
 now − allowed lateness − the 15-minute future bound (later events for it are dead-lettered
 `too_late`). Re-rated rows carry version 2^62 + the re-rating's time in ms, above every stream
-version (a source offset), so they win in ReplacingMergeTree and a later re-rating wins again."""
+version (a source offset), so they win in ReplacingMergeTree and a later re-rating wins again.
+
+The catalog is named, by one rule wherever a re-rate is asked for (the worker's POST /rerate,
+`meterstream rerate`): a directory in MS_RERATE_CATALOGS_DIR, never a path (`catalog_dir`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pricing import Catalog, PricingError, price_event
+from pricing import Catalog, PricingError, load_catalog, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
+from schemas.errors import InputRejected
 from schemas.records import ledger_row
 from streams.storage import Store
 from streams.sink.windows import WINDOWS
 
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
 RERATE_BASE = 1 << 62
+CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 UTC = dt.timezone.utc
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-class RerateError(ValueError):
+class RerateError(InputRejected):
     pass
+
+
+def catalog_dir(settings: Settings, name: Any) -> Path | None:
+    """The catalog directory a re-rate prices with: none named, the worker's own (MS_CATALOG_DIR,
+    else None: the shipped catalogs); else the directory of that name in MS_RERATE_CATALOGS_DIR.
+    A name is letters, digits, _ . - (at most 64, the first a letter or digit), never a path,
+    and a link out of that directory does not count. RerateError for anything else."""
+    if name is None:
+        return settings.catalog_dir
+    root = settings.rerate_catalogs.resolve()
+    if not isinstance(name, str) or not CATALOG_NAME.fullmatch(name):
+        raise RerateError(f"meterstream re-rates only with catalogs in {root} (MS_RERATE_CATALOGS_DIR), by the "
+                          "name of a directory there (letters, digits, _ . -), not a path: copy the directory "
+                          "there and give its name")
+    path = (root / name).resolve()
+    if path.parent != root or not path.is_dir():
+        raise RerateError(f"no catalog named {name!r} in {root}")
+    return path
+
+
+@dataclass(frozen=True)
+class Rerating:
+    """A re-rate asked for, checked: its period and its catalog, resolved and loaded."""
+
+    since: dt.datetime
+    until: dt.datetime
+    catalog: Catalog
+    lateness: dt.timedelta
+
+    def run(self, store: Store, *, now: dt.datetime | None = None) -> dict[str, Any]:
+        return rerate(store, self.catalog, self.since, self.until, lateness=self.lateness, now=now)
+
+
+def rerating(settings: Settings, catalog: Any, since: dt.datetime, until: dt.datetime) -> Rerating:
+    """The re-rate of [since, until) with the catalog named `catalog` (`catalog_dir`'s rule),
+    within the allowed lateness of `settings`; `.run(store)` runs it. The worker's POST /rerate
+    and `meterstream rerate` both ask through here (the catalog is loaded before the store is
+    taken from the sink). RerateError for a name the rule refuses; CatalogError for a catalog
+    that does not load."""
+    return Rerating(since, until, load_catalog(catalog_dir(settings, catalog)),
+                    dt.timedelta(hours=settings.allowed_lateness_hours))
 
 
 def _p(t: dt.datetime) -> str:

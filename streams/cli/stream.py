@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -72,14 +73,16 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
                    "windows and the alerts table into ClickHouse, analysts' reads (one per embedded engine); "
                    "alerts: budgets, alert delivery (one active, others stand by); all: the three.")
 @click.option("--loglevel", default="info", show_default=True)
-def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
+@click.pass_obj
+def worker_command(settings: Settings, web_port: int | None, role: str, loglevel: str) -> None:
     """Run a worker: rate, deduplicate, roll up, sink to ClickHouse. Several may run on one
     topic; rating workers share its partitions."""
     from faust.worker import Worker
 
     from streams.app import create_app
 
-    settings = Settings(**({"web_port": web_port} if web_port else {}))
+    if web_port:
+        settings = settings.model_copy(update={"web_port": web_port})
     app = create_app(settings, role)
     Worker(app, loglevel=loglevel).execute_from_commandline()
 
@@ -98,8 +101,10 @@ def worker_command(web_port: int | None, role: str, loglevel: str) -> None:
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=DEFAULT_LINGER_MS, show_default=True,
               help="The longest an event waits for its partition's batch.")
 @format_options
-def produce_command(source: str | None, generate_n: int | None, seed: int, duplicates: float, bad: int,
-                    late: int, topic: str | None, no_batch: bool, linger_ms: float, fmt: str, **ids: Any) -> None:
+@click.pass_obj
+def produce_command(settings: Settings, source: str | None, generate_n: int | None, seed: int, duplicates: float,
+                    bad: int, late: int, topic: str | None, no_batch: bool, linger_ms: float, fmt: str,
+                    **ids: Any) -> None:
     """Publish billing events (JSON lines, each as is: bad lines too) to Kafka, batched per
     partition as JSON Lines records (schemas/batch.py) unless --no-batch. With --format, each
     line is a provider's payload, converted first (adapters/); a payload that cannot be
@@ -109,7 +114,7 @@ def produce_command(source: str | None, generate_n: int | None, seed: int, dupli
     from streams.kafka_security import kafka_security
     from streams.producer import publish
 
-    settings = Settings()
+    lines: Iterator[bytes]
     if generate_n is not None:
         from streams.harness.generate import generate
 
@@ -172,17 +177,14 @@ def publish_refusals(settings: Settings, topic: str, refusals: list[tuple[bytes,
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Draw spend over time (per currency) to a PNG file.")
-def report_command(by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str,
+@click.pass_obj
+def report_command(settings: Settings, by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str,
                    plot: Path | None) -> None:
     """Spend totals per currency from ClickHouse, by user or by model."""
-    from streams.analyst.reader import AnalystError, Reader
-    from streams.storage import StoreError
+    from streams.analyst.reader import Reader
 
-    try:
-        with Reader(Settings()) as reader:
-            rows = reader.read("spend", by=by, window=window, tenant=tenant, since=since, until=until)
-    except (AnalystError, StoreError) as exc:
-        raise click.ClickException(one_line(exc)) from None
+    with Reader(settings) as reader:
+        rows = reader.read("spend", by=by, window=window, tenant=tenant, since=since, until=until)
     who = "user_id" if by == "user" else "model"
     columns = ["tenant_id", who, "currency", "cost", "events"]
     if window != "total":
@@ -200,16 +202,13 @@ def report_command(by: str, window: str, tenant: str | None, since: Any, until: 
 @click.command("rejects")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--limit", type=int, default=1000, show_default=True)
-def rejects_command(fmt: str, limit: int) -> None:
+@click.pass_obj
+def rejects_command(settings: Settings, fmt: str, limit: int) -> None:
     """Dead-lettered inputs with their reasons (payloads never hold `text`)."""
-    from streams.analyst.reader import AnalystError, Reader
-    from streams.storage import StoreError
+    from streams.analyst.reader import Reader
 
-    try:
-        with Reader(Settings()) as reader:
-            rows = reader.read("rejects", limit=limit)
-    except (AnalystError, StoreError) as exc:
-        raise click.ClickException(one_line(exc)) from None
+    with Reader(settings) as reader:
+        rows = reader.read("rejects", limit=limit)
     cols = ["src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason"]
     emit(printable_rejects(rows), fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
 
@@ -229,48 +228,21 @@ def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
               help="RFC 3339 start of the period (event time, inclusive).")
 @click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
 @click.option("--catalog", default=None,
-              help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR) to price with; default: the "
-                   "worker's own (MS_CATALOG_DIR or the shipped catalogs). Without a running worker, also a path.")
-def rerate_command(since: Any, until: Any, catalog: str | None) -> None:
+              help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
+                   "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).")
+@click.pass_obj
+def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | None) -> None:
     """Re-price a closed period from the stored usage with another catalog, rewrite the affected
     rollups, and print the old and new totals per currency."""
-    import datetime as dt
+    from streams.analyst.reader import Reader
+    from streams.analyst.rerate import rerating
 
-    from pricing import CatalogError, load_catalog
-    from streams.analyst.reader import AnalystError, Reader
-    from streams.analyst.rerate import RerateError, rerate
-    from streams.storage import StoreError
-
-    settings = Settings()
-    a, b = since, until
-    path = Path(catalog) if catalog else None
-    named = path is not None and not path.is_dir()
-    try:
-        reader = Reader(settings)
-    except StoreError as exc:
-        raise click.ClickException(one_line(exc)) from None
-    try:
-        if reader.store is not None:
-            catalog_dir = settings.rerate_catalogs / catalog if named else (path or settings.catalog_dir)
-            try:
-                result = rerate(reader.store, load_catalog(catalog_dir), a, b,
-                                lateness=dt.timedelta(hours=settings.allowed_lateness_hours))
-            except (RerateError, CatalogError, StoreError) as exc:
-                raise click.ClickException(one_line(exc)) from None
-        else:
-            if path is not None and not named:
-                if path.resolve().parent != settings.rerate_catalogs.resolve():
-                    raise click.ClickException(
-                        f"a running worker re-rates only with catalogs in {settings.rerate_catalogs} "
-                        "(MS_RERATE_CATALOGS_DIR): copy the directory there and give its name")
-                catalog = path.resolve().name
-            try:
-                result = reader.post("/rerate", {"since": a.isoformat(), "until": b.isoformat(), "catalog": catalog},
-                                     timeout=600)
-            except AnalystError as exc:
-                raise click.ClickException(str(exc)) from None
-    finally:
-        reader.close()
+    with Reader(settings) as reader:
+        if reader.store is not None:  # the catalog by the worker's rule (streams/analyst/rerate.py)
+            result = rerating(settings, catalog, since, until).run(reader.store)
+        else:  # the worker holding the store resolves the name, by the same rule
+            result = reader.post("/rerate", {"since": since.isoformat(), "until": until.isoformat(),
+                                             "catalog": catalog}, timeout=600)
     click.echo(f"re-rated {result['events']} events (version {result['version']})")
     old = {t["currency"]: t for t in result["before"]}
     for t in result["after"]:
@@ -283,13 +255,14 @@ def rerate_command(since: Any, until: Any, catalog: str | None) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A value for a {NAME:Type} placeholder (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-def sql_command(query: str, params: tuple[str, ...], fmt: str) -> None:
+@click.pass_obj
+def sql_command(settings: Settings, query: str, params: tuple[str, ...], fmt: str) -> None:
     """Run one read-only SELECT over meterstream's tables and views. It is checked by ClickHouse's
     own parser first (tables of this database only, wherever they appear; functions from an
     allow-list; no table functions, INTO OUTFILE, FORMAT or SETTINGS) and runs under readonly=1
     within MS_SQL_TIMEOUT_S (MS_SQL_EMBEDDED_TIMEOUT_S on the embedded engine), MS_SQL_MAX_ROWS,
     MS_SQL_MAX_MEMORY_MB, MS_SQL_MAX_ROWS_READ and MS_SQL_MAX_BYTES_READ."""
-    from streams.analyst.reader import AnalystError, Reader
+    from streams.analyst.reader import Reader
 
     bound = {}
     for p in params:
@@ -297,9 +270,6 @@ def sql_command(query: str, params: tuple[str, ...], fmt: str) -> None:
         if not sep or not name:
             raise click.BadParameter(f"{p!r}: give NAME=VALUE", param_hint="--param")
         bound[name] = value
-    try:
-        with Reader(Settings()) as reader:
-            rows = reader.sql(query, bound)
-    except AnalystError as exc:
-        raise click.ClickException(str(exc)) from None
+    with Reader(settings) as reader:
+        rows = reader.sql(query, bound)
     emit(rows, fmt, list(rows[0]) if rows else [])

@@ -6,25 +6,25 @@ Kafka client.
     POST /v1/usage/{format}   provider payloads (adapters/), framed the same way; the ids they
                               lack as query parameters or Meterstream-* headers (ids.py)
 
-Closed as the worker's web port is (streams/web.py): bound to MS_INGEST_BIND (127.0.0.1); the
-Host header must name this machine or one of MS_INGEST_ALLOWED_HOSTS (DNS rebinding); every
-request but /health carries a producer's `Authorization: Bearer <token>` (tokens.py, read again
-when the file changes; a token limited to some tenants gets 403 for another's events); a POST is
-JSON or JSON Lines (no cross-site form posts) of at most MS_INGEST_MAX_BYTES (413 before more
-is read) and MAX_ITEMS items (413, nothing written); its headers arrive within
-MS_INGEST_HEADER_TIMEOUT_S and its body within MS_INGEST_BODY_TIMEOUT_S (408); errors are one
-line of JSON. Every item is judged before anything is written (intake.py), and an event whose
-record the broker would not take is refused as an item (writer.py's Limits). The answer, 202
-`{"accepted": n, "rejected": [{"index", "reason"}]}` (422 when nothing was accepted; past
-MAX_LISTED refusals, the first ones, `rejected_count` and `rejected_truncated`), comes only
-after Kafka acknowledged every record of the request, events and refused records; else 503
-(writer.py). The access log names a request by its path as sent, escaped and cut (`shown`)."""
+Closed as the worker's web port is, by the same guard (streams/http_guard.py): bound to
+MS_INGEST_BIND (127.0.0.1); the Host header must name this machine or one of
+MS_INGEST_ALLOWED_HOSTS (DNS rebinding); every request but /health carries a producer's
+`Authorization: Bearer <token>` (tokens.py, read again when the file changes; a token limited to
+some tenants gets 403 for another's events); a POST is JSON or JSON Lines (no cross-site form
+posts) of at most MS_INGEST_MAX_BYTES (413 before more is read) and MAX_ITEMS items (413,
+nothing written); its headers arrive within MS_INGEST_HEADER_TIMEOUT_S and its body within
+MS_INGEST_BODY_TIMEOUT_S (408); errors are one line of JSON. Every item is judged before
+anything is written (intake.py), and an event whose record the broker would not take is refused
+as an item (writer.py's Limits). The answer, 202 `{"accepted": n, "rejected": [{"index",
+"reason"}]}` (422 when nothing was accepted; past MAX_LISTED refusals, the first ones,
+`rejected_count` and `rejected_truncated`), comes only after Kafka acknowledged every record of
+the request, events and refused records; else 503 (writer.py). The access log names a request by
+its path as sent, escaped and cut (`shown`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -33,12 +33,12 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters import FORMATS
+from streams.http_guard import Bearer, BodyLimit, Refused, allowed_hosts, guard, json_error
 from streams.ingest import body, ids
 from streams.ingest.intake import Intake
 from streams.ingest.tokens import TokensFile
 from streams.ingest.writer import Limits, Unavailable, Writer
 from streams.settings import Settings
-from streams.web import LOOPBACK_HOSTS, host_name
 
 log = logging.getLogger("meterstream.ingest")
 WRITER = web.AppKey("writer", Writer)
@@ -46,16 +46,6 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 RETRY_AFTER_S = "5"
 MAX_LISTED = 100      # refused items (or forbidden indexes) an answer lists in full
 MAX_SHOWN_PATH = 200  # characters of a request's path the log shows
-
-
-class Refused(Exception):
-    """A request answered with this status and one line of reason; `close`: and the connection
-    closed (what is left of its body is not waited for)."""
-
-    def __init__(self, status: int, message: str, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
 
 
 def shown(request: web.BaseRequest) -> str:
@@ -81,57 +71,16 @@ def _json(status: int, doc: Any, **headers: str) -> web.Response:
                         headers=headers or None)
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return _json(status, {"error": message}, **headers)
+def producer_bearer(tokens: TokensFile) -> Bearer:
+    """A producer's token (tokens.py, as the file says now): the request keeps its name
+    (`producer`, for the log) and the producer (`scope`: the tenants it may write for)."""
 
-
-def guard(tokens: TokensFile, hosts: frozenset[str], max_bytes: int) -> Any:
-    """aiohttp middleware: Host check, a producer's bearer token, content type and body size,
-    clean errors."""
-    too_large = f"the body is over {max_bytes} bytes (MS_INGEST_MAX_BYTES)"
-
-    def refusal(request: web.Request) -> web.Response | None:
-        if host_name(request.host or "").lower() not in hosts:
-            return _error(421, "unknown Host header")
-        if request.path == "/health" and request.method in ("GET", "HEAD"):
-            return None
-        given = request.headers.get("Authorization", "")
-        producer = tokens.current().producer(given[7:].strip()) if given.startswith("Bearer ") else None
-        if producer is None:
-            challenge = 'Bearer realm="meterstream-ingest"' + (', error="invalid_token"' if given else "")
-            return _error(401, "a producer's bearer token is required (meterstream ingest token add NAME)",
-                          **{"WWW-Authenticate": challenge})
+    def admit(request: web.Request, producer: Any) -> None:
         request["producer"] = producer.name
         request["scope"] = producer
-        if request.method == "POST":
-            if request.content_type not in body.CONTENT_TYPES:
-                return _error(415, f"send Content-Type: {', '.join(sorted(body.CONTENT_TYPES))}")
-            if request.content_length is not None and request.content_length > max_bytes:
-                return _error(413, too_large)
-        return None
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
-        refused = refusal(request)
-        if refused is not None:
-            return refused  # a body it carries is not read: aiohttp discards it (for at most 10 s)
-        try:
-            return await handler(request)
-        except Refused as exc:
-            response = _error(exc.status, str(exc))
-            if exc.close:
-                response.force_close()
-            return response
-        except web.HTTPRequestEntityTooLarge:  # no Content-Length: refused once the limit is read
-            return _error(413, too_large)
-        except web.HTTPException as exc:  # aiohttp's own: no such route (404), method (405)
-            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-            return _error(exc.status, exc.reason, **allow)
-        except Exception:
-            log.exception("%s %s failed", request.method, shown(request))
-            return _error(500, "internal error (see the ingest's log)")
-
-    return middleware
+    return Bearer(realm="meterstream-ingest", say_invalid=True, check=lambda token: tokens.current().producer(token),
+                  required="a producer's bearer token is required (meterstream ingest token add NAME)", admit=admit)
 
 
 async def _items(request: web.Request) -> list[tuple[int, bytes]]:
@@ -164,7 +113,7 @@ async def _answer(request: web.Request, intake: Intake) -> web.Response:
         await writer.write(intake.events, intake.refusals, name)
     except Unavailable as exc:
         log.warning("%s by %s: 503: %s", shown(request), name, exc)
-        return _error(503, f"{exc}: nothing is confirmed, send the request again (some of it may have been "
+        return json_error(503, f"{exc}: nothing is confirmed, send the request again (some of it may have been "
                            "written; the stream counts a repeated event_id once)", **{"Retry-After": RETRY_AFTER_S})
     accepted = len(intake.events)
     return _json(202 if accepted else 422, listed({"accepted": accepted, "rejected": intake.rejected}, "rejected"))
@@ -234,11 +183,12 @@ class OneLine(logging.Filter):
 
 
 def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
-    hosts = LOOPBACK_HOSTS | {h.strip().lower() for h in settings.ingest_allowed_hosts.split(",") if h.strip()}
-    if settings.ingest_bind not in ("0.0.0.0", "::"):
-        hosts |= {settings.ingest_bind.lower()}
-    app = web.Application(middlewares=[guard(tokens, frozenset(hosts), settings.ingest_max_bytes)],
-                          client_max_size=settings.ingest_max_bytes)
+    middleware = guard(hosts=allowed_hosts(settings.ingest_bind, settings.ingest_allowed_hosts),
+                       bearer=producer_bearer(tokens), post_types=body.CONTENT_TYPES,
+                       body_limit=BodyLimit(settings.ingest_max_bytes, "MS_INGEST_MAX_BYTES"),
+                       aiohttp_errors_as_json=True, owner="the ingest", log=log,
+                       logged=lambda request: f"{request.method} {shown(request)}")
+    app = web.Application(middlewares=[middleware], client_max_size=settings.ingest_max_bytes)
     app[WRITER] = Writer(settings)
     app[BODY_TIMEOUT] = settings.ingest_body_timeout_s
     app.router.add_get("/health", health)

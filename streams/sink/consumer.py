@@ -166,6 +166,38 @@ class SinkConsumer:
     def stop(self) -> None:
         self._stopping.set()
 
+    # -- for the worker's web port (streams/web.py): StoreAccess, RoleStatus, FaultInjection --
+    def holds_store(self) -> bool:
+        return self.store is not None
+
+    def reads_block_writes(self) -> bool:
+        store = self.store
+        return store is not None and store.analyst_reads_block_writes
+
+    async def read(self, fn: Callable[[Store], Any]) -> Any:
+        """fn(store) in a thread, beside the batch being written: it waits only for the statement
+        running now (the store runs one at a time). StoreClosed when no store is held."""
+        from streams.storage import StoreClosed
+
+        store = self.store
+        if store is None:
+            raise StoreClosed("this process does not hold the store")
+        return await asyncio.to_thread(fn, store)
+
+    async def exclusive(self, fn: Callable[[Store], Any]) -> Any:
+        """fn(store) in a thread between batches: it waits for the batch being written and holds
+        the next one off until it returns. StoreClosed when no store is held."""
+        async with self.store_lock:
+            return await self.read(fn)
+
+    def status(self) -> dict[str, Any]:
+        return {"rollup_keys": len(self.rollups), "sink_rows": self.rows_written, "store_open": self.store is not None}
+
+    def inject_write_failures(self, fail: bool) -> bool:
+        """Fault injection: writes fail as if ClickHouse were down while `fail`; the setting now."""
+        self.fail_writes = fail
+        return self.fail_writes
+
 
 def alert_row(row: dict[str, Any]) -> dict[str, Any]:
     """An alert log row (streams/alerts/outbox.py) as the `alerts` table takes it."""
