@@ -33,21 +33,27 @@ def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
     inference region or server tool the catalog prices apart."""
     tier = u.get("service_tier")
     if tier not in TIERS:
-        raise ConversionError(f"service_tier {quoted(tier)}: only standard and batch are priced by the catalog "
-                              "(Priority Tier is priced by commitment)")
+        raise ConversionError(
+            f"service_tier {quoted(tier)}: only standard and batch are priced by the catalog "
+            "(Priority Tier is priced by commitment)"
+        )
     mode = TIERS[tier]
     if tier is not None and ids.mode != "realtime" and ids.mode != mode:
         raise ConversionError(f"mode {ids.mode} was given, but the message's service_tier is {tier}")
     if u.get("speed") not in (None, "standard"):
-        raise ConversionError(f"speed {quoted(u.get('speed'))}: fast mode is priced at a multiple the catalog "
-                              "does not state")
+        raise ConversionError(
+            f"speed {quoted(u.get('speed'))}: fast mode is priced at a multiple the catalog does not state"
+        )
     if u.get("inference_geo") not in (None, "global"):
-        raise ConversionError(f"inference_geo {quoted(u.get('inference_geo'))}: inference kept in one geography "
-                              "is priced at a multiple (x1.1 for US-only) the catalog does not state")
+        raise ConversionError(
+            f"inference_geo {quoted(u.get('inference_geo'))}: inference kept in one geography "
+            "is priced at a multiple (x1.1 for US-only) the catalog does not state"
+        )
     tools = obj(u, "server_tool_use", "usage")
     if searches := count(tools, "web_search_requests", "usage.server_tool_use"):
-        raise ConversionError(f"{searches} web search requests: billed per search, and billing_event v1 has no "
-                              "dimension for them")
+        raise ConversionError(
+            f"{searches} web search requests: billed per search, and billing_event v1 has no dimension for them"
+        )
     count(tools, "web_fetch_requests", "usage.server_tool_use")  # checked; web fetch costs its tokens only
     return dataclasses.replace(ids, mode=mode) if tier is not None and ids.mode == "realtime" else ids
 
@@ -61,17 +67,24 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     writes = count(u, "cache_creation_input_tokens", "usage")
     split = obj(u, "cache_creation", "usage")
     if split:
-        five, hour = (count(split, "ephemeral_5m_input_tokens", "usage.cache_creation"),
-                      count(split, "ephemeral_1h_input_tokens", "usage.cache_creation"))
+        five, hour = (
+            count(split, "ephemeral_5m_input_tokens", "usage.cache_creation"),
+            count(split, "ephemeral_1h_input_tokens", "usage.cache_creation"),
+        )
         if five + hour != writes:
-            raise ConversionError(f"cache_creation splits into {five} + {hour} tokens, not the "
-                                  f"cache_creation_input_tokens {writes}")
+            raise ConversionError(
+                f"cache_creation splits into {five} + {hour} tokens, not the cache_creation_input_tokens {writes}"
+            )
         if hour:
-            raise ConversionError(f"{hour} 1-hour cache-write tokens: priced apart from 5-minute writes, "
-                                  "which billing_event v1 cannot tell apart")
+            raise ConversionError(
+                f"{hour} 1-hour cache-write tokens: priced apart from 5-minute writes, "
+                "which billing_event v1 cannot tell apart"
+            )
     ids = _priced_as_listed(u, ids)
-    usage = {"input_tokens": count(u, "input_tokens", "usage", default=None),
-             "cached_input_tokens": count(u, "cache_read_input_tokens", "usage"),
-             "cache_write_tokens": writes,
-             "output_tokens": count(u, "output_tokens", "usage", default=None)}
+    usage = {
+        "input_tokens": count(u, "input_tokens", "usage", default=None),
+        "cached_input_tokens": count(u, "cache_read_input_tokens", "usage"),
+        "cache_write_tokens": writes,
+        "output_tokens": count(u, "output_tokens", "usage", default=None),
+    }
     return [event("anthropic", payload.get("model"), usage, ids, event_id=payload.get("id"), ts=None)]

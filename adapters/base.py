@@ -5,9 +5,8 @@ billing_event v1 cannot hold is a ConversionError with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +24,9 @@ class Ids:
 
     tenant_id: str | None = None
     user_id: str | None = None
-    event_id: str | None = None   # default: the payload's response id, where it has one
-    ts: str | None = None         # RFC 3339; default: the payload's time, where it has one
-    model: str | None = None      # Bedrock Converse/InvokeModel replies do not name the model
+    event_id: str | None = None  # default: the payload's response id, where it has one
+    ts: str | None = None  # RFC 3339; default: the payload's time, where it has one
+    model: str | None = None  # Bedrock Converse/InvokeModel replies do not name the model
     region: str | None = None
     mode: str = "realtime"
     labels: dict[str, str] = field(default_factory=dict)
@@ -60,20 +59,33 @@ def obj(parent: Any, key: str, where: str) -> dict[str, Any]:
 def from_unix(seconds: int | float, where: str) -> str:
     if type(seconds) not in (int, float) or seconds <= 0:
         raise ConversionError(f"{where} is not a unix time")
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def event(provider: str, model: str | None, usage: Mapping[str, int | str], ids: Ids, *, event_id: str | None,
-          ts: str | None) -> dict[str, Any]:
+def event(
+    provider: str, model: str | None, usage: Mapping[str, int | str], ids: Ids, *, event_id: str | None, ts: str | None
+) -> dict[str, Any]:
     """The billing_event: ids from the caller first, then the payload's; zero counts left out."""
-    missing = [name for name, v in (("tenant_id", ids.tenant_id), ("user_id", ids.user_id),
-                                    ("event_id", ids.event_id or event_id), ("ts", ids.ts or ts),
-                                    ("model", ids.model or model)) if not v]
+    missing = [
+        name
+        for name, v in (
+            ("tenant_id", ids.tenant_id),
+            ("user_id", ids.user_id),
+            ("event_id", ids.event_id or event_id),
+            ("ts", ids.ts or ts),
+            ("model", ids.model or model),
+        )
+        if not v
+    ]
     if missing:
         raise ConversionError(f"the payload does not carry {', '.join(missing)}: give them as options")
     out: dict[str, Any] = {
-        "event_id": ids.event_id or event_id, "ts": ids.ts or ts, "tenant_id": ids.tenant_id,
-        "user_id": ids.user_id, "provider": provider, "model": ids.model or model,
+        "event_id": ids.event_id or event_id,
+        "ts": ids.ts or ts,
+        "tenant_id": ids.tenant_id,
+        "user_id": ids.user_id,
+        "provider": provider,
+        "model": ids.model or model,
         "usage": {k: v for k, v in usage.items() if v},
     }
     if ids.region:

@@ -25,22 +25,27 @@ def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     u = obj(payload, "usage", "reply")
     if not u:
         raise ConversionError("not a Converse reply: no usage")
-    usage = {"input_tokens": count(u, "inputTokens", "usage", default=None),
-             "cached_input_tokens": count(u, "cacheReadInputTokens", "usage"),
-             "cache_write_tokens": count(u, "cacheWriteInputTokens", "usage"),
-             "output_tokens": count(u, "outputTokens", "usage", default=None)}
+    usage = {
+        "input_tokens": count(u, "inputTokens", "usage", default=None),
+        "cached_input_tokens": count(u, "cacheReadInputTokens", "usage"),
+        "cache_write_tokens": count(u, "cacheWriteInputTokens", "usage"),
+        "output_tokens": count(u, "outputTokens", "usage", default=None),
+    }
     total = u.get("totalTokens")
     if total is not None and total != sum(usage.values()):
-        raise ConversionError(f"totalTokens {quoted(total)} is not the sum of the input, cache and output counts "
-                              f"({sum(usage.values())})")
+        raise ConversionError(
+            f"totalTokens {quoted(total)} is not the sum of the input, cache and output counts ({sum(usage.values())})"
+        )
     request_id = obj(payload, "ResponseMetadata", "reply").get("RequestId")
     return [event("bedrock", None, usage, ids, event_id=request_id, ts=None)]
 
 
-_HEADERS = {"input_tokens": "x-amzn-bedrock-input-token-count",
-            "output_tokens": "x-amzn-bedrock-output-token-count",
-            "cached_input_tokens": "x-amzn-bedrock-cache-read-input-token-count",
-            "cache_write_tokens": "x-amzn-bedrock-cache-write-input-token-count"}
+_HEADERS = {
+    "input_tokens": "x-amzn-bedrock-input-token-count",
+    "output_tokens": "x-amzn-bedrock-output-token-count",
+    "cached_input_tokens": "x-amzn-bedrock-cache-read-input-token-count",
+    "cache_write_tokens": "x-amzn-bedrock-cache-write-input-token-count",
+}
 
 
 def invoke(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:

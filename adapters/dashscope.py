@@ -27,6 +27,9 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     cached = count(obj(u, "prompt_tokens_details", "usage"), "cached_tokens", "usage.prompt_tokens_details")
     if cached > inp:
         raise ConversionError(f"cached_tokens ({cached}) exceed input_tokens ({inp}), which include them")
-    usage = {"input_tokens": inp - cached, "cached_input_tokens": cached,
-             "output_tokens": count(u, "output_tokens", "usage", default=None)}
+    usage = {
+        "input_tokens": inp - cached,
+        "cached_input_tokens": cached,
+        "output_tokens": count(u, "output_tokens", "usage", default=None),
+    }
     return [event("bailian", payload.get("model"), usage, ids, event_id=payload.get("request_id"), ts=None)]

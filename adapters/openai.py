@@ -39,20 +39,35 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
         raise ConversionError(f"not an OpenAI chat.completion or response object (object: {quoted(kind)})")
     tier = payload.get("service_tier")
     if tier not in (None, "default"):
-        raise ConversionError(f"service_tier {quoted(tier)}: only the default tier is priced by the catalog "
-                              "(flex, priority and scale processing are priced apart)")
+        raise ConversionError(
+            f"service_tier {quoted(tier)}: only the default tier is priced by the catalog "
+            "(flex, priority and scale processing are priced apart)"
+        )
     prompt, completion = count(u, inp, "usage", default=None), count(u, out, "usage", default=None)
     cached = count(idet, "cached_tokens", "usage.input details")
     reasoning = count(odet, "reasoning_tokens", "usage.output details")
     audio = count(idet, "audio_tokens", "usage.input details") + count(odet, "audio_tokens", "usage.output details")
     if audio:
-        raise ConversionError(f"{audio} audio tokens: billing_event v1 has no audio-token bucket, "
-                              "and no catalog prices them")
+        raise ConversionError(
+            f"{audio} audio tokens: billing_event v1 has no audio-token bucket, and no catalog prices them"
+        )
     if cached > prompt:
         raise ConversionError(f"cached_tokens ({cached}) exceed {inp} ({prompt}), which include them")
     if reasoning > completion:
         raise ConversionError(f"reasoning_tokens ({reasoning}) exceed {out} ({completion}), which include them")
-    usage = {"input_tokens": prompt - cached, "cached_input_tokens": cached, "output_tokens": completion,
-             "reasoning_tokens": reasoning}
-    return [event("openai", payload.get("model"), usage, ids, event_id=payload.get("id"),
-                  ts=from_unix(created, "created") if created is not None else None)]
+    usage = {
+        "input_tokens": prompt - cached,
+        "cached_input_tokens": cached,
+        "output_tokens": completion,
+        "reasoning_tokens": reasoning,
+    }
+    return [
+        event(
+            "openai",
+            payload.get("model"),
+            usage,
+            ids,
+            event_id=payload.get("id"),
+            ts=from_unix(created, "created") if created is not None else None,
+        )
+    ]

@@ -26,8 +26,9 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
         raise ConversionError("no usage: ask for response_format json or verbose_json (usage.seconds)")
     kind = usage.get("type")
     if kind == "tokens":
-        raise ConversionError("a token-billed transcription (usage.type tokens): billing_event v1 has no "
-                              "audio-token bucket")
+        raise ConversionError(
+            "a token-billed transcription (usage.type tokens): billing_event v1 has no audio-token bucket"
+        )
     if kind != "duration":
         raise ConversionError(f"usage.type must be duration, not {quoted(kind)}")
     seconds = usage.get("seconds")

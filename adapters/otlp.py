@@ -27,11 +27,21 @@ from typing import Any, Literal
 from adapters.base import ConversionError, Ids, event
 from schemas.validate import quoted
 
-TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_tier",
-             "openai.request.service_tier", "gen_ai.openai.request.service_tier")
+TIER_KEYS = (
+    "openai.response.service_tier",
+    "gen_ai.openai.response.service_tier",
+    "openai.request.service_tier",
+    "gen_ai.openai.request.service_tier",
+)
 PRICED_APART = {"flex", "priority", "scale"}  # OpenAI's tiers whose prices are not the list's
-PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "aws.bedrock": "bedrock",
-             "alibaba": "bailian", "dashscope": "bailian", "bailian": "bailian"}
+PROVIDERS = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "aws.bedrock": "bedrock",
+    "alibaba": "bailian",
+    "dashscope": "bailian",
+    "bailian": "bailian",
+}
 
 
 def _value(v: dict[str, Any]) -> Any:
@@ -57,8 +67,9 @@ def _tokens(a: dict[str, Any], key: str) -> int:
     return v
 
 
-def span_event(span: dict[str, Any], resource: dict[str, Any], ids: Ids,
-               cached: Literal["included", "excluded"]) -> dict[str, Any] | None:
+def span_event(
+    span: dict[str, Any], resource: dict[str, Any], ids: Ids, cached: Literal["included", "excluded"]
+) -> dict[str, Any] | None:
     a = {**resource, **_attrs(span.get("attributes"))}
     if not any(k.startswith("gen_ai.usage.") for k in a):
         return None
@@ -69,13 +80,18 @@ def span_event(span: dict[str, Any], resource: dict[str, Any], ids: Ids,
     for key in TIER_KEYS:
         if a.get(key) in PRICED_APART:
             raise ConversionError(f"{key} {quoted(a[key])}: priced apart from the list prices the catalog holds")
-    reads, writes = _tokens(a, "gen_ai.usage.cache_read.input_tokens"), _tokens(a, "gen_ai.usage.cache_creation.input_tokens")
+    reads, writes = (
+        _tokens(a, "gen_ai.usage.cache_read.input_tokens"),
+        _tokens(a, "gen_ai.usage.cache_creation.input_tokens"),
+    )
     inp, out = _tokens(a, "gen_ai.usage.input_tokens"), _tokens(a, "gen_ai.usage.output_tokens")
     reasoning = _tokens(a, "gen_ai.usage.reasoning.output_tokens")
     if cached == "included":
         if reads + writes > inp:
-            raise ConversionError(f"cache reads and writes ({reads + writes}) exceed gen_ai.usage.input_tokens "
-                                  f"({inp}), which this source says include them")
+            raise ConversionError(
+                f"cache reads and writes ({reads + writes}) exceed gen_ai.usage.input_tokens "
+                f"({inp}), which this source says include them"
+            )
         inp -= reads + writes
     if reasoning > out:
         raise ConversionError("reasoning tokens exceed gen_ai.usage.output_tokens, which include them")
@@ -85,19 +101,41 @@ def span_event(span: dict[str, Any], resource: dict[str, Any], ids: Ids,
         if not (type(end) is int or (isinstance(end, str) and end.isdigit())) or int(end) <= 0:
             raise ConversionError("endTimeUnixNano is not a time")
         ns = int(end)
-        ts = (dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.timezone.utc)
-              + dt.timedelta(microseconds=ns % 1_000_000_000 // 1000)).isoformat().replace("+00:00", "Z")
-    span_ids = replace(ids, tenant_id=ids.tenant_id or a.get("tenant.id"),
-                       user_id=ids.user_id or a.get("user.id") or a.get("enduser.id"))
+        ts = (
+            (
+                dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+                + dt.timedelta(microseconds=ns % 1_000_000_000 // 1000)
+            )
+            .isoformat()
+            .replace("+00:00", "Z")
+        )
+    span_ids = replace(
+        ids,
+        tenant_id=ids.tenant_id or a.get("tenant.id"),
+        user_id=ids.user_id or a.get("user.id") or a.get("enduser.id"),
+    )
     trace, sid = span.get("traceId"), span.get("spanId")
     fallback = f"{trace}-{sid}" if trace and sid else None
-    usage = {"input_tokens": inp, "cached_input_tokens": reads, "cache_write_tokens": writes,
-             "output_tokens": out, "reasoning_tokens": reasoning}
-    return event(provider, a.get("gen_ai.response.model") or a.get("gen_ai.request.model"), usage, span_ids,
-                 event_id=a.get("gen_ai.response.id") or fallback, ts=ts)
+    usage = {
+        "input_tokens": inp,
+        "cached_input_tokens": reads,
+        "cache_write_tokens": writes,
+        "output_tokens": out,
+        "reasoning_tokens": reasoning,
+    }
+    return event(
+        provider,
+        a.get("gen_ai.response.model") or a.get("gen_ai.request.model"),
+        usage,
+        span_ids,
+        event_id=a.get("gen_ai.response.id") or fallback,
+        ts=ts,
+    )
 
 
-def convert(payload: dict[str, Any], ids: Ids, cached: Literal["included", "excluded"] = "included") -> list[dict[str, Any]]:
+def convert(
+    payload: dict[str, Any], ids: Ids, cached: Literal["included", "excluded"] = "included"
+) -> list[dict[str, Any]]:
     if "resourceSpans" not in payload:
         raise ConversionError("not OTLP JSON traces: no resourceSpans")
     out = []

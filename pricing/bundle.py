@@ -61,15 +61,23 @@ def load_bundle(files: dict[str, str]) -> Catalog:
             raise CatalogError(f"{name}: provider {cf.provider} declared with other regions in another file")
         for prefix, regions in cf.profiles.items():
             if profile_regions.setdefault((cf.provider, prefix), frozenset(regions)) != frozenset(regions):
-                raise CatalogError(f"{name}: profile {prefix} of {cf.provider} declared with other regions in another file")
+                raise CatalogError(
+                    f"{name}: profile {prefix} of {cf.provider} declared with other regions in another file"
+                )
         for spec in cf.products:
             by_dim: dict[str, list[PriceSpec]] = defaultdict(list)
             for ps in spec.prices:
                 by_dim[ps.dimension].append(ps)
             tiers = tuple(sorted({ps.above_input_tokens for ps in spec.prices if ps.above_input_tokens}))
-            product = Product(cf.provider, cf.currency, f"{cf.provider}-{cf.currency.lower()}@{cf.version}",
-                              spec, {k: tuple(v) for k, v in by_dim.items()},
-                              frozenset(spec.regions if spec.regions is not None else cf.regions), tiers)
+            product = Product(
+                cf.provider,
+                cf.currency,
+                f"{cf.provider}-{cf.currency.lower()}@{cf.version}",
+                spec,
+                {k: tuple(v) for k, v in by_dim.items()},
+                frozenset(spec.regions if spec.regions is not None else cf.regions),
+                tiers,
+            )
             for model in (spec.id, *spec.aliases):
                 if not spec.profile_only:
                     index[(cf.provider, model)].append(product)
@@ -87,7 +95,8 @@ def load_bundle(files: dict[str, str]) -> Catalog:
             if a.spec.effective_to is None or a.spec.effective_to > b.spec.effective_from:
                 raise CatalogError(f"{key[0]}/{key[1]}: overlapping effective ranges")
     catalog = Catalog(dict(index), sorted(files), regions_of, profile_of, profile_regions, bundle_hash(files))
-    catalog.overlays = load_overlays({n[len(OVERLAYS) + 1:]: t for n, t in files.items()
-                                      if n.startswith(OVERLAYS + "/")}, catalog)
+    catalog.overlays = load_overlays(
+        {n[len(OVERLAYS) + 1 :]: t for n, t in files.items() if n.startswith(OVERLAYS + "/")}, catalog
+    )
     catalog.overlay_tenants = catalog.overlays.by_tenant
     return catalog

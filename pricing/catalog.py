@@ -21,9 +21,19 @@ from schemas.validate import quoted
 SHIPPED_CATALOGS = Path(__file__).parent / "catalogs"
 
 Dimension = Literal[
-    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-    "images", "audio_seconds", "training_tokens", "training_images_seen", "storage_months",
-    "dedicated_hours", "dedicated_months", "guardrail_text_units", "human_tasks",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "images",
+    "audio_seconds",
+    "training_tokens",
+    "training_images_seen",
+    "storage_months",
+    "dedicated_hours",
+    "dedicated_months",
+    "guardrail_text_units",
+    "human_tasks",
 ]
 TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"})
 # dimensions whose quantities are decimals (up to 3 places); the others count whole units
@@ -75,10 +85,17 @@ class PriceSpec(BaseModel):
     method: Literal["sft", "dpo"] | None = None
     commitment: Literal["none", "1m", "6m"] | None = None
     compute_units: int | None = Field(default=None, ge=1)
-    policy: Literal[
-        "content_filter", "denied_topics", "sensitive_info", "sensitive_info_regex",
-        "word_filter", "contextual_grounding",
-    ] | None = None
+    policy: (
+        Literal[
+            "content_filter",
+            "denied_topics",
+            "sensitive_info",
+            "sensitive_info_regex",
+            "word_filter",
+            "contextual_grounding",
+        ]
+        | None
+    ) = None
     # long-context tier: this price applies to a request whose input size (input + cached input +
     # cache write tokens) is above this many tokens, to the whole request, as providers bill it
     above_input_tokens: int | None = Field(default=None, ge=1)
@@ -146,8 +163,10 @@ class ProductSpec(BaseModel):
             if stray := have - TOKEN_DIMENSIONS:
                 raise ValueError(f"a long-context tier prices token dimensions only, not {sorted(stray)[0]}")
             if missing := base - have:
-                raise ValueError(f"the tier above {t} input tokens has no {sorted(missing)[0]} price "
-                                 "(a tier prices the whole request: every token dimension of the base)")
+                raise ValueError(
+                    f"the tier above {t} input tokens has no {sorted(missing)[0]} price "
+                    "(a tier prices the whole request: every token dimension of the base)"
+                )
         # token quantities are integers: a factored price per token must stay within 12 places
         factors = [ONE, *(self.profiles or {}).values()]
         if self.batch_factor is not None:
@@ -218,22 +237,29 @@ class Catalog:
     files: list[str]  # the files' names, as in the bundle (overlays/ included)
     provider_regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     profile_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (provider, profile id) -> prefix
-    profile_regions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (provider, prefix) -> sources
+    profile_regions: dict[tuple[str, str], frozenset[str]] = field(
+        default_factory=dict
+    )  # (provider, prefix) -> sources
     content_hash: str = ""  # sha256 of the files (see bundle_hash): the version a ledger row names
     overlays: Any = None  # pricing.overlays.Overlays: per-tenant prices
     overlay_tenants: dict[str, Any] = field(default_factory=dict)  # the tenants with overlays (empty: none)
     # key -> (versions, their starts, their ends); bounds as stdlib-UTC datetimes: the same
     # instants, cheaper to compare than pydantic's TzInfo
-    _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None], str | None]] = \
+    _index: dict[tuple[str, str], tuple[list[Product], list[dt.datetime], list[dt.datetime | None], str | None]] = (
         field(default_factory=dict, repr=False)
+    )
 
     def __post_init__(self) -> None:
-        utc = dt.timezone.utc
-        self._index = {k: (v, [p.spec.effective_from.astimezone(utc) for p in v],
-                           [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v],
-                           self.profile_of.get(k))
-                       for k, v in self.products.items()}
-
+        utc = dt.UTC
+        self._index = {
+            k: (
+                v,
+                [p.spec.effective_from.astimezone(utc) for p in v],
+                [p.spec.effective_to and p.spec.effective_to.astimezone(utc) for p in v],
+                self.profile_of.get(k),
+            )
+            for k, v in self.products.items()
+        }
 
     def providers(self) -> set[str]:
         return {p for p, _ in self.products}
@@ -258,13 +284,17 @@ class Catalog:
         if hit is None:
             if provider not in self.providers():
                 raise PricingError(f"unknown provider {provider!r}")
-            via = sorted(pre for (prov, pid), pre in self.profile_of.items() if prov == provider and pid == f"{pre}.{model}")
+            via = sorted(
+                pre for (prov, pid), pre in self.profile_of.items() if prov == provider and pid == f"{pre}.{model}"
+            )
             prefix, _, base = model.partition(".")
             if base and (provider, prefix) in self.profile_regions and (provider, base) in self.products:
                 raise PricingError(f"{provider}/{base} is not offered through the cross-region profile {prefix}.")
             if via:
-                raise PricingError(f"{provider}/{model} is invoked through a cross-region inference profile only "
-                                   f"({', '.join(p + '.' for p in via)})")
+                raise PricingError(
+                    f"{provider}/{model} is invoked through a cross-region inference profile only "
+                    f"({', '.join(p + '.' for p in via)})"
+                )
             raise PricingError(f"unknown model {quoted(model)} for provider {provider!r}")
         versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1

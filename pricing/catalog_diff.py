@@ -31,14 +31,17 @@ def price_rows(docs: list[dict[str, Any]]) -> dict[tuple, str]:
                 rows[(doc["provider"], p["id"], start, f"profile {prefix}", 1, ())] = str(f)
             for price in p.get("prices") or []:
                 quals = tuple(sorted((k, str(v)) for k, v in price.items() if k not in ("dimension", "per", "price")))
-                rows[(doc["provider"], p["id"], start, price["dimension"], int(price["per"]), quals)] = str(price["price"])
+                rows[(doc["provider"], p["id"], start, price["dimension"], int(price["per"]), quals)] = str(
+                    price["price"]
+                )
     return rows
 
 
 def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, list]:
     """Changed, added and removed prices between two sets of catalog documents."""
     a, b = price_rows(old), price_rows(new)
-    return {"changed": sorted((k, a[k], b[k]) for k in a.keys() & b.keys() if Decimal(a[k]) != Decimal(b[k])),
-            "added": sorted((k, b[k]) for k in b.keys() - a.keys()),
-            "removed": sorted((k, a[k]) for k in a.keys() - b.keys())}
-
+    return {
+        "changed": sorted((k, a[k], b[k]) for k in a.keys() & b.keys() if Decimal(a[k]) != Decimal(b[k])),
+        "added": sorted((k, b[k]) for k in b.keys() - a.keys()),
+        "removed": sorted((k, a[k]) for k in a.keys() - b.keys()),
+    }

@@ -12,13 +12,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from pricing.catalog import TOKEN_DIMENSIONS, Catalog, PriceSpec, Product
+from pricing.catalog import Catalog, PriceSpec, Product
 from pricing.errors import PricingError
 from pricing.overlays import Rule
 from schemas.billing_event import BillingEvent, Usage
 from schemas.money import EXACT, money_str
-from schemas.records import PricedEvent, priced_event
 from schemas.money import PLACES as MAX_PLACES
+from schemas.records import PricedEvent, priced_event
 
 ONE = Decimal(1)
 
@@ -157,9 +157,13 @@ class _Bill:
             else:
                 t_unit, per = unit_price, p.per
             t_cost = EXACT.divide(EXACT.multiply(qty, t_unit), per)
-            item |= {"unit": _unit_text(per, dim, note), "unit_price": _price_text(t_unit), "cost": money_str(t_cost),
-                     "list_unit_price": _price_text(EXACT.divide(EXACT.multiply(unit_price, per), p.per)),
-                     "list_cost": item["cost"]}
+            item |= {
+                "unit": _unit_text(per, dim, note),
+                "unit_price": _price_text(t_unit),
+                "cost": money_str(t_cost),
+                "list_unit_price": _price_text(EXACT.divide(EXACT.multiply(unit_price, per), p.per)),
+                "list_cost": item["cost"],
+            }
             cost = t_cost
         self.total = EXACT.add(self.total, cost)
         self.items.append(item)
@@ -198,8 +202,10 @@ def _check_profile(catalog: Catalog, product: Product, profile: str | None, regi
     if profile is not None and region is not None:
         sources = catalog.profile_regions.get((product.provider, profile), frozenset())
         if region not in sources:
-            raise PricingError(f"{product.provider}: the cross-region profile {profile}. is not called from "
-                               f"{region} (its source Regions: {', '.join(sorted(sources))})")
+            raise PricingError(
+                f"{product.provider}: the cross-region profile {profile}. is not called from "
+                f"{region} (its source Regions: {', '.join(sorted(sources))})"
+            )
 
 
 def _check_guardrail_applies(product: Product, gp: Product) -> None:
@@ -210,25 +216,31 @@ def _check_guardrail_applies(product: Product, gp: Product) -> None:
         return
     kind = product.spec.kind
     if kind not in applies:
-        raise PricingError(f"guardrails do not apply to {kind or 'unknown-kind'} invocations "
-                           f"({product.provider}/{product.id}; {gp.id} applies to {', '.join(applies)})")
+        raise PricingError(
+            f"guardrails do not apply to {kind or 'unknown-kind'} invocations "
+            f"({product.provider}/{product.id}; {gp.id} applies to {', '.join(applies)})"
+        )
 
 
 def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
     """Price one event. Raises PricingError with the reason when it cannot be priced."""
     product, profile = catalog.resolve(event.provider, event.model, event.ts)
-    spec = product.spec
     region = event.region
     _check_region(catalog, product, region)
     _check_profile(catalog, product, profile, region)
     factor, batch_note = _token_factor(product, event.mode, profile)
 
     usage = event.usage
-    rule = catalog.overlays.find(event.tenant_id, event.provider, product.id, event.ts) \
-        if event.tenant_id in catalog.overlay_tenants else None
+    rule = (
+        catalog.overlays.find(event.tenant_id, event.provider, product.id, event.ts)
+        if event.tenant_id in catalog.overlay_tenants
+        else None
+    )
     bill = _Bill(rule)
     estimated = False
-    counts = {d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")}
+    counts = {
+        d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
+    }
     if event.text is not None:
         for dim, text in (("input_tokens", event.text.input), ("output_tokens", event.text.output)):
             if text and counts[dim] is None:
@@ -247,9 +259,13 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
             bill.add(dim, qty, _select(product, dim, region, dim, **tier), factor, batch_note)
 
     for img in usage.images or ():
-        p = _select(product, "images", region, f"images of {img.width}x{img.height}"
-                    + (f" at {img.steps} steps" if img.steps is not None else ""),
-                    size=(img.width, img.height, img.steps))
+        p = _select(
+            product,
+            "images",
+            region,
+            f"images of {img.width}x{img.height}" + (f" at {img.steps} steps" if img.steps is not None else ""),
+            size=(img.width, img.height, img.steps),
+        )
         size_note = f" ({img.width}x{img.height}" + (f", {img.steps} steps)" if img.steps is not None else ")")
         bill.add("images", img.count, p, note=size_note)
 
@@ -262,8 +278,11 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
             p = _select(product, "training_tokens", region, f"training ({tr.method})", method=tr.method)
             bill.add("training_tokens", tr.tokens * tr.epochs, p, note=f" ({tr.method}, {tr.epochs} epochs)")
         if tr.images_seen:
-            bill.add("training_images_seen", tr.images_seen,
-                     _select(product, "training_images_seen", region, "training images seen"))
+            bill.add(
+                "training_images_seen",
+                tr.images_seen,
+                _select(product, "training_images_seen", region, "training images seen"),
+            )
 
     if usage.storage_months:
         bill.add("storage_months", usage.storage_months, _select(product, "storage_months", region, "storage"))
@@ -271,15 +290,25 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
     ded = usage.dedicated
     if ded is not None:
         if ded.hours:
-            p = _select(product, "dedicated_hours", region, f"dedicated hours (commitment {ded.commitment})",
-                        commitment=ded.commitment)
+            p = _select(
+                product,
+                "dedicated_hours",
+                region,
+                f"dedicated hours (commitment {ded.commitment})",
+                commitment=ded.commitment,
+            )
             cu = p.compute_units or 1
             qty = EXACT.multiply(Decimal(ded.instances * cu), ded.hours)
             note = f" ({ded.instances} x {cu} compute units)" if p.compute_units else f" (commitment {ded.commitment})"
             bill.add("dedicated_hours", qty, p, note=note)
         if ded.months:
-            p = _select(product, "dedicated_months", region, f"dedicated months (commitment {ded.commitment})",
-                        commitment=ded.commitment)
+            p = _select(
+                product,
+                "dedicated_months",
+                region,
+                f"dedicated months (commitment {ded.commitment})",
+                commitment=ded.commitment,
+            )
             bill.add("dedicated_months", EXACT.multiply(Decimal(ded.instances), ded.months), p)
 
     guardrail_units = 0
@@ -310,11 +339,28 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
         if qty is not None:
             usage_out[dim] = qty
     cost = money_str(total)
-    return priced_event(event.event_id, event.ts.isoformat(), event.tenant_id, event.user_id, event.provider,
-                        event.model, product.id, region, event.mode, usage_out, event.labels or {},
-                        product.currency, cost, money_str(list_total) if rule is not None else cost,
-                        rule.id if rule is not None else "", bill.items, product.catalog_version,
-                        catalog.content_hash, estimated, guardrail_units)
+    return priced_event(
+        event.event_id,
+        event.ts.isoformat(),
+        event.tenant_id,
+        event.user_id,
+        event.provider,
+        event.model,
+        product.id,
+        region,
+        event.mode,
+        usage_out,
+        event.labels or {},
+        product.currency,
+        cost,
+        money_str(list_total) if rule is not None else cost,
+        rule.id if rule is not None else "",
+        bill.items,
+        product.catalog_version,
+        catalog.content_hash,
+        estimated,
+        guardrail_units,
+    )
 
 
 def _token_factor(product: Product, mode: str, profile: str | None) -> tuple[Decimal, str]:
@@ -333,7 +379,13 @@ def _token_factor(product: Product, mode: str, profile: str | None) -> tuple[Dec
 
 
 # Fast path for events schemas.validate.parse_common passed (plain counts only, no text).
-_PLAIN = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "human_tasks")  # line-item order
+_PLAIN = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "human_tasks",
+)  # line-item order
 _USAGE_ORDER = tuple(f for f in Usage.model_fields if f in _PLAIN)  # model_dump's order
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}  # at most 325 orders of those 5 keys
 
@@ -343,7 +395,9 @@ def _layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     return tuple(d for d in _PLAIN if d in keys), keys == tuple(d for d in _USAGE_ORDER if d in keys)
 
 
-def _plan(catalog: Catalog, product: Product, region: str | None, mode: str, profile: str | None) -> dict[str, tuple[Decimal, str, str]]:
+def _plan(
+    catalog: Catalog, product: Product, region: str | None, mode: str, profile: str | None
+) -> dict[str, tuple[Decimal, str, str]]:
     """Per plain dimension priced for (region, mode, profile): (price per 1 unit, unit text, unit
     price text). Empty when price_event would reject the region or mode."""
     spec = product.spec
@@ -389,8 +443,11 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
         if len(memo) < MEMO_MAX:
             memo[key] = plan
     usage = doc["usage"]
-    if product.tiers and sum(usage.get(d) or 0 for d in ("input_tokens", "cached_input_tokens",
-                                                          "cache_write_tokens")) > product.tiers[0]:
+    if (
+        product.tiers
+        and sum(usage.get(d) or 0 for d in ("input_tokens", "cached_input_tokens", "cache_write_tokens"))
+        > product.tiers[0]
+    ):
         return None  # a long-context tier: price_event
     keys = tuple(usage)
     dims, clean = _LAYOUTS.get(keys) or _LAYOUTS.setdefault(keys, _layout(keys))
@@ -407,13 +464,37 @@ def price_common(doc: dict[str, Any], ts: dt.datetime, ts_text: str, catalog: Ca
             per_unit, unit, price_text = line
             cost = EXACT.multiply(qty, per_unit)  # integer qty: at most MAX_PLACES places (see _plan)
             total = cost if total is None else EXACT.add(total, cost)
-            items.append({"dimension": dim, "quantity": str(qty), "unit": unit, "unit_price": price_text,
-                          "cost": money_str(cost)})
+            items.append(
+                {
+                    "dimension": dim,
+                    "quantity": str(qty),
+                    "unit": unit,
+                    "unit_price": price_text,
+                    "cost": money_str(cost),
+                }
+            )
     if total is None:
         return None
     cost_text = money_str(total)
-    return priced_event(doc["event_id"], ts_text, doc["tenant_id"], doc["user_id"], doc["provider"], doc["model"],
-                        product.spec.id, region, mode,
-                        usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
-                        doc.get("labels") or {}, product.currency, cost_text, cost_text, "", items,
-                        product.catalog_version, catalog.content_hash, False, 0)
+    return priced_event(
+        doc["event_id"],
+        ts_text,
+        doc["tenant_id"],
+        doc["user_id"],
+        doc["provider"],
+        doc["model"],
+        product.spec.id,
+        region,
+        mode,
+        usage if clean else {k: usage[k] for k in _USAGE_ORDER if usage.get(k) is not None},
+        doc.get("labels") or {},
+        product.currency,
+        cost_text,
+        cost_text,
+        "",
+        items,
+        product.catalog_version,
+        catalog.content_hash,
+        False,
+        0,
+    )

@@ -35,9 +35,12 @@ from typing import Any
 
 import yaml
 
-DIMENSIONS = {"input_cost_per_token": "input_tokens", "output_cost_per_token": "output_tokens",
-              "cache_read_input_token_cost": "cached_input_tokens",
-              "cache_creation_input_token_cost": "cache_write_tokens"}
+DIMENSIONS = {
+    "input_cost_per_token": "input_tokens",
+    "output_cost_per_token": "output_tokens",
+    "cache_read_input_token_cost": "cached_input_tokens",
+    "cache_creation_input_token_cost": "cache_write_tokens",
+}
 KINDS = {"chat": "text", "completion": "text", "responses": "text", "embedding": "embedding"}
 PER = 1_000_000
 
@@ -85,8 +88,14 @@ def _plain(d: Decimal) -> str:
     return f"{d:f}"
 
 
-def convert(prices: dict[str, Any], *, providers: set[str], effective_from: dt.datetime, source: str,
-            provider_names: dict[str, str] | None = None) -> Imported:
+def convert(
+    prices: dict[str, Any],
+    *,
+    providers: set[str],
+    effective_from: dt.datetime,
+    source: str,
+    provider_names: dict[str, str] | None = None,
+) -> Imported:
     """Catalog documents (catalog FORMAT.md) for the entries of these LiteLLM providers."""
     names = provider_names or {}
     out = Imported()
@@ -101,22 +110,33 @@ def convert(prices: dict[str, Any], *, providers: set[str], effective_from: dt.d
         if notes:
             out.unpriced.append((key, notes))
         provider: str = names.get(entry["litellm_provider"]) or entry["litellm_provider"]
-        doc = out.catalogs.setdefault(provider, {
-            "provider": provider, "currency": "USD", "version": f"litellm@{effective_from.date().isoformat()}",
-            "regions": [], "defaults": {"effective_from": effective_from.isoformat().replace("+00:00", "Z")},
-            "products": []})
+        doc = out.catalogs.setdefault(
+            provider,
+            {
+                "provider": provider,
+                "currency": "USD",
+                "version": f"litellm@{effective_from.date().isoformat()}",
+                "regions": [],
+                "defaults": {"effective_from": effective_from.isoformat().replace("+00:00", "Z")},
+                "products": [],
+            },
+        )
         doc["products"].append(product)
     return out
 
 
-COST_KEY = re.compile(r"(?P<base>input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
-                      r"|cache_creation_input_token_cost)(?:_above_(?P<k>\d+)k_tokens)?(?:_(?P<variant>[a-z]+))?")
+COST_KEY = re.compile(
+    r"(?P<base>input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+    r"|cache_creation_input_token_cost)(?:_above_(?P<k>\d+)k_tokens)?(?:_(?P<variant>[a-z]+))?"
+)
 LONGER_CACHE_WRITE = re.compile(r"cache_creation_input_token_cost_above_\d+hr\b.*")
 SERVICE_TIERS = ("priority", "flex", "ultrafast", "decisions")
 NOT_EXPRESSED = {"search_context_cost_per_query": "web search queries (an event carries no count of them)"}
 
 
-def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, source: str) -> tuple[dict[str, Any], list[str]]:
+def _product(
+    key: str, entry: dict[str, Any], effective_from: dt.datetime, source: str
+) -> tuple[dict[str, Any], list[str]]:
     """The product, and the costs it leaves unpriced (no event field carries them)."""
     mode = entry.get("mode")
     if mode not in KINDS:
@@ -148,7 +168,9 @@ def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, sourc
     if other:
         raise ValueError(f"costs without a catalog dimension: {', '.join(other)}")
     prices = []
-    for (dim, above), k in sorted(standard.items(), key=lambda kv: (kv[0][1] or 0, list(DIMENSIONS.values()).index(kv[0][0]))):
+    for (dim, above), k in sorted(
+        standard.items(), key=lambda kv: (kv[0][1] or 0, list(DIMENSIONS.values()).index(kv[0][0]))
+    ):
         price = {"dimension": dim, "per": PER, "price": _plain(per_million(entry[k], k))}
         if above is not None:
             price["above_input_tokens"] = above
@@ -164,8 +186,13 @@ def _product(key: str, entry: dict[str, Any], effective_from: dt.datetime, sourc
         source_text += f"; service tiers not imported: {', '.join(sorted(tiers_seen))}"
     if notes:
         source_text += f"; not priced (no dimension): {', '.join(notes)}"
-    product: dict[str, Any] = {"id": key.split("/", 1)[1] if "/" in key else key, "name": key,
-                               "source": source_text, "kind": KINDS[mode], "prices": prices}
+    product: dict[str, Any] = {
+        "id": key.split("/", 1)[1] if "/" in key else key,
+        "name": key,
+        "source": source_text,
+        "kind": KINDS[mode],
+        "prices": prices,
+    }
     factors = set()
     for slot, batch_key in batches.items():
         base_key = standard.get(slot)

@@ -24,8 +24,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pricing.catalog import (DECIMAL_DIMENSIONS, MAX_UNIT_PRICE_PLACES, TOKEN_DIMENSIONS, Catalog, PriceSpec, _exact,
-                             _places, check_range)
+from pricing.catalog import (
+    DECIMAL_DIMENSIONS,
+    MAX_UNIT_PRICE_PLACES,
+    TOKEN_DIMENSIONS,
+    Catalog,
+    PriceSpec,
+    _exact,
+    _places,
+    check_range,
+)
 from pricing.errors import CatalogError
 from schemas.money import PLACES as MAX_PLACES
 
@@ -111,8 +119,9 @@ class Overlays:
 
 def _check_places(rule: Rule, catalog: Catalog, where: str) -> None:
     """Refuse a rule whose factored (or contract) unit prices a cost could not carry exactly."""
-    products = [p for p in catalog.entries() if p.provider == rule.provider
-                and (rule.models is None or p.id in rule.models)]
+    products = [
+        p for p in catalog.entries() if p.provider == rule.provider and (rule.models is None or p.id in rule.models)
+    ]
     if rule.models is not None:
         known = {p.id for p in products}
         if missing := [m for m in rule.models if m not in known]:
@@ -126,8 +135,10 @@ def _check_places(rule: Rule, catalog: Catalog, where: str) -> None:
     for p, unit in units:
         limit = MAX_UNIT_PRICE_PLACES if p.dimension in DECIMAL_DIMENSIONS else MAX_PLACES
         if _places(unit) > limit:
-            raise CatalogError(f"{where}: rule {rule.id}: {p.dimension} at {p.price} per {p.per} becomes "
-                               f"{unit} a unit, more than {limit} decimal places: no cost could carry it exactly")
+            raise CatalogError(
+                f"{where}: rule {rule.id}: {p.dimension} at {p.price} per {p.per} becomes "
+                f"{unit} a unit, more than {limit} decimal places: no cost could carry it exactly"
+            )
 
 
 def load_overlays(files: dict[str, str], catalog: Catalog) -> Overlays:
@@ -149,12 +160,14 @@ def load_overlays(files: dict[str, str], catalog: Catalog) -> Overlays:
         for r in rules:
             _check_places(r, catalog, where)
         for i, a in enumerate(rules):
-            for b in rules[i + 1:]:
+            for b in rules[i + 1 :]:
                 same_scope = a.provider == b.provider and (
                     (a.models is None and b.models is None)
-                    or (a.models is not None and b.models is not None and set(a.models) & set(b.models)))
+                    or (a.models is not None and b.models is not None and set(a.models) & set(b.models))
+                )
                 overlap = (b.effective_to is None or a.effective_from < b.effective_to) and (
-                    a.effective_to is None or b.effective_from < a.effective_to)
+                    a.effective_to is None or b.effective_from < a.effective_to
+                )
                 if same_scope and overlap:
                     raise CatalogError(f"{where}: rules {a.id} and {b.id} apply to the same prices at the same time")
     return Overlays({t: tuple(r) for t, r in out.items()})

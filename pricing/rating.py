@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from pricing.catalog import Catalog
-from schemas.records import PricedEvent
 from pricing.engine import price_common, price_event
 from pricing.errors import PricingError
+from schemas.records import PricedEvent
 from schemas.validate import InvalidEvent, parse_common, parse_event
 
 

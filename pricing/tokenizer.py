@@ -32,7 +32,7 @@ import tempfile
 import threading
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import tiktoken
@@ -188,9 +188,7 @@ def _spec(name: str) -> _Spec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown encoding {name!r}; supported: {', '.join(ENCODINGS)}"
-        ) from None
+        raise ValueError(f"unknown encoding {name!r}; supported: {', '.join(ENCODINGS)}") from None
 
 
 def _quicktok_data_dir() -> Path:
@@ -290,7 +288,7 @@ def _parse_tiktoken(data: bytes) -> dict[bytes, int]:
     return ranks
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_encoding(name: str) -> tiktoken.Encoding:
     """A tiktoken Encoding for ``name`` (see ENCODINGS), built offline from verified data.
 

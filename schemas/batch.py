@@ -20,7 +20,7 @@ from schemas.record import BATCH_TYPE, CONTENT_TYPE, read_kind
 BATCH_HEADER = (CONTENT_TYPE, BATCH_TYPE)
 MAX_BATCH_EVENTS = 4096
 MAX_BATCH_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
-INDEX_BITS = 13            # a position is offset << INDEX_BITS | index
+INDEX_BITS = 13  # a position is offset << INDEX_BITS | index
 assert MAX_BATCH_EVENTS <= 1 << INDEX_BITS
 
 
@@ -77,7 +77,9 @@ class Run:
         return len(self.items) >= self.max_items or self.nbytes >= self.max_bytes
 
 
-def runs(items: Iterable[bytes], max_bytes: int = MAX_BATCH_BYTES, max_items: int = MAX_BATCH_EVENTS) -> Iterator[list[bytes]]:
+def runs(
+    items: Iterable[bytes], max_bytes: int = MAX_BATCH_BYTES, max_items: int = MAX_BATCH_EVENTS
+) -> Iterator[list[bytes]]:
     """Consecutive items packed greedily into runs (see Run), in order."""
     run = Run(max_bytes, max_items)
     for item in items:

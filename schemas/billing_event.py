@@ -17,13 +17,21 @@ from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import CoreSchema
 
 SCHEMA_VERSION = 1
-MAX_EVENT_BYTES = 1_048_576          # a whole serialized event, without its line ending (the one limit)
+MAX_EVENT_BYTES = 1_048_576  # a whole serialized event, without its line ending (the one limit)
 MAX_FUTURE = dt.timedelta(minutes=15)  # clock skew allowed for `ts` ahead of the receiver
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # no ts before this instant
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # no ts before this instant
 
 # Characters no id or label may hold: Unicode categories Cc (C0, DEL, C1 controls), Cf (format:
 # bidi embeddings, overrides, isolates and marks, zero-width characters, soft hyphen, BOM, tags),
@@ -33,7 +41,8 @@ FORBIDDEN_CHARS = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
     "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\uf8ff\ufeff\ufff9-\ufffb"
     "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f\U000f0000-\U0010ffff]")
+    "\U000e0001\U000e0020-\U000e007f\U000f0000-\U0010ffff]"
+)
 
 _ID = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces or control characters
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID)]
@@ -231,8 +240,7 @@ class BillingEvent(_Strict):
             raise ValueError("ts is before 2000 (UTC)")
         text = self.text
         from_text = text is not None and (
-            (text.input and self.usage.input_tokens is None)
-            or (text.output and self.usage.output_tokens is None)
+            (text.input and self.usage.input_tokens is None) or (text.output and self.usage.output_tokens is None)
         )
         if not (self.usage.has_quantity() or from_text):
             raise ValueError("usage has no quantity above zero")

@@ -37,8 +37,11 @@ def signature(key: bytes, value: bytes, *, topic: str, partition: int, seq: int)
 
 def headers(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> list[tuple[str, bytes]]:
     """A catalog record's headers: its type, its sequence and its seal."""
-    return [CATALOG_HEADER, (SEQUENCE_HEADER, str(seq).encode()),
-            (SIGNATURE_HEADER, signature(key, value, topic=topic, partition=partition, seq=seq).encode())]
+    return [
+        CATALOG_HEADER,
+        (SEQUENCE_HEADER, str(seq).encode()),
+        (SIGNATURE_HEADER, signature(key, value, topic=topic, partition=partition, seq=seq).encode()),
+    ]
 
 
 def signed_by(key: bytes, value: bytes, given: str, *, topic: str, partition: int, seq: int) -> bool:
@@ -61,7 +64,10 @@ def decode(value: bytes) -> tuple[str, dict[str, str]]:
     if not isinstance(doc, dict) or set(doc) != {"version", "files"}:
         raise ValueError("a catalog record is an object with exactly `version` and `files`")
     version, files = doc["version"], doc["files"]
-    if not isinstance(version, str) or not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+    if (
+        not isinstance(version, str)
+        or not isinstance(files, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
         raise ValueError("`version` is a string and `files` maps file names to texts")
     return version, files

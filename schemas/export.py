@@ -21,20 +21,25 @@ def render() -> str:
         "One Kafka record on the events topic is ONE billing_event (this schema), unless it carries "
         f"the header '{batch.BATCH_HEADER[0]}: {batch.BATCH_HEADER[1].decode()}': then its value is JSON "
         f"Lines, up to {batch.MAX_BATCH_EVENTS} events (one per line, '\\n'-separated), at most "
-        f"{batch.MAX_BATCH_BYTES} bytes in all, each line a billing_event on its own. See x-meterstream-batch.")
+        f"{batch.MAX_BATCH_BYTES} bytes in all, each line a billing_event on its own. See x-meterstream-batch."
+    )
     schema["x-meterstream-batch"] = {
         "header": {"name": batch.BATCH_HEADER[0], "value": batch.BATCH_HEADER[1].decode()},
         "format": "JSON Lines: one billing_event per line, lines separated by \\n (a trailing \\r is ignored)",
         "max_events": batch.MAX_BATCH_EVENTS,
         "max_bytes": batch.MAX_BATCH_BYTES,
         "over_limits": "the whole record is one rejection: nothing in it is priced",
-        "position": ("each line is validated, priced, deduplicated and dead-lettered by itself, at the source "
-                     "position (partition, offset, index); index is the line number, 0-based; blank lines are "
-                     "skipped but keep their number"),
+        "position": (
+            "each line is validated, priced, deduplicated and dead-lettered by itself, at the source "
+            "position (partition, offset, index); index is the line number, 0-based; blank lines are "
+            "skipped but keep their number"
+        ),
         "position_integer": f"offset << {batch.INDEX_BITS} | index",
-        "partitioning": ("producers group a batch by target partition with the key tenant_id/user_id and the "
-                         "same partitioner as single records (Kafka's default: murmur2 of the key); a record "
-                         "without the header is one event, as before"),
+        "partitioning": (
+            "producers group a batch by target partition with the key tenant_id/user_id and the "
+            "same partitioner as single records (Kafka's default: murmur2 of the key); a record "
+            "without the header is one event, as before"
+        ),
     }
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 

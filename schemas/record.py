@@ -30,8 +30,12 @@ CATALOG_HMAC = "meterstream-catalog-hmac"
 MAX_REASON_BYTES = 1024
 _OURS = frozenset({CONTENT_TYPE, REFUSED, CATALOG_SEQ, CATALOG_HMAC})
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_CONTROLS.update({c: f"<U+{c:04X}>" for c in (*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
-                                               *range(0x2066, 0x206A), 0xFEFF)})
+_CONTROLS.update(
+    {
+        c: f"<U+{c:04X}>"
+        for c in (*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF)
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,8 @@ class Seal:
 @dataclass(frozen=True, slots=True)
 class RecordKind:
     batch: bool = False
-    catalog: Seal | None = None   # a catalog record
-    refused: str | None = None    # a payload its producer refused, and why
+    catalog: Seal | None = None  # a catalog record
+    refused: str | None = None  # a payload its producer refused, and why
     unreadable: str | None = None  # why the record cannot be read (rejected with this reason)
 
 
@@ -95,6 +99,10 @@ def read_kind(headers: object) -> RecordKind:
     kind = ours.get(CONTENT_TYPE)
     if kind == CATALOG_TYPE:
         seq = ours.get(CATALOG_SEQ)
-        return RecordKind(catalog=Seal(int(seq) if seq is not None and seq.isdigit() and len(seq) <= 19 else None,
-                                       ours.get(CATALOG_HMAC, b"").decode("ascii", "replace")))
+        return RecordKind(
+            catalog=Seal(
+                int(seq) if seq is not None and seq.isdigit() and len(seq) <= 19 else None,
+                ours.get(CATALOG_HMAC, b"").decode("ascii", "replace"),
+            )
+        )
     return BATCH if kind == BATCH_TYPE else EVENT

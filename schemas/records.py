@@ -27,7 +27,7 @@ class PricedEvent(TypedDict):
     """An event as the pricing engine gives it back (pricing/engine.py)."""
 
     event_id: str
-    ts: str                 # ISO 8601, as validated
+    ts: str  # ISO 8601, as validated
     tenant_id: str
     user_id: str
     provider: str
@@ -35,29 +35,65 @@ class PricedEvent(TypedDict):
     product_id: str
     region: str | None
     mode: str
-    usage: dict[str, Any]   # the usage priced (counted tokens included)
+    usage: dict[str, Any]  # the usage priced (counted tokens included)
     labels: dict[str, str]
     currency: str
-    cost: str               # the tenant's price (schemas/money.py text)
-    list_cost: str          # the catalog's price
-    price_overlay: str      # the overlay rule applied, or ""
+    cost: str  # the tenant's price (schemas/money.py text)
+    list_cost: str  # the catalog's price
+    price_overlay: str  # the overlay rule applied, or ""
     line_items: list[dict[str, Any]]
     catalog_version: str
     catalog_hash: str
-    estimated: bool         # tokens counted from text, not reported
+    estimated: bool  # tokens counted from text, not reported
     guardrail_units: int
 
 
-def priced_event(event_id: str, ts: str, tenant_id: str, user_id: str, provider: str, model: str, product_id: str,
-                 region: str | None, mode: str, usage: dict[str, Any], labels: dict[str, str], currency: str,
-                 cost: str, list_cost: str, price_overlay: str, line_items: list[dict[str, Any]],
-                 catalog_version: str, catalog_hash: str, estimated: bool, guardrail_units: int, /) -> PricedEvent:
+def priced_event(
+    event_id: str,
+    ts: str,
+    tenant_id: str,
+    user_id: str,
+    provider: str,
+    model: str,
+    product_id: str,
+    region: str | None,
+    mode: str,
+    usage: dict[str, Any],
+    labels: dict[str, str],
+    currency: str,
+    cost: str,
+    list_cost: str,
+    price_overlay: str,
+    line_items: list[dict[str, Any]],
+    catalog_version: str,
+    catalog_hash: str,
+    estimated: bool,
+    guardrail_units: int,
+    /,
+) -> PricedEvent:
     """The one builder of a PricedEvent (positional: it runs once per event)."""
-    return {"event_id": event_id, "ts": ts, "tenant_id": tenant_id, "user_id": user_id, "provider": provider,
-            "model": model, "product_id": product_id, "region": region, "mode": mode, "usage": usage,
-            "labels": labels, "currency": currency, "cost": cost, "list_cost": list_cost,
-            "price_overlay": price_overlay, "line_items": line_items, "catalog_version": catalog_version,
-            "catalog_hash": catalog_hash, "estimated": estimated, "guardrail_units": guardrail_units}
+    return {
+        "event_id": event_id,
+        "ts": ts,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "provider": provider,
+        "model": model,
+        "product_id": product_id,
+        "region": region,
+        "mode": mode,
+        "usage": usage,
+        "labels": labels,
+        "currency": currency,
+        "cost": cost,
+        "list_cost": list_cost,
+        "price_overlay": price_overlay,
+        "line_items": line_items,
+        "catalog_version": catalog_version,
+        "catalog_hash": catalog_hash,
+        "estimated": estimated,
+        "guardrail_units": guardrail_units,
+    }
 
 
 class LedgerRow(TypedDict):
@@ -70,7 +106,7 @@ class LedgerRow(TypedDict):
     model: str
     region: str
     mode: str
-    ts: Any                 # ms since the epoch in a sink record; a datetime when re-rating
+    ts: Any  # ms since the epoch in a sink record; a datetime when re-rating
     currency: str
     cost: str
     list_cost: str
@@ -81,37 +117,51 @@ class LedgerRow(TypedDict):
     cache_write_tokens: int
     images: int
     guardrail_units: int
-    line_items: str         # JSON
-    usage: str              # JSON
+    line_items: str  # JSON
+    usage: str  # JSON
     labels: dict[str, str]
     catalog_version: str
     catalog_hash: str
     estimated: bool
-    src_partition: int      # where the event was counted: its canonical partition,
-    src_offset: int         # the offset of its record there,
-    src_index: int          # and its line in a batch record
+    src_partition: int  # where the event was counted: its canonical partition,
+    src_offset: int  # the offset of its record there,
+    src_index: int  # and its line in a batch record
     version: int
 
 
-def ledger_row(priced: PricedEvent, ts: Any, partition: int, offset: int, *, version: int,
-               index: int = 0) -> LedgerRow:
+def ledger_row(priced: PricedEvent, ts: Any, partition: int, offset: int, *, version: int, index: int = 0) -> LedgerRow:
     """The ledger row of a priced event (``ts`` in ms, or a datetime), for the stream and re-rating."""
     u = priced["usage"]
     images = u.get("images")
     return {
-        "tenant_id": priced["tenant_id"], "event_id": priced["event_id"], "user_id": priced["user_id"],
-        "provider": priced["provider"], "model": priced["model"], "region": priced["region"] or "",
-        "mode": priced["mode"], "ts": ts, "currency": priced["currency"], "cost": priced["cost"],
-        "list_cost": priced["list_cost"], "price_overlay": priced["price_overlay"],
-        "input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
+        "tenant_id": priced["tenant_id"],
+        "event_id": priced["event_id"],
+        "user_id": priced["user_id"],
+        "provider": priced["provider"],
+        "model": priced["model"],
+        "region": priced["region"] or "",
+        "mode": priced["mode"],
+        "ts": ts,
+        "currency": priced["currency"],
+        "cost": priced["cost"],
+        "list_cost": priced["list_cost"],
+        "price_overlay": priced["price_overlay"],
+        "input_tokens": u.get("input_tokens", 0),
+        "output_tokens": u.get("output_tokens", 0),
         "cached_input_tokens": u.get("cached_input_tokens", 0),
         "cache_write_tokens": u.get("cache_write_tokens", 0),
-        "images": sum(i["count"] for i in images) if images else 0, "guardrail_units": priced["guardrail_units"],
+        "images": sum(i["count"] for i in images) if images else 0,
+        "guardrail_units": priced["guardrail_units"],
         "line_items": orjson.dumps(priced["line_items"]).decode(),
-        "usage": orjson.dumps(u).decode(), "labels": priced["labels"],
-        "catalog_version": priced["catalog_version"], "catalog_hash": priced["catalog_hash"],
+        "usage": orjson.dumps(u).decode(),
+        "labels": priced["labels"],
+        "catalog_version": priced["catalog_version"],
+        "catalog_hash": priced["catalog_hash"],
         "estimated": priced["estimated"],
-        "src_partition": partition, "src_offset": offset, "src_index": index, "version": version,
+        "src_partition": partition,
+        "src_offset": offset,
+        "src_index": index,
+        "version": version,
     }
 
 
@@ -122,19 +172,27 @@ class RejectionRow(TypedDict):
     src_partition: int
     src_offset: int
     src_index: int
-    event_id: str | None    # only when valid
-    tenant_id: str | None   # likewise
-    reason: str             # at most MAX_REASON characters
-    payload: str            # schemas/redact.py: no prompt text, at most 16 KiB
+    event_id: str | None  # only when valid
+    tenant_id: str | None  # likewise
+    reason: str  # at most MAX_REASON characters
+    payload: str  # schemas/redact.py: no prompt text, at most 16 KiB
 
 
-def rejection_row(topic: str, partition: int, offset: int, index: int, raw: bytes, reason: str,
-                  event_id: str | None) -> RejectionRow:
+def rejection_row(
+    topic: str, partition: int, offset: int, index: int, raw: bytes, reason: str, event_id: str | None
+) -> RejectionRow:
     """The rejection of an input at its position: ids only when valid, a bounded reason, and the
     payload of schemas/redact.py (never the raw bytes)."""
-    row: RejectionRow = {"src_topic": topic, "src_partition": partition, "src_offset": offset, "src_index": index,
-                         "event_id": event_id, "tenant_id": ids_of(raw)[1], "reason": reason[:MAX_REASON],
-                         "payload": stored_payload(raw)}
+    row: RejectionRow = {
+        "src_topic": topic,
+        "src_partition": partition,
+        "src_offset": offset,
+        "src_index": index,
+        "event_id": event_id,
+        "tenant_id": ids_of(raw)[1],
+        "reason": reason[:MAX_REASON],
+        "payload": stored_payload(raw),
+    }
     return bounded(row)
 
 
@@ -144,8 +202,9 @@ def bounded(row: RejectionRow) -> RejectionRow:
     no input can make a record the broker refuses (a poison pill)."""
     if len(orjson.dumps(row)) <= MAX_SINK_RECORD // 2:
         return row
-    gone = orjson.dumps({"not_stored": {"why": "rejection row over the record limit",
-                                        "bytes": len(row.get("payload") or "")}}).decode()
+    gone = orjson.dumps(
+        {"not_stored": {"why": "rejection row over the record limit", "bytes": len(row.get("payload") or "")}}
+    ).decode()
     return {**row, "payload": gone, "reason": str(row.get("reason"))[:1024]}
 
 
@@ -161,8 +220,10 @@ def sink_records(at_ms: int, ledger: list[LedgerRow], rejected: list[RejectionRo
     for tag, rows in ((b"x", rejected), (b"l", ledger)):
         if rows:
             head = b'{"at":%d,"%s":[' % (at_ms, tag)
-            records += [head + b",".join(run) + b"]}"
-                        for run in runs((orjson.dumps(r) for r in rows), MAX_SINK_RECORD - len(head) - 2, 1 << 62)]
+            records += [
+                head + b",".join(run) + b"]}"
+                for run in runs((orjson.dumps(r) for r in rows), MAX_SINK_RECORD - len(head) - 2, 1 << 62)
+            ]
     return records
 
 
@@ -183,5 +244,16 @@ class SinkRecord:
         return cls(doc["at"], doc.get("l") or [], doc.get("x") or [])
 
 
-__all__ = ["MAX_SINK_RECORD", "LedgerRow", "PricedEvent", "RejectionRow", "SinkRecord", "bounded",
-           "dead_letter_value", "ledger_row", "priced_event", "rejection_row", "sink_records"]
+__all__ = [
+    "MAX_SINK_RECORD",
+    "LedgerRow",
+    "PricedEvent",
+    "RejectionRow",
+    "SinkRecord",
+    "bounded",
+    "dead_letter_value",
+    "ledger_row",
+    "priced_event",
+    "rejection_row",
+    "sink_records",
+]

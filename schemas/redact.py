@@ -45,14 +45,33 @@ from pydantic import BaseModel
 from schemas.billing_event import FORBIDDEN_CHARS, BillingEvent
 from schemas.validate import ID_LIKE, hidden
 
-PROMPT_KEYS = frozenset({
-    "text", "texts", "message", "messages", "prompt", "prompts", "content", "contents", "completion",
-    "completions", "input", "inputs", "output", "outputs", "system", "instructions", "query", "response",
-    "responses", "choices",
-})
+PROMPT_KEYS = frozenset(
+    {
+        "text",
+        "texts",
+        "message",
+        "messages",
+        "prompt",
+        "prompts",
+        "content",
+        "contents",
+        "completion",
+        "completions",
+        "input",
+        "inputs",
+        "output",
+        "outputs",
+        "system",
+        "instructions",
+        "query",
+        "response",
+        "responses",
+        "choices",
+    }
+)
 REMOVED = "<removed>"
 MAX_PAYLOAD = 16 * 1024  # bytes of a stored payload
-MAX_DEPTH = 16           # the schema nests 4 levels
+MAX_DEPTH = 16  # the schema nests 4 levels
 DEEP = f"<removed: nested deeper than {MAX_DEPTH} levels>"
 NOT_JSON = "not JSON"
 TOO_BIG = f"over {MAX_PAYLOAD} bytes even redacted"
@@ -89,80 +108,222 @@ _schema(BillingEvent, _keys, _enums, _quantities)
 
 # The adapters' provider payloads (adapters/): the keys they read or document, their ids, their
 # counts written as strings and their enum values. Refused provider payloads are stored too.
-PROVIDER_KEYS = frozenset({
-    # OpenAI chat.completion / response / transcription
-    "id", "object", "created", "created_at", "model", "usage", "prompt_tokens", "completion_tokens", "total_tokens",
-    "prompt_tokens_details", "completion_tokens_details", "cached_tokens", "audio_tokens", "reasoning_tokens",
-    "accepted_prediction_tokens", "rejected_prediction_tokens", "input_tokens_details", "output_tokens_details",
-    "service_tier", "system_fingerprint", "status", "index", "finish_reason", "type", "seconds", "role",
-    # Anthropic message
-    "stop_reason", "stop_sequence", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation",
-    "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens", "speed", "inference_geo", "server_tool_use",
-    "web_search_requests", "web_fetch_requests",
-    # Bedrock Converse and InvokeModel
-    "stopReason", "inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens",
-    "metrics", "latencyMs", "ResponseMetadata", "RequestId", "HTTPStatusCode", "HTTPHeaders", "RetryAttempts",
-    "x-amzn-requestid", "x-amzn-bedrock-input-token-count", "x-amzn-bedrock-output-token-count",
-    "x-amzn-bedrock-cache-read-input-token-count", "x-amzn-bedrock-cache-write-input-token-count",
-    "x-amzn-bedrock-invocation-latency",
-    # DashScope
-    "status_code", "request_id", "code",
-    # OTLP JSON traces
-    "resourceSpans", "resource", "attributes", "scopeSpans", "scope", "name", "version", "spans", "traceId",
-    "spanId", "parentSpanId", "kind", "startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "key", "value",
-    "stringValue", "intValue", "boolValue", "doubleValue", "arrayValue", "kvlistValue", "bytesValue", "values",
-    "events", "links", "flags", "traceState", "schemaUrl", "droppedAttributesCount",
-})
+PROVIDER_KEYS = frozenset(
+    {
+        # OpenAI chat.completion / response / transcription
+        "id",
+        "object",
+        "created",
+        "created_at",
+        "model",
+        "usage",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cached_tokens",
+        "audio_tokens",
+        "reasoning_tokens",
+        "accepted_prediction_tokens",
+        "rejected_prediction_tokens",
+        "input_tokens_details",
+        "output_tokens_details",
+        "service_tier",
+        "system_fingerprint",
+        "status",
+        "index",
+        "finish_reason",
+        "type",
+        "seconds",
+        "role",
+        # Anthropic message
+        "stop_reason",
+        "stop_sequence",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation",
+        "ephemeral_5m_input_tokens",
+        "ephemeral_1h_input_tokens",
+        "speed",
+        "inference_geo",
+        "server_tool_use",
+        "web_search_requests",
+        "web_fetch_requests",
+        # Bedrock Converse and InvokeModel
+        "stopReason",
+        "inputTokens",
+        "outputTokens",
+        "totalTokens",
+        "cacheReadInputTokens",
+        "cacheWriteInputTokens",
+        "metrics",
+        "latencyMs",
+        "ResponseMetadata",
+        "RequestId",
+        "HTTPStatusCode",
+        "HTTPHeaders",
+        "RetryAttempts",
+        "x-amzn-requestid",
+        "x-amzn-bedrock-input-token-count",
+        "x-amzn-bedrock-output-token-count",
+        "x-amzn-bedrock-cache-read-input-token-count",
+        "x-amzn-bedrock-cache-write-input-token-count",
+        "x-amzn-bedrock-invocation-latency",
+        # DashScope
+        "status_code",
+        "request_id",
+        "code",
+        # OTLP JSON traces
+        "resourceSpans",
+        "resource",
+        "attributes",
+        "scopeSpans",
+        "scope",
+        "name",
+        "version",
+        "spans",
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "timeUnixNano",
+        "key",
+        "value",
+        "stringValue",
+        "intValue",
+        "boolValue",
+        "doubleValue",
+        "arrayValue",
+        "kvlistValue",
+        "bytesValue",
+        "values",
+        "events",
+        "links",
+        "flags",
+        "traceState",
+        "schemaUrl",
+        "droppedAttributesCount",
+    }
+)
 # OTLP attribute names the adapter reads (adapters/otlp.py) and the GenAI ones worth naming; a
 # prompt or completion attribute keeps its name, never its value.
-OTLP_ID_ATTRIBUTES = frozenset({
-    "gen_ai.provider.name", "gen_ai.system", "gen_ai.response.model", "gen_ai.request.model", "gen_ai.response.id",
-    "tenant.id", "user.id", "enduser.id", "service.name", "openai.response.service_tier",
-    "gen_ai.openai.response.service_tier", "openai.request.service_tier", "gen_ai.openai.request.service_tier",
-    "gen_ai.operation.name",
-})
-OTLP_ATTRIBUTES = OTLP_ID_ATTRIBUTES | {
-    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cache_read.input_tokens",
-    "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.reasoning.output_tokens",
-    "gen_ai.request.max_tokens", "gen_ai.request.temperature", "gen_ai.request.top_p",
-    "gen_ai.response.finish_reasons", "gen_ai.input.messages", "gen_ai.output.messages",
-    "gen_ai.system_instructions", "gen_ai.prompt", "gen_ai.completion",
-} | {f"gen_ai.{kind}.{i}.{part}" for kind in ("prompt", "completion") for i in range(16)
-     for part in ("content", "role")}
+OTLP_ID_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "gen_ai.response.id",
+        "tenant.id",
+        "user.id",
+        "enduser.id",
+        "service.name",
+        "openai.response.service_tier",
+        "gen_ai.openai.response.service_tier",
+        "openai.request.service_tier",
+        "gen_ai.openai.request.service_tier",
+        "gen_ai.operation.name",
+    }
+)
+OTLP_ATTRIBUTES = (
+    OTLP_ID_ATTRIBUTES
+    | {
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.request.max_tokens",
+        "gen_ai.request.temperature",
+        "gen_ai.request.top_p",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+    }
+    | {
+        f"gen_ai.{kind}.{i}.{part}"
+        for kind in ("prompt", "completion")
+        for i in range(16)
+        for part in ("content", "role")
+    }
+)
 
 # keys shown as they are: the schema's, the provider payloads', this module's own forms
 KEYS = frozenset(_keys | PROVIDER_KEYS | PROMPT_KEYS | {"not_stored", "why", "sha256", "bytes"})
 # string values shown when they are identifiers (ID_LIKE)
-ID_FIELDS = frozenset({"event_id", "tenant_id", "user_id", "provider", "model", "region", "ts", "id", "request_id",
-                       "RequestId", "x-amzn-requestid", "traceId", "spanId", "parentSpanId", "code", "sha256"})
+ID_FIELDS = frozenset(
+    {
+        "event_id",
+        "tenant_id",
+        "user_id",
+        "provider",
+        "model",
+        "region",
+        "ts",
+        "id",
+        "request_id",
+        "RequestId",
+        "x-amzn-requestid",
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "code",
+        "sha256",
+    }
+)
 # string values shown when they are plain numbers
-NUMERIC_FIELDS = frozenset(_quantities | {
-    "intValue", "startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "x-amzn-bedrock-input-token-count",
-    "x-amzn-bedrock-output-token-count", "x-amzn-bedrock-cache-read-input-token-count",
-    "x-amzn-bedrock-cache-write-input-token-count", "x-amzn-bedrock-invocation-latency"})
+NUMERIC_FIELDS = frozenset(
+    _quantities
+    | {
+        "intValue",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "timeUnixNano",
+        "x-amzn-bedrock-input-token-count",
+        "x-amzn-bedrock-output-token-count",
+        "x-amzn-bedrock-cache-read-input-token-count",
+        "x-amzn-bedrock-cache-write-input-token-count",
+        "x-amzn-bedrock-invocation-latency",
+    }
+)
 # string values shown when they are one of these
-ENUMS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
-    **_enums,
-    "object": {"chat.completion", "chat.completion.chunk", "response", "list"},
-    "type": {"message", "duration", "tokens"},
-    "service_tier": {"default", "auto", "standard", "batch", "flex", "priority", "scale", "standard_only"},
-    "speed": {"standard", "fast"},
-    "inference_geo": {"global", "us"},
-    "role": {"system", "user", "assistant", "tool", "developer", "function"},
-    "finish_reason": {"stop", "length", "tool_calls", "content_filter", "function_call"},
-    "stop_reason": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"},
-    "stopReason": {"end_turn", "tool_use", "max_tokens", "stop_sequence", "guardrail_intervened", "content_filtered"},
-    "status": {"completed", "incomplete", "failed", "in_progress", "cancelled", "queued"},
-    "why": {NOT_JSON, TOO_BIG},
-    "key": OTLP_ATTRIBUTES,
-}.items()}
+ENUMS: dict[str, frozenset[str]] = {
+    k: frozenset(v)
+    for k, v in {
+        **_enums,
+        "object": {"chat.completion", "chat.completion.chunk", "response", "list"},
+        "type": {"message", "duration", "tokens"},
+        "service_tier": {"default", "auto", "standard", "batch", "flex", "priority", "scale", "standard_only"},
+        "speed": {"standard", "fast"},
+        "inference_geo": {"global", "us"},
+        "role": {"system", "user", "assistant", "tool", "developer", "function"},
+        "finish_reason": {"stop", "length", "tool_calls", "content_filter", "function_call"},
+        "stop_reason": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"},
+        "stopReason": {
+            "end_turn",
+            "tool_use",
+            "max_tokens",
+            "stop_sequence",
+            "guardrail_intervened",
+            "content_filtered",
+        },
+        "status": {"completed", "incomplete", "failed", "in_progress", "cancelled", "queued"},
+        "why": {NOT_JSON, TOO_BIG},
+        "key": OTLP_ATTRIBUTES,
+    }.items()
+}
 LABELS = "labels"
 _OTLP_ID = "\x00otlp id"  # context of an OTLP id attribute's value object (no key is this)
-_ID_VALUE = "id"          # context whose string is shown when ID_LIKE
+_ID_VALUE = "id"  # context whose string is shown when ID_LIKE
 _NUMBER = re.compile(r"[-+]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})(?:[eE][-+]?[0-9]{1,10})?").fullmatch
 # this module's own forms: left as they are when a stored payload is redacted again
-_OURS = re.compile(r"<(?:string|key): [0-9]{1,10} chars, sha256:[0-9a-f]{8}>|<removed>|"
-                   + re.escape(DEEP)).fullmatch
+_OURS = re.compile(r"<(?:string|key): [0-9]{1,10} chars, sha256:[0-9a-f]{8}>|<removed>|" + re.escape(DEEP)).fullmatch
 
 
 def _is_prompt_key(key: str) -> bool:
@@ -249,8 +410,9 @@ class _Redact:
 
 def digest(raw: bytes, why: str) -> str:
     """The stored form of an input not kept as JSON: its hash and its length, nothing of its text."""
-    return orjson.dumps({"not_stored": {"why": why, "sha256": hashlib.sha256(raw).hexdigest(),
-                                        "bytes": len(raw)}}).decode()
+    return orjson.dumps(
+        {"not_stored": {"why": why, "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}}
+    ).decode()
 
 
 def stored_payload(raw: bytes | str) -> str:

@@ -106,8 +106,9 @@ def check_size(raw: bytes) -> None:
     event_id is reported only when it is the object's first member)."""
     if len(raw) > MAX_EVENT_BYTES:
         m = _FIRST_ID.match(raw, 0, 1024)
-        raise InvalidEvent(f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES}-byte limit",
-                           m.group(1).decode() if m else None)
+        raise InvalidEvent(
+            f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES}-byte limit", m.group(1).decode() if m else None
+        )
 
 
 # ------------------------------------------------------------------------------ strict JSON
@@ -161,9 +162,11 @@ def duplicate_key(raw: bytes, doc: Any) -> str | None:
     return None
 
 
-_ID_OK = re.compile(r"[\x21-\x7e]{1,128}").fullmatch    # the models' Id and Name
+_ID_OK = re.compile(r"[\x21-\x7e]{1,128}").fullmatch  # the models' Id and Name
 _NAME_OK = re.compile(r"[\x21-\x7e]{1,256}").fullmatch
-_FIRST_ID = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"event_id"[ \t\r\n]*:[ \t\r\n]*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"')
+_FIRST_ID = re.compile(
+    rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"event_id"[ \t\r\n]*:[ \t\r\n]*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"'
+)
 
 
 def ids_of(raw: bytes | str) -> tuple[str | None, str | None]:
@@ -202,7 +205,7 @@ def ids_of(raw: bytes | str) -> tuple[str | None, str | None]:
 
 def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> str:
     pos = exc.pos
-    if raw[pos:pos + 3] == b"NaN" or raw[pos:pos + 8] == b"Infinity" or raw[pos:pos + 9] == b"-Infinity":
+    if raw[pos : pos + 3] == b"NaN" or raw[pos : pos + 8] == b"Infinity" or raw[pos : pos + 9] == b"-Infinity":
         return f"NaN and Infinity are not JSON numbers: line {exc.lineno} column {exc.colno}"
     return str(exc)
 
@@ -230,11 +233,10 @@ def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingE
         if first["type"] == "json_invalid":
             raise InvalidEvent(_cut(f"not JSON: {visible(first['msg'])}"), ids_of(raw)[0]) from None
         raise InvalidEvent(_reason(exc), ids_of(raw)[0]) from None
-    limit = (now or dt.datetime.now(dt.timezone.utc)) + MAX_FUTURE
+    limit = (now or dt.datetime.now(dt.UTC)) + MAX_FUTURE
     if event.ts > limit:
         raise InvalidEvent(
-            f"ts: {event.ts.isoformat()} is more than {int(MAX_FUTURE.total_seconds() // 60)} "
-            "minutes in the future",
+            f"ts: {event.ts.isoformat()} is more than {int(MAX_FUTURE.total_seconds() // 60)} minutes in the future",
             event.event_id,
         )
     return event
@@ -248,19 +250,23 @@ def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingE
 # str.isprintable() is False for every FORBIDDEN_CHARS character (and for a few allowed ones,
 # e.g. U+00A0, which parse_event then decides).
 _TOP = frozenset(BillingEvent.model_fields)
-_COUNTS = {f: next(m.le for m in Usage.model_fields[f].metadata if hasattr(m, "le"))  # upper bounds
-           for f in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "human_tasks")}
+_COUNTS = {
+    f: next(m.le for m in Usage.model_fields[f].metadata if hasattr(m, "le"))  # upper bounds
+    for f in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "human_tasks")
+}
 # the models' string constraints (tests/unit/test_rating_fastpath.py checks they agree)
 _ID, _NAME = r"[\x21-\x7e]{1,128}", r"[\x21-\x7e]{1,256}"
-_TS = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
-       r"(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")  # RFC 3339 with `T`, seconds, `Z` or +hh:mm
+_TS = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)  # RFC 3339 with `T`, seconds, `Z` or +hh:mm
 _ISO_OFFSET = {"Z": "+00:00", "-00:00": "+00:00"}  # as datetime.isoformat() writes them
 # One match for the required strings joined by "\n": no pattern admits "\n", so the split is unique.
 _REQUIRED = operator.itemgetter("event_id", "tenant_id", "user_id", "provider", "model", "ts")
 _REQUIRED_RE = re.compile("\n".join([_ID, _NAME, _NAME, r"[a-z0-9_-]{1,64}", _NAME, _TS])).fullmatch
 _REGION = re.compile(r"[a-z0-9-]{1,64}").fullmatch
 _LABEL_KEYS = re.compile(r"[A-Za-z0-9_.:/-]{1,64}(?:\n[A-Za-z0-9_.:/-]{1,64})*").fullmatch
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _clock: tuple[int, dt.datetime] = (-1, dt.datetime.min.replace(tzinfo=_UTC))  # (second, its ts limit)
 
 
@@ -300,8 +306,11 @@ def parse_common(raw: bytes | str, now: dt.datetime | None = None) -> tuple[dict
                 return None
             some = some or v > 0
     region, labels = g("region"), g("labels")
-    if not (some and g("mode", "realtime") in ("realtime", "batch")
-            and (region is None or (type(region) is str and _REGION(region)))):
+    if not (
+        some
+        and g("mode", "realtime") in ("realtime", "batch")
+        and (region is None or (type(region) is str and _REGION(region)))
+    ):
         return None
     if labels is not None:
         if type(labels) is not dict or len(labels) > 32 or (labels and not _LABEL_KEYS("\n".join(labels))):

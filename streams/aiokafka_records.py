@@ -49,13 +49,13 @@ class _TolerantPyBatch(_default._DefaultRecordBatchPy):
         offset = self.base_offset + offset_delta
         key_len, pos = decode_varint(buffer, pos)
         if key_len >= 0:
-            key: bytes | None = bytes(buffer[pos:pos + key_len])
+            key: bytes | None = bytes(buffer[pos : pos + key_len])
             pos += key_len
         else:
             key = None
         value_len, pos = decode_varint(buffer, pos)
         if value_len >= 0:
-            value: bytes | None = bytes(buffer[pos:pos + value_len])
+            value: bytes | None = bytes(buffer[pos : pos + value_len])
             pos += value_len
         else:
             value = None
@@ -67,11 +67,11 @@ class _TolerantPyBatch(_default._DefaultRecordBatchPy):
             h_key_len, pos = decode_varint(buffer, pos)
             if h_key_len < 0:
                 raise CorruptRecordException(f"Invalid negative header key size {h_key_len}")
-            h_key = bytes(buffer[pos:pos + h_key_len]).decode("utf-8", "surrogateescape")
+            h_key = bytes(buffer[pos : pos + h_key_len]).decode("utf-8", "surrogateescape")
             pos += h_key_len
             h_value_len, pos = decode_varint(buffer, pos)
             if h_value_len >= 0:
-                h_value: bytes | None = bytes(buffer[pos:pos + h_value_len])
+                h_value: bytes | None = bytes(buffer[pos : pos + h_value_len])
                 pos += h_value_len
             else:
                 h_value = None
@@ -79,7 +79,8 @@ class _TolerantPyBatch(_default._DefaultRecordBatchPy):
             header_count -= 1
         if pos - start_pos != length:
             raise CorruptRecordException(
-                f"Invalid record size: expected to read {length} bytes in record payload, but instead read {pos - start_pos}")
+                f"Invalid record size: expected to read {length} bytes in record payload, but instead read {pos - start_pos}"
+            )
         self._pos = pos
         return _default._DefaultRecordPy(offset, timestamp, self.timestamp_type, key, value, headers)
 

@@ -85,16 +85,24 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
 
 def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
     """The sink consumer as a task of this app; it holds the store."""
-    sink = SinkConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-sink",
-                        lambda: open_store(settings), max_records=settings.sink_batch,
-                        alert_log_topic=settings.alert_log_topic,
-                        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000, security=security,
-                        one_owner=settings.clickhouse_url is None)
+    sink = SinkConsumer(
+        settings.bootstrap,
+        settings.sink_topic,
+        f"{settings.app_id}-sink",
+        lambda: open_store(settings),
+        max_records=settings.sink_batch,
+        alert_log_topic=settings.alert_log_topic,
+        rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000,
+        security=security,
+        one_owner=settings.clickhouse_url is None,
+    )
     app.meterstream_sink = sink  # type: ignore[attr-defined]
 
     @app.task
     async def run_sink() -> None:
-        await asyncio.to_thread(ensure_topics, settings, [settings.alert_log_topic])  # deployments set up before it lack it
+        await asyncio.to_thread(
+            ensure_topics, settings, [settings.alert_log_topic]
+        )  # deployments set up before it lack it
         await sink.run()
 
     return sink
@@ -121,13 +129,21 @@ def add_alerts(app: faust.App, settings: Settings, security: Any, sink: SinkCons
         from streams.analyst.reader import Reader
 
         run_read = spend.via_worker(Reader(settings, remote=True))
-    alerts = AlertsConsumer(settings.bootstrap, settings.sink_topic, f"{settings.app_id}-alerts",
-                            f"{settings.app_id}-sink", budgets_topic=settings.budgets_topic,
-                            alerts_topic=settings.alerts_topic, alert_log_topic=settings.alert_log_topic,
-                            run_read=run_read, webhooks=settings.webhook_targets,
-                            webhook_secret=settings.alert_webhook_secret,
-                            webhook_attempts=settings.alert_webhook_attempts,
-                            webhook_timeout_s=settings.alert_webhook_timeout_s, security=security)
+    alerts = AlertsConsumer(
+        settings.bootstrap,
+        settings.sink_topic,
+        f"{settings.app_id}-alerts",
+        f"{settings.app_id}-sink",
+        budgets_topic=settings.budgets_topic,
+        alerts_topic=settings.alerts_topic,
+        alert_log_topic=settings.alert_log_topic,
+        run_read=run_read,
+        webhooks=settings.webhook_targets,
+        webhook_secret=settings.alert_webhook_secret,
+        webhook_attempts=settings.alert_webhook_attempts,
+        webhook_timeout_s=settings.alert_webhook_timeout_s,
+        security=security,
+    )
     app.meterstream_alerts = alerts  # type: ignore[attr-defined]
 
     @app.task

@@ -23,8 +23,7 @@ def one_owner_assignor() -> Any:
             owner = min(members)
             topics = sorted({t for m in members.values() for t in m.subscription})
             owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
-            return {m: ConsumerProtocolMemberAssignment(cls.version, owned if m == owner else [], b"")
-                    for m in members}
+            return {m: ConsumerProtocolMemberAssignment(cls.version, owned if m == owner else [], b"") for m in members}
 
         @classmethod
         def metadata(cls, topics: Iterable[str]) -> Any:

@@ -18,9 +18,17 @@ Handler = Callable[[Any, list[Any]], Awaitable[None]]  # (topic partition, its m
 
 
 class CommitAfterWrite:
-    def __init__(self, bootstrap: str, topics: Sequence[str], group_id: str, *, max_records: int,
-                 one_owner: bool = True, security: KafkaSecurity = PLAINTEXT,
-                 on_revoked: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        *,
+        max_records: int,
+        one_owner: bool = True,
+        security: KafkaSecurity = PLAINTEXT,
+        on_revoked: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.bootstrap, self.topics, self.group_id = bootstrap, list(topics), group_id
         self.max_records, self.one_owner, self.security, self.on_revoked = max_records, one_owner, security, on_revoked
         self.consumer: Any = None
@@ -40,9 +48,13 @@ class CommitAfterWrite:
                 pass
 
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=self.max_records,
-            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_records,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
             **({"partition_assignment_strategy": (one_owner_assignor(),)} if self.one_owner else {}),
             **self.security.aiokafka(),
         )

@@ -59,8 +59,13 @@ class Refused(Exception):
 
 def json_error(status: int, message: str, *, charset: str | None = None, **headers: str) -> web.Response:
     """`{"error": message}` as one line of JSON."""
-    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json",
-                        charset=charset, headers=headers or None)
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": message}),
+        content_type="application/json",
+        charset=charset,
+        headers=headers or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,20 @@ class BodyLimit:
         return f"the body is over {self.max_bytes} bytes ({self.setting})"
 
 
-def guard(*, hosts: frozenset[str], bearer: Bearer, post_types: Collection[str], owner: str,
-          log: logging.Logger, logged: Callable[[web.Request], str],
-          routes: Callable[[str], bool] | None = None, open_paths: Collection[str] = ("/health",),
-          body_limit: BodyLimit | None = None, aiohttp_errors_as_json: bool = False,
-          charset: str | None = None) -> Any:
+def guard(
+    *,
+    hosts: frozenset[str],
+    bearer: Bearer,
+    post_types: Collection[str],
+    owner: str,
+    log: logging.Logger,
+    logged: Callable[[web.Request], str],
+    routes: Callable[[str], bool] | None = None,
+    open_paths: Collection[str] = ("/health",),
+    body_limit: BodyLimit | None = None,
+    aiohttp_errors_as_json: bool = False,
+    charset: str | None = None,
+) -> Any:
     """aiohttp middleware: Host check, route allow-list, bearer token, content type and body
     size, clean errors (the module's docstring). `owner`: whose log a 500 points to ("the
     worker"); `logged(request)`: how a failed request is named in that log; `routes`: the paths
@@ -125,8 +139,11 @@ def guard(*, hosts: frozenset[str], bearer: Bearer, post_types: Collection[str],
         if request.method == "POST":
             if request.content_type not in post_types:
                 return error(415, send_types)
-            if body_limit is not None and request.content_length is not None \
-                    and request.content_length > body_limit.max_bytes:
+            if (
+                body_limit is not None
+                and request.content_length is not None
+                and request.content_length > body_limit.max_bytes
+            ):
                 return error(413, body_limit.message)
         return None
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class KafkaSecurity:
     protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL (checked by Settings)
-    mechanism: str = "PLAIN"     # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    mechanism: str = "PLAIN"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     username: str | None = None
     password: SecretStr | None = None
     cafile: Path | None = None
@@ -31,8 +31,15 @@ class KafkaSecurity:
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaSecurity:
-        return cls(s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                   s.kafka_sasl_password, s.kafka_ssl_cafile, s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+        return cls(
+            s.kafka_security_protocol,
+            s.kafka_sasl_mechanism,
+            s.kafka_sasl_username,
+            s.kafka_sasl_password,
+            s.kafka_ssl_cafile,
+            s.kafka_ssl_certfile,
+            s.kafka_ssl_keyfile,
+        )
 
     @property
     def sasl(self) -> bool:
@@ -51,8 +58,7 @@ class KafkaSecurity:
             return None
         from aiokafka.helpers import create_ssl_context
 
-        return create_ssl_context(cafile=_str(self.cafile), certfile=_str(self.certfile),
-                                  keyfile=_str(self.keyfile))
+        return create_ssl_context(cafile=_str(self.cafile), certfile=_str(self.certfile), keyfile=_str(self.keyfile))
 
     def aiokafka(self) -> dict[str, Any]:
         """Arguments for AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient."""
@@ -60,19 +66,25 @@ class KafkaSecurity:
         if self.tls:
             kw["ssl_context"] = self.ssl_context()
         if self.sasl:
-            kw.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                      sasl_plain_password=self._password())
+            kw.update(
+                sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self._password()
+            )
         return kw
 
     def kafka_python(self) -> dict[str, Any]:
         """Arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient."""
         kw: dict[str, Any] = {"security_protocol": self.protocol}
         if self.tls:
-            kw.update(ssl_check_hostname=True, ssl_cafile=_str(self.cafile),
-                      ssl_certfile=_str(self.certfile), ssl_keyfile=_str(self.keyfile))
+            kw.update(
+                ssl_check_hostname=True,
+                ssl_cafile=_str(self.cafile),
+                ssl_certfile=_str(self.certfile),
+                ssl_keyfile=_str(self.keyfile),
+            )
         if self.sasl:
-            kw.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                      sasl_plain_password=self._password())
+            kw.update(
+                sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self._password()
+            )
         return kw
 
     def faust(self) -> dict[str, Any]:
@@ -80,9 +92,14 @@ class KafkaSecurity:
         import faust
 
         if self.sasl:
-            return {"broker_credentials": faust.SASLCredentials(
-                username=self.username, password=self._password(), mechanism=self.mechanism,
-                ssl_context=self.ssl_context())}  # with a context: SASL_SSL, else SASL_PLAINTEXT
+            return {
+                "broker_credentials": faust.SASLCredentials(
+                    username=self.username,
+                    password=self._password(),
+                    mechanism=self.mechanism,
+                    ssl_context=self.ssl_context(),
+                )
+            }  # with a context: SASL_SSL, else SASL_PLAINTEXT
         if self.tls:
             return {"broker_credentials": faust.SSLCredentials(self.ssl_context())}
         return {}
@@ -90,9 +107,13 @@ class KafkaSecurity:
     def env(self) -> dict[str, str]:
         """The same settings as MS_* environment variables, for a meterstream subprocess."""
         out = {"MS_KAFKA_SECURITY_PROTOCOL": self.protocol, "MS_KAFKA_SASL_MECHANISM": self.mechanism}
-        for name, value in (("SASL_USERNAME", self.username), ("SASL_PASSWORD", self._password()),
-                            ("SSL_CAFILE", _str(self.cafile)), ("SSL_CERTFILE", _str(self.certfile)),
-                            ("SSL_KEYFILE", _str(self.keyfile))):
+        for name, value in (
+            ("SASL_USERNAME", self.username),
+            ("SASL_PASSWORD", self._password()),
+            ("SSL_CAFILE", _str(self.cafile)),
+            ("SSL_CERTFILE", _str(self.certfile)),
+            ("SSL_KEYFILE", _str(self.keyfile)),
+        ):
             if value is not None:
                 out[f"MS_KAFKA_{name}"] = value
         return out

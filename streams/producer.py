@@ -58,9 +58,9 @@ __all__ = ["Delivery", "ProduceError", "Producer", "event_key", "make_producer",
 
 log = logging.getLogger("meterstream.producer")
 
-DEFAULT_LINGER_MS = 100                   # the longest an event waits in a partition's batch
+DEFAULT_LINGER_MS = 100  # the longest an event waits in a partition's batch
 DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024  # events held (open batches + unacknowledged records)
-_PARTITIONS_REFRESH_S = 5.0               # how often the topic's partition list is re-read
+_PARTITIONS_REFRESH_S = 5.0  # how often the topic's partition list is re-read
 _KEY_CACHE_MAX = 65_536
 
 
@@ -70,8 +70,9 @@ class ProduceError(Unavailable):
     `pending`: events still unacknowledged when a flush timed out (the producer still holds them
     and a later flush/close waits for them again); `count`: both together."""
 
-    def __init__(self, topic: str, undelivered: list[bytes], pending: int = 0,
-                 cause: BaseException | None = None) -> None:
+    def __init__(
+        self, topic: str, undelivered: list[bytes], pending: int = 0, cause: BaseException | None = None
+    ) -> None:
         self.topic, self.undelivered, self.pending, self.cause = topic, undelivered, pending, cause
         self.count = len(undelivered) + pending
         parts = []
@@ -96,6 +97,7 @@ class _Batch(Run):
 
 class _Sent:
     """A record handed to kafka-python, kept (with its events) until its future resolved."""
+
     __slots__ = ("future", "lines", "held")
 
     def __init__(self, future: Any, lines: list[bytes], held: int) -> None:
@@ -144,16 +146,26 @@ class Delivery:
         failed = [(f, lines) for f, lines in self._records if f.failed()]
         pending = sum(len(lines) for f, lines in self._records if not f.is_done)
         if failed or pending:
-            raise ProduceError(self.topic, [line for _, lines in failed for line in lines], pending,
-                               failed[0][0].exception if failed else None)
+            raise ProduceError(
+                self.topic,
+                [line for _, lines in failed for line in lines],
+                pending,
+                failed[0][0].exception if failed else None,
+            )
 
 
 def make_producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT, **overrides: Any):
     from kafka import KafkaProducer
 
-    config: dict[str, Any] = dict(acks="all", enable_idempotence=True, linger_ms=20, batch_size=256 * 1024,
-                                  compression_type=None, max_request_size=2 * 1024 * 1024,
-                                  client_id="meterstream-produce")
+    config: dict[str, Any] = dict(
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        compression_type=None,
+        max_request_size=2 * 1024 * 1024,
+        client_id="meterstream-produce",
+    )
     config.update(overrides)
     return KafkaProducer(bootstrap_servers=bootstrap, **config, **security.kafka_python())
 
@@ -176,11 +188,21 @@ class Producer:
     batching happens here, 20 ms unbatched as before); `client` replaces it (tests, or a
     KafkaProducer the caller also sends other topics' records with)."""
 
-    def __init__(self, bootstrap: str | None, topic: str, *, security: KafkaSecurity = PLAINTEXT,
-                 linger_ms: float = DEFAULT_LINGER_MS, batch_bytes: int = MAX_BATCH_BYTES,
-                 batch_events: int = MAX_BATCH_EVENTS, max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-                 batch: bool = True, kafka_linger_ms: float | None = None, client: Any = None,
-                 **kafka_config: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str | None,
+        topic: str,
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+        linger_ms: float = DEFAULT_LINGER_MS,
+        batch_bytes: int = MAX_BATCH_BYTES,
+        batch_events: int = MAX_BATCH_EVENTS,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        batch: bool = True,
+        kafka_linger_ms: float | None = None,
+        client: Any = None,
+        **kafka_config: Any,
+    ) -> None:
         if not 0 < batch_bytes <= MAX_BATCH_BYTES:
             raise ValueError(f"batch_bytes must be in 1..{MAX_BATCH_BYTES} (schemas/batch.py)")
         if not 0 < batch_events <= MAX_BATCH_EVENTS:
@@ -198,21 +220,22 @@ class Producer:
             client = make_producer(bootstrap, security, **kafka_config)  # type: ignore[arg-type]
         self._client = client
         self._cond = threading.Condition(threading.Lock())
-        self._open: dict[int, _Batch] = {}      # partition -> the batch being filled
+        self._open: dict[int, _Batch] = {}  # partition -> the batch being filled
         self._sent: collections.deque[_Sent] = collections.deque()  # handed over, not yet resolved
-        self._failed: list[tuple[_Sent, BaseException]] = []        # resolved with an error, not yet raised
-        self._held = 0                           # bytes of events in all three
+        self._failed: list[tuple[_Sent, BaseException]] = []  # resolved with an error, not yet raised
+        self._held = 0  # bytes of events in all three
         self._closing = self._closed = False
         self._partitions: list[int] = []
         self._partitions_at = -1e9
         self._key_partition: dict[bytes, int] = {}
         self._round_robin = itertools.count()
-        self.records_sent = 0                    # records handed to kafka-python (batches and singles)
+        self.records_sent = 0  # records handed to kafka-python (batches and singles)
         self.events_sent = 0
         self._thread: threading.Thread | None = None
         if batch:
-            self._thread = threading.Thread(target=self._linger_loop, name=f"meterstream-producer-linger-{topic}",
-                                            daemon=True)  # daemon: interpreter exit must reach atexit
+            self._thread = threading.Thread(
+                target=self._linger_loop, name=f"meterstream-producer-linger-{topic}", daemon=True
+            )  # daemon: interpreter exit must reach atexit
             self._thread.start()
         # registered after the KafkaProducer's own atexit hook, so it runs before it (LIFO)
         atexit.register(self._close_at_exit)
@@ -408,10 +431,12 @@ class Producer:
         would have been, several as a batch; `headers` are added to either."""
         if len(lines) == 1:
             line = lines[0]
-            return self._client.send(self.topic, key=event_key(line), value=line, partition=partition,
-                                     headers=list(headers) or None)
-        return self._client.send(self.topic, value=b"\n".join(lines), partition=partition,
-                                 headers=[BATCH_HEADER, *headers])
+            return self._client.send(
+                self.topic, key=event_key(line), value=line, partition=partition, headers=list(headers) or None
+            )
+        return self._client.send(
+            self.topic, value=b"\n".join(lines), partition=partition, headers=[BATCH_HEADER, *headers]
+        )
 
     def _refresh_partitions(self) -> None:
         parts = sorted(self._client.partitions_for(self.topic))
@@ -616,9 +641,16 @@ def _flush_all_then_chain(signum: int) -> None:
 # ---------------------------------------------------------------------- publish
 
 
-def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress: Callable[[int], Any] | None = None,
-            security: KafkaSecurity = PLAINTEXT, *, batch: bool = True,
-            linger_ms: float = DEFAULT_LINGER_MS) -> int:
+def publish(
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[bytes],
+    progress: Callable[[int], Any] | None = None,
+    security: KafkaSecurity = PLAINTEXT,
+    *,
+    batch: bool = True,
+    linger_ms: float = DEFAULT_LINGER_MS,
+) -> int:
     """Send every line as is (bad lines too: they must reach the dead-letter path), batched per
     partition unless `batch=False` (one record per event). Returns the number of events; raises
     ProduceError if any was not delivered."""
@@ -636,4 +668,3 @@ def publish(bootstrap: str, topic: str, lines: Iterable[bytes], progress: Callab
     if progress is not None and n > done:
         progress(n - done)
     return n
-

@@ -15,9 +15,9 @@ from typing import NoReturn
 
 log = logging.getLogger("meterstream.worker")
 
-COUNT_ENV = "MS_WORKER_RECOVERIES"    # recoveries of this worker since it was started
+COUNT_ENV = "MS_WORKER_RECOVERIES"  # recoveries of this worker since it was started
 STREAK_ENV = "MS_WORKER_RECOVERY_STREAK"  # recoveries in a row, each within STREAK_S of the last
-LAST_ENV = "MS_WORKER_RECOVERY_AT"    # unix time of the last one
+LAST_ENV = "MS_WORKER_RECOVERY_AT"  # unix time of the last one
 REASON_ENV = "MS_WORKER_RECOVERY_REASON"
 STREAK_S = 60.0
 MAX_DELAY_S = 30.0
@@ -32,7 +32,7 @@ def backoff_s(now: float) -> tuple[int, float]:
     """(streak, delay): 0.5 s after a quiet minute, doubling with each quick repeat, up to 30 s."""
     last = float(os.environ.get(LAST_ENV, "0"))
     streak = int(os.environ.get(STREAK_ENV, "0")) + 1 if now - last < STREAK_S else 0
-    return streak, min(MAX_DELAY_S, 0.5 * 2 ** streak)
+    return streak, min(MAX_DELAY_S, 0.5 * 2**streak)
 
 
 def restart_in_place(reason: str) -> NoReturn:
@@ -45,8 +45,9 @@ def restart_in_place(reason: str) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     time.sleep(delay)
-    os.environ.update({COUNT_ENV: str(count), STREAK_ENV: str(streak), LAST_ENV: f"{now:.3f}",
-                       REASON_ENV: reason[:200]})
+    os.environ.update(
+        {COUNT_ENV: str(count), STREAK_ENV: str(streak), LAST_ENV: f"{now:.3f}", REASON_ENV: reason[:200]}
+    )
     # Close every inherited descriptor (sockets, the embedded engine's lock file) but stdio, so
     # the new process starts as a fresh one would.
     os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)

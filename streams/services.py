@@ -35,9 +35,7 @@ def kafka_up(settings: Settings) -> bool:
     if not settings.local_kafka:
         return False
     if _kafka_script(settings, "start").returncode != 0:
-        raise ServiceError(
-            f"the local Kafka broker did not start; see {settings.data_dir}/kafka/logs/server.log"
-        )
+        raise ServiceError(f"the local Kafka broker did not start; see {settings.data_dir}/kafka/logs/server.log")
     return True
 
 
@@ -55,8 +53,9 @@ def apply_migrations(settings: Settings, notes: list[str] | None = None) -> list
     What the access step did is logged and appended to ``notes`` (never a password)."""
     with open_store(settings) as store:
         applied = migrate(store, settings.migrations_dir)
-        note = apply_analyst_access(store, settings.clickhouse_database, settings.clickhouse_analyst_user,
-                                    settings.clickhouse_analyst_password)
+        note = apply_analyst_access(
+            store, settings.clickhouse_database, settings.clickhouse_analyst_user, settings.clickhouse_analyst_password
+        )
     log.info("%s", note)
     if notes is not None:
         notes.append(note)
@@ -68,12 +67,24 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wanted = names or [settings.events_topic, settings.dead_letter_topic, settings.sink_topic,
-                       settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic,
-                       settings.catalog_status_topic]
-    compacted = {settings.budgets_topic, settings.alerts_topic, settings.alert_log_topic, settings.catalog_status_topic}  # keyed: the latest per key is what counts
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-admin",
-                             **kafka_security(settings).kafka_python())
+    wanted = names or [
+        settings.events_topic,
+        settings.dead_letter_topic,
+        settings.sink_topic,
+        settings.budgets_topic,
+        settings.alerts_topic,
+        settings.alert_log_topic,
+        settings.catalog_status_topic,
+    ]
+    compacted = {
+        settings.budgets_topic,
+        settings.alerts_topic,
+        settings.alert_log_topic,
+        settings.catalog_status_topic,
+    }  # keyed: the latest per key is what counts
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap, client_id="meterstream-admin", **kafka_security(settings).kafka_python()
+    )
     try:
         existing = set(admin.list_topics())
         created = []
@@ -82,13 +93,16 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
                 continue
             try:
                 admin.create_topics(
-                    [NewTopic(
+                    [
+                        NewTopic(
                             name,
                             1 if name in compacted else settings.topic_partitions,
                             settings.topic_replication,
-                            topic_configs={"cleanup.policy": "compact"} if name in compacted
+                            topic_configs={"cleanup.policy": "compact"}
+                            if name in compacted
                             else {"retention.ms": str(7 * 86400_000)},
-                        )]
+                        )
+                    ]
                 )
                 created.append(name)
             except TopicAlreadyExistsError:

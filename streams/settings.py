@@ -61,10 +61,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: SaslMechanism = "PLAIN"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: FilePath | None = None    # unset: the system's CAs
+    kafka_ssl_cafile: FilePath | None = None  # unset: the system's CAs
     kafka_ssl_certfile: FilePath | None = None  # a client certificate (mTLS), PEM
-    kafka_ssl_keyfile: FilePath | None = None   # its unencrypted private key, PEM (unset: in the certfile)
-    kafka_sasl_ssl_port: int | None = None      # the local broker's SASL_SSL listener (ops/kafka/kafka.sh)
+    kafka_ssl_keyfile: FilePath | None = None  # its unencrypted private key, PEM (unset: in the certfile)
+    kafka_sasl_ssl_port: int | None = None  # the local broker's SASL_SSL listener (ops/kafka/kafka.sh)
     events_topic: str = "billing_events"
     dead_letter_topic: str = "billing_events_dlq"
     sink_topic: str = "meterstream_sink"
@@ -101,12 +101,12 @@ class Settings(BaseSettings):
     state_store: Literal["rocksdb", "memory"] = "rocksdb"
     state_cache_mb: int = 128
     state_write_buffer_mb: int = 64
-    agent_batch: int = 500           # input messages the rating agent takes at a time
+    agent_batch: int = 500  # input messages the rating agent takes at a time
     agent_batch_within_s: float = 0.25  # ... or what arrived within this time
     rate_slice_bytes: int = 4 * 1024 * 1024  # a take is rated and sent in slices of this much input
 
     # -- sink ---------------------------------------------------------------------------------------
-    sink_batch: int = 64             # sink records (each up to 768 KiB of rows) written at a time
+    sink_batch: int = 64  # sink records (each up to 768 KiB of rows) written at a time
 
     # -- alerts: webhooks ---------------------------------------------------------------------------
     # Comma-separated webhook URLs (Slack-compatible incoming webhooks): secrets (a token in the
@@ -175,11 +175,14 @@ class Settings(BaseSettings):
         if self.clickhouse_cluster is None:
             return self
         if self.clickhouse_url is None:
-            raise ValueError("MS_CLICKHOUSE_CLUSTER needs a ClickHouse server (MS_CLICKHOUSE_URL): "
-                             "the embedded engine (chDB) has no cluster")
+            raise ValueError(
+                "MS_CLICKHOUSE_CLUSTER needs a ClickHouse server (MS_CLICKHOUSE_URL): "
+                "the embedded engine (chDB) has no cluster"
+            )
         if not CLUSTER_NAME.fullmatch(self.clickhouse_cluster):
-            raise ValueError("MS_CLICKHOUSE_CLUSTER must be a cluster name: letters, digits, _ and -, "
-                             "starting with a letter or _")
+            raise ValueError(
+                "MS_CLICKHOUSE_CLUSTER must be a cluster name: letters, digits, _ and -, starting with a letter or _"
+            )
         return self
 
     @model_validator(mode="after")
@@ -187,14 +190,20 @@ class Settings(BaseSettings):
         sasl = self.kafka_security_protocol.startswith("SASL_")
         tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
         if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
-            raise ValueError(f"MS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
-                             "MS_KAFKA_SASL_USERNAME and MS_KAFKA_SASL_PASSWORD")
+            raise ValueError(
+                f"MS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "MS_KAFKA_SASL_USERNAME and MS_KAFKA_SASL_PASSWORD"
+            )
         if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
-            raise ValueError("MS_KAFKA_SASL_USERNAME/PASSWORD are set but MS_KAFKA_SECURITY_PROTOCOL="
-                             f"{self.kafka_security_protocol} sends no credentials (use SASL_SSL)")
+            raise ValueError(
+                "MS_KAFKA_SASL_USERNAME/PASSWORD are set but MS_KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} sends no credentials (use SASL_SSL)"
+            )
         if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
-            raise ValueError("MS_KAFKA_SSL_* files are set but MS_KAFKA_SECURITY_PROTOCOL="
-                             f"{self.kafka_security_protocol} does not use TLS (use SSL or SASL_SSL)")
+            raise ValueError(
+                "MS_KAFKA_SSL_* files are set but MS_KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} does not use TLS (use SSL or SASL_SSL)"
+            )
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("MS_KAFKA_SSL_KEYFILE needs MS_KAFKA_SSL_CERTFILE")
         return self
@@ -225,10 +234,12 @@ class Settings(BaseSettings):
         host) and webhooks without a signing secret. Raises WebhookConfigError (never a pydantic
         ValidationError, which would print the URLs)."""
         if parse_webhooks(self.alert_webhooks) and not (
-                self.alert_webhook_secret and self.alert_webhook_secret.get_secret_value()):
+            self.alert_webhook_secret and self.alert_webhook_secret.get_secret_value()
+        ):
             raise WebhookConfigError(
                 "MS_ALERT_WEBHOOKS is set but MS_ALERT_WEBHOOK_SECRET is not: webhooks are only sent "
-                "signed (set a random secret shared with the receivers, or unset MS_ALERT_WEBHOOKS)")
+                "signed (set a random secret shared with the receivers, or unset MS_ALERT_WEBHOOKS)"
+            )
         return self
 
     @property

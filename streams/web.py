@@ -27,7 +27,7 @@ import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
@@ -93,15 +93,25 @@ def worker_bearer(settings: Settings) -> Bearer:
     token = ensure_token(settings).get_secret_value().encode()
     if len(token) < 16:
         raise ValueError("MS_WEB_TOKEN must be at least 16 characters")
-    return Bearer(realm="meterstream", required="a bearer token is required (MS_WEB_TOKEN or $MS_DATA_DIR/web-token)",
-                  check=lambda given: True if hmac.compare_digest(given.encode(), token) else None)
+    return Bearer(
+        realm="meterstream",
+        required="a bearer token is required (MS_WEB_TOKEN or $MS_DATA_DIR/web-token)",
+        check=lambda given: True if hmac.compare_digest(given.encode(), token) else None,
+    )
 
 
 def web_guard(settings: Settings, routes: Callable[[str], bool]) -> Any:
     """aiohttp middleware: Host check, route allow-list, bearer token, JSON bodies, clean errors."""
-    return guard(hosts=allowed_hosts(settings.web_bind, settings.web_allowed_hosts), routes=routes,
-                 bearer=worker_bearer(settings), post_types=("application/json",), owner="the worker", log=log,
-                 logged=lambda request: f"web request {request.method} {request.path}", charset="utf-8")
+    return guard(
+        hosts=allowed_hosts(settings.web_bind, settings.web_allowed_hosts),
+        routes=routes,
+        bearer=worker_bearer(settings),
+        post_types=("application/json",),
+        owner="the worker",
+        log=log,
+        logged=lambda request: f"web request {request.method} {request.path}",
+        charset="utf-8",
+    )
 
 
 async def json_object(request: Any) -> dict[str, Any]:
@@ -115,23 +125,31 @@ async def json_object(request: Any) -> dict[str, Any]:
     return body
 
 
-def install(app: faust.App, settings: Settings, stats: dict[str, int], *, store: StoreAccess | None = None,
-            statuses: Sequence[RoleStatus | None] = (), rating_state: Any = None,
-            faults: FaultInjection | None = None) -> None:
+def install(
+    app: faust.App,
+    settings: Settings,
+    stats: dict[str, int],
+    *,
+    store: StoreAccess | None = None,
+    statuses: Sequence[RoleStatus | None] = (),
+    rating_state: Any = None,
+    faults: FaultInjection | None = None,
+) -> None:
     """Register the endpoints and the guard on a Faust app. `store`: the store this process
     holds (the sink), if any; `statuses`: the roles' parts of /status, in order (None: a role
     this process does not run), after the rating state table's (`rating_state`); `faults`:
     the sink's fault injection."""
     roles: list[RoleStatus] = [StateTableStatus(rating_state)] if rating_state is not None else []
     roles += [role for role in statuses if role is not None]
-    fault_paths = ({"/fault/recover"} | ({"/fault/sink"} if faults is not None else set())
-                   if settings.fault_injection else set())
+    fault_paths = (
+        {"/fault/recover"} | ({"/fault/sink"} if faults is not None else set()) if settings.fault_injection else set()
+    )
     fixed = {"/health", "/status", "/sql", "/rerate"} | fault_paths
 
     def routes(path: str) -> bool:
         return path in fixed or (path.startswith("/read/") and path.count("/") == 2)
 
-    app.web.web_app.middlewares.append(web_guard(settings, routes))
+    cast(Any, app.web).web_app.middlewares.append(web_guard(settings, routes))  # Faust's aiohttp driver
 
     async def with_store(fn: Callable[[Store], Any], *, exclusive: bool = False) -> Any:
         """Run fn(store) in a thread. Reads do not wait for the sink's batch to finish, only for
@@ -183,9 +201,13 @@ def install(app: faust.App, settings: Settings, stats: dict[str, int], *, store:
             if set(body) - {"sql", "params"}:
                 raise Refused(400, "the body takes only sql and params")
 
+            sql = body.get("sql")
+            if not isinstance(sql, str):
+                raise Refused(400, "refused: give one SELECT query")
+
             def checked(store: Any) -> Any:
                 try:
-                    return run_checked_sql(store, settings, body.get("sql"), body.get("params"))
+                    return run_checked_sql(store, settings, sql, body.get("params"))
                 except RefusedSQL as exc:
                     raise Refused(400, f"refused: {exc}") from None
                 except StoreClosed:
@@ -225,15 +247,18 @@ def install(app: faust.App, settings: Settings, stats: dict[str, int], *, store:
             return self.json(await with_store(run, exclusive=True))
 
     if settings.fault_injection and faults is not None:
+        injection: FaultInjection = faults
+
         @app.page("/fault/sink")
         class FaultSinkView(faust.web.View):
             """{"fail": true} makes sink writes fail until false."""
 
             async def post(self, request: Any) -> Any:
-                fail = faults.inject_write_failures(bool((await json_object(request)).get("fail")))
+                fail = injection.inject_write_failures(bool((await json_object(request)).get("fail")))
                 return self.json({"fail_writes": fail})
 
     if settings.fault_injection:
+
         @app.page("/fault/recover")
         class FaultRecoverView(faust.web.View):
             """Recover now, as at an offset hole (the process re-executes itself)."""

@@ -77,7 +77,8 @@ class WebhookTarget:
         if scheme == "http" and not is_loopback_host(host):
             raise WebhookConfigError(
                 f"{where} ({label}) uses plain http://, allowed only to a loopback host "
-                "(127.0.0.0/8, ::1, localhost); use https://")
+                "(127.0.0.0/8, ::1, localhost); use https://"
+            )
         return cls(SecretStr(url), label)
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import REPO_ROOT, Settings
 from streams.harness.stack import free_port
+from streams.settings import REPO_ROOT, Settings
 
 
 def docker_answers() -> bool:
@@ -69,8 +69,9 @@ def kafka_service() -> Iterator[KafkaService]:
         return
     data_dir = Path(tempfile.mkdtemp(prefix="ms-test-kafka-"))
     port = free_port()
-    env = dict(os.environ, MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(port),
-               MS_KAFKA_CONTROLLER_PORT=str(free_port()))
+    env = dict(
+        os.environ, MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(port), MS_KAFKA_CONTROLLER_PORT=str(free_port())
+    )
     script = REPO_ROOT / "ops" / "kafka" / "kafka.sh"
     env.setdefault("MS_PYTHON", __import__("sys").executable)
     subprocess.run(["bash", str(script), "start"], env=env, check=True)
@@ -93,9 +94,7 @@ def clickhouse_service() -> Iterator[ClickHouseService]:
 
             with ClickHouseContainer("clickhouse/clickhouse-server:25.8") as ch:
                 host, port = ch.get_container_host_ip(), ch.get_exposed_port(8123)
-                yield ClickHouseService(
-                    "server", f"http://{ch.username}:{ch.password}@{host}:{port}", data_dir
-                )
+                yield ClickHouseService("server", f"http://{ch.username}:{ch.password}@{host}:{port}", data_dir)
         else:
             yield ClickHouseService("chdb", None, data_dir)
     finally:

@@ -24,8 +24,14 @@ PROMPT_MARKER = "PROMPT-SECRET-"
 
 NEAR = 1_000_000  # bytes: a near-1 MiB input, under the event limit, over a Kafka record once quoted
 
-_HEAD = {"ts": "2024-11-01T12:00:00Z", "tenant_id": "tenant-h", "user_id": "user-h", "provider": "bedrock",
-         "model": "anthropic.claude-3-haiku-20240307-v1:0", "region": "us-east-1"}
+_HEAD = {
+    "ts": "2024-11-01T12:00:00Z",
+    "tenant_id": "tenant-h",
+    "user_id": "user-h",
+    "provider": "bedrock",
+    "model": "anthropic.claude-3-haiku-20240307-v1:0",
+    "region": "us-east-1",
+}
 _USAGE = {"input_tokens": 1000, "output_tokens": 500}
 
 

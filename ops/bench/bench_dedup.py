@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,7 +85,10 @@ def fill(data_dir: Path, n: int, ts_ms: int) -> float:
         db = rocksdict.Rdict(str(tables_dir(data_dir) / f"state-{p}.db"), options=opts.as_options())
         start, count = p * (n // PARTITIONS), n // PARTITIONS + (n % PARTITIONS if p == PARTITIONS - 1 else 0)
         for lo in range(start, start + count, DEDUP_ENTRY_IDS):
-            ids = [[TENANT, held_id(i), (FILL_OFFSET + i) << 13] for i in range(lo, min(lo + DEDUP_ENTRY_IDS, start + count))]
+            ids = [
+                [TENANT, held_id(i), (FILL_OFFSET + i) << 13]
+                for i in range(lo, min(lo + DEDUP_ENTRY_IDS, start + count))
+            ]
             wb = rocksdict.WriteBatch(raw_mode=True)
             for k, v in index_writes(ids):
                 wb.put(k, v)
@@ -109,16 +111,27 @@ def traffic(n: int, held: int, now: dt.datetime, seed: int = 5) -> list[bytes]:
     for i in range(n):
         p = i % PARTITIONS
         eid = held_id(p * per + rnd.randrange(per)) if i % 10 == 0 else f"new-{i:09d}"
-        lines.append(orjson.dumps({"event_id": eid, "ts": (now - dt.timedelta(seconds=rnd.randrange(3600))).isoformat(),
-                                   "tenant_id": TENANT, "user_id": users[p], "provider": "openai",
-                                   "model": "gpt-4o", "usage": {"input_tokens": 100 + i % 900, "output_tokens": 50}}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "event_id": eid,
+                    "ts": (now - dt.timedelta(seconds=rnd.randrange(3600))).isoformat(),
+                    "tenant_id": TENANT,
+                    "user_id": users[p],
+                    "provider": "openai",
+                    "model": "gpt-4o",
+                    "usage": {"input_tokens": 100 + i % 900, "output_tokens": 50},
+                }
+            )
+        )
     return lines
 
 
 def run_worker(data_dir: Path, broker: Broker, lines: list[bytes], store: str) -> dict[str, Any]:
     """One rating worker on `data_dir`: time to the first count, then the traffic's rate and RSS."""
-    stack = Stack(broker.bootstrap, data_dir, partitions=PARTITIONS,
-                  extra_env={"MS_STATE_STORE": store, "MS_APP_ID": APP})
+    stack = Stack(
+        broker.bootstrap, data_dir, partitions=PARTITIONS, extra_env={"MS_STATE_STORE": store, "MS_APP_ID": APP}
+    )
     stack.env["MS_DATA_DIR"] = str(data_dir)
     try:
         t0 = time.monotonic()
@@ -138,10 +151,17 @@ def run_worker(data_dir: Path, broker: Broker, lines: list[bytes], store: str) -
         mem = rss_kib(pid)
         peak = mem["VmHWM"]
         stats = stack.health(PORT)["stats"]
-        return {"store": store, "restart_to_first_count_s": round(first, 2), "events": len(lines),
-                "events_per_s": round(len(rest) / seconds), "counted": stats.get("counted", 0),
-                "duplicates": stats.get("duplicates", 0), "rss_mib_end": round(mem["VmRSS"] / 1024),
-                "rss_mib_peak": round(peak / 1024), "rss_mib_samples_max": round(max(samples or [0]) / 1024)}
+        return {
+            "store": store,
+            "restart_to_first_count_s": round(first, 2),
+            "events": len(lines),
+            "events_per_s": round(len(rest) / seconds),
+            "counted": stats.get("counted", 0),
+            "duplicates": stats.get("duplicates", 0),
+            "rss_mib_end": round(mem["VmRSS"] / 1024),
+            "rss_mib_peak": round(peak / 1024),
+            "rss_mib_samples_max": round(max(samples or [0]) / 1024),
+        }
     finally:
         stack.stop()
 
@@ -156,7 +176,9 @@ def per_event(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
 
     cat = load_catalog()
     app = faust.App(APP, store="meterstream-rocksdb://", datadir=str(data_dir / "faust" / f"{APP}-{PORT}"))
-    table = app.Table("state", partitions=PARTITIONS, options={"cache_bytes": 128 << 20, "write_buffer_bytes": 64 << 20})
+    table = app.Table(
+        "state", partitions=PARTITIONS, options={"cache_bytes": 128 << 20, "write_buffer_bytes": 64 << 20}
+    )
     table.send_changelog = lambda *a, **k: None  # no broker here: the changelog is not what is measured
     users = users_by_partition()
     home = {u: p for p, u in users.items()}
@@ -172,7 +194,7 @@ def per_event(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
         t0 = time.perf_counter()
         for p, items in by_p.items():
             for lo in range(0, len(items), 500):
-                rater.process_batch(states[p], items[lo:lo + 500])
+                rater.process_batch(states[p], items[lo : lo + 500])
         out[f"{name}_us_per_event"] = round((time.perf_counter() - t0) / len(lines) * 1e6, 2)
     out["added_us_per_event"] = round(out["disk_us_per_event"] - out["memory_us_per_event"], 2)
     return out
@@ -185,7 +207,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ms-p4b"))
     args = ap.parse_args()
     report = header(f"P4b: {args.ids:,} event ids held for dedup on disk")
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     filled = args.cache / f"ids-{args.ids}"
     fill_s = None
     if not (filled / "done").exists():
@@ -210,9 +232,12 @@ def main() -> int:
             finally:
                 broker.remove()
             results[store] = r
-            print(f"  {store:>8}: first count {r['restart_to_first_count_s']} s after start; {r['events_per_s']:,} "
-                  f"events/s; counted {r['counted']:,}, duplicates {r['duplicates']:,}; RSS end {r['rss_mib_end']} MiB, "
-                  f"peak {r['rss_mib_peak']} MiB", flush=True)
+            print(
+                f"  {store:>8}: first count {r['restart_to_first_count_s']} s after start; {r['events_per_s']:,} "
+                f"events/s; counted {r['counted']:,}, duplicates {r['duplicates']:,}; RSS end {r['rss_mib_end']} MiB, "
+                f"peak {r['rss_mib_peak']} MiB",
+                flush=True,
+            )
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(filled, work, copy_function=link_sst)
     results["rater_alone"] = per_event(work, lines)

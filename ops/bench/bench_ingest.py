@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common import RESULTS, header, write  # noqa: E402
+
 from schemas.batch import is_batch, split  # noqa: E402
 from streams.harness.generate import generate  # noqa: E402
 from streams.harness.stack import CLI, Broker, free_port  # noqa: E402
@@ -75,8 +76,13 @@ def events_in(bootstrap: str, topic: str) -> tuple[Counter[bytes], int]:
 
 def env_for(bootstrap: str, tmp: Path, topic: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
-    env.update(MS_KAFKA_BOOTSTRAP=bootstrap, MS_DATA_DIR=str(tmp / "data"), MS_EVENTS_TOPIC=topic,
-               MS_DEAD_LETTER_TOPIC=f"{topic}-dlq", MS_TOPIC_PARTITIONS=str(PARTITIONS))
+    env.update(
+        MS_KAFKA_BOOTSTRAP=bootstrap,
+        MS_DATA_DIR=str(tmp / "data"),
+        MS_EVENTS_TOPIC=topic,
+        MS_DEAD_LETTER_TOPIC=f"{topic}-dlq",
+        MS_TOPIC_PARTITIONS=str(PARTITIONS),
+    )
     return env
 
 
@@ -92,9 +98,15 @@ def produce(bootstrap: str, tmp: Path, path: Path, n: int) -> dict[str, Any]:
     subprocess.run([*CLI, "produce", str(path)], env=env, check=True, capture_output=True)
     wall = time.perf_counter() - t
     events, records = events_in(bootstrap, topic)
-    return {"topic": topic, "wall_s": round(wall, 3), "empty_file_s": round(startup, 3), "records": records,
-            "events_per_s_whole_command": round(n / wall), "sustained_events_per_s": round(n / (wall - startup)),
-            "_events": events}
+    return {
+        "topic": topic,
+        "wall_s": round(wall, 3),
+        "empty_file_s": round(startup, 3),
+        "records": records,
+        "events_per_s_whole_command": round(n / wall),
+        "sustained_events_per_s": round(n / (wall - startup)),
+        "_events": events,
+    }
 
 
 async def post_all(port: int, token: str, batches: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
@@ -135,12 +147,21 @@ def ingest(bootstrap: str, tmp: Path, lines: list[bytes], batch: int, concurrenc
     new_topic(bootstrap, f"{topic}-dlq")
     env = env_for(bootstrap, tmp, topic)
     tokens = tmp / f"tokens-{topic}"
-    token = subprocess.run([*CLI, "ingest", "token", "add", "bench", "--tokens-file", str(tokens)], env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    token = subprocess.run(
+        [*CLI, "ingest", "token", "add", "bench", "--tokens-file", str(tokens)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     port = free_port()
     log = open(tmp / f"{topic}.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([*CLI, "ingest", "--port", str(port), "--tokens-file", str(tokens), "--loglevel", "warning"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [*CLI, "ingest", "--port", str(port), "--tokens-file", str(tokens), "--loglevel", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         import urllib.request
 
@@ -153,7 +174,7 @@ def ingest(bootstrap: str, tmp: Path, lines: list[bytes], batch: int, concurrenc
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit(f"bench_ingest: the ingest did not start ({tmp / f'{topic}.log'})") from None
                 time.sleep(0.2)
-        batches = [b"\n".join(lines[i:i + batch]) for i in range(0, len(lines), batch)]
+        batches = [b"\n".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]
         seconds, latencies, accepted = asyncio.run(post_all(port, token, batches, concurrency))
     finally:
         server.terminate()
@@ -164,10 +185,19 @@ def ingest(bootstrap: str, tmp: Path, lines: list[bytes], batch: int, concurrenc
     events, records = events_in(bootstrap, topic)
     timed = len(lines) - len(lines[:batch])
     q = statistics.quantiles(latencies, n=100)
-    return {"topic": topic, "concurrency": concurrency, "batch_events": batch, "requests": len(batches),
-            "timed_s": round(seconds, 3), "records": records, "sustained_events_per_s": round(timed / seconds),
-            "requests_per_s": round((len(batches) - 1) / seconds, 1),
-            "request_p50_ms": round(q[49] * 1000, 1), "request_p99_ms": round(q[98] * 1000, 1), "_events": events}
+    return {
+        "topic": topic,
+        "concurrency": concurrency,
+        "batch_events": batch,
+        "requests": len(batches),
+        "timed_s": round(seconds, 3),
+        "records": records,
+        "sustained_events_per_s": round(timed / seconds),
+        "requests_per_s": round((len(batches) - 1) / seconds, 1),
+        "request_p50_ms": round(q[49] * 1000, 1),
+        "request_p99_ms": round(q[98] * 1000, 1),
+        "_events": events,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=RESULTS / "ingest.json")
     args = ap.parse_args(argv)
     report = header("ingest: HTTP ingest (meterstream ingest) beside meterstream produce, same events, same broker")
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     lines = [line for _, line in generate(args.events, seed=args.seed, now=now, users=2000)]
     with tempfile.TemporaryDirectory(prefix="ms-bench-ingest-") as d:
         tmp = Path(d)
@@ -192,16 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         try:
             want = Counter(lines)
             results: dict[str, Any] = {"produce": produce(bootstrap, tmp, path, len(lines))}
-            print(f"  produce : {results['produce']['sustained_events_per_s']:,} events/s sustained "
-                  f"({results['produce']['events_per_s_whole_command']:,}/s for the whole command, "
-                  f"{results['produce']['empty_file_s']} s on an empty file)")
+            print(
+                f"  produce : {results['produce']['sustained_events_per_s']:,} events/s sustained "
+                f"({results['produce']['events_per_s_whole_command']:,}/s for the whole command, "
+                f"{results['produce']['empty_file_s']} s on an empty file)"
+            )
             results["ingest"] = []
             for c in (int(x) for x in args.concurrency.split(",")):
                 r = ingest(bootstrap, tmp, lines, args.batch, c)
                 results["ingest"].append(r)
-                print(f"  ingest  : {r['sustained_events_per_s']:,} events/s with {c} connection(s), "
-                      f"{r['requests_per_s']} requests/s of {args.batch}; p50 {r['request_p50_ms']} ms, "
-                      f"p99 {r['request_p99_ms']} ms")
+                print(
+                    f"  ingest  : {r['sustained_events_per_s']:,} events/s with {c} connection(s), "
+                    f"{r['requests_per_s']} requests/s of {args.batch}; p50 {r['request_p50_ms']} ms, "
+                    f"p99 {r['request_p99_ms']} ms"
+                )
             for r in [results["produce"], *results["ingest"]]:
                 if r.pop("_events") != want:
                     raise SystemExit(f"bench_ingest: {r['topic']} does not hold exactly the events")
@@ -209,13 +243,19 @@ def main(argv: list[str] | None = None) -> int:
             if broker:
                 broker.remove()
     best = max(results["ingest"], key=lambda r: r["sustained_events_per_s"])
-    results["best_ingest_share_of_produce"] = round(best["sustained_events_per_s"]
-                                                    / results["produce"]["sustained_events_per_s"], 3)
-    report.update({"params": {k: v for k, v in vars(args).items() if k != "json"}, "results": results,
-                   "client": "aiohttp ClientSession in the benchmark process, keep-alive, one connection per "
-                             "concurrent client, JSON Lines bodies",
-                   "note": "server, client, broker and `meterstream produce` share this machine's cores; "
-                           "other work may have run beside them"})
+    results["best_ingest_share_of_produce"] = round(
+        best["sustained_events_per_s"] / results["produce"]["sustained_events_per_s"], 3
+    )
+    report.update(
+        {
+            "params": {k: v for k, v in vars(args).items() if k != "json"},
+            "results": results,
+            "client": "aiohttp ClientSession in the benchmark process, keep-alive, one connection per "
+            "concurrent client, JSON Lines bodies",
+            "note": "server, client, broker and `meterstream produce` share this machine's cores; "
+            "other work may have run beside them",
+        }
+    )
     print(f"  best ingest / produce: {results['best_ingest_share_of_produce']:.1%}")
     write(args.json, report)
     return 0

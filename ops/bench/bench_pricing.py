@@ -30,9 +30,10 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO / "ops" / "bench" / "results" / "pricing.json"
@@ -82,8 +83,8 @@ def _install_network_guard() -> None:
 # tiers, guardrail policies) is read from the catalog entry in force, so every event is
 # priceable by construction and the benchmark's no-rejection assertion guards the rest.
 # ------------------------------------------------------------------------------------------
-TS_FROM = dt.datetime(2024, 11, 20, tzinfo=dt.timezone.utc)  # latest effective_from among the models used
-TS_TO = dt.datetime(2024, 12, 31, tzinfo=dt.timezone.utc)
+TS_FROM = dt.datetime(2024, 11, 20, tzinfo=dt.UTC)  # latest effective_from among the models used
+TS_TO = dt.datetime(2024, 12, 31, tzinfo=dt.UTC)
 
 # Share of events per kind (sums to 1).
 KINDS: list[tuple[str, float]] = [
@@ -101,29 +102,46 @@ KINDS: list[tuple[str, float]] = [
 # Token models: (provider, model id, relative weight). Providers: openai 45%, bedrock 35%,
 # bailian 20% of token events.
 TOKEN_MODELS: list[tuple[str, str, float]] = [
-    ("openai", "gpt-4o", 16), ("openai", "gpt-4o-mini", 16), ("openai", "gpt-4o-2024-08-06", 4),
-    ("openai", "gpt-4o-2024-11-20", 3), ("openai", "gpt-4o-mini-2024-07-18", 2),
-    ("openai", "gpt-4o-2024-05-13", 1), ("openai", "gpt-3.5-turbo", 3),
+    ("openai", "gpt-4o", 16),
+    ("openai", "gpt-4o-mini", 16),
+    ("openai", "gpt-4o-2024-08-06", 4),
+    ("openai", "gpt-4o-2024-11-20", 3),
+    ("openai", "gpt-4o-mini-2024-07-18", 2),
+    ("openai", "gpt-4o-2024-05-13", 1),
+    ("openai", "gpt-3.5-turbo", 3),
     ("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 8),
     ("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", 6),
     ("bedrock", "anthropic.claude-3-sonnet-20240229-v1:0", 3),
     ("bedrock", "anthropic.claude-3-opus-20240229-v1:0", 1),
-    ("bedrock", "anthropic.claude-v2:1", 1), ("bedrock", "anthropic.claude-v2", 0.5),
+    ("bedrock", "anthropic.claude-v2:1", 1),
+    ("bedrock", "anthropic.claude-v2", 0.5),
     ("bedrock", "anthropic.claude-instant-v1", 1.5),
-    ("bedrock", "cohere.command-text-v14", 2), ("bedrock", "cohere.command-light-text-v14", 1),
-    ("bedrock", "cohere.command-r-plus-v1:0", 1.5), ("bedrock", "cohere.command-r-v1:0", 1.5),
-    ("bedrock", "meta.llama2-13b-chat-v1", 1), ("bedrock", "meta.llama2-70b-chat-v1", 1.5),
+    ("bedrock", "cohere.command-text-v14", 2),
+    ("bedrock", "cohere.command-light-text-v14", 1),
+    ("bedrock", "cohere.command-r-plus-v1:0", 1.5),
+    ("bedrock", "cohere.command-r-v1:0", 1.5),
+    ("bedrock", "meta.llama2-13b-chat-v1", 1),
+    ("bedrock", "meta.llama2-70b-chat-v1", 1.5),
     ("bedrock", "mistral.mistral-7b-instruct-v0:2", 1),
     ("bedrock", "mistral.mixtral-8x7b-instruct-v0:1", 1.5),
     ("bedrock", "mistral.mistral-large-2402-v1:0", 1),
-    ("bedrock", "ai21.j2-mid-v1", 0.5), ("bedrock", "ai21.j2-ultra-v1", 0.5),
-    ("bedrock", "ai21.jamba-instruct-v1:0", 0.5), ("bedrock", "amazon.titan-text-lite-v1", 1),
-    ("bailian", "qwen-max", 4), ("bailian", "qwen-plus", 5), ("bailian", "qwen-turbo", 5),
-    ("bailian", "qwen-max-0403", 0.5), ("bailian", "qwen-plus-0723", 1),
-    ("bailian", "qwen-72b-chat", 0.5), ("bailian", "qwen1.5-72b-chat", 0.5),
-    ("bailian", "qwen1.5-110b-chat", 0.5), ("bailian", "qwen-14b-chat", 0.5),
-    ("bailian", "qwen1.5-14b-chat", 0.5), ("bailian", "qwen-7b-chat", 0.5),
-    ("bailian", "qwen2-7b-instruct", 1), ("bailian", "qwen1.5-7b-chat", 0.5),
+    ("bedrock", "ai21.j2-mid-v1", 0.5),
+    ("bedrock", "ai21.j2-ultra-v1", 0.5),
+    ("bedrock", "ai21.jamba-instruct-v1:0", 0.5),
+    ("bedrock", "amazon.titan-text-lite-v1", 1),
+    ("bailian", "qwen-max", 4),
+    ("bailian", "qwen-plus", 5),
+    ("bailian", "qwen-turbo", 5),
+    ("bailian", "qwen-max-0403", 0.5),
+    ("bailian", "qwen-plus-0723", 1),
+    ("bailian", "qwen-72b-chat", 0.5),
+    ("bailian", "qwen1.5-72b-chat", 0.5),
+    ("bailian", "qwen1.5-110b-chat", 0.5),
+    ("bailian", "qwen-14b-chat", 0.5),
+    ("bailian", "qwen1.5-14b-chat", 0.5),
+    ("bailian", "qwen-7b-chat", 0.5),
+    ("bailian", "qwen2-7b-instruct", 1),
+    ("bailian", "qwen1.5-7b-chat", 0.5),
 ]
 
 # Models whose pure token events go to LiteLLM's cost_per_token under the same model id
@@ -131,55 +149,105 @@ TOKEN_MODELS: list[tuple[str, str, float]] = [
 # Not here: Bedrock Claude 3 Haiku / Claude 3 Sonnet / Claude 2.0 / Command R(+) (LiteLLM
 # 1.110 does not map those ids) and every Bailian model (LiteLLM prices DashScope in USD under
 # other ids; our catalog is CNY).
-LITELLM_MODELS = frozenset({
-    "gpt-4o", "gpt-4o-mini", "gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "gpt-4o-mini-2024-07-18",
-    "gpt-4o-2024-05-13", "gpt-3.5-turbo",
-    "anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-opus-20240229-v1:0",
-    "anthropic.claude-v2:1", "anthropic.claude-instant-v1",
-    "cohere.command-text-v14", "cohere.command-light-text-v14",
-    "meta.llama2-13b-chat-v1", "meta.llama2-70b-chat-v1",
-    "mistral.mistral-7b-instruct-v0:2", "mistral.mixtral-8x7b-instruct-v0:1",
-    "mistral.mistral-large-2402-v1:0",
-    "ai21.j2-mid-v1", "ai21.j2-ultra-v1", "ai21.jamba-instruct-v1:0", "amazon.titan-text-lite-v1",
-})
+LITELLM_MODELS = frozenset(
+    {
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-2024-05-13",
+        "gpt-3.5-turbo",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "anthropic.claude-3-opus-20240229-v1:0",
+        "anthropic.claude-v2:1",
+        "anthropic.claude-instant-v1",
+        "cohere.command-text-v14",
+        "cohere.command-light-text-v14",
+        "meta.llama2-13b-chat-v1",
+        "meta.llama2-70b-chat-v1",
+        "mistral.mistral-7b-instruct-v0:2",
+        "mistral.mixtral-8x7b-instruct-v0:1",
+        "mistral.mistral-large-2402-v1:0",
+        "ai21.j2-mid-v1",
+        "ai21.j2-ultra-v1",
+        "ai21.jamba-instruct-v1:0",
+        "amazon.titan-text-lite-v1",
+    }
+)
 
 EMBED_MODELS = [("bedrock", "cohere.embed-english-v3", 3), ("bedrock", "cohere.embed-multilingual-v3", 1)]
 IMAGE_MODELS: list[tuple[str, str, float, list[tuple[int, int]], list[int | None]]] = [
-    ("bedrock", "stability.stable-diffusion-xl-v1", 5, [(1024, 1024), (768, 768), (1024, 576), (512, 512)], [30, 50, 50, 80]),
+    (
+        "bedrock",
+        "stability.stable-diffusion-xl-v1",
+        5,
+        [(1024, 1024), (768, 768), (1024, 576), (512, 512)],
+        [30, 50, 50, 80],
+    ),
     ("bedrock", "stability.stable-diffusion-xl-v0", 2, [(512, 512), (768, 768), (1024, 1024)], [30, 50, 70]),
     ("bedrock", "amazon.titan-image-generator-v1", 3, [(1024, 1024), (512, 512), (768, 768)], [None]),
 ]
 GUARDED_MODELS = [  # Bedrock models invoked with a guardrail attached
-    ("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 4), ("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", 3),
-    ("bedrock", "meta.llama2-70b-chat-v1", 1), ("bedrock", "mistral.mixtral-8x7b-instruct-v0:1", 1),
+    ("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 4),
+    ("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", 3),
+    ("bedrock", "meta.llama2-70b-chat-v1", 1),
+    ("bedrock", "mistral.mixtral-8x7b-instruct-v0:1", 1),
     ("bedrock", "cohere.command-r-v1:0", 1),
 ]
 DEDICATED_MODELS = [
-    ("bedrock", "anthropic.claude-v2:1", 2), ("bedrock", "anthropic.claude-instant-v1", 2),
-    ("bedrock", "anthropic.claude-v2", 1), ("bedrock", "amazon.titan-text-express-v1", 1),
-    ("bedrock", "amazon.titan-image-generator-v1", 1), ("bedrock", "cohere.command-text-v14", 1),
-    ("bedrock", "cohere.command-light-text-v14", 1), ("bedrock", "cohere.embed-english-v3", 1),
-    ("bedrock", "meta.llama2-13b-chat-v1", 1), ("bedrock", "meta.llama2-13b-v1", 1),
-    ("bedrock", "meta.llama2-70b-v1", 1), ("bedrock", "stability.stable-diffusion-xl-v1", 1),
-    ("bailian", "qwen-max", 2), ("bailian", "qwen-plus", 2), ("bailian", "qwen-turbo", 2),
-    ("bailian", "qwen1.5-72b-chat", 1), ("bailian", "qwen1.5-110b-chat", 1), ("bailian", "qwen1.5-14b-chat", 1),
-    ("bailian", "qwen1.5-7b-chat", 1), ("bailian", "qwen2-72b-instruct", 1), ("bailian", "qwen2-7b-instruct", 1),
-    ("bailian", "emo", 0.5), ("bailian", "emo-detect", 0.5), ("bailian", "animate-anyone", 0.5),
-    ("bailian", "animate-anyone-detect", 0.5), ("bailian", "wanx-v1-0521", 0.5),
+    ("bedrock", "anthropic.claude-v2:1", 2),
+    ("bedrock", "anthropic.claude-instant-v1", 2),
+    ("bedrock", "anthropic.claude-v2", 1),
+    ("bedrock", "amazon.titan-text-express-v1", 1),
+    ("bedrock", "amazon.titan-image-generator-v1", 1),
+    ("bedrock", "cohere.command-text-v14", 1),
+    ("bedrock", "cohere.command-light-text-v14", 1),
+    ("bedrock", "cohere.embed-english-v3", 1),
+    ("bedrock", "meta.llama2-13b-chat-v1", 1),
+    ("bedrock", "meta.llama2-13b-v1", 1),
+    ("bedrock", "meta.llama2-70b-v1", 1),
+    ("bedrock", "stability.stable-diffusion-xl-v1", 1),
+    ("bailian", "qwen-max", 2),
+    ("bailian", "qwen-plus", 2),
+    ("bailian", "qwen-turbo", 2),
+    ("bailian", "qwen1.5-72b-chat", 1),
+    ("bailian", "qwen1.5-110b-chat", 1),
+    ("bailian", "qwen1.5-14b-chat", 1),
+    ("bailian", "qwen1.5-7b-chat", 1),
+    ("bailian", "qwen2-72b-instruct", 1),
+    ("bailian", "qwen2-7b-instruct", 1),
+    ("bailian", "emo", 0.5),
+    ("bailian", "emo-detect", 0.5),
+    ("bailian", "animate-anyone", 0.5),
+    ("bailian", "animate-anyone-detect", 0.5),
+    ("bailian", "wanx-v1-0521", 0.5),
 ]
 TRAINING_MODELS = [
-    ("bedrock", "cohere.command-text-v14", 1), ("bedrock", "cohere.command-light-text-v14", 1),
-    ("bedrock", "meta.llama2-13b-v1", 1), ("bedrock", "meta.llama2-70b-v1", 1),
+    ("bedrock", "cohere.command-text-v14", 1),
+    ("bedrock", "cohere.command-light-text-v14", 1),
+    ("bedrock", "meta.llama2-13b-v1", 1),
+    ("bedrock", "meta.llama2-70b-v1", 1),
     ("bedrock", "amazon.titan-image-generator-v1", 1),
-    ("bailian", "qwen-plus", 2), ("bailian", "qwen-turbo", 2), ("bailian", "qwen-turbo-0624", 1),
-    ("bailian", "qwen-plus-0723", 1), ("bailian", "qwen-72b-chat", 0.5), ("bailian", "qwen2-72b-instruct", 1),
-    ("bailian", "qwen1.5-72b-chat", 0.5), ("bailian", "qwen-14b-chat", 0.5), ("bailian", "qwen-vl-plus", 0.5),
-    ("bailian", "qwen1.5-14b-chat", 0.5), ("bailian", "qwen-7b-chat", 0.5), ("bailian", "qwen2-7b-instruct", 1),
+    ("bailian", "qwen-plus", 2),
+    ("bailian", "qwen-turbo", 2),
+    ("bailian", "qwen-turbo-0624", 1),
+    ("bailian", "qwen-plus-0723", 1),
+    ("bailian", "qwen-72b-chat", 0.5),
+    ("bailian", "qwen2-72b-instruct", 1),
+    ("bailian", "qwen1.5-72b-chat", 0.5),
+    ("bailian", "qwen-14b-chat", 0.5),
+    ("bailian", "qwen-vl-plus", 0.5),
+    ("bailian", "qwen1.5-14b-chat", 0.5),
+    ("bailian", "qwen-7b-chat", 0.5),
+    ("bailian", "qwen2-7b-instruct", 1),
     ("bailian", "qwen1.5-7b-chat", 0.5),
 ]
 STORAGE_MODELS = [
-    ("bedrock", "cohere.command-text-v14", 1), ("bedrock", "cohere.command-light-text-v14", 1),
-    ("bedrock", "meta.llama2-13b-v1", 1), ("bedrock", "meta.llama2-70b-v1", 1),
+    ("bedrock", "cohere.command-text-v14", 1),
+    ("bedrock", "cohere.command-light-text-v14", 1),
+    ("bedrock", "meta.llama2-13b-v1", 1),
+    ("bedrock", "meta.llama2-70b-v1", 1),
     ("bedrock", "amazon.titan-image-generator-v1", 1),
 ]
 BEDROCK_REGIONS = ["us-east-1", "us-east-1", "us-east-1", "us-west-2", "us-west-2", "eu-central-1", "ap-northeast-1"]
@@ -277,8 +345,8 @@ class MixGenerator:
         product = self.product(provider, model)
         ev = self._base(provider, model, self._region(provider, product))
         usage: dict[str, Any] = {
-            "input_tokens": self._tokens(6.7, 1.2, 1, 400_000),    # median ~800
-            "output_tokens": self._tokens(5.5, 1.0, 1, 16_000),    # median ~250
+            "input_tokens": self._tokens(6.7, 1.2, 1, 400_000),  # median ~800
+            "output_tokens": self._tokens(5.5, 1.0, 1, 16_000),  # median ~250
         }
         pure = True
         if "cached_input_tokens" in product.prices and rng.random() < 0.30:
@@ -371,7 +439,10 @@ class MixGenerator:
         ev = self._base(provider, model, self._region(provider, product))
         methods = [p.method or "sft" for p in product.prices.get("training_tokens", ())]
         if methods:
-            tr: dict[str, Any] = {"tokens": self._tokens(15.0, 1.0, 1000, 10**10), "epochs": rng.choice([1, 2, 3, 3, 5])}
+            tr: dict[str, Any] = {
+                "tokens": self._tokens(15.0, 1.0, 1000, 10**10),
+                "epochs": rng.choice([1, 2, 3, 3, 5]),
+            }
             m = rng.choice(methods)
             if m != "sft" or rng.random() < 0.5:
                 tr["method"] = m
@@ -399,10 +470,14 @@ class MixGenerator:
         import orjson
 
         makers: dict[str, Callable[[], dict[str, Any]]] = {
-            "embedding": self.embedding_event, "image": self.image_event,
+            "embedding": self.embedding_event,
+            "image": self.image_event,
             "guardrail_on_model": self.guardrail_on_model_event,
-            "guardrail_standalone": self.guardrail_standalone_event, "dedicated": self.dedicated_event,
-            "training": self.training_event, "storage": self.storage_event, "human_tasks": self.human_tasks_event,
+            "guardrail_standalone": self.guardrail_standalone_event,
+            "dedicated": self.dedicated_event,
+            "training": self.training_event,
+            "storage": self.storage_event,
+            "human_tasks": self.human_tasks_event,
         }
         lines: list[bytes] = []
         kinds: list[str] = []
@@ -444,10 +519,15 @@ def _version(pkg: str) -> str | None:
 
 def _git_commit() -> str | None:
     try:  # read-only
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -478,10 +558,18 @@ def _measure(name: str, loop: Callable[[], Any], n: int, runs: int, warmup: Call
         loop()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    res = {"events": n, "runs_s": [round(t, 4) for t in times], "best_s": round(best, 4),
-           "events_per_s": round(n / best, 1), "us_per_event": round(best / n * 1e6, 3)}
-    print(f"  {name:<38} {n:>8,} events  best {best:7.3f} s  {n / best:>11,.0f} events/s  "
-          f"(runs: {', '.join(f'{t:.3f}' for t in times)})", flush=True)
+    res = {
+        "events": n,
+        "runs_s": [round(t, 4) for t in times],
+        "best_s": round(best, 4),
+        "events_per_s": round(n / best, 1),
+        "us_per_event": round(best / n * 1e6, 3),
+    }
+    print(
+        f"  {name:<38} {n:>8,} events  best {best:7.3f} s  {n / best:>11,.0f} events/s  "
+        f"(runs: {', '.join(f'{t:.3f}' for t in times)})",
+        flush=True,
+    )
     return res
 
 
@@ -498,10 +586,13 @@ def _rate_loop(rate: Callable, Rejection: type, catalog: Any, lines: list[bytes]
                 bad.append((i, r))
         if bad:
             raise RejectedLines(bad)
+
     return loop
 
 
-def _profile(kind: str, rate: Callable, catalog: Any, lines: list[bytes], out_dir: Path, top: int) -> list[dict[str, Any]]:
+def _profile(
+    kind: str, rate: Callable, catalog: Any, lines: list[bytes], out_dir: Path, top: int
+) -> list[dict[str, Any]]:
     """Profile rate() over the lines once; print and return the top entries by cumulative time."""
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -535,8 +626,10 @@ def _profile(kind: str, rate: Callable, catalog: Any, lines: list[bytes], out_di
             walk(root, frozenset())
         rate_s = max((v for k, v in cum.items() if k.startswith("rate (")), default=total)
         keep = [(k, v) for k, v in cum.items() if not k.startswith("[self]") and "bench_pricing.py" not in k]
-        return [{"function": k, "cumulative_s": round(v, 4), "share_of_rate": round(v / rate_s, 4) if rate_s else None}
-                for k, v in sorted(keep, key=lambda kv: -kv[1])[:top]]
+        return [
+            {"function": k, "cumulative_s": round(v, 4), "share_of_rate": round(v / rate_s, 4) if rate_s else None}
+            for k, v in sorted(keep, key=lambda kv: -kv[1])[:top]
+        ]
 
     import cProfile
     import io
@@ -556,11 +649,18 @@ def _profile(kind: str, rate: Callable, catalog: Any, lines: list[bytes], out_di
     stats = st.stats  # type: ignore[attr-defined]
     rate_s = max((v[3] for (f, _, fn), v in stats.items() if fn == "rate" and f.endswith("rating.py")), default=0.0)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _) in sorted(stats.items(), key=lambda kv: -kv[1][3]):
+    for (file, line, func), (_cc, nc, tt, ct, _) in sorted(stats.items(), key=lambda kv: -kv[1][3]):
         if file.endswith("bench_pricing.py") or "_lsprof" in func or "disable" in func:
             continue
-        rows.append({"function": f"{func} ({Path(file).name}:{line})", "calls": nc, "tottime_s": round(tt, 4),
-                     "cumulative_s": round(ct, 4), "share_of_rate": round(ct / rate_s, 4) if rate_s else None})
+        rows.append(
+            {
+                "function": f"{func} ({Path(file).name}:{line})",
+                "calls": nc,
+                "tottime_s": round(tt, 4),
+                "cumulative_s": round(ct, 4),
+                "share_of_rate": round(ct / rate_s, 4) if rate_s else None,
+            }
+        )
         if len(rows) == top:
             break
     return rows
@@ -571,14 +671,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000, help="number of JSON lines to generate (default 200000)")
     ap.add_argument("--seed", type=int, default=20241102, help="generator seed (default 20241102)")
-    ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON.relative_to(REPO)})")
+    ap.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON.relative_to(REPO)})"
+    )
     ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the highest allowed one)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement; the best counts (default 3)")
     ap.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison even if it is installed")
-    ap.add_argument("--profile", choices=["cprofile", "pyinstrument"], default=None,
-                    help="after the measurements, profile rate() over the all-mix lines once and print the hot spots")
+    ap.add_argument(
+        "--profile",
+        choices=["cprofile", "pyinstrument"],
+        default=None,
+        help="after the measurements, profile rate() over the all-mix lines once and print the hot spots",
+    )
     ap.add_argument("--profile-events", type=int, default=50_000, help="lines to profile (default 50000)")
-    ap.add_argument("--check", action="store_true", help="exit 1 when a target (>=100k events/s, >=20x LiteLLM) is missed")
+    ap.add_argument(
+        "--check", action="store_true", help="exit 1 when a target (>=100k events/s, >=20x LiteLLM) is missed"
+    )
     args = ap.parse_args(argv)
     command = shlex.join([Path(sys.executable).as_posix(), *sys.argv])
 
@@ -587,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = args.cpu if args.cpu is not None else allowed[-1]
     os.sched_setaffinity(0, {cpu})
     _install_network_guard()
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"   # bundled price map, never the network
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # bundled price map, never the network
 
     sys.path.insert(0, str(REPO))  # run from a checkout even without the editable install
     from pricing import load_catalog, money_str
@@ -623,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             t0 = time.perf_counter()
             import litellm  # type: ignore[no-redef]
+
             import_s = time.perf_counter() - t0
         except ImportError as exc:
             litellm_skip = f"litellm not installed ({exc}); pip install 'meterstream[bench]'"
@@ -642,8 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  machine : {machine['cpu_model']}, {machine['cores']} cores, pinned to cpu {cpu}; {machine['python']}")
     print("  packages: " + ", ".join(f"{k} {v or '-'}" for k, v in packages.items()))
     print(f"  commit  : {_git_commit()}")
-    print(f"  events  : {len(lines):,} (seed {args.seed}, {avg_bytes:.0f} bytes avg, generated in {gen_s:.1f} s); "
-          f"token subset for LiteLLM: {len(subset):,}; sha256 {digest[:12]}")
+    print(
+        f"  events  : {len(lines):,} (seed {args.seed}, {avg_bytes:.0f} bytes avg, generated in {gen_s:.1f} s); "
+        f"token subset for LiteLLM: {len(subset):,}; sha256 {digest[:12]}"
+    )
     print("  mix     : " + ", ".join(f"{k} {v / len(lines):.1%}" for k, v in kind_counts.most_common()))
     print("  provider: " + ", ".join(f"{k} {v / len(lines):.1%}" for k, v in providers.most_common()))
     print(flush=True)
@@ -653,10 +764,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs
     warm_all = lines[: min(len(lines), 20_000)]
     try:
-        results["all_mix"] = _measure("meterstream rate(), all-mix", _rate_loop(rate, Rejection, catalog, lines),
-                                      len(lines), runs, _rate_loop(rate, Rejection, catalog, warm_all))
-        results["token_subset"] = _measure("meterstream rate(), token subset", _rate_loop(rate, Rejection, catalog, subset),
-                                           len(subset), runs, _rate_loop(rate, Rejection, catalog, subset[:20_000]))
+        results["all_mix"] = _measure(
+            "meterstream rate(), all-mix",
+            _rate_loop(rate, Rejection, catalog, lines),
+            len(lines),
+            runs,
+            _rate_loop(rate, Rejection, catalog, warm_all),
+        )
+        results["token_subset"] = _measure(
+            "meterstream rate(), token subset",
+            _rate_loop(rate, Rejection, catalog, subset),
+            len(subset),
+            runs,
+            _rate_loop(rate, Rejection, catalog, subset[:20_000]),
+        )
     except RejectedLines as exc:
         bad = exc.args[0]
         print(f"\nFAILED: {len(bad)} line(s) were rejected, not priced. First ones:", file=sys.stderr)
@@ -668,10 +789,12 @@ def main(argv: list[str] | None = None) -> int:
         def loop() -> None:
             for raw in ls:
                 parse_event(raw)
+
         return loop
 
-    results["validate_only"] = _measure("  of which parse_event() only", validate_loop(lines), len(lines), runs,
-                                        validate_loop(warm_all))
+    results["validate_only"] = _measure(
+        "  of which parse_event() only", validate_loop(lines), len(lines), runs, validate_loop(warm_all)
+    )
 
     litellm_costs: list[tuple[float, float]] = []
     unmapped: dict[str, str] = {}
@@ -686,16 +809,23 @@ def main(argv: list[str] | None = None) -> int:
             litellm_skip = "LiteLLM does not map: " + "; ".join(f"{m} ({e})" for m, e in unmapped.items())
             print(f"  LiteLLM comparison skipped: {litellm_skip}", file=sys.stderr)
         else:
+
             def ll_loop(items: list[tuple[str, int, int]], out: list) -> Callable[[], None]:
                 def loop() -> None:
                     out.clear()
                     app = out.append
                     for m, p, c in items:
                         app(cpt(model=m, prompt_tokens=p, completion_tokens=c))
+
                 return loop
 
-            results["litellm"] = _measure("litellm cost_per_token, token subset", ll_loop(subset_tok, litellm_costs),
-                                          len(subset_tok), runs, ll_loop(subset_tok[:2_000], []))
+            results["litellm"] = _measure(
+                "litellm cost_per_token, token subset",
+                ll_loop(subset_tok, litellm_costs),
+                len(subset_tok),
+                runs,
+                ll_loop(subset_tok[:2_000], []),
+            )
             results["litellm"]["import_s"] = round(import_s or 0.0, 3)
             results["litellm"]["model_cost_entries"] = len(litellm.model_cost)
 
@@ -714,16 +844,25 @@ def main(argv: list[str] | None = None) -> int:
                 row = per_model.setdefault(m, {"model": m, "events": 0, "example": None})
                 row["events"] += 1
                 if row["example"] is None:
-                    row["example"] = {"event_id": priced["event_id"], "input_tokens": p, "output_tokens": c,
-                                      "meterstream_cost": priced["cost"], "litellm_cost": repr(theirs)}
+                    row["example"] = {
+                        "event_id": priced["event_id"],
+                        "input_tokens": p,
+                        "output_tokens": c,
+                        "meterstream_cost": priced["cost"],
+                        "litellm_cost": repr(theirs),
+                    }
         for m, row in sorted(per_model.items()):
             prod = catalog.lookup(provider_of[m], m, TS_TO)
             ip, op = prod.prices["input_tokens"][0], prod.prices["output_tokens"][0]
             info = litellm.model_cost.get(m, {})
-            row["meterstream_per_1k"] = {"input": money_str(ip.price * 1000 / ip.per),
-                                         "output": money_str(op.price * 1000 / op.per)}
-            row["litellm_per_1k"] = {"input": repr(round((info.get("input_cost_per_token") or 0) * 1000, 12)),
-                                     "output": repr(round((info.get("output_cost_per_token") or 0) * 1000, 12))}
+            row["meterstream_per_1k"] = {
+                "input": money_str(ip.price * 1000 / ip.per),
+                "output": money_str(op.price * 1000 / op.per),
+            }
+            row["litellm_per_1k"] = {
+                "input": repr(round((info.get("input_cost_per_token") or 0) * 1000, 12)),
+                "output": repr(round((info.get("output_cost_per_token") or 0) * 1000, 12)),
+            }
             row["total_events_of_model"] = sum(1 for mm, _, _ in subset_tok if mm == m)
             differences.append(row)
 
@@ -738,59 +877,84 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"  {'measurement':<40} {'events':>9} {'events/s':>12} {'us/event':>9}  target")
     print(f"  {'-' * 40} {'-' * 9} {'-' * 12} {'-' * 9}  {'-' * 20}")
-    rows = [("meterstream rate(), all-mix", results["all_mix"], f">= {TARGET_EVENTS_PER_S:,}: {'met' if met_rate else 'MISSED'}"),
-            ("meterstream rate(), token subset", results["token_subset"], ""),
-            ("meterstream parse_event() only, all-mix", results["validate_only"], "")]
+    rows = [
+        (
+            "meterstream rate(), all-mix",
+            results["all_mix"],
+            f">= {TARGET_EVENTS_PER_S:,}: {'met' if met_rate else 'MISSED'}",
+        ),
+        ("meterstream rate(), token subset", results["token_subset"], ""),
+        ("meterstream parse_event() only, all-mix", results["validate_only"], ""),
+    ]
     if "litellm" in results:
         rows.append(("litellm cost_per_token, token subset", results["litellm"], ""))
     for name, r, tgt in rows:
         print(f"  {name:<40} {r['events']:>9,} {r['events_per_s']:>12,.0f} {r['us_per_event']:>9.2f}  {tgt}")
     if ratio is not None:
-        print(f"  {'ratio token subset / litellm':<40} {'':>9} {ratio:>11.2f}x {'':>9}  "
-              f">= {TARGET_RATIO:.0f}x: {'met' if met_ratio else 'MISSED'}")
+        print(
+            f"  {'ratio token subset / litellm':<40} {'':>9} {ratio:>11.2f}x {'':>9}  "
+            f">= {TARGET_RATIO:.0f}x: {'met' if met_ratio else 'MISSED'}"
+        )
     else:
         print(f"  LiteLLM comparison not run: {litellm_skip}")
-    print(f"\n  pinning held for all {len(affinity)} thread(s): {pinned_ok}; "
-          f"network attempts: {len(NETWORK_ATTEMPTS)}" + (f" {NETWORK_ATTEMPTS[:5]}" if NETWORK_ATTEMPTS else ""))
+    print(
+        f"\n  pinning held for all {len(affinity)} thread(s): {pinned_ok}; "
+        f"network attempts: {len(NETWORK_ATTEMPTS)}" + (f" {NETWORK_ATTEMPTS[:5]}" if NETWORK_ATTEMPTS else "")
+    )
     if differences:
         print("\n  Prices that differ between meterstream's catalog and LiteLLM's bundled map (same events):")
         for d in differences:
             ex = d["example"]
-            print(f"    {d['model']}: {d['events']:,}/{d['total_events_of_model']:,} events; per 1K in/out "
-                  f"ours {d['meterstream_per_1k']['input']}/{d['meterstream_per_1k']['output']} vs LiteLLM "
-                  f"{d['litellm_per_1k']['input']}/{d['litellm_per_1k']['output']}; e.g. {ex['input_tokens']} in + "
-                  f"{ex['output_tokens']} out = {ex['meterstream_cost']} vs {ex['litellm_cost']}")
+            print(
+                f"    {d['model']}: {d['events']:,}/{d['total_events_of_model']:,} events; per 1K in/out "
+                f"ours {d['meterstream_per_1k']['input']}/{d['meterstream_per_1k']['output']} vs LiteLLM "
+                f"{d['litellm_per_1k']['input']}/{d['litellm_per_1k']['output']}; e.g. {ex['input_tokens']} in + "
+                f"{ex['output_tokens']} out = {ex['meterstream_cost']} vs {ex['litellm_cost']}"
+            )
     elif litellm_costs:
         print("\n  Every token-subset event costs the same in meterstream and LiteLLM (rel. tol. 1e-9).")
 
     report = {
         "benchmark": "pricing: JSON line -> validated -> priced (pricing.rating.rate)",
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "git_commit": _git_commit(),
         "machine": machine,
         "packages": packages,
-        "params": {"events": len(lines), "seed": args.seed, "runs": runs, "statistic": "best of runs after a warm-up",
-                   "token_subset_events": len(subset), "avg_line_bytes": round(avg_bytes, 1),
-                   "lines_sha256": digest,
-                   "litellm_input": "pre-parsed (model, prompt_tokens, completion_tokens) tuples; "
-                                    "meterstream gets the raw JSON bytes"},
+        "params": {
+            "events": len(lines),
+            "seed": args.seed,
+            "runs": runs,
+            "statistic": "best of runs after a warm-up",
+            "token_subset_events": len(subset),
+            "avg_line_bytes": round(avg_bytes, 1),
+            "lines_sha256": digest,
+            "litellm_input": "pre-parsed (model, prompt_tokens, completion_tokens) tuples; "
+            "meterstream gets the raw JSON bytes",
+        },
         "mix": {"kinds": dict(kind_counts.most_common()), "providers": dict(providers.most_common())},
         "results": results,
         "ratio_token_subset_over_litellm": ratio,
         "litellm_skipped": litellm_skip,
-        "targets": {"events_per_s": TARGET_EVENTS_PER_S, "events_per_s_met": met_rate,
-                    "ratio": TARGET_RATIO, "ratio_met": met_ratio if ratio is not None else None},
+        "targets": {
+            "events_per_s": TARGET_EVENTS_PER_S,
+            "events_per_s_met": met_rate,
+            "ratio": TARGET_RATIO,
+            "ratio_met": met_ratio if ratio is not None else None,
+        },
         "pinning": {"cpu": cpu, "threads": affinity, "held": pinned_ok},
         "network_attempts": NETWORK_ATTEMPTS,
         "price_differences_vs_litellm": differences,
     }
 
     if args.profile:
-        print(f"\n  Profile ({args.profile}) of rate() over the first {min(args.profile_events, len(lines)):,} all-mix lines:\n")
-        report["profile"] = {"tool": args.profile,
-                             "top": _profile(args.profile, rate, catalog, lines[: args.profile_events],
-                                             args.json.parent, 25)}
+        print(
+            f"\n  Profile ({args.profile}) of rate() over the first {min(args.profile_events, len(lines)):,} all-mix lines:\n"
+        )
+        report["profile"] = {
+            "tool": args.profile,
+            "top": _profile(args.profile, rate, catalog, lines[: args.profile_events], args.json.parent, 25),
+        }
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -11,11 +11,19 @@ import time
 import faust
 
 N = int(os.environ["NOOP_N"])
-app = faust.App(f"noop-{os.getpid()}", broker=f"kafka://{os.environ['NOOP_BOOTSTRAP']}", store="memory://",
-                web_enabled=False, consumer_auto_offset_reset="earliest", broker_max_poll_records=5000,
-                consumer_max_fetch_size=16 * 1024 * 1024, stream_buffer_maxsize=4000)
-topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes, key_serializer="raw",
-                  value_serializer="raw")
+app = faust.App(
+    f"noop-{os.getpid()}",
+    broker=f"kafka://{os.environ['NOOP_BOOTSTRAP']}",
+    store="memory://",
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    broker_max_poll_records=5000,
+    consumer_max_fetch_size=16 * 1024 * 1024,
+    stream_buffer_maxsize=4000,
+)
+topic = app.topic(
+    os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 seen = {"n": 0, "t0": None}
 
 

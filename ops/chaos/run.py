@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO / "ops" / "bench"))
 sys.path.insert(0, str(REPO))
 
 from common import RESULTS, header, rss_kib, write  # noqa: E402
+
 from pricing import load_catalog  # noqa: E402
 from streams.harness.expected import Oracle, as_rows, diff, expected_totals, normalize  # noqa: E402
 from streams.harness.generate import generate  # noqa: E402
@@ -70,12 +70,12 @@ class Scenario:
     bad: bool = False
     late: bool = False
     seed: int = 1
-    unkeyed: bool = False              # a round-robin producer that ignores the event's key
+    unkeyed: bool = False  # a round-robin producer that ignores the event's key
     roles: tuple[str, ...] = ("all",)  # one worker process per role
-    kill_role: str = "all"             # the process the SIGKILLs hit
-    storm_s: float = 0                 # a storm: traffic produced over this long, a kill every
-    storm_every_s: float = 20          # ... this many seconds, alternating between kill_role processes
-    soak: bool = False                 # no kills: RSS sampled every 10 s over the storm's duration
+    kill_role: str = "all"  # the process the SIGKILLs hit
+    storm_s: float = 0  # a storm: traffic produced over this long, a kill every
+    storm_every_s: float = 20  # ... this many seconds, alternating between kill_role processes
+    soak: bool = False  # no kills: RSS sampled every 10 s over the storm's duration
 
 
 @dataclass
@@ -89,38 +89,93 @@ class Outcome:
 def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
     n = args.events
     return {
-        "R1": Scenario("R1", f"SIGKILL the worker {args.kills} times at random points", n or 1_000_000,
-                       kills=args.kills, seed=101),
+        "R1": Scenario(
+            "R1", f"SIGKILL the worker {args.kills} times at random points", n or 1_000_000, kills=args.kills, seed=101
+        ),
         "R2": Scenario("R2", "restart the Kafka broker mid-stream", n or 200_000, broker_restarts=1, seed=102),
-        "R3": Scenario("R3", f"ClickHouse unavailable for {args.outage_s:.0f} s (sink writes fail)", n or 200_000,
-                       outage_s=args.outage_s, seed=103),
+        "R3": Scenario(
+            "R3",
+            f"ClickHouse unavailable for {args.outage_s:.0f} s (sink writes fail)",
+            n or 200_000,
+            outage_s=args.outage_s,
+            seed=103,
+        ),
         "R4": Scenario("R4", "10% duplicate event_ids", n or 200_000, dup=0.10, seed=104),
-        "R5": Scenario("R5", "bad-input corpus (137 kinds) interleaved with good traffic", n or 100_000, bad=True,
-                       seed=105),
+        "R5": Scenario(
+            "R5", "bad-input corpus (137 kinds) interleaved with good traffic", n or 100_000, bad=True, seed=105
+        ),
         "R6": Scenario("R6", "late events hours behind, some beyond the lateness", n or 100_000, late=True, seed=106),
-        "R7": Scenario("R7", "unkeyed round-robin producer, 10% duplicates spread over partitions", n or 200_000,
-                       dup=0.10, unkeyed=True, seed=108),
-        "R8": Scenario("R8", f"the sink process SIGKILLed {args.kills} times, roles split (rate, sink, alerts)",
-                       n or 200_000, kills=args.kills, roles=("sink", "alerts", "rate"), kill_role="sink", seed=109),
-        "R9": Scenario("R9", f"a rebalance storm: two rating workers, one SIGKILLed every 20 s for "
-                       f"{args.storm_s:.0f} s while the traffic is produced (10% duplicates)", n or 1_000_000, dup=0.10,
-                       roles=("sink", "alerts", "rate", "rate"), kill_role="rate", storm_s=args.storm_s,
-                       seed=110),
-        "soak": Scenario("soak", f"{args.soak_s / 60:.0f} minutes at {args.soak_rate:,} events/s (half the "
-                         "sustained P2-batched rate), roles split, RSS sampled every 10 s", n or int(args.soak_rate * args.soak_s),
-                         dup=0.10, roles=("sink", "alerts", "rate"), storm_s=args.soak_s, soak=True, seed=111),
-        "short": Scenario("short", "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, "
-                          "bad corpus, late events", n or 100_000, kills=3, broker_restarts=1, outage_s=10,
-                          dup=0.10, bad=True, late=True, seed=107),
+        "R7": Scenario(
+            "R7",
+            "unkeyed round-robin producer, 10% duplicates spread over partitions",
+            n or 200_000,
+            dup=0.10,
+            unkeyed=True,
+            seed=108,
+        ),
+        "R8": Scenario(
+            "R8",
+            f"the sink process SIGKILLed {args.kills} times, roles split (rate, sink, alerts)",
+            n or 200_000,
+            kills=args.kills,
+            roles=("sink", "alerts", "rate"),
+            kill_role="sink",
+            seed=109,
+        ),
+        "R9": Scenario(
+            "R9",
+            f"a rebalance storm: two rating workers, one SIGKILLed every 20 s for "
+            f"{args.storm_s:.0f} s while the traffic is produced (10% duplicates)",
+            n or 1_000_000,
+            dup=0.10,
+            roles=("sink", "alerts", "rate", "rate"),
+            kill_role="rate",
+            storm_s=args.storm_s,
+            seed=110,
+        ),
+        "soak": Scenario(
+            "soak",
+            f"{args.soak_s / 60:.0f} minutes at {args.soak_rate:,} events/s (half the "
+            "sustained P2-batched rate), roles split, RSS sampled every 10 s",
+            n or int(args.soak_rate * args.soak_s),
+            dup=0.10,
+            roles=("sink", "alerts", "rate"),
+            storm_s=args.soak_s,
+            soak=True,
+            seed=111,
+        ),
+        "short": Scenario(
+            "short",
+            "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, bad corpus, late events",
+            n or 100_000,
+            kills=3,
+            broker_restarts=1,
+            outage_s=10,
+            dup=0.10,
+            bad=True,
+            late=True,
+            seed=107,
+        ),
     }
 
 
 def traffic(sc: Scenario, now: dt.datetime) -> list[bytes]:
     late = sc.events // 200 if sc.late else 0
-    lines = [line for _, line in generate(sc.events, seed=sc.seed, now=now, users=300, tenants=3,
-                                          duplicate_rate=sc.dup, late=late, too_late=late // 10,
-                                          bad=sc.events // 500 if sc.bad else 0,
-                                          duplicate_window=100_000 if sc.soak else None)]
+    lines = [
+        line
+        for _, line in generate(
+            sc.events,
+            seed=sc.seed,
+            now=now,
+            users=300,
+            tenants=3,
+            duplicate_rate=sc.dup,
+            late=late,
+            too_late=late // 10,
+            bad=sc.events // 500 if sc.bad else 0,
+            duplicate_window=100_000 if sc.soak else None,
+        )
+    ]
     if sc.bad:
         rnd = random.Random(sc.seed)
         corpus = [json.loads(x)["raw"] for x in CORPUS.read_text().splitlines() if x.strip()]
@@ -156,8 +211,9 @@ def traffic_file(sc: Scenario, now: dt.datetime, path: Path, partitions: int) ->
     oracle = Oracle(load_catalog(), partitions=partitions, now=now + dt.timedelta(minutes=5))
     count = 0
     with path.open("wb") as f:
-        for _, line in generate(sc.events, seed=sc.seed, now=now, users=300, tenants=3, duplicate_rate=sc.dup,
-                                duplicate_window=100_000):
+        for _, line in generate(
+            sc.events, seed=sc.seed, now=now, users=300, tenants=3, duplicate_rate=sc.dup, duplicate_window=100_000
+        ):
             f.write(line + b"\n")
             oracle.add(line)
             count += 1
@@ -168,8 +224,9 @@ def committed(stack: Stack) -> int:
     """Input offsets the worker group has committed (its progress, across kills)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, request_timeout_ms=5000,
-                             **stack.security.kafka_python())
+    admin = KafkaAdminClient(
+        bootstrap_servers=stack.bootstrap, request_timeout_ms=5000, **stack.security.kafka_python()
+    )
     try:
         group = stack.env["MS_APP_ID"]
         offsets = admin.list_group_offsets({group: None})[group]
@@ -223,8 +280,11 @@ def storm(sc: Scenario, stack: Stack, lines: Any, rnd: random.Random, out: Outco
     targets = [p for p, role in stack.roles.items() if role == sc.kill_role]
     chunks = 60
     size = -(-len(lines) // chunks)
-    parts = lines.chunks(chunks) if isinstance(lines, TrafficFile) else (
-        lines[i:i + size] for i in range(0, len(lines), size))
+    parts = (
+        lines.chunks(chunks)
+        if isinstance(lines, TrafficFile)
+        else (lines[i : i + size] for i in range(0, len(lines), size))
+    )
 
     def producer() -> None:
         from streams.producer import publish
@@ -270,19 +330,22 @@ def rss_growth(samples: dict[str, list[tuple[int, int]]], warmup_s: float) -> di
         if len(after) < 12:
             continue
         first, last = sum(after[:6]) / 6, sum(after[-6:]) / 6
-        out[role] = {"after_warmup_mib": round(first / 1024), "end_mib": round(last / 1024),
-                     "growth_pct": round(100 * (last - first) / first, 2), "peak_mib": round(max(k for _, k in xs) / 1024),
-                     "samples": xs}
+        out[role] = {
+            "after_warmup_mib": round(first / 1024),
+            "end_mib": round(last / 1024),
+            "growth_pct": round(100 * (last - first) / first, 2),
+            "peak_mib": round(max(k for _, k in xs) / 1024),
+            "samples": xs,
+        }
     return out
 
 
 def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n{sc.name}: {sc.what} ({sc.events:,} events)")
     t_start = time.monotonic()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rnd = random.Random(sc.seed)
-    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions,
-                  extra_env={"MS_FAULT_INJECTION": "1"})
+    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions, extra_env={"MS_FAULT_INJECTION": "1"})
     out = Outcome()
     try:
         if sc.soak:  # too many to hold: written to a file, the oracle fed as it is written
@@ -311,9 +374,11 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
             stack.produce(lines)
         records = stack.records()  # progress points are in committed records
         # faults at progress points (committed input offsets), in order
-        plan = sorted([(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
-                      + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
-                      + ([(0.3, "outage")] if sc.outage_s else []))
+        plan = sorted(
+            [(rnd.uniform(0.05, 0.9), "kill") for _ in range(sc.kills)]
+            + [(0.45 + 0.1 * i, "broker") for i in range(sc.broker_restarts)]
+            + ([(0.3, "outage")] if sc.outage_s else [])
+        )
         ports = dict(stack.roles.items()) if sc.storm_s else {stack.start_worker(role=role): role for role in sc.roles}
         port = next((p for p, role in ports.items() if role == sc.kill_role), 0)
         sink_port = next(p for p, role in ports.items() if role in ("sink", "all"))
@@ -370,25 +435,41 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
         missing = sorted(set(want_alerts) - set(delivered))
         unexpected = sorted(set(delivered) - set(want_alerts))
         repeated = len(delivered) - len(set(delivered))
-        result = {"scenario": sc.name, "what": sc.what, "produced": total, "counted": counted,
-                  "duplicates_dropped": total - counted - dead, "dead_lettered": dead,
-                  "oracle": {"counted": exp.counted, "duplicates": exp.duplicates, "rejected": exp.rejected},
-                  "totals_diff": diffs + abs(counted - exp.counted) + abs(dead - exp.rejected),
-                  "alerts_expected": len(want_alerts), "alerts_delivered": len(set(delivered)),
-                  "alerts_missing": missing, "alerts_unexpected": unexpected, "alerts_repeated": repeated,
-                  "faults": out.faults, "worker_restarts_unplanned": out.worker_restarts,
-                  "worker_recoveries_in_place": out.recoveries,
-                  "seconds": round(time.monotonic() - t_start, 1)}
+        result = {
+            "scenario": sc.name,
+            "what": sc.what,
+            "produced": total,
+            "counted": counted,
+            "duplicates_dropped": total - counted - dead,
+            "dead_lettered": dead,
+            "oracle": {"counted": exp.counted, "duplicates": exp.duplicates, "rejected": exp.rejected},
+            "totals_diff": diffs + abs(counted - exp.counted) + abs(dead - exp.rejected),
+            "alerts_expected": len(want_alerts),
+            "alerts_delivered": len(set(delivered)),
+            "alerts_missing": missing,
+            "alerts_unexpected": unexpected,
+            "alerts_repeated": repeated,
+            "faults": out.faults,
+            "worker_restarts_unplanned": out.worker_restarts,
+            "worker_recoveries_in_place": out.recoveries,
+            "seconds": round(time.monotonic() - t_start, 1),
+        }
         if out.rss:
             result["rss"] = rss_growth(out.rss, warmup_s=args.soak_warmup_s)
             result["rss_growth_ok"] = all(g["growth_pct"] <= 5 for g in result["rss"].values())
             for role, g in result["rss"].items():
-                print(f"  RSS {role}: {g['after_warmup_mib']} MiB after warm-up -> {g['end_mib']} MiB at the end "
-                      f"({g['growth_pct']:+.1f}%), peak {g['peak_mib']} MiB")
-        print(f"  produced {total:,}; counted {counted:,} (oracle {exp.counted:,}); dead-lettered {dead:,} "
-              f"(oracle {exp.rejected:,}); duplicates dropped {result['duplicates_dropped']:,}")
-        print(f"  totals diff vs oracle: {result['totals_diff']}; alerts expected {len(want_alerts)}, delivered "
-              f"{result['alerts_delivered']} (missing {len(missing)}, unexpected {len(unexpected)}, repeated {repeated})")
+                print(
+                    f"  RSS {role}: {g['after_warmup_mib']} MiB after warm-up -> {g['end_mib']} MiB at the end "
+                    f"({g['growth_pct']:+.1f}%), peak {g['peak_mib']} MiB"
+                )
+        print(
+            f"  produced {total:,}; counted {counted:,} (oracle {exp.counted:,}); dead-lettered {dead:,} "
+            f"(oracle {exp.rejected:,}); duplicates dropped {result['duplicates_dropped']:,}"
+        )
+        print(
+            f"  totals diff vs oracle: {result['totals_diff']}; alerts expected {len(want_alerts)}, delivered "
+            f"{result['alerts_delivered']} (missing {len(missing)}, unexpected {len(unexpected)}, repeated {repeated})"
+        )
         print(f"  faults: {'; '.join(out.faults) or 'none'}; {result['seconds']}s")
         return result
     finally:
@@ -424,12 +505,20 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run(table[name], broker, tmp, args))
         finally:
             broker.remove()
-    ok = all(r["totals_diff"] == 0 and not r["alerts_missing"] and not r["alerts_unexpected"] and r.get("rss_growth_ok", True)
-             and r["alerts_repeated"] == 0 for r in results)
+    ok = all(
+        r["totals_diff"] == 0
+        and not r["alerts_missing"]
+        and not r["alerts_unexpected"]
+        and r.get("rss_growth_ok", True)
+        and r["alerts_repeated"] == 0
+        for r in results
+    )
     print(f"\n  {'scenario':<7} {'produced':>10} {'counted':>10} {'dead':>7} {'dups':>8} {'diff':>5} {'alerts':>9}")
     for r in results:
-        print(f"  {r['scenario']:<7} {r['produced']:>10,} {r['counted']:>10,} {r['dead_lettered']:>7,} "
-              f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}")
+        print(
+            f"  {r['scenario']:<7} {r['produced']:>10,} {r['counted']:>10,} {r['dead_lettered']:>7,} "
+            f"{r['duplicates_dropped']:>8,} {r['totals_diff']:>5} {r['alerts_delivered']:>4}/{r['alerts_expected']:<4}"
+        )
     print(f"  {'all exact, every alert once' if ok else 'FAILED'}")
     report.update({"params": {**vars(args), "json": None}, "results": results, "ok": ok})
     every = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9"]

@@ -15,8 +15,10 @@ from schemas.errors import InputRejected
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 # ISO 4217 codes meterstream accepts for budgets (the catalogs' currencies and the common ones)
-CURRENCIES = frozenset("USD EUR CNY JPY GBP CHF CAD AUD HKD SGD KRW INR BRL MXN SEK NOK DKK PLN CZK "
-                       "HUF TRY ZAR NZD TWD THB VND IDR MYR PHP ILS AED SAR RUB UAH".split())
+CURRENCIES = frozenset(
+    "USD EUR CNY JPY GBP CHF CAD AUD HKD SGD KRW INR BRL MXN SEK NOK DKK PLN CZK "
+    "HUF TRY ZAR NZD TWD THB VND IDR MYR PHP ILS AED SAR RUB UAH".split()
+)
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
 
 
@@ -84,9 +86,12 @@ class Budget(BaseModel):
         return self
 
     def matches(self, tenant_id: str, user_id: str, model: str, currency: str) -> bool:
-        return (tenant_id == self.tenant_id and currency == self.currency
-                and (self.user_id is None or self.user_id == user_id)
-                and (self.model is None or self.model == model))
+        return (
+            tenant_id == self.tenant_id
+            and currency == self.currency
+            and (self.user_id is None or self.user_id == user_id)
+            and (self.model is None or self.model == model)
+        )
 
     def period_of(self, ts: dt.datetime) -> str:
         local = ts.astimezone(ZoneInfo(self.timezone))
@@ -102,7 +107,7 @@ class Budget(BaseModel):
         else:
             start = dt.datetime.strptime(period, "%Y-%m").replace(tzinfo=tz)
             end = dt.datetime(start.year + (start.month == 12), start.month % 12 + 1, 1, tzinfo=tz)
-        return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+        return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
     def scope_text(self) -> str:
         parts = [f"tenant {self.tenant_id}"]
@@ -121,7 +126,9 @@ def parse_budget(doc: dict) -> Budget:
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise BudgetError(f"budget {doc.get('id')!r}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}") from None
+        raise BudgetError(
+            f"budget {doc.get('id')!r}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 class BudgetTopic:
@@ -149,8 +156,9 @@ class BudgetTopic:
         from kafka import KafkaProducer
 
         self.ensure()
-        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                          **self.security.kafka_python())
+        p = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security.kafka_python()
+        )
         for b in budgets:
             p.send(self.topic, key=b.id.encode(), value=b.model_dump_json().encode())
         p.flush()
@@ -160,8 +168,9 @@ class BudgetTopic:
         from kafka import KafkaProducer
 
         self.ensure()
-        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                          **self.security.kafka_python())
+        p = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security.kafka_python()
+        )
         p.send(self.topic, key=budget_id.encode(), value=None)
         p.flush()
         p.close()
@@ -170,8 +179,9 @@ class BudgetTopic:
         from kafka import KafkaConsumer, TopicPartition
 
         self.ensure()
-        c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                          **self.security.kafka_python())
+        c = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None, **self.security.kafka_python()
+        )
         tp = TopicPartition(self.topic, 0)
         c.assign([tp])
         c.seek_to_beginning(tp)

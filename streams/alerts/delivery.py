@@ -21,11 +21,11 @@ from pydantic import SecretStr
 from streams.alerts.budgets import Budget
 from streams.alerts.evaluator import Alert
 from streams.alerts.outbox import read_topic
-from streams.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, signed_headers
+from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("meterstream.alerts")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _describe(exc: BaseException) -> str:
@@ -40,11 +40,19 @@ def _describe(exc: BaseException) -> str:
 
 
 class Deliverer:
-    def __init__(self, bootstrap: str, topic: str, webhooks: Sequence[WebhookTarget],
-                 write_row: Callable[[dict[str, Any]], Awaitable[None]], *,
-                 secret: SecretStr | str | None = None,
-                 attempts: int = 5, timeout_s: float = 5.0, first_backoff_s: float = 0.5,
-                 security: KafkaSecurity = PLAINTEXT) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        webhooks: Sequence[WebhookTarget],
+        write_row: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        secret: SecretStr | str | None = None,
+        attempts: int = 5,
+        timeout_s: float = 5.0,
+        first_backoff_s: float = 0.5,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self.bootstrap = bootstrap
         self.security = security
         self.topic = topic
@@ -67,8 +75,9 @@ class Deliverer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                                         **self.security.aiokafka())
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security.aiokafka()
+        )
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -124,8 +133,9 @@ class Deliverer:
         for attempt in range(1, self.attempts + 1):
             headers = {"Content-Type": "application/json", **signed_headers(self.secret, body, key)}
             try:
-                async with session.post(target.url.get_secret_value(), data=body, headers=headers,
-                                        allow_redirects=False) as resp:
+                async with session.post(
+                    target.url.get_secret_value(), data=body, headers=headers, allow_redirects=False
+                ) as resp:
                     if 200 <= resp.status < 300:
                         return f"delivered after {attempt} attempt(s)"
                     if 300 <= resp.status < 400:  # never re-POST the body to where it points
@@ -133,7 +143,7 @@ class Deliverer:
                         log.warning("webhook %s for alert %s: %s", target.label, key, last)
                         return last
                     last = f"HTTP {resp.status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                 last = _describe(exc)
             if attempt < self.attempts:
                 await asyncio.sleep(delay)
@@ -151,5 +161,12 @@ def alert_from_row(row: dict[str, Any], budget: Budget | None) -> Alert | None:
     created = row["created_at"]
     if isinstance(created, str):
         created = dt.datetime.fromisoformat(created)
-    return Alert(row["alert_key"], budget, row["period"], Decimal(str(row["threshold"])).normalize(),
-                 Decimal(str(row["spend"])), event, created)
+    return Alert(
+        row["alert_key"],
+        budget,
+        row["period"],
+        Decimal(str(row["threshold"])).normalize(),
+        Decimal(str(row["spend"])),
+        event,
+        created,
+    )

@@ -21,10 +21,10 @@ from typing import Any
 
 from pricing import money_str
 from schemas.batch import position
-from streams.alerts.budgets import Budget
 from schemas.records import LedgerRow
+from streams.alerts.budgets import Budget
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,32 @@ class Alert:
             "currency": b.currency,
             "event": self.event,
             "created_at": self.created_at.isoformat(),
-            "text": (f"meterstream: budget {b.id} ({b.scope_text()}) reached {pct}% of "
-                     f"{money_str(b.amount)} {b.currency} for {b.period} {self.period}: "
-                     f"spend {money_str(self.spend)} {b.currency}"),
+            "text": (
+                f"meterstream: budget {b.id} ({b.scope_text()}) reached {pct}% of "
+                f"{money_str(b.amount)} {b.currency} for {b.period} {self.period}: "
+                f"spend {money_str(self.spend)} {b.currency}"
+            ),
         }
 
     def row(self, *, kafka_delivered: bool = False, webhook_status: str = "", version: int = 1) -> dict[str, Any]:
         b, ev = self.budget, self.event or {}
         return {
-            "alert_key": self.key, "budget_id": b.id, "tenant_id": b.tenant_id, "user_id": b.user_id or "",
-            "model": b.model or "", "period_kind": b.period, "period": self.period, "threshold": self.threshold,
-            "spend": self.spend, "amount": b.amount, "currency": b.currency,
-            "event_id": ev.get("event_id", ""), "created_at": self.created_at,
-            "kafka_delivered": kafka_delivered, "webhook_status": webhook_status, "version": version,
+            "alert_key": self.key,
+            "budget_id": b.id,
+            "tenant_id": b.tenant_id,
+            "user_id": b.user_id or "",
+            "model": b.model or "",
+            "period_kind": b.period,
+            "period": self.period,
+            "threshold": self.threshold,
+            "spend": self.spend,
+            "amount": b.amount,
+            "currency": b.currency,
+            "event_id": ev.get("event_id", ""),
+            "created_at": self.created_at,
+            "kafka_delivered": kafka_delivered,
+            "webhook_status": webhook_status,
+            "version": version,
         }
 
 
@@ -84,8 +97,9 @@ def alert_key(budget_id: str, period: str, threshold: Decimal) -> str:
 
 
 class AlertEvaluator:
-    def __init__(self, spend_lookup: SpendLookup, fired: set[str] | None = None,
-                 high_water: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, spend_lookup: SpendLookup, fired: set[str] | None = None, high_water: dict[int, int] | None = None
+    ) -> None:
         self.budgets: dict[str, Budget] = {}
         self.by_tenant: dict[str, list[Budget]] = defaultdict(list)
         self.spend: dict[tuple[str, str], Decimal] = {}
@@ -147,8 +161,14 @@ class AlertEvaluator:
             return []
         ts = row["ts"] if isinstance(row["ts"], dt.datetime) else dt.datetime.fromtimestamp(row["ts"] / 1000, UTC)
         cost = Decimal(row["cost"])
-        event = {"tenant_id": row["tenant_id"], "event_id": row["event_id"], "user_id": row["user_id"],
-                 "model": row["model"], "ts": ts.isoformat(), "cost": money_str(cost)}
+        event = {
+            "tenant_id": row["tenant_id"],
+            "event_id": row["event_id"],
+            "user_id": row["user_id"],
+            "model": row["model"],
+            "ts": ts.isoformat(),
+            "cost": money_str(cost),
+        }
         out: list[Alert] = []
         for b in budgets:
             if not b.matches(row["tenant_id"], row["user_id"], row["model"], row["currency"]):

@@ -16,11 +16,12 @@ import orjson
 
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def encode(row: dict[str, Any]) -> bytes:
     """A row as the log holds it: money as decimal text, times as epoch milliseconds."""
+
     def default(v: Any) -> Any:
         if isinstance(v, Decimal):
             return str(v)
@@ -85,8 +86,9 @@ class AlertLog:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                                         **self.security.aiokafka())
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security.aiokafka()
+        )
         await self.producer.start()
 
     async def stop(self) -> None:

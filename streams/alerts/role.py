@@ -16,7 +16,6 @@ import logging
 import os
 from typing import Any
 
-
 from schemas.records import LedgerRow, SinkRecord
 from streams.alerts.budgets import Budget
 from streams.alerts.delivery import Deliverer, alert_from_row
@@ -27,7 +26,7 @@ from streams.consume import CommitAfterWrite
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("meterstream.alerts")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def after_outbox(exit_now: bool) -> None:
@@ -36,11 +35,25 @@ def after_outbox(exit_now: bool) -> None:
 
 
 class AlertsConsumer:
-    def __init__(self, bootstrap: str, sink_topic: str, group_id: str, sink_group_id: str, *,
-                 budgets_topic: str, alerts_topic: str, alert_log_topic: str, run_read: RunRead,
-                 webhooks: list[Any] | None = None, webhook_secret: Any = None, webhook_attempts: int = 5,
-                 webhook_timeout_s: float = 5.0, max_records: int = 64,
-                 security: KafkaSecurity = PLAINTEXT, fault_exit_after_alert_outbox: bool | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        sink_topic: str,
+        group_id: str,
+        sink_group_id: str,
+        *,
+        budgets_topic: str,
+        alerts_topic: str,
+        alert_log_topic: str,
+        run_read: RunRead,
+        webhooks: list[Any] | None = None,
+        webhook_secret: Any = None,
+        webhook_attempts: int = 5,
+        webhook_timeout_s: float = 5.0,
+        max_records: int = 64,
+        security: KafkaSecurity = PLAINTEXT,
+        fault_exit_after_alert_outbox: bool | None = None,
+    ) -> None:
         if fault_exit_after_alert_outbox is None:  # not passed (streams/app.py): as the settings say
             from streams.settings import Settings
 
@@ -52,8 +65,16 @@ class AlertsConsumer:
         self.run_read = run_read
         self.progress = SinkProgress(bootstrap, sink_group_id, security)
         self.log = AlertLog(bootstrap, alert_log_topic, security)
-        self.deliverer = Deliverer(bootstrap, alerts_topic, webhooks or [], self.log.write, secret=webhook_secret,
-                                   attempts=webhook_attempts, timeout_s=webhook_timeout_s, security=security)
+        self.deliverer = Deliverer(
+            bootstrap,
+            alerts_topic,
+            webhooks or [],
+            self.log.write,
+            secret=webhook_secret,
+            attempts=webhook_attempts,
+            timeout_s=webhook_timeout_s,
+            security=security,
+        )
         self.evaluator: AlertEvaluator | None = None
         self.budgets: dict[str, Budget] = {}
         self.done: dict[Any, int] = {}  # sink-topic offsets evaluated (the next to read)
@@ -88,7 +109,9 @@ class AlertsConsumer:
         for row in todo:
             alert = alert_from_row(row, self.budgets.get(row["budget_id"]))
             if alert is not None:
-                await self.deliverer.deliver(alert, in_topic=row["alert_key"] in in_topic or bool(row["kafka_delivered"]))
+                await self.deliverer.deliver(
+                    alert, in_topic=row["alert_key"] in in_topic or bool(row["kafka_delivered"])
+                )
         await self._send(new)
         self.evaluator = evaluator
 
@@ -140,10 +163,17 @@ class AlertsConsumer:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         self.loop = asyncio.get_running_loop()
-        consumer = CommitAfterWrite(self.bootstrap, [self.sink_topic], self.group_id, max_records=self.max_records,
-                                    security=self.security, on_revoked=self._revoked)
-        self.budgets_consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                                 **self.security.aiokafka())
+        consumer = CommitAfterWrite(
+            self.bootstrap,
+            [self.sink_topic],
+            self.group_id,
+            max_records=self.max_records,
+            security=self.security,
+            on_revoked=self._revoked,
+        )
+        self.budgets_consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security.aiokafka()
+        )
         await consumer.start()
         await self.budgets_consumer.start()
         tp0 = TopicPartition(self.budgets_topic, 0)

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-from streams.analyst import reads
 from streams.alerts.budgets import Budget
 from streams.alerts.evaluator import LedgerSpend
+from streams.analyst import reads
 
 log = logging.getLogger("meterstream.alerts")
 Rows = list[dict[str, Any]]
@@ -27,17 +27,23 @@ RunRead = Callable[[str, dict[str, Any]], Awaitable[Rows]]
 
 
 def params(b: Budget, start: Any, end: Any) -> dict[str, Any]:
-    return {"tenant_id": b.tenant_id, "user_id": b.user_id, "model": b.model, "currency": b.currency,
-            "since": start, "until": end}
+    return {
+        "tenant_id": b.tenant_id,
+        "user_id": b.user_id,
+        "model": b.model,
+        "currency": b.currency,
+        "since": start,
+        "until": end,
+    }
 
 
 def from_rows(rows: Rows) -> LedgerSpend:
-    return LedgerSpend(sum((Decimal(r["cost"]) for r in rows), Decimal(0)),
-                       {int(r["p"]): int(r["upto"]) for r in rows})
+    return LedgerSpend(sum((Decimal(r["cost"]) for r in rows), Decimal(0)), {int(r["p"]): int(r["upto"]) for r in rows})
 
 
 def on_store(store_query: Callable[[str, dict[str, Any]], Awaitable[Rows]]) -> RunRead:
     """Reads run on a store (the sink's, under its lock, or a server's)."""
+
     async def run(name: str, p: dict[str, Any]) -> Rows:
         read, checked = reads.parse(name, p)
         sql, bound = read.sql(checked)
@@ -48,6 +54,7 @@ def on_store(store_query: Callable[[str, dict[str, Any]], Awaitable[Rows]]) -> R
 
 def via_worker(reader: Any) -> RunRead:
     """Reads asked of the sink's web port (streams/analyst/reader.py Reader, remote)."""
+
     async def run(name: str, p: dict[str, Any]) -> Rows:
         return await asyncio.to_thread(reader.read, name, **p)
 

@@ -24,8 +24,19 @@ from pydantic import SecretStr
 
 from streams.webhook_targets import WebhookConfigError, WebhookTarget, parse_webhooks, url_label
 
-__all__ = ["DEFAULT_TOLERANCE_S", "IDEMPOTENCY_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookConfigError",
-           "WebhookTarget", "parse_webhooks", "sign", "signed_headers", "url_label", "verify_signature"]
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookConfigError",
+    "WebhookTarget",
+    "parse_webhooks",
+    "sign",
+    "signed_headers",
+    "url_label",
+    "verify_signature",
+]
 
 TIMESTAMP_HEADER = "Meterstream-Timestamp"
 SIGNATURE_HEADER = "Meterstream-Signature"
@@ -45,16 +56,23 @@ def sign(secret: str | bytes | SecretStr, timestamp: int | str, body: str | byte
     return "v1=" + mac.hexdigest()
 
 
-def signed_headers(secret: str | bytes | SecretStr, body: bytes, idempotency_key: str,
-                   now: float | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str | bytes | SecretStr, body: bytes, idempotency_key: str, now: float | None = None
+) -> dict[str, str]:
     """The headers of one delivery attempt (signed afresh at each attempt)."""
     ts = str(int(time.time() if now is None else now))
     return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(secret, ts, body), IDEMPOTENCY_HEADER: idempotency_key}
 
 
-def verify_signature(secret: str | bytes | SecretStr, timestamp: str | int | None, body: str | bytes,
-                     header: str | None, tolerance_s: float | None = DEFAULT_TOLERANCE_S, *,
-                     now: float | None = None) -> bool:
+def verify_signature(
+    secret: str | bytes | SecretStr,
+    timestamp: str | int | None,
+    body: str | bytes,
+    header: str | None,
+    tolerance_s: float | None = DEFAULT_TOLERANCE_S,
+    *,
+    now: float | None = None,
+) -> bool:
     """True if ``header`` (the Meterstream-Signature value) signs ``timestamp`` and ``body``
     with ``secret``, and the timestamp is within ``tolerance_s`` of now (None: no time check).
 

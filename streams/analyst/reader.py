@@ -18,8 +18,8 @@ from typing import Any
 
 from schemas.errors import Unavailable
 from streams.analyst import reads
-from streams.settings import Settings
 from streams.analyst.sql_guard import RefusedSQL, SqlGuard
+from streams.settings import Settings
 from streams.storage import Store, StoreError, open_store
 from streams.storage.base import convert_value
 from streams.web_token import TokenMissing, read_token
@@ -104,8 +104,9 @@ class Reader:
                 problems.append(f"{url}: {_error_text(text)}")
             except urllib.error.URLError as exc:
                 problems.append(f"{url}: {exc.reason}")
-        raise _NoWorker("the embedded engine is held by another process and no worker serves it: "
-                        + "; ".join(problems))
+        raise _NoWorker(
+            "the embedded engine is held by another process and no worker serves it: " + "; ".join(problems)
+        )
 
     def close(self) -> None:
         if self.store is not None:
@@ -122,14 +123,22 @@ def run_checked_sql(store: Store, settings: Settings, text: str, params: dict[st
     """Check `text` with the store's own parser, then run it read-only with the MS_SQL_* limits
     (time, result rows, memory, rows and bytes read; on the embedded engine a time limit of at
     most MS_SQL_EMBEDDED_TIMEOUT_S: streams/storage/chdb_store.py)."""
-    if params is not None and (not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, str | int | bool) for k, v in params.items())):
+    if params is not None and (
+        not isinstance(params, dict)
+        or not all(isinstance(k, str) and isinstance(v, str | int | bool) for k, v in params.items())
+    ):
         raise RefusedSQL("params must map names to strings or integers")
     canonical = SqlGuard(store, settings.clickhouse_database).canonical(text, params)
-    return store.query_readonly(canonical, params, max_rows=settings.sql_max_rows,
-                                timeout_s=settings.sql_timeout_s, max_memory_mb=settings.sql_max_memory_mb,
-                                max_rows_read=settings.sql_max_rows_read, max_bytes_read=settings.sql_max_bytes_read,
-                                embedded_timeout_s=settings.sql_embedded_timeout_s)
+    return store.query_readonly(
+        canonical,
+        params,
+        max_rows=settings.sql_max_rows,
+        timeout_s=settings.sql_timeout_s,
+        max_memory_mb=settings.sql_max_memory_mb,
+        max_rows_read=settings.sql_max_rows_read,
+        max_bytes_read=settings.sql_max_bytes_read,
+        embedded_timeout_s=settings.sql_embedded_timeout_s,
+    )
 
 
 def _typed(rows: list[dict[str, Any]], types: dict[str, str]) -> list[dict[str, Any]]:
@@ -160,4 +169,4 @@ def parse_time(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

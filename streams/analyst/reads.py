@@ -16,14 +16,23 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from schemas.batch import INDEX_BITS
 from schemas.errors import InputRejected
-from streams.storage import Store
 from streams.sink.windows import WINDOWS
+from streams.storage import Store
 
 Rows = list[dict[str, Any]]
 SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}
-REJECT_TYPES = {"src_partition": "UInt32", "src_offset": "UInt64", "src_index": "UInt16", "rejected_at": "DateTime64(3, 'UTC')"}
-ALERT_TYPES = {"threshold": "Decimal(9, 4)", "spend": "Decimal(38, 12)", "amount": "Decimal(38, 12)",
-               "created_at": "DateTime64(3, 'UTC')"}
+REJECT_TYPES = {
+    "src_partition": "UInt32",
+    "src_offset": "UInt64",
+    "src_index": "UInt16",
+    "rejected_at": "DateTime64(3, 'UTC')",
+}
+ALERT_TYPES = {
+    "threshold": "Decimal(9, 4)",
+    "spend": "Decimal(38, 12)",
+    "amount": "Decimal(38, 12)",
+    "created_at": "DateTime64(3, 'UTC')",
+}
 LEDGER_SPEND_TYPES = {"p": "UInt32", "cost": "Decimal(38, 12)", "upto": "UInt64"}
 COUNT_TYPES = {"ledger": "UInt64", "rejected": "UInt64", "alerts": "UInt64"}
 
@@ -73,7 +82,7 @@ def coarsest_window(*bounds: dt.datetime | None) -> str:
 
 
 def _ch_time(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def spend_sql(p: SpendParams) -> tuple[str, dict[str, Any]]:
@@ -93,17 +102,23 @@ def spend_sql(p: SpendParams) -> tuple[str, dict[str, Any]]:
         params["until"] = _ch_time(p.until)
     cond = " AND ".join(where)
     if p.window == "total":
-        return (f"SELECT tenant_id, {who}, currency, sum(cost) AS cost, sum(events) AS events "
-                f"FROM {view} WHERE {cond} GROUP BY tenant_id, {who}, currency "
-                f"ORDER BY tenant_id, currency, cost DESC, {who}"), params
-    return (f"SELECT window_start, tenant_id, {who}, currency, cost, events FROM {view} "
-            f"WHERE {cond} ORDER BY window_start, tenant_id, currency, cost DESC, {who}"), params
+        return (
+            f"SELECT tenant_id, {who}, currency, sum(cost) AS cost, sum(events) AS events "
+            f"FROM {view} WHERE {cond} GROUP BY tenant_id, {who}, currency "
+            f"ORDER BY tenant_id, currency, cost DESC, {who}"
+        ), params
+    return (
+        f"SELECT window_start, tenant_id, {who}, currency, cost, events FROM {view} "
+        f"WHERE {cond} ORDER BY window_start, tenant_id, currency, cost DESC, {who}"
+    ), params
 
 
 def rejects_sql(p: RejectsParams) -> tuple[str, dict[str, Any]]:
-    return ("SELECT src_topic, src_partition, src_offset, src_index, event_id, tenant_id, reason, payload, "
-            "rejected_at FROM rejected_events FINAL ORDER BY src_partition, src_offset, src_index "
-            "LIMIT {limit:UInt32}"), {"limit": p.limit}
+    return (
+        "SELECT src_topic, src_partition, src_offset, src_index, event_id, tenant_id, reason, payload, "
+        "rejected_at FROM rejected_events FINAL ORDER BY src_partition, src_offset, src_index "
+        "LIMIT {limit:UInt32}"
+    ), {"limit": p.limit}
 
 
 def alerts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
@@ -113,24 +128,37 @@ def alerts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
 def ledger_spend_sql(p: LedgerSpendParams) -> tuple[str, dict[str, Any]]:
     """Per source partition: the scope's ledger spend in [since, until) and the position of the
     last event included (the alerts role's starting point for a (budget, period))."""
-    where = ["tenant_id = {t:String}", "currency = {c:String}", "ts >= {a:DateTime64(3, 'UTC')}",
-             "ts < {b:DateTime64(3, 'UTC')}"]
-    params: dict[str, Any] = {"t": p.tenant_id, "c": p.currency, "a": _ch_time(p.since), "b": _ch_time(p.until),
-                              "bits": INDEX_BITS}
+    where = [
+        "tenant_id = {t:String}",
+        "currency = {c:String}",
+        "ts >= {a:DateTime64(3, 'UTC')}",
+        "ts < {b:DateTime64(3, 'UTC')}",
+    ]
+    params: dict[str, Any] = {
+        "t": p.tenant_id,
+        "c": p.currency,
+        "a": _ch_time(p.since),
+        "b": _ch_time(p.until),
+        "bits": INDEX_BITS,
+    }
     if p.user_id:
         where.append("user_id = {u:String}")
         params["u"] = p.user_id
     if p.model:
         where.append("model = {m:String}")
         params["m"] = p.model
-    return ("SELECT src_partition AS p, sum(cost) AS cost, "
-            "max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS upto "
-            f"FROM ledger FINAL WHERE {' AND '.join(where)} GROUP BY p ORDER BY p"), params
+    return (
+        "SELECT src_partition AS p, sum(cost) AS cost, "
+        "max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS upto "
+        f"FROM ledger FINAL WHERE {' AND '.join(where)} GROUP BY p ORDER BY p"
+    ), params
 
 
 def counts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
-    return ("SELECT (SELECT count() FROM ledger FINAL) AS ledger, (SELECT count() FROM rejected_events FINAL) "
-            "AS rejected, (SELECT count() FROM alerts FINAL) AS alerts"), {}
+    return (
+        "SELECT (SELECT count() FROM ledger FINAL) AS ledger, (SELECT count() FROM rejected_events FINAL) "
+        "AS rejected, (SELECT count() FROM alerts FINAL) AS alerts"
+    ), {}
 
 
 @dataclass(frozen=True)

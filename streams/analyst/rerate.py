@@ -23,15 +23,15 @@ from pricing import Catalog, PricingError, load_catalog, price_event
 from schemas.billing_event import MAX_FUTURE, BillingEvent
 from schemas.errors import InputRejected
 from schemas.records import ledger_row
-from streams.storage import Store
 from streams.sink.windows import WINDOWS
+from streams.storage import Store
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
 RERATE_BASE = 1 << 62
 CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -48,9 +48,11 @@ def catalog_dir(settings: Settings, name: Any) -> Path | None:
         return settings.catalog_dir
     root = settings.rerate_catalogs.resolve()
     if not isinstance(name, str) or not CATALOG_NAME.fullmatch(name):
-        raise RerateError(f"meterstream re-rates only with catalogs in {root} (MS_RERATE_CATALOGS_DIR), by the "
-                          "name of a directory there (letters, digits, _ . -), not a path: copy the directory "
-                          "there and give its name")
+        raise RerateError(
+            f"meterstream re-rates only with catalogs in {root} (MS_RERATE_CATALOGS_DIR), by the "
+            "name of a directory there (letters, digits, _ . -), not a path: copy the directory "
+            "there and give its name"
+        )
     path = (root / name).resolve()
     if path.parent != root or not path.is_dir():
         raise RerateError(f"no catalog named {name!r} in {root}")
@@ -76,8 +78,9 @@ def rerating(settings: Settings, catalog: Any, since: dt.datetime, until: dt.dat
     and `meterstream rerate` both ask through here (the catalog is loaded before the store is
     taken from the sink). RerateError for a name the rule refuses; CatalogError for a catalog
     that does not load."""
-    return Rerating(since, until, load_catalog(catalog_dir(settings, catalog)),
-                    dt.timedelta(hours=settings.allowed_lateness_hours))
+    return Rerating(
+        since, until, load_catalog(catalog_dir(settings, catalog)), dt.timedelta(hours=settings.allowed_lateness_hours)
+    )
 
 
 def _p(t: dt.datetime) -> str:
@@ -88,11 +91,19 @@ def _totals(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict[s
     return store.query(
         "SELECT currency, sum(cost) AS cost, count() AS events FROM ledger FINAL "
         "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')} GROUP BY currency ORDER BY currency",
-        {"a": _p(since), "b": _p(until)})
+        {"a": _p(since), "b": _p(until)},
+    )
 
 
-def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetime, *,
-           lateness: dt.timedelta, now: dt.datetime | None = None) -> dict[str, Any]:
+def rerate(
+    store: Store,
+    catalog: Catalog,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    lateness: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
     now = now or dt.datetime.now(UTC)
     if until <= since:
         raise RerateError("--until must be after --since")
@@ -103,36 +114,58 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
     if closes > now - lateness - MAX_FUTURE:
         raise RerateError(
             f"the period's windows are still open to late events until {closes + lateness + MAX_FUTURE:%Y-%m-%d %H:%M} UTC "
-            f"(allowed lateness {lateness}); re-rate a period that ends before {now - lateness - MAX_FUTURE:%Y-%m-%d %H:%M} UTC")
+            f"(allowed lateness {lateness}); re-rate a period that ends before {now - lateness - MAX_FUTURE:%Y-%m-%d %H:%M} UTC"
+        )
     before = _totals(store, since, until)
     rows = store.query(
         "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, usage, labels, currency, "
         "src_partition, src_offset, src_index FROM ledger FINAL "
         "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')}",
-        {"a": _p(since), "b": _p(until)})
+        {"a": _p(since), "b": _p(until)},
+    )
     version = RERATE_BASE + int(now.timestamp() * 1000)
     new_rows, failures = [], []
     for r in rows:
-        event = BillingEvent.model_validate({
-            "event_id": r["event_id"], "ts": r["ts"], "tenant_id": r["tenant_id"], "user_id": r["user_id"],
-            "provider": r["provider"], "model": r["model"], "region": r["region"] or None, "mode": r["mode"],
-            "usage": orjson.loads(r["usage"]), "labels": r["labels"] or None}, strict=False)
+        event = BillingEvent.model_validate(
+            {
+                "event_id": r["event_id"],
+                "ts": r["ts"],
+                "tenant_id": r["tenant_id"],
+                "user_id": r["user_id"],
+                "provider": r["provider"],
+                "model": r["model"],
+                "region": r["region"] or None,
+                "mode": r["mode"],
+                "usage": orjson.loads(r["usage"]),
+                "labels": r["labels"] or None,
+            },
+            strict=False,
+        )
         try:
             priced = price_event(event, catalog)
         except PricingError as exc:
             failures.append(f"{r['tenant_id']}/{r['event_id']}: {exc.reason}")
             continue
         if priced["currency"] != r["currency"]:
-            failures.append(f"{r['tenant_id']}/{r['event_id']}: currency would change {r['currency']} -> {priced['currency']}")
+            failures.append(
+                f"{r['tenant_id']}/{r['event_id']}: currency would change {r['currency']} -> {priced['currency']}"
+            )
             continue
-        new_rows.append({**ledger_row(priced, r["ts"], r["src_partition"], r["src_offset"], version=version,
-                                    index=r["src_index"]),
-                         "ingested_at": now})
+        new_rows.append(
+            {
+                **ledger_row(
+                    priced, r["ts"], r["src_partition"], r["src_offset"], version=version, index=r["src_index"]
+                ),
+                "ingested_at": now,
+            }
+        )
     if failures:
-        raise RerateError(f"{len(failures)} events cannot be re-priced with this catalog (nothing written): "
-                          + "; ".join(failures[:5]))
+        raise RerateError(
+            f"{len(failures)} events cannot be re-priced with this catalog (nothing written): "
+            + "; ".join(failures[:5])
+        )
     for i in range(0, len(new_rows), 10_000):
-        store.insert("ledger", new_rows[i:i + 10_000])
+        store.insert("ledger", new_rows[i : i + 10_000])
     # rewrite every window overlapping the period, from the whole ledger inside those windows
     for w in WINDOWS:
         lo = dt.datetime.fromtimestamp(w.start(int(since.timestamp() * 1000)) / 1000, UTC)
@@ -146,9 +179,12 @@ def rerate(store: Store, catalog: Catalog, since: dt.datetime, until: dt.datetim
                 "sum(output_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(images), sum(guardrail_units), "
                 "{v:UInt64} FROM ledger FINAL WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')} "
                 f"GROUP BY ws, tenant_id, {who}, currency, src_partition",
-                {"v": version, "a": _p(lo), "b": _p(hi)})
+                {"v": version, "a": _p(lo), "b": _p(hi)},
+            )
     after = _totals(store, since, until)
-    return {"events": len(new_rows), "version": version,
-            "before": [{**t, "cost": str(t["cost"])} for t in before],
-            "after": [{**t, "cost": str(t["cost"])} for t in after]}
-
+    return {
+        "events": len(new_rows),
+        "version": version,
+        "before": [{**t, "cost": str(t["cost"])} for t in before],
+        "after": [{**t, "cost": str(t["cost"])} for t in after],
+    }

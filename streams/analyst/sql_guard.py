@@ -44,7 +44,8 @@ _ALIASED = re.compile(r"^(.*?)(?: \(alias .*\))?$")
 _WORD = re.compile(r"^\w+$", re.ASCII)
 
 # Functions analysts may call, by the engine's canonical name (an alias resolves to one of them).
-ALLOWED_FUNCTIONS = frozenset("""
+ALLOWED_FUNCTIONS = frozenset(
+    """
     count sum avg min max any anyLast anyHeavy argMin argMax uniq uniqExact uniqCombined uniqCombined64 uniqHLL12
     groupArray groupUniqArray groupArraySorted groupArrayLast groupConcat groupBitAnd groupBitOr groupBitXor
     quantile quantiles quantileExact quantilesExact quantileExactLow quantileExactHigh quantileTDigest
@@ -109,19 +110,47 @@ ALLOWED_FUNCTIONS = frozenset("""
     toRelativeYearNum makeDate makeDateTime makeDateTime64 timezoneOf
     formatReadableSize formatReadableQuantity formatReadableDecimalSize formatReadableTimeDelta
     finalizeAggregation bar _CAST
-""".split())  # _CAST: a typed query parameter ({t:DateTime64(3)}) once substituted
+""".split()
+)  # _CAST: a typed query parameter ({t:DateTime64(3)}) once substituted
 # Names the parser gives to syntax, not in system.functions: x -> y, EXISTS (subquery),
 # GROUPING(...) of ROLLUP/CUBE, untuple(t).
 SYNTAX_FUNCTIONS = frozenset({"lambda", "exists", "grouping", "untuple"})
 # Suffixes an aggregate function may carry (sumIf, countDistinct, sumMap, sumState, sumMerge …).
-ALLOWED_COMBINATORS = ("SimpleState", "OrDefault", "Distinct", "ForEach", "ArgMax", "ArgMin", "OrNull",
-                       "Merge", "State", "Array", "Map", "If")
+ALLOWED_COMBINATORS = (
+    "SimpleState",
+    "OrDefault",
+    "Distinct",
+    "ForEach",
+    "ArgMax",
+    "ArgMin",
+    "OrNull",
+    "Merge",
+    "State",
+    "Array",
+    "Map",
+    "If",
+)
 # Functions whose right operand the engine reads as a table when it is a name (`x IN t`).
-IN_FUNCTIONS = frozenset({
-    "in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn",
-    "inIgnoreSet", "notInIgnoreSet", "globalInIgnoreSet", "globalNotInIgnoreSet", "nullInIgnoreSet",
-    "notNullInIgnoreSet", "globalNullInIgnoreSet", "globalNotNullInIgnoreSet",
-})
+IN_FUNCTIONS = frozenset(
+    {
+        "in",
+        "notIn",
+        "globalIn",
+        "globalNotIn",
+        "nullIn",
+        "notNullIn",
+        "globalNullIn",
+        "globalNotNullIn",
+        "inIgnoreSet",
+        "notInIgnoreSet",
+        "globalInIgnoreSet",
+        "globalNotInIgnoreSet",
+        "nullInIgnoreSet",
+        "notNullInIgnoreSet",
+        "globalNullInIgnoreSet",
+        "globalNotNullInIgnoreSet",
+    }
+)
 ALWAYS_OTHER_DATABASES = frozenset({"system", "information_schema"})
 
 
@@ -289,14 +318,41 @@ def check_functions(names: set[str], table: FunctionTable) -> None:
 
 # Every AST node a plain SELECT may hold; anything else (a subquery-free INSERT, a SET, a SYSTEM,
 # an EXPLAIN, an APPLY, a projection or a window definition we do not know) is refused.
-_ALLOWED_KINDS = frozenset({
-    "SelectWithUnionQuery", "SelectQuery", "ExpressionList", "Identifier", "Asterisk", "QualifiedAsterisk",
-    "ColumnsListMatcher", "ColumnsRegexpMatcher", "Literal", "Function", "Subquery", "TablesInSelectQuery",
-    "TablesInSelectQueryElement", "TableExpression", "TableIdentifier", "TableJoin", "ArrayJoin",
-    "OrderByElement", "WithElement", "QueryParameter", "Lambda", "WindowDefinition", "WindowListElement",
-    "SampleRatio", "InterpolateElement", "IntersectOrExceptQuery", "ColumnsTransformerList",
-    "ColumnsExceptTransformer", "ColumnsReplaceTransformer", "ColumnsReplaceTransformer::Replacement", "Alias",
-})
+_ALLOWED_KINDS = frozenset(
+    {
+        "SelectWithUnionQuery",
+        "SelectQuery",
+        "ExpressionList",
+        "Identifier",
+        "Asterisk",
+        "QualifiedAsterisk",
+        "ColumnsListMatcher",
+        "ColumnsRegexpMatcher",
+        "Literal",
+        "Function",
+        "Subquery",
+        "TablesInSelectQuery",
+        "TablesInSelectQueryElement",
+        "TableExpression",
+        "TableIdentifier",
+        "TableJoin",
+        "ArrayJoin",
+        "OrderByElement",
+        "WithElement",
+        "QueryParameter",
+        "Lambda",
+        "WindowDefinition",
+        "WindowListElement",
+        "SampleRatio",
+        "InterpolateElement",
+        "IntersectOrExceptQuery",
+        "ColumnsTransformerList",
+        "ColumnsExceptTransformer",
+        "ColumnsReplaceTransformer",
+        "ColumnsReplaceTransformer::Replacement",
+        "Alias",
+    }
+)
 
 
 class SqlGuard:
@@ -336,7 +392,8 @@ class SqlGuard:
         folded = ", ".join(f"'{n.lower()}'" for n in wanted if _WORD.match(n))
         rows = self.store.query(
             "SELECT name, alias_to, case_insensitive, is_aggregate FROM system.functions "
-            f"WHERE name IN ({listed}) OR (case_insensitive AND lower(name) IN ({folded}))")
+            f"WHERE name IN ({listed}) OR (case_insensitive AND lower(name) IN ({folded}))"
+        )
         return FunctionTable(rows)
 
 

@@ -33,8 +33,13 @@ def budgets_list(settings: Settings, fmt: str) -> None:
 
 
 @budgets_group.command("set")
-@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A YAML list of budgets (every one is checked before any is written).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML list of budgets (every one is checked before any is written).",
+)
 @click.option("--id", "budget_id", default=None)
 @click.option("--tenant", default=None)
 @click.option("--user", default=None)
@@ -45,18 +50,38 @@ def budgets_list(settings: Settings, fmt: str) -> None:
 @click.option("--amount", default=None, help="A decimal, e.g. 250.00")
 @click.option("--thresholds", default="0.5,0.8,1", show_default=True, help="Fractions of the amount, in (0, 10].")
 @click.pass_obj
-def budgets_set(settings: Settings, file: Path | None, budget_id: str | None, tenant: str | None, user: str | None,
-                model: str | None, period: str | None, timezone: str, currency: str | None, amount: str | None,
-                thresholds: str) -> None:
+def budgets_set(
+    settings: Settings,
+    file: Path | None,
+    budget_id: str | None,
+    tenant: str | None,
+    user: str | None,
+    model: str | None,
+    period: str | None,
+    timezone: str,
+    currency: str | None,
+    amount: str | None,
+    thresholds: str,
+) -> None:
     """Create or replace budgets."""
     if file is not None:
         docs = yaml.safe_load(file.read_text()) or []
         if not isinstance(docs, list):
             raise click.ClickException("the budgets file must hold a YAML list")
     else:
-        docs = [{"id": budget_id, "tenant_id": tenant, "user_id": user, "model": model, "period": period,
-                 "timezone": timezone, "currency": currency, "amount": amount,
-                 "thresholds": [t.strip() for t in thresholds.split(",") if t.strip()]}]
+        docs = [
+            {
+                "id": budget_id,
+                "tenant_id": tenant,
+                "user_id": user,
+                "model": model,
+                "period": period,
+                "timezone": timezone,
+                "currency": currency,
+                "amount": amount,
+                "thresholds": [t.strip() for t in thresholds.split(",") if t.strip()],
+            }
+        ]
     try:
         budgets = [parse_budget({k: v for k, v in d.items() if v is not None}) for d in docs]
     except BudgetError as exc:
@@ -85,5 +110,23 @@ def alerts_command(settings: Settings, fmt: str) -> None:
 
     with Reader(settings) as reader:
         rows = reader.read("alerts")
-    emit(rows, fmt, ["alert_key", "budget_id", "tenant_id", "user_id", "model", "period", "threshold", "spend",
-                     "amount", "currency", "event_id", "created_at", "kafka_delivered", "webhook_status"])
+    emit(
+        rows,
+        fmt,
+        [
+            "alert_key",
+            "budget_id",
+            "tenant_id",
+            "user_id",
+            "model",
+            "period",
+            "threshold",
+            "spend",
+            "amount",
+            "currency",
+            "event_id",
+            "created_at",
+            "kafka_delivered",
+            "webhook_status",
+        ],
+    )

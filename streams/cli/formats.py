@@ -26,15 +26,27 @@ def _labels(ctx: Any, param: Any, values: tuple[str, ...]) -> dict[str, str]:
 def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--format and the ids a provider payload does not carry."""
     options = [
-        click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="billing-event", show_default=True,
-                     help="What each line of the input is: a billing event, or a provider's payload (docs/events-and-adapters.md: Provider payloads)."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMAT_CHOICES),
+            default="billing-event",
+            show_default=True,
+            help="What each line of the input is: a billing event, or a provider's payload (docs/events-and-adapters.md: Provider payloads).",
+        ),
         click.option("--tenant", "tenant_id", default=None, help="With --format: the events' tenant_id."),
         click.option("--user", "user_id", default=None, help="With --format: the events' user_id."),
-        click.option("--event-id", "event_id", default=None, help="With --format: override the payload's id (one payload only)."),
+        click.option(
+            "--event-id", "event_id", default=None, help="With --format: override the payload's id (one payload only)."
+        ),
         click.option("--ts", default=None, help="With --format: RFC 3339 time, for payloads without one."),
-        click.option("--model", default=None, help="With --format: the model, for payloads that do not name it (Bedrock)."),
+        click.option(
+            "--model", default=None, help="With --format: the model, for payloads that do not name it (Bedrock)."
+        ),
         click.option("--region", default=None, help="With --format: the region the call ran in."),
-        click.option("--label", "labels", multiple=True, callback=_labels, help="With --format: KEY=VALUE, repeatable."),
+        click.option(
+            "--label", "labels", multiple=True, callback=_labels, help="With --format: KEY=VALUE, repeatable."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -42,12 +54,20 @@ def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ids_of(opts: dict[str, Any]) -> Ids:
-    return Ids(tenant_id=opts.get("tenant_id"), user_id=opts.get("user_id"), event_id=opts.get("event_id"),
-               ts=opts.get("ts"), model=opts.get("model"), region=opts.get("region"), labels=opts.get("labels") or {})
+    return Ids(
+        tenant_id=opts.get("tenant_id"),
+        user_id=opts.get("user_id"),
+        event_id=opts.get("event_id"),
+        ts=opts.get("ts"),
+        model=opts.get("model"),
+        region=opts.get("region"),
+        labels=opts.get("labels") or {},
+    )
 
 
-def converted(lines: Iterable[bytes], fmt: str, ids: Ids,
-              refused: Callable[[int, bytes, str], None]) -> Iterator[bytes]:
+def converted(
+    lines: Iterable[bytes], fmt: str, ids: Ids, refused: Callable[[int, bytes, str], None]
+) -> Iterator[bytes]:
     """The billing-event lines of each input line (as they are for billing-event); a payload
     that cannot be converted goes to `refused(line number, line, reason)`."""
     for n, line in enumerate(lines, start=1):

@@ -16,21 +16,39 @@ def _default(name: str) -> str:
     return f"{value // 2**20} MiB" if isinstance(value, int) and value >= 2**20 and value % 2**20 == 0 else str(value)
 
 
-TOKENS_FILE = click.option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                           help="The producers' token hashes (MS_INGEST_TOKENS_FILE; default $MS_DATA_DIR/ingest-tokens).")
+TOKENS_FILE = click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The producers' token hashes (MS_INGEST_TOKENS_FILE; default $MS_DATA_DIR/ingest-tokens).",
+)
 
 
 @click.group("ingest", invoke_without_command=True)
 @click.option("--bind", default=None, help=f"Address to listen on (MS_INGEST_BIND; default {_default('ingest_bind')}).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help=f"Port (MS_INGEST_PORT; default {_default('ingest_port')}).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help=f"Port (MS_INGEST_PORT; default {_default('ingest_port')}).",
+)
 @TOKENS_FILE
-@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"The largest request body (MS_INGEST_MAX_BYTES; default {_default('ingest_max_bytes')}).")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"The largest request body (MS_INGEST_MAX_BYTES; default {_default('ingest_max_bytes')}).",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_context
-def ingest_group(ctx: click.Context, bind: str | None, port: int | None, tokens_file: Path | None,
-                 max_bytes: int | None, loglevel: str) -> None:
+def ingest_group(
+    ctx: click.Context,
+    bind: str | None,
+    port: int | None,
+    tokens_file: Path | None,
+    max_bytes: int | None,
+    loglevel: str,
+) -> None:
     """Run the HTTP ingest: billing events (POST /v1/events) and provider payloads (POST
     /v1/usage/FORMAT) into Kafka, each validated first, answered 202 only once Kafka acknowledged
     them. Every request but GET /health needs a producer's token (`ingest token add NAME`)."""
@@ -54,8 +72,12 @@ def token_group() -> None:
 
 @token_group.command("add")
 @click.argument("name")
-@click.option("--tenant", "tenants", multiple=True,
-              help="Limit the token to this tenant's events (repeatable); without it, any tenant's.")
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    help="Limit the token to this tenant's events (repeatable); without it, any tenant's.",
+)
 @TOKENS_FILE
 @click.pass_obj
 def token_add(settings: Settings, name: str, tenants: tuple[str, ...], tokens_file: Path | None) -> None:

@@ -56,14 +56,21 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        reasons = "; ".join(("MS_" + "_".join(map(str, e["loc"])).upper() + ": " if e["loc"] else "")
-                            + e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
+        reasons = "; ".join(
+            ("MS_" + "_".join(map(str, e["loc"])).upper() + ": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False)
+        )
         raise ConfigurationError(f"invalid settings: {reasons}") from exc
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, envvar="MS_DEBUG",
-              help="On an error, show its traceback instead of one line (also MS_DEBUG=1).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="MS_DEBUG",
+    help="On an error, show its traceback instead of one line (also MS_DEBUG=1).",
+)
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
@@ -157,6 +164,17 @@ def demo(events: int) -> None:
 from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
 from streams.cli.ingest import ingest_group  # noqa: E402
 
-for _cmd in (price_command, catalog_group, worker_command, produce_command, report_command, rejects_command,
-             rerate_command, sql_command, budgets_group, alerts_command, ingest_group):
+for _cmd in (
+    price_command,
+    catalog_group,
+    worker_command,
+    produce_command,
+    report_command,
+    rejects_command,
+    rerate_command,
+    sql_command,
+    budgets_group,
+    alerts_command,
+    ingest_group,
+):
     main.add_command(_cmd)

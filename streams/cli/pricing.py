@@ -20,8 +20,11 @@ from streams.cli.formats import converted, format_options, ids_of
 from streams.settings import Settings
 
 catalog_option = click.option(
-    "--catalog", "catalog_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-    envvar="MS_CATALOG_DIR", default=None,
+    "--catalog",
+    "catalog_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="MS_CATALOG_DIR",
+    default=None,
     help="Directory of catalog files (default: MS_CATALOG_DIR, else the shipped catalogs).",
 )
 
@@ -95,8 +98,10 @@ def catalog_validate(catalog_dir: Path | None) -> None:
     """Load every catalog file and report what was loaded (exit 1 on any defect)."""
     cat = _load(catalog_dir)
     entries = cat.entries()
-    click.echo(f"ok: {len(cat.files)} files, {len(entries)} entries, providers {', '.join(sorted(cat.providers()))}, "
-               f"version {cat.content_hash}")
+    click.echo(
+        f"ok: {len(cat.files)} files, {len(entries)} entries, providers {', '.join(sorted(cat.providers()))}, "
+        f"version {cat.content_hash}"
+    )
     for f in cat.files:
         click.echo(f"  {f}")
 
@@ -112,7 +117,11 @@ def catalog_list(provider: str | None, catalog_dir: Path | None) -> None:
         if provider and p.provider != provider:
             continue
         s = p.spec
-        eff = f"{s.effective_from:%Y-%m-%d} .. {s.effective_to:%Y-%m-%d}" if s.effective_to else f"{s.effective_from:%Y-%m-%d} .."
+        eff = (
+            f"{s.effective_from:%Y-%m-%d} .. {s.effective_to:%Y-%m-%d}"
+            if s.effective_to
+            else f"{s.effective_from:%Y-%m-%d} .."
+        )
         batch = "-" if s.batch_factor is None else f"x{s.batch_factor}"
         tok = "-" if s.tokenizer is None else f"{s.tokenizer.encoding}{'' if s.tokenizer.exact else ' (estimate)'}"
         table.add_row(p.provider, s.id, p.currency, eff, ", ".join(sorted(p.prices)), batch, tok)
@@ -132,7 +141,9 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
     for p in versions:
         s = p.spec
         click.echo(f"{p.provider}/{s.id}  {s.name or ''}  [{p.catalog_version}]")
-        click.echo(f"  effective: {s.effective_from.isoformat()} .. {s.effective_to.isoformat() if s.effective_to else 'open'}")
+        click.echo(
+            f"  effective: {s.effective_from.isoformat()} .. {s.effective_to.isoformat() if s.effective_to else 'open'}"
+        )
         click.echo(f"  source:    {s.source}")
         if s.regions:
             click.echo(f"  regions:   {', '.join(s.regions)}")
@@ -151,14 +162,26 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
 @catalog_group.command("import")
 @click.argument("source_kind", type=click.Choice(["litellm"]))
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--provider", "providers", multiple=True, required=True,
-              help="LiteLLM's litellm_provider to import (repeatable), e.g. openai, anthropic.")
-@click.option("--effective-from", "effective_from", required=True,
-              help="RFC 3339 time from which the imported prices apply.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write <provider>-usd.yaml into (not the shipped catalogs).")
-def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ...], effective_from: str,
-                   out_dir: Path) -> None:
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    required=True,
+    help="LiteLLM's litellm_provider to import (repeatable), e.g. openai, anthropic.",
+)
+@click.option(
+    "--effective-from", "effective_from", required=True, help="RFC 3339 time from which the imported prices apply."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write <provider>-usd.yaml into (not the shipped catalogs).",
+)
+def catalog_import(
+    source_kind: str, file: Path | None, providers: tuple[str, ...], effective_from: str, out_dir: Path
+) -> None:
     """Catalog files from LiteLLM's price map: FILE, or the one in the installed litellm package
     (offline). Models that cannot be converted exactly are listed on stderr with the reason."""
     import datetime as dt
@@ -189,8 +212,11 @@ def catalog_import(source_kind: str, file: Path | None, providers: tuple[str, ..
         click.echo(f"not imported: {key}: {reason}", err=True)
     for key, costs in result.unpriced:
         click.echo(f"imported without: {key}: {', '.join(costs)} (no event field carries them)", err=True)
-    click.echo(f"{sum(len(d['products']) for d in result.catalogs.values())} imported, {len(result.skipped)} not "
-               f"imported (listed above)", err=True)
+    click.echo(
+        f"{sum(len(d['products']) for d in result.catalogs.values())} imported, {len(result.skipped)} not "
+        f"imported (listed above)",
+        err=True,
+    )
     _load(out_dir)  # the written files load as a catalog, or this is an error
 
 
@@ -222,9 +248,13 @@ def catalog_diff(old: Path, new: Path) -> None:
 @catalog_group.command("publish")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the broker's acks.")
-@click.option("--sequence", type=click.IntRange(1, 2**63 - 1), default=None,
-              help="The publication's sequence (default: now, in microseconds since 1970). Raters refuse a "
-                   "catalog record whose sequence is not above the one in force.")
+@click.option(
+    "--sequence",
+    type=click.IntRange(1, 2**63 - 1),
+    default=None,
+    help="The publication's sequence (default: now, in microseconds since 1970). Raters refuse a "
+    "catalog record whose sequence is not above the one in force.",
+)
 @click.pass_obj
 def catalog_publish(settings: Settings, directory: Path, timeout: float, sequence: int | None) -> None:
     """Publish a catalog directory as the new version for the running raters: validated here
@@ -253,20 +283,33 @@ def catalog_publish(settings: Settings, directory: Path, timeout: float, sequenc
         if not partitions:
             raise click.ClickException(f"no topic {settings.events_topic} (run `meterstream up`)")
         seq = sequence or time.time_ns() // 1000
-        futures = [producer.send(settings.events_topic, value=value, partition=p,
-                                 headers=headers(key, value, topic=settings.events_topic, partition=p, seq=seq))
-                   for p in partitions]
+        futures = [
+            producer.send(
+                settings.events_topic,
+                value=value,
+                partition=p,
+                headers=headers(key, value, topic=settings.events_topic, partition=p, seq=seq),
+            )
+            for p in partitions
+        ]
         acked = [f.get(timeout=timeout) for f in futures]
         offsets = {m.partition: m.offset for m in acked}
     finally:
         producer.close(timeout=timeout)
-    click.echo(f"published {catalog.content_hash} ({len(catalog.files)} files), sequence {seq}, to {settings.events_topic}: "
-               + ", ".join(f"p{p}@{o}" for p, o in sorted(offsets.items())))
+    click.echo(
+        f"published {catalog.content_hash} ({len(catalog.files)} files), sequence {seq}, to {settings.events_topic}: "
+        + ", ".join(f"p{p}@{o}" for p, o in sorted(offsets.items()))
+    )
 
 
 @catalog_group.command("status")
-@click.option("--stale-s", type=float, default=120.0, show_default=True,
-              help="A worker not heard from for longer is shown as stale.")
+@click.option(
+    "--stale-s",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="A worker not heard from for longer is shown as stale.",
+)
 @click.pass_obj
 def catalog_status(settings: Settings, stale_s: float) -> None:
     """Which catalog version each rating worker prices each of its partitions with (from the
@@ -277,8 +320,13 @@ def catalog_status(settings: Settings, stale_s: float) -> None:
 
     from streams.kafka_security import kafka_security
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
-                             client_id="meterstream-catalog-status", **kafka_security(settings).kafka_python())
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        client_id="meterstream-catalog-status",
+        **kafka_security(settings).kafka_python(),
+    )
     latest: dict[bytes, dict[str, Any]] = {}
     try:
         tp = TopicPartition(settings.catalog_status_topic, 0)
@@ -301,6 +349,11 @@ def catalog_status(settings: Settings, stale_s: float) -> None:
         seen = f"{age:.0f} s ago" + (" (stale)" if age > stale_s else "")
         parts = sorted(doc["partitions"].items(), key=lambda kv: int(kv[0])) or [("-", None)]
         for i, (p, version) in enumerate(parts):
-            table.add_row(doc["worker"] if i == 0 else "", seen if i == 0 else "", doc["own"] if i == 0 else "",
-                          p, version or "(no event read yet)")
+            table.add_row(
+                doc["worker"] if i == 0 else "",
+                seen if i == 0 else "",
+                doc["own"] if i == 0 else "",
+                p,
+                version or "(no event read yet)",
+            )
     Console(width=200).print(table)

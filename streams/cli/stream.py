@@ -68,10 +68,15 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
 
 @click.command("worker")
 @click.option("--web-port", type=int, default=None, help="Port of this worker's web endpoint (MS_WEB_PORT).")
-@click.option("--role", type=click.Choice(["all", "rate", "sink", "alerts"]), default="all", show_default=True,
-              help="rate: price and deduplicate (run several, they share the partitions); sink: ledger, "
-                   "windows and the alerts table into ClickHouse, analysts' reads (one per embedded engine); "
-                   "alerts: budgets, alert delivery (one active, others stand by); all: the three.")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "rate", "sink", "alerts"]),
+    default="all",
+    show_default=True,
+    help="rate: price and deduplicate (run several, they share the partitions); sink: ledger, "
+    "windows and the alerts table into ClickHouse, analysts' reads (one per embedded engine); "
+    "alerts: budgets, alert delivery (one active, others stand by); all: the three.",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_obj
 def worker_command(settings: Settings, web_port: int | None, role: str, loglevel: str) -> None:
@@ -89,22 +94,44 @@ def worker_command(settings: Settings, web_port: int | None, role: str, loglevel
 
 @click.command("produce")
 @click.argument("source", required=False, type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("--generate", "generate_n", type=int, default=None,
-              help="Instead of reading SOURCE, produce N realistic mixed events.")
+@click.option(
+    "--generate",
+    "generate_n",
+    type=int,
+    default=None,
+    help="Instead of reading SOURCE, produce N realistic mixed events.",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--duplicates", type=float, default=0.0, help="With --generate: share of repeated event_ids.")
 @click.option("--bad", type=int, default=0, help="With --generate: number of bad inputs to mix in.")
 @click.option("--late", type=int, default=0, help="With --generate: events hours behind (within lateness).")
 @click.option("--topic", default=None, help="Default: MS_EVENTS_TOPIC.")
-@click.option("--no-batch", "no_batch", is_flag=True,
-              help="One Kafka record per event (no application/jsonl batch records).")
-@click.option("--linger-ms", type=click.FloatRange(min=0), default=DEFAULT_LINGER_MS, show_default=True,
-              help="The longest an event waits for its partition's batch.")
+@click.option(
+    "--no-batch", "no_batch", is_flag=True, help="One Kafka record per event (no application/jsonl batch records)."
+)
+@click.option(
+    "--linger-ms",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LINGER_MS,
+    show_default=True,
+    help="The longest an event waits for its partition's batch.",
+)
 @format_options
 @click.pass_obj
-def produce_command(settings: Settings, source: str | None, generate_n: int | None, seed: int, duplicates: float,
-                    bad: int, late: int, topic: str | None, no_batch: bool, linger_ms: float, fmt: str,
-                    **ids: Any) -> None:
+def produce_command(
+    settings: Settings,
+    source: str | None,
+    generate_n: int | None,
+    seed: int,
+    duplicates: float,
+    bad: int,
+    late: int,
+    topic: str | None,
+    no_batch: bool,
+    linger_ms: float,
+    fmt: str,
+    **ids: Any,
+) -> None:
     """Publish billing events (JSON lines, each as is: bad lines too) to Kafka, batched per
     partition as JSON Lines records (schemas/batch.py) unless --no-batch. With --format, each
     line is a provider's payload, converted first (adapters/); a payload that cannot be
@@ -140,15 +167,23 @@ def produce_command(settings: Settings, source: str | None, generate_n: int | No
         lines, total = converted(lines, fmt, ids_of(ids), refused), None
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("producing", total=total)
-        n = publish(settings.bootstrap, topic or settings.events_topic, lines,
-                    lambda k: progress.update(task, advance=k), kafka_security(settings),
-                    batch=not no_batch, linger_ms=linger_ms)
+        n = publish(
+            settings.bootstrap,
+            topic or settings.events_topic,
+            lines,
+            lambda k: progress.update(task, advance=k),
+            kafka_security(settings),
+            batch=not no_batch,
+            linger_ms=linger_ms,
+        )
     click.echo(f"produced {n} events to {topic or settings.events_topic} at {settings.bootstrap}", err=True)
     if refusals:
         publish_refusals(settings, topic or settings.events_topic, refusals)
-        click.echo(f"{len(refusals)} payloads not converted: sent as refused records (schemas/refusal.py); "
-                   f"the rater keeps them in {settings.dead_letter_topic} and rejected_events with their reasons",
-                   err=True)
+        click.echo(
+            f"{len(refusals)} payloads not converted: sent as refused records (schemas/refusal.py); "
+            f"the rater keeps them in {settings.dead_letter_topic} and rejected_events with their reasons",
+            err=True,
+        )
         sys.exit(1)
 
 
@@ -170,16 +205,23 @@ def publish_refusals(settings: Settings, topic: str, refusals: list[tuple[bytes,
 
 @click.command("report")
 @click.option("--by", type=click.Choice(["user", "model"]), required=True)
-@click.option("--window", type=click.Choice(["minute", "hour", "day", "month", "total"]), default="total", show_default=True)
+@click.option(
+    "--window", type=click.Choice(["minute", "hour", "day", "month", "total"]), default="total", show_default=True
+)
 @click.option("--tenant", default=None)
 @click.option("--since", default=None, callback=time_option, help="RFC 3339 time (inclusive, window start).")
 @click.option("--until", default=None, callback=time_option, help="RFC 3339 time (exclusive, window start).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Draw spend over time (per currency) to a PNG file.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Draw spend over time (per currency) to a PNG file.",
+)
 @click.pass_obj
-def report_command(settings: Settings, by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str,
-                   plot: Path | None) -> None:
+def report_command(
+    settings: Settings, by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str, plot: Path | None
+) -> None:
     """Spend totals per currency from ClickHouse, by user or by model."""
     from streams.analyst.reader import Reader
 
@@ -224,12 +266,16 @@ def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @click.command("rerate")
-@click.option("--since", required=True, callback=time_option,
-              help="RFC 3339 start of the period (event time, inclusive).")
+@click.option(
+    "--since", required=True, callback=time_option, help="RFC 3339 start of the period (event time, inclusive)."
+)
 @click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
-@click.option("--catalog", default=None,
-              help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
-                   "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).")
+@click.option(
+    "--catalog",
+    default=None,
+    help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
+    "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).",
+)
 @click.pass_obj
 def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | None) -> None:
     """Re-price a closed period from the stored usage with another catalog, rewrite the affected
@@ -241,8 +287,9 @@ def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | No
         if reader.store is not None:  # the catalog by the worker's rule (streams/analyst/rerate.py)
             result = rerating(settings, catalog, since, until).run(reader.store)
         else:  # the worker holding the store resolves the name, by the same rule
-            result = reader.post("/rerate", {"since": since.isoformat(), "until": until.isoformat(),
-                                             "catalog": catalog}, timeout=600)
+            result = reader.post(
+                "/rerate", {"since": since.isoformat(), "until": until.isoformat(), "catalog": catalog}, timeout=600
+            )
     click.echo(f"re-rated {result['events']} events (version {result['version']})")
     old = {t["currency"]: t for t in result["before"]}
     for t in result["after"]:
@@ -252,8 +299,9 @@ def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | No
 
 @click.command("sql")
 @click.argument("query")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="A value for a {NAME:Type} placeholder (repeatable).")
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE", help="A value for a {NAME:Type} placeholder (repeatable)."
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_obj
 def sql_command(settings: Settings, query: str, params: tuple[str, ...], fmt: str) -> None:

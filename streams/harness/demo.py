@@ -32,13 +32,20 @@ console = Console()
 
 
 def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
-    tag = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    tag = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]
     base = Settings()
     env = {k: v for k, v in os.environ.items()}
     # a fresh namespace per run: its own data directory, topics, consumer group and database
-    env.update({"MS_DATA_DIR": str(base.data_dir / "demo" / tag), "MS_APP_ID": f"demo-{tag}",
-                "MS_EVENTS_TOPIC": f"demo-{tag}-events", "MS_DEAD_LETTER_TOPIC": f"demo-{tag}-dlq",
-                "MS_SINK_TOPIC": f"demo-{tag}-sink", "MS_CLICKHOUSE_DATABASE": "demo_" + tag.replace("-", "_")})
+    env.update(
+        {
+            "MS_DATA_DIR": str(base.data_dir / "demo" / tag),
+            "MS_APP_ID": f"demo-{tag}",
+            "MS_EVENTS_TOPIC": f"demo-{tag}-events",
+            "MS_DEAD_LETTER_TOPIC": f"demo-{tag}-dlq",
+            "MS_SINK_TOPIC": f"demo-{tag}-sink",
+            "MS_CLICKHOUSE_DATABASE": "demo_" + tag.replace("-", "_"),
+        }
+    )
     if base.local_kafka:
         # the broker's own state stays in the usual data directory
         env["MS_KAFKA_BOOTSTRAP"] = base.bootstrap
@@ -54,21 +61,34 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
             started_broker = True
         services.ensure_topics(settings)
         services.apply_migrations(settings)
-        console.print(f"ClickHouse: {'server' if settings.clickhouse_url else 'embedded chDB at ' + str(settings.chdb_path)}")
+        console.print(
+            f"ClickHouse: {'server' if settings.clickhouse_url else 'embedded chDB at ' + str(settings.chdb_path)}"
+        )
         log_path = settings.data_dir / "worker.log"
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-                                  env=os.environ.copy(), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            env=os.environ.copy(),
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )  # noqa: SIM115
         console.print(f"worker started (pid {worker.pid}, log {log_path})")
 
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        produced = [line for _, line in generate(events, seed=2024, now=now, duplicate_rate=0.1,
-                                                 late=10, too_late=2, bad=24)]
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        produced = [
+            line for _, line in generate(events, seed=2024, now=now, duplicate_rate=0.1, late=10, too_late=2, bad=24)
+        ]
         publish(settings.bootstrap, settings.events_topic, produced, security=kafka_security(settings))
         console.print(f"produced {len(produced)} lines to {settings.events_topic}")
-        exp = expected_totals(produced, load_catalog(settings.catalog_dir), partitions=settings.topic_partitions,
-                              now=dt.datetime.now(dt.timezone.utc))
-        console.print(f"the engine expects: {exp.counted} counted, {exp.duplicates} duplicates dropped, "
-                      f"{exp.rejected} dead-lettered")
+        exp = expected_totals(
+            produced,
+            load_catalog(settings.catalog_dir),
+            partitions=settings.topic_partitions,
+            now=dt.datetime.now(dt.UTC),
+        )
+        console.print(
+            f"the engine expects: {exp.counted} counted, {exp.duplicates} duplicates dropped, "
+            f"{exp.rejected} dead-lettered"
+        )
 
         want = as_rows(exp, "user", "total")
         deadline = time.monotonic() + timeout_s
@@ -95,7 +115,9 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
                     if d:
                         ok = False
                         console.print(f"[red]MISMATCH {by}/{window}: {d[:3]}")
-            _print_totals(reader.read("spend", by="user", window="total"), "user_id", "Spend per user (top 10 per currency)")
+            _print_totals(
+                reader.read("spend", by="user", window="total"), "user_id", "Spend per user (top 10 per currency)"
+            )
             _print_totals(reader.read("spend", by="model", window="total"), "model", "Spend per model")
             rej = reader.read("rejects", limit=100_000)
         reasons = Counter(r["reason"].split(":")[0] if r["reason"].startswith("too_late") else r["reason"] for r in rej)
@@ -104,9 +126,11 @@ def run_demo(events: int = 3000, timeout_s: float = 300) -> bool:
             table.add_row(str(n), reason[:110])
         console.print(table)
         verdict = "[bold green]PASS" if ok and len(rej) == exp.rejected else "[bold red]FAIL"
-        console.print(f"{verdict}[/]: ClickHouse totals per user and per model, every window (minute, hour, day, "
-                      f"total), equal the pricing engine's over the same {len(produced)} lines; "
-                      f"{len(rej)} of {exp.rejected} expected dead letters stored with reasons.")
+        console.print(
+            f"{verdict}[/]: ClickHouse totals per user and per model, every window (minute, hour, day, "
+            f"total), equal the pricing engine's over the same {len(produced)} lines; "
+            f"{len(rej)} of {exp.rejected} expected dead letters stored with reasons."
+        )
         console.print(f"data kept in {settings.data_dir}")
         return ok and len(rej) == exp.rejected
     finally:

@@ -45,8 +45,14 @@ class Oracle:
     """The expected totals, fed one line at a time in production order (bounded memory for
     long runs: the soak)."""
 
-    def __init__(self, catalog: Catalog, *, partitions: int, lateness: dt.timedelta = dt.timedelta(hours=48),
-                 now: dt.datetime | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        partitions: int,
+        lateness: dt.timedelta = dt.timedelta(hours=48),
+        now: dt.datetime | None = None,
+    ) -> None:
         self.exp = Expected()
         self.catalog, self.partitions, self.now = catalog, partitions, now
         self.watermark: dict[int | None, int] = defaultdict(int)
@@ -85,8 +91,14 @@ class Oracle:
             acc[1] += 1
 
 
-def expected_totals(lines: Iterable[bytes], catalog: Catalog, *, partitions: int,
-                    lateness: dt.timedelta = dt.timedelta(hours=48), now: dt.datetime | None = None) -> Expected:
+def expected_totals(
+    lines: Iterable[bytes],
+    catalog: Catalog,
+    *,
+    partitions: int,
+    lateness: dt.timedelta = dt.timedelta(hours=48),
+    now: dt.datetime | None = None,
+) -> Expected:
     oracle = Oracle(catalog, partitions=partitions, lateness=lateness, now=now)
     for line in lines:
         oracle.add(line)
@@ -98,7 +110,7 @@ def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, i
     out = {}
     for (w, start, tenant, who, cur), (cost, n) in table.items():
         if w == window:
-            ws = None if start is None else dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc)
+            ws = None if start is None else dt.datetime.fromtimestamp(start / 1000, dt.UTC)
             out[(ws, tenant, who, cur)] = (cost, n)
     return out
 

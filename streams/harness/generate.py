@@ -37,15 +37,34 @@ BAD_KINDS = [
     ("negative_tokens", lambda ev: orjson.dumps({**ev, "usage": {"input_tokens": -5}})),
     ("missing_tenant", lambda ev: orjson.dumps({k: v for k, v in ev.items() if k != "tenant_id"})),
     ("unknown_field", lambda ev: orjson.dumps({**ev, "cost": "0"})),
-    ("wrong_region", lambda ev: orjson.dumps({**ev, "provider": "bedrock",
-                                             "model": "anthropic.claude-3-opus-20240229-v1:0",
-                                             "region": "eu-west-2", "usage": {"input_tokens": 10}})),
+    (
+        "wrong_region",
+        lambda ev: orjson.dumps(
+            {
+                **ev,
+                "provider": "bedrock",
+                "model": "anthropic.claude-3-opus-20240229-v1:0",
+                "region": "eu-west-2",
+                "usage": {"input_tokens": 10},
+            }
+        ),
+    ),
     ("float_tokens", lambda ev: orjson.dumps({**ev, "usage": {"input_tokens": 1.5}})),
     ("no_offset_ts", lambda ev: orjson.dumps({**ev, "ts": "2026-01-01T00:00:00"})),
     ("zero_usage", lambda ev: orjson.dumps({**ev, "usage": {"input_tokens": 0}})),
-    ("batch_not_offered", lambda ev: orjson.dumps({**ev, "provider": "bailian", "model": "qwen-max-0403",
-                                                  "mode": "batch", "region": None,
-                                                  "usage": {"input_tokens": 10}})),
+    (
+        "batch_not_offered",
+        lambda ev: orjson.dumps(
+            {
+                **ev,
+                "provider": "bailian",
+                "model": "qwen-max-0403",
+                "mode": "batch",
+                "region": None,
+                "usage": {"input_tokens": 10},
+            }
+        ),
+    ),
 ]
 WORDS = "the cost of every token matters when billing large language model usage in real time".split()
 
@@ -61,18 +80,36 @@ def _usage(kind: str, rnd: random.Random) -> tuple[dict[str, Any], dict[str, Any
         if kind == "chat_batchable" and rnd.random() < 0.3:
             mode = "batch"
         if kind == "chat_guarded":
-            u["guardrail"] = {"policies": ["content_filter", "denied_topics"],
-                              "input_chars": rnd.randint(0, 5000), "output_chars": rnd.randint(1, 8000)}
+            u["guardrail"] = {
+                "policies": ["content_filter", "denied_topics"],
+                "input_chars": rnd.randint(0, 5000),
+                "output_chars": rnd.randint(1, 8000),
+            }
         return u, None, mode
     if kind == "embed":
         return {"input_tokens": rnd.randint(10, 4000)}, None, mode
     if kind == "image":
-        return {"images": [{"count": rnd.randint(1, 4), "width": 1024, "height": 1024,
-                            "steps": rnd.choice([30, 50, 70])}]}, None, mode
+        return (
+            {
+                "images": [
+                    {"count": rnd.randint(1, 4), "width": 1024, "height": 1024, "steps": rnd.choice([30, 50, 70])}
+                ]
+            },
+            None,
+            mode,
+        )
     if kind == "guardrail":
-        return {"guardrail": {"policies": rnd.sample(["content_filter", "denied_topics", "sensitive_info",
-                                                      "word_filter"], 2),
-                              "input_chars": rnd.randint(1, 6000), "output_chars": rnd.randint(0, 6000)}}, None, mode
+        return (
+            {
+                "guardrail": {
+                    "policies": rnd.sample(["content_filter", "denied_topics", "sensitive_info", "word_filter"], 2),
+                    "input_chars": rnd.randint(1, 6000),
+                    "output_chars": rnd.randint(0, 6000),
+                }
+            },
+            None,
+            mode,
+        )
     if kind == "dedicated":
         return {"dedicated": {"instances": rnd.randint(1, 2), "hours": str(rnd.choice([1, 0.5, 2]))}}, None, mode
     if kind == "training":
@@ -80,26 +117,40 @@ def _usage(kind: str, rnd: random.Random) -> tuple[dict[str, Any], dict[str, Any
     if kind == "human":
         return {"human_tasks": rnd.randint(1, 50)}, None, mode
     if kind == "from_text":
-        text = {"input": " ".join(rnd.choices(WORDS, k=rnd.randint(5, 60))),
-                "output": " ".join(rnd.choices(WORDS, k=rnd.randint(5, 40)))}
+        text = {
+            "input": " ".join(rnd.choices(WORDS, k=rnd.randint(5, 60))),
+            "output": " ".join(rnd.choices(WORDS, k=rnd.randint(5, 40))),
+        }
         return {}, text, mode
     raise ValueError(kind)
 
 
-def generate(n: int, *, seed: int = 7, now: dt.datetime | None = None, tenants: int = 3, users: int = 40,
-             duplicate_rate: float = 0.0, late: int = 0, too_late: int = 0, bad: int = 0,
-             spread: dt.timedelta = dt.timedelta(minutes=30),
-             duplicate_window: int | None = None) -> Iterator[tuple[str, bytes]]:
+def generate(
+    n: int,
+    *,
+    seed: int = 7,
+    now: dt.datetime | None = None,
+    tenants: int = 3,
+    users: int = 40,
+    duplicate_rate: float = 0.0,
+    late: int = 0,
+    too_late: int = 0,
+    bad: int = 0,
+    spread: dt.timedelta = dt.timedelta(minutes=30),
+    duplicate_window: int | None = None,
+) -> Iterator[tuple[str, bytes]]:
     """Yield (kind, line) pairs: kind is "good", "duplicate", "late" (hours behind, within the
     allowed lateness), "too_late" (3 days behind) or "bad:<name>". Special lines come after the
     first tenth of the traffic, so each partition has stream time by then. A duplicate repeats
     any earlier good event, or with `duplicate_window` one of that many kept (each new event
     replaces a random kept one: bounded memory, for the soak)."""
     rnd = random.Random(seed)
-    now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
     weights = [t[0] for t in TEMPLATES]
     good: list[dict[str, Any]] = []
-    special = ["late"] * late + ["too_late"] * too_late + [f"bad:{BAD_KINDS[i % len(BAD_KINDS)][0]}" for i in range(bad)]
+    special = (
+        ["late"] * late + ["too_late"] * too_late + [f"bad:{BAD_KINDS[i % len(BAD_KINDS)][0]}" for i in range(bad)]
+    )
     total = n + len(special)
     positions = set(rnd.sample(range(total // 10, total), len(special))) if special else set()
     special_iter = iter(special)
@@ -128,8 +179,9 @@ def generate(n: int, *, seed: int = 7, now: dt.datetime | None = None, tenants: 
         yield "good", orjson.dumps(ev)
 
 
-def _event(rnd: random.Random, weights: list[int], now: dt.datetime, spread: dt.timedelta, i: int,
-           tenants: int, users: int) -> dict[str, Any]:
+def _event(
+    rnd: random.Random, weights: list[int], now: dt.datetime, spread: dt.timedelta, i: int, tenants: int, users: int
+) -> dict[str, Any]:
     _, provider, model, region, kind = rnd.choices(TEMPLATES, weights)[0]
     usage, text, mode = _usage(kind, rnd)
     tenant = f"tenant-{rnd.randrange(tenants)}"

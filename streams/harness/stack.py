@@ -54,8 +54,12 @@ class Broker:
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.env = dict(outside_env(BROKER_KNOBS), MS_DATA_DIR=str(data_dir), MS_KAFKA_PORT=str(self.port),
-                        MS_KAFKA_CONTROLLER_PORT=str(free_port()))
+        self.env = dict(
+            outside_env(BROKER_KNOBS),
+            MS_DATA_DIR=str(data_dir),
+            MS_KAFKA_PORT=str(self.port),
+            MS_KAFKA_CONTROLLER_PORT=str(free_port()),
+        )
         self.env.setdefault("MS_PYTHON", sys.executable)
         self.env.update(extra_env or {})
         self.bootstrap = f"127.0.0.1:{self.port}"
@@ -82,8 +86,15 @@ class Stack:
     """`security`: how every client of the stack (its subprocesses and its own producer) talks to
     the broker at `bootstrap`."""
 
-    def __init__(self, bootstrap: str, tmp: Path, clickhouse_url: str | None = None, partitions: int = 4,
-                 extra_env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tmp: Path,
+        clickhouse_url: str | None = None,
+        partitions: int = 4,
+        extra_env: dict[str, str] | None = None,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         tag = uuid.uuid4().hex[:8]
         self.bootstrap = bootstrap
         self.security = security
@@ -91,13 +102,22 @@ class Stack:
         self.partitions = partitions
         self.ports: list[int] = []
         self.env = outside_env()
-        self.env.update({
-            "MS_KAFKA_BOOTSTRAP": bootstrap, "MS_DATA_DIR": str(tmp / "data"), "MS_APP_ID": f"ms-{tag}",
-            "MS_EVENTS_TOPIC": f"ev-{tag}", "MS_DEAD_LETTER_TOPIC": f"dlq-{tag}", "MS_SINK_TOPIC": f"sink-{tag}",
-            "MS_BUDGETS_TOPIC": f"budgets-{tag}", "MS_ALERTS_TOPIC": f"alerts-{tag}",
-            "MS_ALERT_LOG_TOPIC": f"alertlog-{tag}", "MS_CATALOG_STATUS_TOPIC": f"catstatus-{tag}",
-            "MS_TOPIC_PARTITIONS": str(partitions), "MS_CLICKHOUSE_DATABASE": f"db_{tag}",
-        })
+        self.env.update(
+            {
+                "MS_KAFKA_BOOTSTRAP": bootstrap,
+                "MS_DATA_DIR": str(tmp / "data"),
+                "MS_APP_ID": f"ms-{tag}",
+                "MS_EVENTS_TOPIC": f"ev-{tag}",
+                "MS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
+                "MS_SINK_TOPIC": f"sink-{tag}",
+                "MS_BUDGETS_TOPIC": f"budgets-{tag}",
+                "MS_ALERTS_TOPIC": f"alerts-{tag}",
+                "MS_ALERT_LOG_TOPIC": f"alertlog-{tag}",
+                "MS_CATALOG_STATUS_TOPIC": f"catstatus-{tag}",
+                "MS_TOPIC_PARTITIONS": str(partitions),
+                "MS_CLICKHOUSE_DATABASE": f"db_{tag}",
+            }
+        )
         if clickhouse_url:
             self.env["MS_CLICKHOUSE_URL"] = clickhouse_url
         self.env.update(security.env())
@@ -126,9 +146,12 @@ class Stack:
             self.ports.append(port)
         self.env["MS_WORKER_URL"] = ",".join(f"http://127.0.0.1:{p}" for p in self.ports)
         log = open(self.tmp / f"worker-{port}.log", "ab")  # noqa: SIM115
-        self.workers[port] = subprocess.Popen(CLI + ["worker", "--web-port", str(port), "--role", role,
-                                                     "--loglevel", "warning"],
-                                              env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        self.workers[port] = subprocess.Popen(
+            CLI + ["worker", "--web-port", str(port), "--role", role, "--loglevel", "warning"],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         return port
 
     def kill_worker(self, port: int, sig: int = signal.SIGKILL) -> None:
@@ -162,12 +185,17 @@ class Stack:
         from kafka import KafkaProducer
 
         rnd = random.Random(seed)
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
-                                 max_request_size=2 * 1024 * 1024, **self.security.kafka_python())
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_request_size=2 * 1024 * 1024,
+            **self.security.kafka_python(),
+        )
         i, p = 0, 0
         while i < len(lines):
             n = rnd.randint(1, batch)
-            run = [line for line in lines[i:i + n] if b"\n" not in line]
+            run = [line for line in lines[i : i + n] if b"\n" not in line]
             if n == 1 or len(run) < n:
                 producer.send(self.events_topic, value=lines[i], partition=p)
                 i += 1
@@ -275,8 +303,10 @@ class Stack:
             except AssertionError:
                 pass  # e.g. no worker holds the store during a restart
             time.sleep(2)
-        raise AssertionError(f"totals did not converge: {len(got or {})} rows vs {len(want)} expected; "
-                             f"differences: {diff(got or {}, want)[:10]}")
+        raise AssertionError(
+            f"totals did not converge: {len(got or {})} rows vs {len(want)} expected; "
+            f"differences: {diff(got or {}, want)[:10]}"
+        )
 
     def count_rejected(self) -> int:
         return int(self.query("SELECT count() AS n FROM rejected_events FINAL")[0]["n"])
@@ -297,12 +327,20 @@ def budgets_for(exp: Expected) -> tuple[list[dict[str, Any]], list[str]]:
         top = max(v for (t, _), v in spend.items() if t == tenant)
         amount = (top / Decimal("1.2")).quantize(Decimal("0.01"))  # ~120% of the busiest day: "1" fires there
         bid = f"chaos-{tenant}"
-        budgets.append({"id": bid, "tenant_id": tenant, "period": "day", "currency": "USD",
-                        "amount": str(amount), "thresholds": list(ALERT_THRESHOLDS)})
+        budgets.append(
+            {
+                "id": bid,
+                "tenant_id": tenant,
+                "period": "day",
+                "currency": "USD",
+                "amount": str(amount),
+                "thresholds": list(ALERT_THRESHOLDS),
+            }
+        )
         for (t, start), v in sorted(spend.items()):
             if t != tenant:
                 continue
-            day = dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+            day = dt.datetime.fromtimestamp(start / 1000, dt.UTC).strftime("%Y-%m-%d")
             keys += [f"{bid}|{day}|{Decimal(th).normalize()}" for th in ALERT_THRESHOLDS if v >= amount * Decimal(th)]
     return budgets, sorted(keys)
 
@@ -311,8 +349,9 @@ def alerts_in_topic(stack: Stack) -> list[str]:
     """The keys of the alerts in the spend_alerts topic, in order, read to its end offset."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
-                             **stack.security.kafka_python())
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.bootstrap, enable_auto_commit=False, **stack.security.kafka_python()
+    )
     try:
         tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)
         consumer.assign([tp])

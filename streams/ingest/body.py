@@ -88,7 +88,7 @@ def _elements(raw: bytes, max_items: int) -> list[tuple[int, bytes]]:
     text = raw.decode("utf-8", "surrogateescape")
     i = _skip(text, _skip(text, 0) + 1)  # past "["
     out: list[tuple[int, bytes]] = []
-    if text[i:i + 1] != "]":
+    if text[i : i + 1] != "]":
         while True:
             try:
                 _, end = _DECODER.raw_decode(text, i)
@@ -102,10 +102,10 @@ def _elements(raw: bytes, max_items: int) -> list[tuple[int, bytes]]:
                 raise TooMany(max_items)
             out.append((len(out), text[i:end].encode("utf-8", "surrogateescape")))
             i = _skip(text, end)
-            if text[i:i + 1] == ",":
+            if text[i : i + 1] == ",":
                 i = _skip(text, i + 1)
                 continue
-            if text[i:i + 1] == "]":
+            if text[i : i + 1] == "]":
                 break
             raise BadBody(f"the array is not closed after element {len(out) - 1} (character {i})")
     if _skip(text, i + 1) != len(text):

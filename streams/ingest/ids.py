@@ -11,8 +11,14 @@ from typing import Any
 from adapters import Ids
 from schemas.errors import InputRejected
 
-FIELDS = {"tenant": "tenant_id", "user": "user_id", "event-id": "event_id", "ts": "ts", "model": "model",
-          "region": "region"}
+FIELDS = {
+    "tenant": "tenant_id",
+    "user": "user_id",
+    "event-id": "event_id",
+    "ts": "ts",
+    "model": "model",
+    "region": "region",
+}
 LABEL = "label"
 
 

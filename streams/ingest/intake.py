@@ -50,8 +50,9 @@ def top_level_tenants(raw: bytes) -> list[Any]:
     """Every value of a top-level ``tenant_id`` key of the item, repeated keys each (Python's json
     reads it, NaN and all); [] when it is not a JSON object or cannot be read."""
     try:
-        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_as_text, parse_float=_as_text,
-                         parse_constant=_as_text)
+        doc = json.loads(
+            raw, object_pairs_hook=_Object, parse_int=_as_text, parse_float=_as_text, parse_constant=_as_text
+        )
     except (ValueError, RecursionError):
         return []
     return [v for k, v in doc if k == "tenant_id"] if isinstance(doc, _Object) else []

@@ -44,7 +44,7 @@ log = logging.getLogger("meterstream.ingest")
 WRITER = web.AppKey("writer", Writer)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 RETRY_AFTER_S = "5"
-MAX_LISTED = 100      # refused items (or forbidden indexes) an answer lists in full
+MAX_LISTED = 100  # refused items (or forbidden indexes) an answer lists in full
 MAX_SHOWN_PATH = 200  # characters of a request's path the log shows
 
 
@@ -67,8 +67,7 @@ def listed(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _json(status: int, doc: Any, **headers: str) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json",
-                        headers=headers or None)
+    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json", headers=headers or None)
 
 
 def producer_bearer(tokens: TokensFile) -> Bearer:
@@ -79,8 +78,13 @@ def producer_bearer(tokens: TokensFile) -> Bearer:
         request["producer"] = producer.name
         request["scope"] = producer
 
-    return Bearer(realm="meterstream-ingest", say_invalid=True, check=lambda token: tokens.current().producer(token),
-                  required="a producer's bearer token is required (meterstream ingest token add NAME)", admit=admit)
+    return Bearer(
+        realm="meterstream-ingest",
+        say_invalid=True,
+        check=lambda token: tokens.current().producer(token),
+        required="a producer's bearer token is required (meterstream ingest token add NAME)",
+        admit=admit,
+    )
 
 
 async def _items(request: web.Request) -> list[tuple[int, bytes]]:
@@ -89,8 +93,11 @@ async def _items(request: web.Request) -> list[tuple[int, bytes]]:
         async with asyncio.timeout(timeout):
             raw = await request.read()
     except TimeoutError:
-        raise Refused(408, f"the body did not arrive within {timeout:g} s (MS_INGEST_BODY_TIMEOUT_S); "
-                           "nothing was written", close=True) from None
+        raise Refused(
+            408,
+            f"the body did not arrive within {timeout:g} s (MS_INGEST_BODY_TIMEOUT_S); nothing was written",
+            close=True,
+        ) from None
     try:  # framing and judging run in a thread: a full body never holds the loop
         return await asyncio.to_thread(body.items, raw, request.content_type)
     except body.TooMany as exc:
@@ -103,18 +110,33 @@ async def _answer(request: web.Request, intake: Intake) -> web.Response:
     """Write what was accepted and the refused records; answer once Kafka acknowledged them."""
     if intake.forbidden:
         tenants = ", ".join(sorted(intake.producer.tenants or ()))
-        return _json(403, listed({"error": f"this producer's token is for the events of {tenants} only; nothing "
-                                           "was written", "indexes": intake.forbidden}, "indexes"))
+        return _json(
+            403,
+            listed(
+                {
+                    "error": f"this producer's token is for the events of {tenants} only; nothing was written",
+                    "indexes": intake.forbidden,
+                },
+                "indexes",
+            ),
+        )
     writer, name = request.app[WRITER], request["producer"]
     try:
         limits: Limits = await writer.limits()
-        await asyncio.to_thread(intake.fit, lambda event: limits.too_large(event, name),
-                                lambda value, reason: limits.refusal_fits(value, reason, name))
+        await asyncio.to_thread(
+            intake.fit,
+            lambda event: limits.too_large(event, name),
+            lambda value, reason: limits.refusal_fits(value, reason, name),
+        )
         await writer.write(intake.events, intake.refusals, name)
     except Unavailable as exc:
         log.warning("%s by %s: 503: %s", shown(request), name, exc)
-        return json_error(503, f"{exc}: nothing is confirmed, send the request again (some of it may have been "
-                           "written; the stream counts a repeated event_id once)", **{"Retry-After": RETRY_AFTER_S})
+        return json_error(
+            503,
+            f"{exc}: nothing is confirmed, send the request again (some of it may have been "
+            "written; the stream counts a repeated event_id once)",
+            **{"Retry-After": RETRY_AFTER_S},
+        )
     accepted = len(intake.events)
     return _json(202 if accepted else 422, listed({"accepted": accepted, "rejected": intake.rejected}, "rejected"))
 
@@ -162,8 +184,15 @@ class AccessLog(AbstractAccessLogger):
     """One line a request: who, what, the status, how long (never a header or the body)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %s %d %.3fs", request.remote, request.get("producer", "-"), request.method,
-                         shown(request), response.status, time)
+        self.logger.info(
+            "%s %s %s %s %d %.3fs",
+            request.remote,
+            request.get("producer", "-"),
+            request.method,
+            shown(request),
+            response.status,
+            time,
+        )
 
 
 class OneLine(logging.Filter):
@@ -176,18 +205,25 @@ class OneLine(logging.Filter):
         if isinstance(exc, HttpProcessingError):
             why = (str(exc.message).strip().splitlines() or [""])[0][:MAX_SHOWN_PATH]
             said = record.getMessage()
-            record.msg, record.args = "%s: %d %s: %s", (said, exc.code, type(exc).__name__,
-                                                        why.encode("unicode_escape").decode("ascii"))
+            record.msg, record.args = (
+                "%s: %d %s: %s",
+                (said, exc.code, type(exc).__name__, why.encode("unicode_escape").decode("ascii")),
+            )
             record.exc_info, record.exc_text = None, None
         return True
 
 
 def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
-    middleware = guard(hosts=allowed_hosts(settings.ingest_bind, settings.ingest_allowed_hosts),
-                       bearer=producer_bearer(tokens), post_types=body.CONTENT_TYPES,
-                       body_limit=BodyLimit(settings.ingest_max_bytes, "MS_INGEST_MAX_BYTES"),
-                       aiohttp_errors_as_json=True, owner="the ingest", log=log,
-                       logged=lambda request: f"{request.method} {shown(request)}")
+    middleware = guard(
+        hosts=allowed_hosts(settings.ingest_bind, settings.ingest_allowed_hosts),
+        bearer=producer_bearer(tokens),
+        post_types=body.CONTENT_TYPES,
+        body_limit=BodyLimit(settings.ingest_max_bytes, "MS_INGEST_MAX_BYTES"),
+        aiohttp_errors_as_json=True,
+        owner="the ingest",
+        log=log,
+        logged=lambda request: f"{request.method} {shown(request)}",
+    )
     app = web.Application(middlewares=[middleware], client_max_size=settings.ingest_max_bytes)
     app[WRITER] = Writer(settings)
     app[BODY_TIMEOUT] = settings.ingest_body_timeout_s
@@ -208,6 +244,11 @@ def serve(settings: Settings, tokens: TokensFile) -> None:
     connection still waiting for a request's headers when it fires: MS_INGEST_HEADER_TIMEOUT_S
     bounds both how long the headers may take and how long a connection may idle."""
     logging.getLogger("aiohttp.server").addFilter(OneLine())
-    web.run_app(make_app(settings, tokens), host=settings.ingest_bind, port=settings.ingest_port,
-                access_log_class=AccessLog, keepalive_timeout=settings.ingest_header_timeout_s,
-                print=lambda text: log.info(" ".join(text.split())))
+    web.run_app(
+        make_app(settings, tokens),
+        host=settings.ingest_bind,
+        port=settings.ingest_port,
+        access_log_class=AccessLog,
+        keepalive_timeout=settings.ingest_header_timeout_s,
+        print=lambda text: log.info(" ".join(text.split())),
+    )

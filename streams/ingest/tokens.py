@@ -118,8 +118,7 @@ def load(path: Path) -> Tokens:
             continue
         m = _LINE.fullmatch(line.strip())
         if m is None or not NAME.fullmatch(m.group(1)):
-            raise TokenFileError(f"{path}, line {n}: expected NAME SHA256HEX (64 lowercase hex digits) "
-                                 "[tenants=T1,T2]")
+            raise TokenFileError(f"{path}, line {n}: expected NAME SHA256HEX (64 lowercase hex digits) [tenants=T1,T2]")
         tenants = None
         if m.group(3) is not None:
             tenants = frozenset(m.group(3).split(","))

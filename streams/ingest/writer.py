@@ -42,9 +42,9 @@ from streams.settings import Settings
 log = logging.getLogger("meterstream.ingest")
 PRODUCER_HEADER = "ms-producer"
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # message.max.bytes when the broker's cannot be read
-RECORD_MARGIN = 64                            # bytes kept below the broker's limit
-CLIENT_BATCH_BYTES = 256 * 1024               # kafka-python's batch_size (make_producer), at most
-_LONGEST_NAME = "x" * 64                      # a producer name is at most 64 characters (tokens.py)
+RECORD_MARGIN = 64  # bytes kept below the broker's limit
+CLIENT_BATCH_BYTES = 256 * 1024  # kafka-python's batch_size (make_producer), at most
+_LONGEST_NAME = "x" * 64  # a producer name is at most 64 characters (tokens.py)
 
 
 class Unavailable(errors.Unavailable):
@@ -64,7 +64,7 @@ class Limits:
     """The events topic's record limit, and what of it a record of the ingest may use."""
 
     max_message_bytes: int  # the broker's limit for one record batch on the events topic
-    source: str             # where it was read: "max.message.bytes of topic T", ...
+    source: str  # where it was read: "max.message.bytes of topic T", ...
 
     @property
     def record_max(self) -> int:
@@ -84,8 +84,10 @@ class Limits:
         size = record_size(event_key(event), event, [(PRODUCER_HEADER, producer.encode())])
         if size <= self.record_max:
             return None
-        return (f"event is {len(event)} bytes: its Kafka record ({size} bytes) is over the "
-                f"{self.max_message_bytes}-byte limit of the events topic ({self.source})")
+        return (
+            f"event is {len(event)} bytes: its Kafka record ({size} bytes) is over the "
+            f"{self.max_message_bytes}-byte limit of the events topic ({self.source})"
+        )
 
     def refusal_fits(self, value: bytes, reason: str, producer: str) -> bool:
         headers = [refusal_header(reason), (PRODUCER_HEADER, producer.encode())]
@@ -98,29 +100,40 @@ def read_limits(settings: Settings, timeout_ms: int) -> Limits:
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
     topic = settings.events_topic
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="meterstream-ingest-admin",
-                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
-                             **kafka_security(settings).kafka_python())
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        client_id="meterstream-ingest-admin",
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        **kafka_security(settings).kafka_python(),
+    )
     try:
         try:
-            found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])],
-                                           config_filter="all")
+            found = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])], config_filter="all"
+            )
             value = found.get("topic", {}).get(topic, {}).get("max.message.bytes", {}).get("value")
             if value is not None:
                 return Limits(int(value), f"max.message.bytes of topic {topic}")
             brokers = sorted(b["broker_id"] for b in admin.describe_cluster()["brokers"])
             resources = [ConfigResource(ConfigResourceType.BROKER, str(b), ["message.max.bytes"]) for b in brokers]
             found = admin.describe_configs(resources, config_filter="all")
-            values = [int(c["message.max.bytes"]["value"]) for c in found.get("broker", {}).values()
-                      if c.get("message.max.bytes", {}).get("value") is not None]
+            values = [
+                int(c["message.max.bytes"]["value"])
+                for c in found.get("broker", {}).values()
+                if c.get("message.max.bytes", {}).get("value") is not None
+            ]
             if values:
                 return Limits(min(values), "message.max.bytes of the brokers")
         except (AuthorizationError, UnsupportedVersionError) as exc:  # not allowed to; a broker before 0.11
             why = type(exc).__name__
         else:
             why = "no DESCRIBE_CONFIGS permission"  # a denied resource answers no config
-        log.warning("the events topic's record limit could not be read (%s): Kafka's default %d is assumed",
-                    why, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        log.warning(
+            "the events topic's record limit could not be read (%s): Kafka's default %d is assumed",
+            why,
+            KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+        )
         return Limits(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "Kafka's default message.max.bytes")
     finally:
         admin.close()
@@ -159,14 +172,25 @@ class Writer:
             if self._events is None:
                 ms = int(self.timeout * 1000)
                 limits = read_limits(self.settings, ms)
-                client = make_producer(self.settings.bootstrap, kafka_security(self.settings), linger_ms=5,
-                                       client_id="meterstream-ingest", bootstrap_timeout_ms=ms, max_block_ms=ms,
-                                       max_request_size=limits.record_max,
-                                       batch_size=min(CLIENT_BATCH_BYTES, limits.record_max))
+                client = make_producer(
+                    self.settings.bootstrap,
+                    kafka_security(self.settings),
+                    linger_ms=5,
+                    client_id="meterstream-ingest",
+                    bootstrap_timeout_ms=ms,
+                    max_block_ms=ms,
+                    max_request_size=limits.record_max,
+                    batch_size=min(CLIENT_BATCH_BYTES, limits.record_max),
+                )
                 self._events = Producer(None, self.settings.events_topic, client=client, batch_bytes=limits.batch_bytes)
                 self._client, self._limits = client, limits
-                log.info("writing to %s: records of at most %d bytes (%s: %d)", self.settings.events_topic,
-                         limits.record_max, limits.source, limits.max_message_bytes)
+                log.info(
+                    "writing to %s: records of at most %d bytes (%s: %d)",
+                    self.settings.events_topic,
+                    limits.record_max,
+                    limits.source,
+                    limits.max_message_bytes,
+                )
             assert self._limits is not None
             return self._events, self._client, self._limits
 
@@ -189,18 +213,23 @@ class Writer:
             return
         self.replaced += 1
         error = getattr(getattr(client, "_transaction_manager", None), "last_error", None)
-        log.warning("the Kafka client is %s (%s): closed, a new one is made for the next request", why,
-                    type(error).__name__ if error is not None else "closed")
-        threading.Thread(target=_close, args=(events, client, self.timeout), name="meterstream-ingest-retire",
-                         daemon=True).start()
+        log.warning(
+            "the Kafka client is %s (%s): closed, a new one is made for the next request",
+            why,
+            type(error).__name__ if error is not None else "closed",
+        )
+        threading.Thread(
+            target=_close, args=(events, client, self.timeout), name="meterstream-ingest-retire", daemon=True
+        ).start()
 
     def _retire_if_unusable(self, client: Any) -> None:
         with self._lock:
             if client is not None and client is self._client and not usable(client):
                 self._retire_locked("unusable")
 
-    def _send(self, events: list[bytes], refusals: list[tuple[bytes, str]],
-              headers: list[tuple[str, bytes]], state: list[Any]) -> list[Delivery]:
+    def _send(
+        self, events: list[bytes], refusals: list[tuple[bytes, str]], headers: list[tuple[str, bytes]], state: list[Any]
+    ) -> list[Delivery]:
         producer, client, _ = self._producer()
         state.append(client)
         deliveries = [producer.send_batch(events, headers)] if events else []

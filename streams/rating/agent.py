@@ -33,6 +33,8 @@ from streams.web_token import CATALOG_KEY, ensure_token
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 log = logging.getLogger("meterstream.rating")
 RESUME_ATTEMPTS = 30  # reads of a partition's committed offset before the worker restarts
+
+
 def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[tuple[Source, bytes]]]:
     """One partition's take in consecutive slices of at most ``max_bytes`` of input (at least one
     record each): each slice is rated and its rows sent before the next is parsed."""
@@ -48,7 +50,9 @@ def slices(items: list[tuple[Source, bytes]], max_bytes: int) -> Iterator[list[t
         yield part
 
 
-def continuing(expected: int, items: list[tuple[Source, bytes]]) -> tuple[list[tuple[Source, bytes]], tuple[int, int] | None]:
+def continuing(
+    expected: int, items: list[tuple[Source, bytes]]
+) -> tuple[list[tuple[Source, bytes]], tuple[int, int] | None]:
     """One partition's batch, checked to continue from offset `expected`: the records from
     `expected` on, in order (one below it was given here before: read again after a seek back),
     and the first hole, as (the offset missing, the one that came instead), or None."""
@@ -82,8 +86,7 @@ def source_of(msg: Any, now_s: float) -> tuple[Source, bytes]:
         value = b"" if value is None else bytes(value)
         if refused is None and kind.catalog is None and not kind.batch:
             refused = TOMBSTONE
-    return Source(msg.topic, msg.partition, msg.offset, ts_ms, kind.batch, catalog=kind.catalog,
-                  refused=refused), value
+    return Source(msg.topic, msg.partition, msg.offset, ts_ms, kind.batch, catalog=kind.catalog, refused=refused), value
 
 
 def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, int, bytes]]:
@@ -150,8 +153,11 @@ def store_url(settings: Settings) -> str:
 
 def state_table(app: faust.App, settings: Settings) -> Any:
     """The rating state: on disk (Faust's rocksdb store, bounded memory) or in memory."""
-    options = {} if settings.state_store == "memory" else {
-        "cache_bytes": settings.state_cache_mb << 20, "write_buffer_bytes": settings.state_write_buffer_mb << 20}
+    options = (
+        {}
+        if settings.state_store == "memory"
+        else {"cache_bytes": settings.state_cache_mb << 20, "write_buffer_bytes": settings.state_write_buffer_mb << 20}
+    )
     return app.Table("state", partitions=settings.topic_partitions, options=options)
 
 
@@ -184,7 +190,7 @@ class RatingRole:
             catalog_key=ensure_token(settings, CATALOG_KEY).get_secret_value().encode(),
         )
         self.delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
-        self.reported: dict[int, str] = {}   # the versions last reported to the status topic
+        self.reported: dict[int, str] = {}  # the versions last reported to the status topic
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         faust_fixes.STRICT_TOPICS.add(settings.events_topic)
         app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]  # mode's stub: a receiver returns None
@@ -219,7 +225,7 @@ class RatingRole:
                 break
             except Exception as exc:  # the coordinator is away: wait for it
                 log.warning("partition %d: its committed offset was not read (%s); retrying", partition, exc)
-                await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
         if start is None:
             restart_in_place(f"partition {partition}: its committed offset could not be read")
         expected = max(start, self.delivered.get(partition, start))
@@ -276,22 +282,35 @@ class RatingRole:
             await self.sink_topic.send(key=str(partition).encode(), value=value)
         for home, values, ts_ms, origin in forward_records(partition, out):
             self.stats["forwarded"] += values.count(b"\n") + 1
-            await self.events.send(value=values, partition=home, timestamp=(ts_ms + 0.5) / 1000,
-                                   headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)])
+            await self.events.send(
+                value=values,
+                partition=home,
+                timestamp=(ts_ms + 0.5) / 1000,
+                headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)],
+            )
 
     async def report_versions(self) -> None:
         """This worker's catalog versions, to the status topic (`meterstream catalog status`)."""
         app, rater = self.app, self.rater
-        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives()
-                          if tp.topic == self.settings.events_topic)
+        assigned = sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == self.settings.events_topic
+        )
         current = dict(rater.versions.current)
         if cast(Any, app.tables).recovery.completed.is_set():  # partitions not read since assignment: from the state
             for p in set(assigned) - set(current):
                 history = rater.versions.history(PartitionState(self.state, p), p)
                 current[p] = history[-1][1] if history else rater.versions.base.content_hash
-        await self.status_topic.send(key=self.worker.encode(), value=orjson.dumps({
-            "worker": self.worker, "at_ms": int(time.time() * 1000), "own": rater.versions.base.content_hash,
-            "partitions": {str(p): current.get(p) for p in assigned}}))
+        await self.status_topic.send(
+            key=self.worker.encode(),
+            value=orjson.dumps(
+                {
+                    "worker": self.worker,
+                    "at_ms": int(time.time() * 1000),
+                    "own": rater.versions.base.content_hash,
+                    "partitions": {str(p): current.get(p) for p in assigned},
+                }
+            ),
+        )
         self.reported = current
 
 

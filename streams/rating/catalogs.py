@@ -28,7 +28,7 @@ from schemas.record import Seal
 from streams.rating.dedup import SEP
 
 KEEP_VERSIONS = 8  # a replay reaches back less far than 8 publications
-MAX_LOADED = 16    # catalogs kept parsed in memory
+MAX_LOADED = 16  # catalogs kept parsed in memory
 
 
 class CatalogRefused(InputRejected):
@@ -72,8 +72,16 @@ class Versions:
             catalog = self._load(state[files_key(p, version)], version)
         return catalog
 
-    def publish(self, state: MutableMapping[str, Any], topic: str, p: int, history: list[list[Any]], pos: int,
-                value: bytes, seal: Seal) -> list[list[Any]]:
+    def publish(
+        self,
+        state: MutableMapping[str, Any],
+        topic: str,
+        p: int,
+        history: list[list[Any]],
+        pos: int,
+        value: bytes,
+        seal: Seal,
+    ) -> list[list[Any]]:
         """Apply the catalog record at ``pos`` of ``topic``/``p`` (``seal``: its sequence and
         signature); the history after it. CatalogRefused with the reason when the record is not a
         sealed, newer, loadable catalog (the history is unchanged)."""
@@ -84,16 +92,22 @@ class Versions:
         if self.key is None:
             raise CatalogRefused("catalog record refused: this rater has no catalog key (MS_CATALOG_KEY)")
         if seal.seq is None:
-            raise CatalogRefused("catalog record refused: not signed with the catalog key for this topic, partition "
-                                 "and sequence: it has no sequence (meterstream-catalog-seq); publish the catalog "
-                                 "again with meterstream catalog publish")
+            raise CatalogRefused(
+                "catalog record refused: not signed with the catalog key for this topic, partition "
+                "and sequence: it has no sequence (meterstream-catalog-seq); publish the catalog "
+                "again with meterstream catalog publish"
+            )
         if not catalog_record.signed_by(self.key, value, seal.hmac, topic=topic, partition=p, seq=seal.seq):
-            raise CatalogRefused("catalog record refused: not signed with the catalog key for this topic, "
-                                 "partition and sequence (meterstream catalog publish signs with MS_CATALOG_KEY)")
+            raise CatalogRefused(
+                "catalog record refused: not signed with the catalog key for this topic, "
+                "partition and sequence (meterstream catalog publish signs with MS_CATALOG_KEY)"
+            )
         in_force = sequence(history)
         if seal.seq <= in_force:
-            raise CatalogRefused(f"catalog record refused: its sequence {seal.seq} is not above {in_force}, the "
-                                 "one in force (an older publication written again cannot roll prices back)")
+            raise CatalogRefused(
+                f"catalog record refused: its sequence {seal.seq} is not above {in_force}, the "
+                "one in force (an older publication written again cannot roll prices back)"
+            )
         try:
             version, files = catalog_record.decode(value)
         except ValueError as exc:
@@ -102,7 +116,7 @@ class Versions:
         kept = [*history, [pos, version, seal.seq]][-KEEP_VERSIONS:]
         if version not in {h[1] for h in history}:
             state[files_key(p, version)] = files
-        for gone in [h[1] for h in history[:len(history) + 1 - len(kept)]]:
+        for gone in [h[1] for h in history[: len(history) + 1 - len(kept)]]:
             if gone not in {h[1] for h in kept}:
                 del state[files_key(p, gone)]
         state[history_key(p)] = kept

@@ -43,8 +43,12 @@ async def _flush(self: Any) -> None:
 
 
 if not getattr(_Buffer, "_ms_fixed", False):
-    _fixes: tuple[tuple[str, Any], ...] = (("put", _put), ("_send_pending", _send_pending), ("flush", _flush),
-                                           ("_ms_fixed", True))
+    _fixes: tuple[tuple[str, Any], ...] = (
+        ("put", _put),
+        ("_send_pending", _send_pending),
+        ("flush", _flush),
+        ("_ms_fixed", True),
+    )
     for _name, _fix in _fixes:
         setattr(_Buffer, _name, _fix)
 
@@ -132,11 +136,13 @@ async def _perform_seek(self: Any) -> None:
         for tp in unseeked:
             committed[tp] = starts[tp]
             await self._seek(tp, starts[tp])
-    self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
-                              for tp, offset in committed.items()})
+    self._read_offset.update(
+        {tp: offset if offset is not None and offset >= 0 else None for tp, offset in committed.items()}
+    )
     self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset})
-    resume_at(self).update({tp: offset for tp, offset in committed.items()
-                            if offset is not None and tp.topic not in changelogs})
+    resume_at(self).update(
+        {tp: offset for tp, offset in committed.items() if offset is not None and tp.topic not in changelogs}
+    )
 
 
 _original_reset_state = _Consumer._reset_state
@@ -159,7 +165,11 @@ def _reset_state(self: Any) -> None:
 
 
 if not getattr(_Consumer, "_ms_fixed", False):
-    _fixes = (("_new_offset", _new_offset), ("perform_seek", _perform_seek), ("_reset_state", _reset_state),
-              ("_ms_fixed", True))
+    _fixes = (
+        ("_new_offset", _new_offset),
+        ("perform_seek", _perform_seek),
+        ("_reset_state", _reset_state),
+        ("_ms_fixed", True),
+    )
     for _name, _fix in _fixes:
         setattr(_Consumer, _name, _fix)

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from pricing import Catalog
 from pricing.rating import Rejection, rate
 from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
@@ -52,7 +50,7 @@ class Source:
     offset: int
     timestamp_ms: int  # the Kafka record's timestamp: "now" for the future-ts bound, replay-stable
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
-    index: int = 0       # an event's line in its batch record
+    index: int = 0  # an event's line in its batch record
     catalog: Seal | None = None  # a catalog record's sequence and signature (schemas/catalog_record.py)
     refused: str | None = None  # the record is rejected as it is, and why: a payload its producer
     #                             refused (schemas/refusal.py), or a record that cannot be read (schemas/record.py)
@@ -76,10 +74,16 @@ class Output:
 
 
 class Rater:
-    def __init__(self, catalog: Catalog, *, lateness_ms: int = 48 * 3_600_000,
-                 dedup_ms: int = 24 * 3_600_000, partitions: int | None = None,
-                 index: Callable[[MutableMapping[str, Any], int], Index] | None = None,
-                 catalog_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        lateness_ms: int = 48 * 3_600_000,
+        dedup_ms: int = 24 * 3_600_000,
+        partitions: int | None = None,
+        index: Callable[[MutableMapping[str, Any], int], Index] | None = None,
+        catalog_key: bytes | None = None,
+    ) -> None:
         """`partitions`: the events topic's partition count; with it, an event read on another
         partition than its canonical one is not counted there but forwarded (Output.forward), so
         that its duplicates meet it whatever partition a producer chose. `index`: opens a
@@ -125,13 +129,15 @@ class Rater:
                     out.rejected.append(self._rejected(src, raw, f"{exc}; the version in force stays", None))
                 latest = versions.at(state, p, history, 1 << 62)
                 continue
-            now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.timezone.utc)
+            now = dt.datetime.fromtimestamp(src.timestamp_ms / 1000, dt.UTC)
             catalog = latest if not history or src.pos > history[-1][0] else versions.at(state, p, history, src.pos)
             try:
                 result = rate(raw, catalog, now=now)
             except Exception as exc:  # a fault of pricing on this input: kept with the reason, for a redrive
-                result = Rejection(f"internal error while pricing this event ({type(exc).__name__}); "
-                                   "kept to be sent again once fixed", None)
+                result = Rejection(
+                    f"internal error while pricing this event ({type(exc).__name__}); kept to be sent again once fixed",
+                    None,
+                )
             if isinstance(result, Rejection):
                 out.rejected.append(self._rejected(src, raw, result.reason, result.event_id))
                 continue
@@ -144,10 +150,15 @@ class Rater:
                     continue
             ts_ms = int(dt.datetime.fromisoformat(result["ts"]).timestamp() * 1000)
             if ts_ms < watermark - self.lateness_ms:
-                out.rejected.append(self._rejected(
-                    src, raw, f"too_late: event time is {(watermark - ts_ms) // 60_000} minutes behind "
-                    f"this partition's stream time (allowed lateness {self.lateness_ms // 60_000} minutes)",
-                    result["event_id"]))
+                out.rejected.append(
+                    self._rejected(
+                        src,
+                        raw,
+                        f"too_late: event time is {(watermark - ts_ms) // 60_000} minutes behind "
+                        f"this partition's stream time (allowed lateness {self.lateness_ms // 60_000} minutes)",
+                        result["event_id"],
+                    )
+                )
                 continue
             watermark = max(watermark, ts_ms)
             ident = (result["tenant_id"], result["event_id"])
@@ -164,7 +175,7 @@ class Rater:
                 max_ts = max(max_ts, ts_ms)
             out.ledger.append(ledger_row(result, ts_ms, p, src.offset, version=1, index=src.index))
         for i in range(0, len(new_seen), DEDUP_ENTRY_IDS):  # bounded changelog records
-            chunk = new_seen[i:i + DEDUP_ENTRY_IDS]
+            chunk = new_seen[i : i + DEDUP_ENTRY_IDS]
             idx.add(state, entry_key(p, max_ts, chunk[0][2]), max_ts, chunk)
         versions.current[p] = latest.content_hash
         last = items[-1][0].offset

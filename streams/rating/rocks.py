@@ -36,8 +36,10 @@ class BoundedOptions(RocksDBOptions):
         key = (self.cache_bytes, self.write_buffer_bytes)
         if key not in _SHARED:
             cache = rocksdict.Cache(self.cache_bytes)
-            _SHARED[key] = (cache, rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
-                self.write_buffer_bytes, False, cache))
+            _SHARED[key] = (
+                cache,
+                rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(self.write_buffer_bytes, False, cache),
+            )
         cache, wbm = _SHARED[key]
         opts = rocksdict.Options(raw_mode=True)
         opts.create_if_missing(True)
@@ -69,11 +71,13 @@ class StateStore(RocksStore):
         cache, wb = options.pop("cache_bytes", 128 << 20), options.pop("write_buffer_bytes", 64 << 20)
         kwargs["options"] = options
         super().__init__(*args, **kwargs)
-        self.rocksdb_options = BoundedOptions(cache_bytes=cache, write_buffer_bytes=wb,
-                                              **(self.options or {}), use_rocksdict=True)
+        self.rocksdb_options = BoundedOptions(
+            cache_bytes=cache, write_buffer_bytes=wb, **(self.options or {}), use_rocksdict=True
+        )
 
-    def apply_changelog_batch(self, batch: Iterable[Any], to_key: Callable[[Any], Any],
-                              to_value: Callable[[Any], Any]) -> None:
+    def apply_changelog_batch(
+        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
+    ) -> None:
         events = list(batch)
         index: dict[tuple[int, bytes], bytes | None] = {}  # index keys as this batch leaves them
         entries: dict[tuple[int, bytes], bytes | None] = {}  # entries as this batch leaves them

@@ -30,7 +30,6 @@ from streams.storage.base import EpochMs
 log = logging.getLogger("meterstream.sink")
 
 
-
 def rows_by_table(records: list[SinkRecord]) -> dict[str, list[dict[str, Any]]]:
     """A batch's ledger and rejected_events rows (one per event, one per source position): the
     records' own rows, completed in place (no copies: a batch may hold 100,000 of them)."""
@@ -71,10 +70,20 @@ class SinkConsumer:
     engine only the process holding the sink partitions opens the data directory (it closes it
     on revocation)."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str, open_store: Callable[[], Store], *,
-                 max_records: int = 64, max_backoff_s: float = 30.0, alert_log_topic: str | None = None,
-                 rollup_keep_ms: int = 48 * 3_600_000, security: KafkaSecurity = PLAINTEXT,
-                 one_owner: bool = True) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        open_store: Callable[[], Store],
+        *,
+        max_records: int = 64,
+        max_backoff_s: float = 30.0,
+        alert_log_topic: str | None = None,
+        rollup_keep_ms: int = 48 * 3_600_000,
+        security: KafkaSecurity = PLAINTEXT,
+        one_owner: bool = True,
+    ) -> None:
         """`one_owner`: every sink-topic partition to one process (the embedded engine); False
         with a ClickHouse server, where several sink processes share the partitions (each source
         partition's rows are in one sink partition, and rows of different ones are disjoint)."""
@@ -144,9 +153,15 @@ class SinkConsumer:
                 delay = min(delay * 2, self.max_backoff_s)
 
     async def run(self) -> None:
-        consumer = CommitAfterWrite(self.bootstrap, [self.topic] + ([self.alert_log_topic] if self.alert_log_topic else []),
-                                    self.group_id, max_records=self.max_records, one_owner=self.one_owner,
-                                    security=self.security, on_revoked=self._close_store)
+        consumer = CommitAfterWrite(
+            self.bootstrap,
+            [self.topic] + ([self.alert_log_topic] if self.alert_log_topic else []),
+            self.group_id,
+            max_records=self.max_records,
+            one_owner=self.one_owner,
+            security=self.security,
+            on_revoked=self._close_store,
+        )
         await consumer.start()
         try:
             while not self._stopping.is_set():

@@ -17,23 +17,31 @@ scale: exact, schemas/money.py), the seven counters, the version; key strings ar
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from schemas.batch import position
 from schemas.money import to_units, units_text
 from schemas.records import LedgerRow
-from schemas.batch import position
+from streams.sink.windows import WINDOWS, WindowSize
 from streams.storage import Store
 from streams.storage.base import EpochMs
-from streams.sink.windows import WINDOWS, WindowSize
 
-COUNTERS = ("events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-            "images", "guardrail_units")
+COUNTERS = (
+    "events",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "images",
+    "guardrail_units",
+)
 # (table, column of the key, window)
 TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
     (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
-    for kind in ("user", "model") for w in WINDOWS)
+    for kind in ("user", "model")
+    for w in WINDOWS
+)
 MINUTE_MS = 60_000
 
 
@@ -53,8 +61,17 @@ class Totals(NamedTuple):
     def plus(self, sums: Sequence[int], version: int) -> Totals:
         """These totals with `sums` added (the summed fields in order: cost, events, the six
         counters) and `version` as their version."""
-        return Totals(self[0] + sums[0], self[1] + sums[1], self[2] + sums[2], self[3] + sums[3],
-                      self[4] + sums[4], self[5] + sums[5], self[6] + sums[6], self[7] + sums[7], version)
+        return Totals(
+            self[0] + sums[0],
+            self[1] + sums[1],
+            self[2] + sums[2],
+            self[3] + sums[3],
+            self[4] + sums[4],
+            self[5] + sums[5],
+            self[6] + sums[6],
+            self[7] + sums[7],
+            version,
+        )
 
 
 ZERO = Totals(0, 0, 0, 0, 0, 0, 0, 0, -1)
@@ -62,8 +79,8 @@ SUMMED = len(Totals._fields) - 1  # every field but the version
 FIRST, LAST = SUMMED, SUMMED + 1  # a group's lowest and highest source position, after its sums
 assert Totals._fields[1:SUMMED] == COUNTERS
 
-Slice = tuple[str, int]                 # (table, window start ms)
-Key = tuple[str, str, str, int]         # (tenant, user or model, currency, source partition)
+Slice = tuple[str, int]  # (table, window start ms)
+Key = tuple[str, str, str, int]  # (tenant, user or model, currency, source partition)
 
 
 class Rollups:
@@ -76,8 +93,7 @@ class Rollups:
     def __len__(self) -> int:
         return sum(len(keys) for keys in self.slices.values())
 
-    def stage(self, store: Store, ledger: list[LedgerRow], *,
-              aggregate: bool = True) -> dict[Slice, dict[Key, Totals]]:
+    def stage(self, store: Store, ledger: list[LedgerRow], *, aggregate: bool = True) -> dict[Slice, dict[Key, Totals]]:
         """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept
         (`aggregate=False`: always row by row, for tests that compare the two)."""
         # minute -> the window starts of TABLES (every window boundary is a minute boundary)
@@ -92,8 +108,9 @@ class Rollups:
             staged = self._stage_rows(ledger, starts)
         return staged
 
-    def _stage_aggregated(self, ledger: list[LedgerRow],
-                          starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]] | None:
+    def _stage_aggregated(
+        self, ledger: list[LedgerRow], starts: dict[int, list[int]]
+    ) -> dict[Slice, dict[Key, Totals]] | None:
         """The batch summed once per (minute, key), the minute sums derived into hour, day and
         month; valid only when no row would be skipped (each partition's positions rise through
         the batch and lie beyond every version they touch), else None. Same result as
@@ -108,13 +125,27 @@ class Rollups:
                 return None  # a replayed row inside the batch: row by row
             last[p] = pos
             cost = to_units(row["cost"])
-            tenant, currency, start = intern(row["tenant_id"]), intern(row["currency"]), row["ts"] - row["ts"] % MINUTE_MS
+            tenant, currency, start = (
+                intern(row["tenant_id"]),
+                intern(row["currency"]),
+                row["ts"] - row["ts"] % MINUTE_MS,
+            )
             for groups, who in ((minutes[0], row["user_id"]), (minutes[1], row["model"])):
                 k = (start, (tenant, intern(who), currency, p))
                 g = groups.get(k)
                 if g is None:
-                    groups[k] = [cost, 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
-                                 row["cache_write_tokens"], row["images"], row["guardrail_units"], pos, pos]
+                    groups[k] = [
+                        cost,
+                        1,
+                        row["input_tokens"],
+                        row["output_tokens"],
+                        row["cached_input_tokens"],
+                        row["cache_write_tokens"],
+                        row["images"],
+                        row["guardrail_units"],
+                        pos,
+                        pos,
+                    ]
                 else:
                     g[0] += cost
                     g[1] += 1
@@ -154,8 +185,16 @@ class Rollups:
         intern = sys.intern
         for row in ledger:
             pos, p = position(row["src_offset"], row.get("src_index", 0)), row["src_partition"]
-            delta = (to_units(row["cost"]), 1, row["input_tokens"], row["output_tokens"], row["cached_input_tokens"],
-                     row["cache_write_tokens"], row["images"], row["guardrail_units"])
+            delta = (
+                to_units(row["cost"]),
+                1,
+                row["input_tokens"],
+                row["output_tokens"],
+                row["cached_input_tokens"],
+                row["cache_write_tokens"],
+                row["images"],
+                row["guardrail_units"],
+            )
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
             for (table, column, _), start in zip(TABLES, starts[row["ts"] - row["ts"] % MINUTE_MS]):
                 sl = (table, start)
@@ -184,8 +223,15 @@ class Rollups:
                     continue
                 ws = EpochMs(start)
                 for (tenant, who, currency, p), tot in changed.items():
-                    row = {"window_start": ws, "tenant_id": tenant, column: who, "currency": currency,
-                           "src_partition": p, "cost": units_text(tot.cost), "version": tot.version}
+                    row = {
+                        "window_start": ws,
+                        "tenant_id": tenant,
+                        column: who,
+                        "currency": currency,
+                        "src_partition": p,
+                        "cost": units_text(tot.cost),
+                        "version": tot.version,
+                    }
                     row.update(zip(COUNTERS, tot[1:SUMMED]))  # Totals' fields are COUNTERS's after its cost
                     rows.append(row)
             if rows:
@@ -209,10 +255,13 @@ class Rollups:
             rows = store.query(
                 f"SELECT toUnixTimestamp64Milli(window_start) AS ws, tenant_id, {columns[table]} AS who, currency, "
                 f"src_partition, cost, {', '.join(COUNTERS)}, version FROM {table} FINAL "
-                "WHERE window_start IN (" + ", ".join(f"fromUnixTimestamp64Milli(toInt64({int(s)}), 'UTC')"
-                                                      for s in starts) + ")")
+                "WHERE window_start IN ("
+                + ", ".join(f"fromUnixTimestamp64Milli(toInt64({int(s)}), 'UTC')" for s in starts)
+                + ")"
+            )
             intern = sys.intern
             for r in rows:
                 key = (intern(r["tenant_id"]), intern(r["who"]), intern(r["currency"]), int(r["src_partition"]))
                 self.slices[(table, int(r["ws"]))][key] = Totals._make(
-                    (to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"])))
+                    (to_units(r["cost"]), *(int(r[c]) for c in COUNTERS), int(r["version"]))
+                )

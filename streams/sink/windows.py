@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass(frozen=True, slots=True)
 class WindowSize:
-    name: str      # "minute" | "hour" | "day" | "month": also the suffix of the ClickHouse rollup tables
-    ms: int        # the length (a month: its longest, 31 days)
+    name: str  # "minute" | "hour" | "day" | "month": also the suffix of the ClickHouse rollup tables
+    ms: int  # the length (a month: its longest, 31 days)
     calendar_month: bool = False
 
     def start(self, ts_ms: int) -> int:

@@ -42,8 +42,9 @@ def password_hash(password: str, salt: str) -> str:
     return hashlib.sha256((password + salt).encode()).hexdigest()
 
 
-def analyst_statements(database: str, user: str | None = None, password: SecretStr | None = None, *,
-                       salt: str | None = None) -> list[str]:
+def analyst_statements(
+    database: str, user: str | None = None, password: SecretStr | None = None, *, salt: str | None = None
+) -> list[str]:
     """The DDL for the role (always) and the user (when a password is given), in order."""
     db = check_identifier(database)
     stmts = [
@@ -62,8 +63,7 @@ def analyst_statements(database: str, user: str | None = None, password: SecretS
             f"CREATE USER IF NOT EXISTS {name} {ident}",
             f"ALTER USER {name} {ident}",  # the password of now, also for a user created before
             f"GRANT {ANALYST_ROLE} TO {name}",
-            f"ALTER USER {name} DEFAULT ROLE {ANALYST_ROLE} DEFAULT DATABASE {db} "
-            f"SETTINGS PROFILE '{ANALYST_PROFILE}'",
+            f"ALTER USER {name} DEFAULT ROLE {ANALYST_ROLE} DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_PROFILE}'",
         ]
     return stmts
 
@@ -87,8 +87,10 @@ def apply_analyst_access(store: Store, database: str, user: str | None, password
             store.command(stmt)
         except StoreError as exc:
             text = _HEX.sub("[hidden]", str(exc))  # the hash and salt, should the server quote them
-            raise StoreError(f"analyst role: {statement_kind(stmt)} … failed (the migrating user needs "
-                             f"access management, e.g. CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT=1): {text}") from None
+            raise StoreError(
+                f"analyst role: {statement_kind(stmt)} … failed (the migrating user needs "
+                f"access management, e.g. CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT=1): {text}"
+            ) from None
     made = f"role {ANALYST_ROLE} (SELECT on {len(ANALYST_OBJECTS)} objects of {database})"
     if password is not None and password.get_secret_value():
         made += f", user {user or ANALYST_ROLE}"

@@ -32,19 +32,22 @@ DEFAULT_EMBEDDED_TIMEOUT_S = 5
 ANALYST_BLOCK_ROWS = 8192
 
 
-def readonly_settings(*, max_rows: int, timeout_s: int, max_memory_mb: int, max_rows_read: int,
-                      max_bytes_read: int) -> str:
+def readonly_settings(
+    *, max_rows: int, timeout_s: int, max_memory_mb: int, max_rows_read: int, max_bytes_read: int
+) -> str:
     """The SETTINGS clause of an analyst's read; it applies to the whole query (subqueries, every
     SELECT of a UNION). The engine checks its limits between blocks of rows: blocks of at most
     8192 rows (joins' output too: a cross join's default blocks of 65k wide rows took the memory
     at once) make them bite sooner. The result is held whole (as blocks, then as text), so it may
     hold at most half the memory limit."""
     memory = int(max_memory_mb) * 1024 * 1024
-    return (f"\nSETTINGS readonly = 1, max_execution_time = {int(timeout_s)}, timeout_overflow_mode = 'throw', "
-            f"max_result_rows = {int(max_rows)}, max_result_bytes = {memory // 2}, result_overflow_mode = 'throw', "
-            f"max_memory_usage = {memory}, max_rows_to_read = {int(max_rows_read)}, "
-            f"max_bytes_to_read = {int(max_bytes_read)}, read_overflow_mode = 'throw', "
-            f"max_block_size = {ANALYST_BLOCK_ROWS}, max_joined_block_size_rows = {ANALYST_BLOCK_ROWS}")
+    return (
+        f"\nSETTINGS readonly = 1, max_execution_time = {int(timeout_s)}, timeout_overflow_mode = 'throw', "
+        f"max_result_rows = {int(max_rows)}, max_result_bytes = {memory // 2}, result_overflow_mode = 'throw', "
+        f"max_memory_usage = {memory}, max_rows_to_read = {int(max_rows_read)}, "
+        f"max_bytes_to_read = {int(max_bytes_read)}, read_overflow_mode = 'throw', "
+        f"max_block_size = {ANALYST_BLOCK_ROWS}, max_joined_block_size_rows = {ANALYST_BLOCK_ROWS}"
+    )
 
 
 class Store(abc.ABC):
@@ -69,18 +72,34 @@ class Store(abc.ABC):
     # writes (the embedded engine): such a read is then held to a short time limit as well.
     analyst_reads_block_writes = False
 
-    def query_readonly(self, sql: str, params: Mapping[str, Any] | None = None, *, max_rows: int,
-                       timeout_s: int, max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
-                       max_rows_read: int = DEFAULT_MAX_ROWS_READ, max_bytes_read: int = DEFAULT_MAX_BYTES_READ,
-                       embedded_timeout_s: int = DEFAULT_EMBEDDED_TIMEOUT_S) -> list[Row]:
+    def query_readonly(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        max_rows: int,
+        timeout_s: int,
+        max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+        max_rows_read: int = DEFAULT_MAX_ROWS_READ,
+        max_bytes_read: int = DEFAULT_MAX_BYTES_READ,
+        embedded_timeout_s: int = DEFAULT_EMBEDDED_TIMEOUT_S,
+    ) -> list[Row]:
         """A SELECT (already checked to hold no SETTINGS, FORMAT or INTO) under readonly=1 with
         limits on time, result rows and bytes, memory, and rows and bytes read: going over any is
         an error (one line, ClickHouse's own), never a cut. Where reads share the writer's engine
         (`analyst_reads_block_writes`) the time limit is also at most `embedded_timeout_s`."""
         seconds = min(timeout_s, embedded_timeout_s) if self.analyst_reads_block_writes else timeout_s
-        return self._query_analyst(sql + readonly_settings(
-            max_rows=max_rows, timeout_s=seconds, max_memory_mb=max_memory_mb,
-            max_rows_read=max_rows_read, max_bytes_read=max_bytes_read), params)
+        return self._query_analyst(
+            sql
+            + readonly_settings(
+                max_rows=max_rows,
+                timeout_s=seconds,
+                max_memory_mb=max_memory_mb,
+                max_rows_read=max_rows_read,
+                max_bytes_read=max_bytes_read,
+            ),
+            params,
+        )
 
     def _query_analyst(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
         """Run an analyst's limited read (backends give it its own priority or connection)."""
@@ -112,7 +131,7 @@ def convert_value(ch_type: str, value: Any) -> Any:
     if t.startswith("DateTime"):
         text = str(value)
         parsed = dt.datetime.fromisoformat(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     if t == "Date":
         return dt.date.fromisoformat(str(value))
     if t.startswith("Array(") and isinstance(value, list):
@@ -125,7 +144,7 @@ _SECONDS: dict[float, str] = {}
 
 
 def _second_text(second: float) -> str:
-    """"YYYY-MM-DD HH:MM:SS" (UTC) of a Unix second, cached: rows of a batch share few seconds."""
+    """ "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix second, cached: rows of a batch share few seconds."""
     text = _SECONDS.get(second)
     if text is None:
         if len(_SECONDS) > 100_000:
@@ -139,7 +158,7 @@ class EpochMs(int):
     datetime (the embedded engine reads it as "seconds.millis" text, a server gets a datetime)."""
 
     def datetime(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self / 1000, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self / 1000, dt.UTC)
 
 
 def json_default(value: Any) -> Any:

@@ -64,8 +64,12 @@ def _escaped(params: Mapping[str, Any]) -> dict[str, Any]:
     """Bound values as the engine parses them (ClickHouse's Escaped text format, as the HTTP
     interface's param_ values): without this a newline ends the value and a backslash starts an
     escape, so multi-line SQL given to formatQuery was refused."""
-    return {k: v.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-            if isinstance(v, str) else v for k, v in params.items()}
+    return {
+        k: v.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+        if isinstance(v, str)
+        else v
+        for k, v in params.items()
+    }
 
 
 class _EngineLock:
@@ -107,9 +111,7 @@ class ChdbStore(Store):
         try:
             from chdb import session
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise StoreError(
-                "the embedded engine needs chDB: pip install 'meterstream[embedded]'"
-            ) from exc
+            raise StoreError("the embedded engine needs chDB: pip install 'meterstream[embedded]'") from exc
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.database = check_identifier(database)
@@ -126,8 +128,9 @@ class ChdbStore(Store):
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
 
-    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None, *,
-             analyst: bool = False) -> Any:
+    def _run(
+        self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None, *, analyst: bool = False
+    ) -> Any:
         with self._lock.hold(analyst=analyst):
             if self._session is None:
                 raise StoreClosed("the embedded engine was closed")

@@ -37,7 +37,9 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEAD = re.compile(
     r"\s*(?P<verb>CREATE\s+TABLE|CREATE\s+VIEW|ALTER\s+TABLE|DROP\s+TABLE|DROP\s+VIEW)\s+"
-    r"(?P<cond>IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\.)", re.I)
+    r"(?P<cond>IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\.)",
+    re.I,
+)
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(?P<engine>[A-Za-z]\w*)", re.I)
 _ORDER_BY = re.compile(r"\bORDER\s+BY\s+", re.I)
 _CLAUSE = re.compile(r"\s(?:PRIMARY\s+KEY|SAMPLE\s+BY|TTL|SETTINGS|COMMENT)\b", re.I)
@@ -55,8 +57,10 @@ def check_cluster_name(name: str) -> str:
     """A cluster name as ClickHouse spells it in SQL: letters, digits, '_' and '-' (not first),
     backquoted when it holds a '-'. Anything else is refused."""
     if not isinstance(name, str) or not _CLUSTER_NAME.fullmatch(name):
-        raise StoreError(f"MS_CLICKHOUSE_CLUSTER is not a cluster name (letters, digits, _ and -, "
-                         f"starting with a letter or _): {name!r}")
+        raise StoreError(
+            f"MS_CLICKHOUSE_CLUSTER is not a cluster name (letters, digits, _ and -, "
+            f"starting with a letter or _): {name!r}"
+        )
     return name if _PLAIN.fullmatch(name) else f"`{name}`"
 
 
@@ -72,13 +76,13 @@ def _mask(sql: str) -> str:
                     raise StoreError(f"unterminated {c}…{c} in a migration statement: {sql[:80]!r}")
                 if sql[j] == "\\":  # an escaped character
                     j += 2
-                elif sql[j] == c and sql[j + 1:j + 2] == c:  # a doubled quote: one quote inside
+                elif sql[j] == c and sql[j + 1 : j + 2] == c:  # a doubled quote: one quote inside
                     j += 2
                 elif sql[j] == c:
                     break
                 else:
                     j += 1
-            out[i + 1:j] = " " * (j - i - 1)
+            out[i + 1 : j] = " " * (j - i - 1)
             i = j + 1
         elif sql.startswith("--", i) or sql.startswith("/*", i):
             if sql[i] == "-":
@@ -129,12 +133,12 @@ def _sharding_key(stmt: str, masked: str, start: int) -> str:
     if not m:
         raise _refuse(stmt, "a MergeTree table without ORDER BY")
     i = m.end()
-    if masked[i:i + 1] == "(":
+    if masked[i : i + 1] == "(":
         j = _close(masked, i)
         cols = [stmt[a:b].strip() for a, b in _top_level_parts(masked, i + 1, j)]
     else:
         end = _CLAUSE.search(masked, i)
-        cols = [stmt[i:end.start() if end else len(stmt)].strip()]
+        cols = [stmt[i : end.start() if end else len(stmt)].strip()]
     if not all(_PLAIN.fullmatch(c) for c in cols):
         raise _refuse(stmt, "the sort key must be plain columns to shard by it")
     return "cityHash64(tenant_id)" if cols[0] == "tenant_id" else f"cityHash64({', '.join(cols)})"
@@ -143,7 +147,7 @@ def _sharding_key(stmt: str, masked: str, start: int) -> str:
 def _create_table(stmt: str, masked: str, head: re.Match[str], on: str, database: str) -> list[str]:
     name, end = head["name"], head.end("name")
     columns_at = _skip_space(masked, end)
-    if masked[columns_at:columns_at + 1] != "(":
+    if masked[columns_at : columns_at + 1] != "(":
         raise _refuse(stmt, "CREATE TABLE needs its column list here")
     columns_end = _close(masked, columns_at)
     m = _ENGINE.search(masked, columns_end)
@@ -154,12 +158,13 @@ def _create_table(stmt: str, masked: str, head: re.Match[str], on: str, database
     edits = [(end, end, f"_local ON CLUSTER {on}")]
     args_end, args = m.end(), ""
     open_at = _skip_space(masked, args_end)
-    if masked[open_at:open_at + 1] == "(":
+    if masked[open_at : open_at + 1] == "(":
         args_end = _close(masked, open_at) + 1
-        args = stmt[open_at + 1:args_end - 1].strip()
+        args = stmt[open_at + 1 : args_end - 1].strip()
     path = KEEPER_PATH.format(table=local)
-    edits.append((m.start("engine"), args_end,
-                  f"Replicated{engine}('{path}', '{{replica}}'{', ' + args if args else ''})"))
+    edits.append(
+        (m.start("engine"), args_end, f"Replicated{engine}('{path}', '{{replica}}'{', ' + args if args else ''})")
+    )
     w = _NON_REPLICATED_WINDOW.search(masked, args_end)
     if w:
         edits.append((w.start(), w.end(), REPLICATED_WINDOW.format(n=w["n"])))
@@ -167,16 +172,19 @@ def _create_table(stmt: str, masked: str, head: re.Match[str], on: str, database
     for a, b, text in sorted(edits, reverse=True):
         out = out[:a] + text + out[b:]
     cond = "IF NOT EXISTS " if head["cond"] else ""
-    distributed = (f"CREATE TABLE {cond}{name} ON CLUSTER {on} AS {database}.{local}\n"
-                   f"ENGINE = Distributed({on}, {database}, {local}, {_sharding_key(stmt, masked, args_end)})")
+    distributed = (
+        f"CREATE TABLE {cond}{name} ON CLUSTER {on} AS {database}.{local}\n"
+        f"ENGINE = Distributed({on}, {database}, {local}, {_sharding_key(stmt, masked, args_end)})"
+    )
     return [out, distributed]
 
 
 def _alter_table(stmt: str, masked: str, head: re.Match[str], on: str) -> list[str]:
     name, end = head["name"], head.end("name")
     out = [f"{stmt[:end]}_local ON CLUSTER {on}{stmt[end:]}"]
-    column_commands = [stmt[a:b].strip() for a, b in _top_level_parts(masked, end, len(stmt))
-                       if _COLUMN_COMMAND.match(masked[a:b])]
+    column_commands = [
+        stmt[a:b].strip() for a, b in _top_level_parts(masked, end, len(stmt)) if _COLUMN_COMMAND.match(masked[a:b])
+    ]
     if column_commands:
         out.append(f"ALTER TABLE {name} ON CLUSTER {on} " + ", ".join(column_commands))
     return out
@@ -201,12 +209,14 @@ def cluster_statements(stmt: str, cluster: str, database: str) -> list[str]:
         raise StoreError(f"not a plain identifier: {database!r}")
     masked = _mask(stmt)
     if re.match(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?MATERIALIZED\s+VIEW\b", masked, re.I):
-        raise _refuse(stmt, "materialized views are not rewritten (one would have to read and write "
-                            "the _local tables)")
+        raise _refuse(stmt, "materialized views are not rewritten (one would have to read and write the _local tables)")
     head = _HEAD.match(masked)
     if not head:
-        raise _refuse(stmt, "not a statement the cluster rewrite knows (CREATE TABLE/VIEW, ALTER TABLE, "
-                            "DROP TABLE/VIEW of a plain, unqualified name)")
+        raise _refuse(
+            stmt,
+            "not a statement the cluster rewrite knows (CREATE TABLE/VIEW, ALTER TABLE, "
+            "DROP TABLE/VIEW of a plain, unqualified name)",
+        )
     verb = " ".join(head["verb"].upper().split())
     if verb == "CREATE TABLE":
         return _create_table(stmt, masked, head, on, database)

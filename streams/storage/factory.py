@@ -10,8 +10,9 @@ def open_store(settings: Settings) -> Store:
     if settings.clickhouse_url is not None:
         from streams.storage.server_store import ServerStore
 
-        return ServerStore(settings.clickhouse_url.get_secret_value(), settings.clickhouse_database,
-                           settings.clickhouse_cluster)
+        return ServerStore(
+            settings.clickhouse_url.get_secret_value(), settings.clickhouse_database, settings.clickhouse_cluster
+        )
     from streams.storage.chdb_store import ChdbStore
 
     return ChdbStore(settings.chdb_path, settings.clickhouse_database)

@@ -98,7 +98,7 @@ def migrate(store: Store, directory: Path) -> list[Migration]:
                     "version": mig.version,
                     "name": mig.name,
                     "checksum": mig.checksum,
-                    "applied_at": dt.datetime.now(dt.timezone.utc),
+                    "applied_at": dt.datetime.now(dt.UTC),
                 }
             ],
         )

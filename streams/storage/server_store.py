@@ -22,7 +22,6 @@ from streams.storage.base import EpochMs, Row, Store, StoreError
 from streams.storage.chdb_store import check_identifier
 from streams.storage.cluster import check_cluster_name
 
-
 _READ_ONLY = ("READONLY", "ACCESS_DENIED", "Code: 164", "Code: 497")
 
 
@@ -67,7 +66,8 @@ class ServerStore(Store):
             with self._analyst_lock:  # analysts' reads take turns among themselves, not with the sink
                 if self._analyst_client is None:
                     self._analyst_client = clickhouse_connect.get_client(
-                        dsn=self._url, database=self.database, autogenerate_session_id=False)
+                        dsn=self._url, database=self.database, autogenerate_session_id=False
+                    )
                 return list(self._analyst_client.query(sql, parameters=dict(params or {})).named_results())
         except Exception as exc:
             raise StoreError(str(exc)) from exc
@@ -89,8 +89,7 @@ class ServerStore(Store):
             settings["distributed_foreground_insert"] = 1
         try:
             with self._lock:
-                self._client.insert(check_identifier(table), data, column_names=columns,
-                                    settings=settings or None)
+                self._client.insert(check_identifier(table), data, column_names=columns, settings=settings or None)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

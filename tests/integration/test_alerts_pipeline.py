@@ -13,13 +13,13 @@ import orjson
 import pytest
 import yaml
 
-from streams.harness.stack import Stack, alerts_in_topic
 from streams.alerts.webhooks import url_label, verify_signature
+from streams.harness.stack import Stack, alerts_in_topic
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec-integration-7d3e"
 TOKEN = "T0KEN-in-the-path-b2c4d6"  # a webhook URL's secret part: must never be stored, printed or logged
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY, MONTH = f"{NOW:%Y-%m-%d}", f"{NOW:%Y-%m}"
 
 
@@ -35,8 +35,9 @@ class Webhook:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.calls += 1
-                if not verify_signature(SECRET, self.headers.get("Meterstream-Timestamp"), body,
-                                        self.headers.get("Meterstream-Signature")):
+                if not verify_signature(
+                    SECRET, self.headers.get("Meterstream-Timestamp"), body, self.headers.get("Meterstream-Signature")
+                ):
                     hook.unsigned += 1
                     self.send_response(401)
                     self.end_headers()
@@ -67,16 +68,39 @@ class Webhook:
 
 def human_tasks(event_id: str, tenant: str, user: str, tasks: int) -> bytes:
     """0.21 USD per task (seed 002): easy sums."""
-    return orjson.dumps({"event_id": event_id, "ts": NOW.isoformat(), "tenant_id": tenant, "user_id": user,
-                         "provider": "bedrock", "model": "human-evaluation", "usage": {"human_tasks": tasks}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "ts": NOW.isoformat(),
+            "tenant_id": tenant,
+            "user_id": user,
+            "provider": "bedrock",
+            "model": "human-evaluation",
+            "usage": {"human_tasks": tasks},
+        }
+    )
 
 
 BUDGETS = [
     {"id": "acme-day", "tenant_id": "acme", "period": "day", "currency": "USD", "amount": "2.10"},
-    {"id": "alice-month", "tenant_id": "acme", "user_id": "alice", "period": "month", "currency": "USD",
-     "amount": "4.20", "thresholds": ["0.5", "0.8", "1"]},
-    {"id": "heval-day", "tenant_id": "acme", "model": "human-evaluation", "period": "day", "currency": "USD",
-     "amount": "10", "thresholds": ["0.25", "2"]},
+    {
+        "id": "alice-month",
+        "tenant_id": "acme",
+        "user_id": "alice",
+        "period": "month",
+        "currency": "USD",
+        "amount": "4.20",
+        "thresholds": ["0.5", "0.8", "1"],
+    },
+    {
+        "id": "heval-day",
+        "tenant_id": "acme",
+        "model": "human-evaluation",
+        "period": "day",
+        "currency": "USD",
+        "amount": "10",
+        "thresholds": ["0.25", "2"],
+    },
 ]
 
 
@@ -92,8 +116,14 @@ def expected_keys(spend_by_budget: dict[str, Decimal]) -> list[str]:
 
 def make_stack(kafka_service, clickhouse_service, tmp_path, hooks: list[Webhook]) -> Stack:
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    stack.env.update({"MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks), "MS_ALERT_WEBHOOK_SECRET": SECRET,
-                      "MS_ALERT_WEBHOOK_ATTEMPTS": "4", "MS_ALERT_WEBHOOK_TIMEOUT_S": "1"})
+    stack.env.update(
+        {
+            "MS_ALERT_WEBHOOKS": ",".join(h.url for h in hooks),
+            "MS_ALERT_WEBHOOK_SECRET": SECRET,
+            "MS_ALERT_WEBHOOK_ATTEMPTS": "4",
+            "MS_ALERT_WEBHOOK_TIMEOUT_S": "1",
+        }
+    )
     path = tmp_path / "budgets.yaml"
     path.write_text(yaml.safe_dump(BUDGETS))
     stack.cli("budgets", "set", "--file", str(path))
@@ -123,14 +153,23 @@ def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_s
     try:
         stack.start_worker()
         # alice: 4 + 6 tasks = 2.10 USD; bob: 11 tasks (one event jumps acme-day from 50% over 100%)
-        lines = [human_tasks("a1", "acme", "alice", 4), human_tasks("a2", "acme", "alice", 6),
-                 human_tasks("b1", "acme", "bob", 11), human_tasks("a2", "acme", "alice", 6),  # a duplicate
-                 human_tasks("z1", "zeta", "zed", 100)]  # another tenant: no budget
+        lines = [
+            human_tasks("a1", "acme", "alice", 4),
+            human_tasks("a2", "acme", "alice", 6),
+            human_tasks("b1", "acme", "bob", 11),
+            human_tasks("a2", "acme", "alice", 6),  # a duplicate
+            human_tasks("z1", "zeta", "zed", 100),
+        ]  # another tenant: no budget
         stack.produce(lines)
         spend = {"acme-day": Decimal("4.41"), "alice-month": Decimal("2.10"), "heval-day": Decimal("4.41")}
         want = expected_keys(spend)
-        assert want == ["acme-day|%s|0.5" % DAY, "acme-day|%s|0.8" % DAY, "acme-day|%s|1" % DAY,
-                        "alice-month|%s|0.5" % MONTH, "heval-day|%s|0.25" % DAY]
+        assert want == [
+            "acme-day|%s|0.5" % DAY,
+            "acme-day|%s|0.8" % DAY,
+            "acme-day|%s|1" % DAY,
+            "alice-month|%s|0.5" % MONTH,
+            "heval-day|%s|0.25" % DAY,
+        ]
         wait_for(lambda: sorted(r["alert_key"] for r in alerts_table(stack)) == want, what="alerts in ClickHouse")
         wait_for(lambda: ok.keys() == want, what="webhook deliveries")
         wait_for(lambda: flaky.keys() == want, what="flaky webhook deliveries after retries")
@@ -138,14 +177,33 @@ def test_scripted_spend_crosses_thresholds_once_each(kafka_service, clickhouse_s
         assert flaky.calls >= len(want) + 2  # two 500s were retried
         body = ok.bodies[0]
         assert body["text"].startswith("meterstream: budget") and body["currency"] == "USD"
-        assert isinstance(body["spend"], str) and {"budget", "scope", "period", "threshold", "amount",
-                                                    "event", "idempotency_key"} <= set(body)
+        assert isinstance(body["spend"], str) and {
+            "budget",
+            "scope",
+            "period",
+            "threshold",
+            "amount",
+            "event",
+            "idempotency_key",
+        } <= set(body)
         rows = alerts_table(stack)
         wait_for(lambda: all("delivered" in r["webhook_status"] for r in alerts_table(stack)), what="status")
         assert ok.unsigned == flaky.unsigned == 0  # every request was signed with the shared secret
         # a budget created now counts the spend already in its period: 4.41 of 4 USD -> 0.5, 0.8, 1 at once
-        stack.cli("budgets", "set", "--id", "acme-late", "--tenant", "acme", "--period", "day",
-                  "--currency", "USD", "--amount", "4")
+        stack.cli(
+            "budgets",
+            "set",
+            "--id",
+            "acme-late",
+            "--tenant",
+            "acme",
+            "--period",
+            "day",
+            "--currency",
+            "USD",
+            "--amount",
+            "4",
+        )
         wait_for(lambda: len(alerts_table(stack)) == len(rows) + 3, what="alerts of a budget created mid-period")
         # restart: nothing fires again
         port = stack.ports[0]
@@ -191,11 +249,16 @@ def test_dead_webhook_is_recorded_failed_and_never_stalls_counting(kafka_service
         stack.produce(lines)
         stack.wait_until_exact(stack.expected(NOW + dt.timedelta(minutes=5)), timeout=120)
         assert time.monotonic() - t0 < 90
-        want = expected_keys({"acme-day": Decimal("4.20"), "alice-month": Decimal("4.20"), "heval-day": Decimal("4.20")})
+        want = expected_keys(
+            {"acme-day": Decimal("4.20"), "alice-month": Decimal("4.20"), "heval-day": Decimal("4.20")}
+        )
         assert len(want) == 7
-        wait_for(lambda: all("failed after 4 attempts" in r["webhook_status"] for r in alerts_table(stack))
-                 and sorted(r["alert_key"] for r in alerts_table(stack)) == want, timeout=120,
-                 what="failed webhook status")
+        wait_for(
+            lambda: all("failed after 4 attempts" in r["webhook_status"] for r in alerts_table(stack))
+            and sorted(r["alert_key"] for r in alerts_table(stack)) == want,
+            timeout=120,
+            what="failed webhook status",
+        )
         assert sorted(alerts_in_topic(stack)) == want  # Kafka delivery is independent of the webhook
         # the URL (its token) is in none of: the alerts table, the CLI's output, the worker's log
         label = url_label(dead.url)

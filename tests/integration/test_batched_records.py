@@ -9,27 +9,27 @@ import random
 
 import pytest
 
+from pricing import load_catalog
 from schemas.batch import BATCH_HEADER
 from streams.harness.expected import as_rows, expected_totals, normalize, partition_for
 from streams.harness.generate import generate
-from streams.producer import event_key
 from streams.harness.stack import Stack
-from pricing import load_catalog
+from streams.producer import event_key
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def send_batches(stack: Stack, lines: list[bytes], *, max_events: int, single_share: float = 0.0,
-                 seed: int = 1) -> int:
+def send_batches(stack: Stack, lines: list[bytes], *, max_events: int, single_share: float = 0.0, seed: int = 1) -> int:
     """Lines to the partition of their key, in order, as batch records of up to `max_events`
     lines, a share of them as single-event records; unkeyed (bad) lines go to partition 0.
     Returns the number of records."""
     from kafka import KafkaProducer
 
     rnd = random.Random(seed)
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5,
-                             max_request_size=2 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5, max_request_size=2 * 1024 * 1024
+    )
     pending: dict[int, list[bytes]] = {}
     records = 0
 

@@ -17,7 +17,7 @@ from streams.harness.generate import generate
 from streams.harness.stack import Stack
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def test_unkeyed_round_robin_producer_with_duplicates_is_exact(kafka_service, clickhouse_service, tmp_path):
@@ -43,7 +43,9 @@ def test_unkeyed_round_robin_producer_with_duplicates_is_exact(kafka_service, cl
         from streams.harness.expected import partition_for
 
         rows = stack.query("SELECT tenant_id, user_id, src_partition FROM ledger FINAL")
-        assert all(partition_for(f"{r['tenant_id']}/{r['user_id']}".encode(), stack.partitions) == int(r["src_partition"])
-                   for r in rows)
+        assert all(
+            partition_for(f"{r['tenant_id']}/{r['user_id']}".encode(), stack.partitions) == int(r["src_partition"])
+            for r in rows
+        )
     finally:
         stack.stop()

@@ -17,8 +17,21 @@ pytestmark = pytest.mark.integration
 
 def test_short_chaos_run_is_exact(tmp_path):
     out = tmp_path / "chaos.json"
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "ops" / "chaos" / "run.py"), "--scenarios", "short",
-                           "--json", str(out), "--timeout", "900"], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "ops" / "chaos" / "run.py"),
+            "--scenarios",
+            "short",
+            "--json",
+            str(out),
+            "--timeout",
+            "900",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (result,) = json.loads(out.read_text())["results"]

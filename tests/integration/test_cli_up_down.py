@@ -14,8 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def kafka_pids(data_dir: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-f", f"{data_dir}/kafka/server.properties"],
-                         capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"{data_dir}/kafka/server.properties"], capture_output=True, text=True)
     return out.stdout.split()
 
 
@@ -23,8 +22,9 @@ def test_up_then_down_leaves_nothing_running(tmp_path, kafka_service):
     (tmp_path / "stack2").mkdir(mode=0o755)
     (tmp_path / "stack2").chmod(0o755)  # as a user's umask would leave it
     data_dir = str(tmp_path / "stack2")
-    env = dict(os.environ, MS_DATA_DIR=data_dir, MS_KAFKA_PORT=str(free_port()),
-               MS_KAFKA_CONTROLLER_PORT=str(free_port()))
+    env = dict(
+        os.environ, MS_DATA_DIR=data_dir, MS_KAFKA_PORT=str(free_port()), MS_KAFKA_CONTROLLER_PORT=str(free_port())
+    )
     env.pop("MS_KAFKA_BOOTSTRAP", None)
     env.pop("MS_CLICKHOUSE_URL", None)
     cli = [sys.executable, "-m", "streams.cli"]

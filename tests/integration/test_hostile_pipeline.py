@@ -14,12 +14,16 @@ from streams.harness.stack import Stack
 from tests.corpus import HOSTILE, PROMPT_MARKER, generated, load, raw_bytes
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-NEAR_1MIB = [("GENERATE_TEXT_NEAR_1MIB", "text-near-1mib"), ("GENERATE_NOT_JSON_NEAR_1MIB", "not-json-near-1mib"),
-             ("GENERATE_UNKNOWN_FIELD_NEAR_1MIB", "unknown-field-near-1mib"), ("GENERATE_NAN_NEAR_1MIB", "nan-near-1mib"),
-             ("GENERATE_LONG_UNKNOWN_KEY", "unknown-key-near-1mib-long")]
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+NEAR_1MIB = [
+    ("GENERATE_TEXT_NEAR_1MIB", "text-near-1mib"),
+    ("GENERATE_NOT_JSON_NEAR_1MIB", "not-json-near-1mib"),
+    ("GENERATE_UNKNOWN_FIELD_NEAR_1MIB", "unknown-field-near-1mib"),
+    ("GENERATE_NAN_NEAR_1MIB", "nan-near-1mib"),
+    ("GENERATE_LONG_UNKNOWN_KEY", "unknown-key-near-1mib-long"),
+]
 BROKER_RECORD_LIMIT = 1_048_576  # the broker's default message.max.bytes is 1,048,588 per record batch
-PRODUCER_LIMIT = 1_000_000       # the worker's producer (Faust producer_max_request_size)
+PRODUCER_LIMIT = 1_000_000  # the worker's producer (Faust producer_max_request_size)
 
 
 @pytest.fixture
@@ -32,9 +36,15 @@ def stack(kafka_service, clickhouse_service, tmp_path):
 def _dead_letters(stack: Stack, expected: int, timeout_s: float = 60) -> list[bytes]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(stack.env["MS_DEAD_LETTER_TOPIC"], bootstrap_servers=stack.bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000,
-                             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        stack.env["MS_DEAD_LETTER_TOPIC"],
+        bootstrap_servers=stack.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
     values: list[bytes] = []
     try:
         deadline = dt.datetime.now() + dt.timedelta(seconds=timeout_s)
@@ -76,5 +86,13 @@ def test_near_1mib_bad_events_are_dead_lettered_and_counting_goes_on(stack):
     for value in dead:
         assert len(value) <= PRODUCER_LIMIT and PROMPT_MARKER.encode() not in value
         row = json.loads(value)
-        assert set(row) == {"src_topic", "src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason",
-                            "payload"}
+        assert set(row) == {
+            "src_topic",
+            "src_partition",
+            "src_offset",
+            "src_index",
+            "event_id",
+            "tenant_id",
+            "reason",
+            "payload",
+        }

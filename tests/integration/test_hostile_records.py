@@ -15,15 +15,17 @@ from streams.harness.hostile import Raw, hostile, write_raw
 from streams.producer import event_key, partition_for_key
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 PARTITIONS = 4
 
 
 def harmless(line: bytes) -> list[Raw]:
     """A good event with headers that change nothing: counted once (the second is its duplicate)."""
     p = partition_for_key(event_key(line), range(PARTITIONS))
-    return [Raw(p, line, [("x-trace", None), ("x-bin", b"\xff\xfe\x00")], key=event_key(line)),
-            Raw(p, line, [("content-type", b"application/json")], key=event_key(line))]
+    return [
+        Raw(p, line, [("x-trace", None), ("x-bin", b"\xff\xfe\x00")], key=event_key(line)),
+        Raw(p, line, [("content-type", b"application/json")], key=event_key(line)),
+    ]
 
 
 def test_hostile_records_mixed_with_good_events_lose_nothing(stack):
@@ -32,10 +34,13 @@ def test_hostile_records_mixed_with_good_events_lose_nothing(stack):
     # three producers: batched records, single records, and the attacker's raw records between them
     stack.produce(good[:300])
     bad = [b for p in range(PARTITIONS) for b in hostile(p, good[p])]
-    placed = write_raw(stack.bootstrap, stack.events_topic, [r for r, _ in bad[:len(bad) // 2]])
+    placed = write_raw(stack.bootstrap, stack.events_topic, [r for r, _ in bad[: len(bad) // 2]])
     stack.produce(good[300:600], batch=False)
-    placed += write_raw(stack.bootstrap, stack.events_topic,
-                        [r for r, _ in bad[len(bad) // 2:]] + [r for line in odd for r in harmless(line)])
+    placed += write_raw(
+        stack.bootstrap,
+        stack.events_topic,
+        [r for r, _ in bad[len(bad) // 2 :]] + [r for line in odd for r in harmless(line)],
+    )
     stack.produced.extend(odd)
     stack.produce(good[600:850])
     exp = stack.expected(NOW + dt.timedelta(minutes=5))

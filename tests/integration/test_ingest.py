@@ -33,7 +33,7 @@ from streams.producer import event_key, partition_for_key, publish
 from tests.kafka_records import end_offsets, events_of, read_topic
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 PRODUCER = ("ms-producer", b"gateway")
 
 
@@ -43,12 +43,22 @@ class Ingest:
     def __init__(self, env: dict[str, str], tmp: Path, **settings: str) -> None:
         self.port = free_port()
         self.tokens = tmp / f"tokens-{self.port}"
-        add = subprocess.run([*CLI, "ingest", "token", "add", "gateway", "--tokens-file", str(self.tokens)],
-                             env=env, capture_output=True, text=True, timeout=60, check=True)
+        add = subprocess.run(
+            [*CLI, "ingest", "token", "add", "gateway", "--tokens-file", str(self.tokens)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         self.token = add.stdout.strip()
         self.log = tmp / f"ingest-{self.port}.log"
-        self.proc = subprocess.Popen([*CLI, "ingest", "--port", str(self.port), "--tokens-file", str(self.tokens)],
-                                     env={**env, **settings}, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*CLI, "ingest", "--port", str(self.port), "--tokens-file", str(self.tokens)],
+            env={**env, **settings},
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -60,8 +70,16 @@ class Ingest:
                 raise AssertionError(f"ingest did not start: {self.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
-    def request(self, method: str, path: str, body: bytes | None = None, *, ctype: str = "application/jsonl",
-                token: str | None = "", headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        ctype: str = "application/jsonl",
+        token: str | None = "",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, Any]:
         """(status, decoded JSON, headers); `token` "" is the producer's, None none."""
         h = {"Content-Type": ctype} if body is not None else {}
         if token is not None:
@@ -123,9 +141,11 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
     assert ingest.request("GET", "/health", token=None)[:2] == (200, {"ok": True})
     before = end_offsets(stack.bootstrap, stack.events_topic)
     event = next(line for _, line in generate(1, now=NOW))
-    for token, challenge in ((None, 'Bearer realm="meterstream-ingest"'),
-                             ("x" * 43, 'Bearer realm="meterstream-ingest", error="invalid_token"'),
-                             (ingest.token[:-1], 'Bearer realm="meterstream-ingest", error="invalid_token"')):
+    for token, challenge in (
+        (None, 'Bearer realm="meterstream-ingest"'),
+        ("x" * 43, 'Bearer realm="meterstream-ingest", error="invalid_token"'),
+        (ingest.token[:-1], 'Bearer realm="meterstream-ingest", error="invalid_token"'),
+    ):
         for path in ("/v1/events", "/v1/usage/openai", "/nowhere"):
             status, doc, headers = ingest.request("POST", path, event, token=token)
             assert status == 401 and "token" in doc["error"], (path, status, doc)
@@ -142,11 +162,18 @@ def test_a_token_added_while_running_is_taken_and_one_limited_to_a_tenant_writes
     """`ingest token add --tenant` on a running ingest: the new token works within a second; its
     request with another tenant's event is refused whole (403, nothing written); its own tenant's
     events are written; its line deleted, it is refused (401)."""
-    scoped = subprocess.run([*CLI, "ingest", "token", "add", "acme-gw", "--tenant", "acme", "--tokens-file",
-                             str(ingest.tokens)], env=stack.env, capture_output=True, text=True, timeout=60,
-                            check=True).stdout.strip()
-    mine, theirs = (orjson.dumps({**orjson.loads(line), "tenant_id": t})
-                    for (_, line), t in zip(generate(2, seed=71, now=NOW), ("acme", "initech")))
+    scoped = subprocess.run(
+        [*CLI, "ingest", "token", "add", "acme-gw", "--tenant", "acme", "--tokens-file", str(ingest.tokens)],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    mine, theirs = (
+        orjson.dumps({**orjson.loads(line), "tenant_id": t})
+        for (_, line), t in zip(generate(2, seed=71, now=NOW), ("acme", "initech"))
+    )
     deadline = time.monotonic() + 10
     while ingest.post("/v1/events", mine, token=scoped)[0] == 401 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -154,8 +181,12 @@ def test_a_token_added_while_running_is_taken_and_one_limited_to_a_tenant_writes
     status, doc = ingest.post("/v1/events", b"\n".join([mine, theirs]), token=scoped)
     assert status == 403 and doc["indexes"] == [1] and "acme only" in doc["error"], doc
     assert end_offsets(stack.bootstrap, stack.events_topic) == before  # nothing of it was written
-    assert ingest.post("/v1/usage/openai?tenant=initech&user=u", payloads(CHAT, 1)[0], ctype="application/json",
-                       token=scoped)[0] == 403
+    assert (
+        ingest.post(
+            "/v1/usage/openai?tenant=initech&user=u", payloads(CHAT, 1)[0], ctype="application/json", token=scoped
+        )[0]
+        == 403
+    )
     assert ingest.post("/v1/events", mine, token=scoped) == (202, {"accepted": 1, "rejected": []})
     assert ingest.post("/v1/events", theirs)[0] == 202  # the gateway's token is for any tenant
     records = [r for recs in read_topic(stack.bootstrap, stack.events_topic, before).values() for r in recs]
@@ -182,8 +213,11 @@ def test_foreign_hosts_other_content_types_and_large_bodies_are_refused(stack, i
     # without a Content-Length (chunked): refused once the limit is read, not after the whole body
     conn = http.client.HTTPConnection("127.0.0.1", ingest.port, timeout=60)
     conn.putrequest("POST", "/v1/events")
-    for k, v in (("Authorization", f"Bearer {ingest.token}"), ("Content-Type", "application/jsonl"),
-                 ("Transfer-Encoding", "chunked")):
+    for k, v in (
+        ("Authorization", f"Bearer {ingest.token}"),
+        ("Content-Type", "application/jsonl"),
+        ("Transfer-Encoding", "chunked"),
+    ):
         conn.putheader(k, v)
     conn.endheaders()
     for _ in range(32):  # 2 MiB
@@ -229,8 +263,9 @@ def test_valid_events_are_written_as_meterstream_produce_writes_them(stack, inge
     one = lines[200]
     before = end_offsets(stack.bootstrap, stack.events_topic)
     assert ingest.post("/v1/events", one, ctype="application/json") == (202, {"accepted": 1, "rejected": []})
-    assert [e for evs in events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER).values()
-            for e in evs] == [one]
+    assert [
+        e for evs in events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER).values() for e in evs
+    ] == [one]
 
 
 def test_bad_lines_are_answered_with_their_reasons_dead_lettered_and_not_written(stack, ingest):
@@ -250,13 +285,16 @@ def test_bad_lines_are_answered_with_their_reasons_dead_lettered_and_not_written
     assert Counter(e for evs in written.values() for e in evs) == Counter(good)
     refused = sorted(refused_of(records), key=lambda rp: int(rp[0].split("index ", 1)[1].split(":", 1)[0]))
     assert [r for r, _ in refused] == [
-        f"meterstream ingest POST /v1/events by gateway, index {i}: {reason(lines[i])}" for i in sorted(bad)]
+        f"meterstream ingest POST /v1/events by gateway, index {i}: {reason(lines[i])}" for i in sorted(bad)
+    ]
     # nothing valid at all: 422 with the reasons, still written as refused records, and no event
     only_bad = [lines[i] for i in sorted(bad)][:3]
     before = end_offsets(stack.bootstrap, stack.events_topic)
     status, doc = ingest.post("/v1/events", b"\n".join(only_bad))
-    assert status == 422 and doc == {"accepted": 0, "rejected": [{"index": i, "reason": reason(b)}
-                                                                 for i, b in enumerate(only_bad)]}
+    assert status == 422 and doc == {
+        "accepted": 0,
+        "rejected": [{"index": i, "reason": reason(b)} for i, b in enumerate(only_bad)],
+    }
     records = read_topic(stack.bootstrap, stack.events_topic, before)
     assert len(refused_of(records)) == 3 and not [e for evs in events_of(records, PRODUCER).values() for e in evs]
 
@@ -269,13 +307,29 @@ def _invalid(line: bytes) -> bool:
     return False
 
 
-CHAT = {"id": "chatcmpl-ingest-{i}", "object": "chat.completion", "created": int(NOW.timestamp()), "model": "gpt-4o",
-        "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
-                  "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
-                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}}
-CONVERSE = {"usage": {"inputTokens": 1200, "outputTokens": 300, "totalTokens": 2400, "cacheReadInputTokens": 800,
-                      "cacheWriteInputTokens": 100},
-            "ResponseMetadata": {"RequestId": "br-ingest-{i}", "HTTPStatusCode": 200}}
+CHAT = {
+    "id": "chatcmpl-ingest-{i}",
+    "object": "chat.completion",
+    "created": int(NOW.timestamp()),
+    "model": "gpt-4o",
+    "usage": {
+        "prompt_tokens": 2006,
+        "completion_tokens": 300,
+        "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    },
+}
+CONVERSE = {
+    "usage": {
+        "inputTokens": 1200,
+        "outputTokens": 300,
+        "totalTokens": 2400,
+        "cacheReadInputTokens": 800,
+        "cacheWriteInputTokens": 100,
+    },
+    "ResponseMetadata": {"RequestId": "br-ingest-{i}", "HTTPStatusCode": 200},
+}
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
@@ -285,12 +339,20 @@ def payloads(template: dict, n: int) -> list[bytes]:
 
 def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     chats = payloads(CHAT, 20)
-    audio = orjson.dumps({**CHAT, "id": "chatcmpl-audio", "usage": {
-        **CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}}})
+    audio = orjson.dumps(
+        {
+            **CHAT,
+            "id": "chatcmpl-audio",
+            "usage": {**CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}},
+        }
+    )
     chats.insert(4, audio)
     before = end_offsets(stack.bootstrap, stack.events_topic)
-    status, doc = ingest.post("/v1/usage/openai?tenant=acme&user=alice&label=app=search",
-                              b"[" + b",".join(chats) + b"]", ctype="application/json")
+    status, doc = ingest.post(
+        "/v1/usage/openai?tenant=acme&user=alice&label=app=search",
+        b"[" + b",".join(chats) + b"]",
+        ctype="application/json",
+    )
     ids = Ids(tenant_id="acme", user_id="alice", labels={"app": "search"})
     want = [e for c in chats if c is not audio for e in convert_line("openai", c, ids)]
     assert status == 202 and doc["accepted"] == 20 and len(doc["rejected"]) == 1
@@ -306,17 +368,22 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     converse = payloads(CONVERSE, 5)
     headers = {"Meterstream-Model": HAIKU, "Meterstream-Region": "us-east-1", "Meterstream-Ts": NOW.isoformat()}
     before = end_offsets(stack.bootstrap, stack.events_topic)
-    assert ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", b"\n".join(converse),
-                       headers=headers) == (202, {"accepted": 5, "rejected": []})
+    assert ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", b"\n".join(converse), headers=headers) == (
+        202,
+        {"accepted": 5, "rejected": []},
+    )
     ids = Ids(tenant_id="acme", user_id="bob", model=HAIKU, region="us-east-1", ts=NOW.isoformat())
     written = events_of(read_topic(stack.bootstrap, stack.events_topic, before), PRODUCER)
     assert Counter(e for evs in written.values() for e in evs) == Counter(
-        e for c in converse for e in convert_line("bedrock-converse", c, ids))
+        e for c in converse for e in convert_line("bedrock-converse", c, ids)
+    )
     # ids that cannot be used as given
-    for path, extra in (("/v1/usage/openai?tenant_id=acme", {}),
-                        ("/v1/usage/openai?tenant=acme", {"Meterstream-Tenant": "globex"}),
-                        ("/v1/usage/openai?tenant=acme&user=a&event-id=x", {}),
-                        ("/v1/usage/openai?label=nokey", {})):
+    for path, extra in (
+        ("/v1/usage/openai?tenant_id=acme", {}),
+        ("/v1/usage/openai?tenant=acme", {"Meterstream-Tenant": "globex"}),
+        ("/v1/usage/openai?tenant=acme&user=a&event-id=x", {}),
+        ("/v1/usage/openai?label=nokey", {}),
+    ):
         status, doc = ingest.post(path, b"\n".join(chats[:2]), headers=extra)
         assert status == 400 and doc["error"], (path, doc)
     status, doc = ingest.post("/v1/usage/bedrock-converse?tenant=acme&user=bob", converse[0])
@@ -353,8 +420,13 @@ def test_a_broker_gone_mid_run_is_a_503_and_its_return_a_202(tmp_path):
                 assert status == 503 and time.monotonic() < deadline
         finally:
             server.stop()
-        got = Counter(e for evs in events_of(read_topic(broker.bootstrap, stack.events_topic,
-                                                           dict.fromkeys(range(4), 0)), PRODUCER).values() for e in evs)
+        got = Counter(
+            e
+            for evs in events_of(
+                read_topic(broker.bootstrap, stack.events_topic, dict.fromkeys(range(4), 0)), PRODUCER
+            ).values()
+            for e in evs
+        )
         assert all(got[line] >= 1 for line in lines[:100] + lines[200:])  # every acknowledged event is there
     finally:
         broker.remove()
@@ -369,7 +441,7 @@ def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_s
         accepted: list[bytes] = []
         refusals = 0
         for start in range(0, len(lines), 500):  # six requests, one as a JSON array
-            chunk = lines[start:start + 500]
+            chunk = lines[start : start + 500]
             if start == 1000:  # an array must be JSON to its end: what is not goes as JSON Lines only
                 chunk = [line for line in chunk if not line.startswith(b"{this")]
                 status, doc = server.post("/v1/events", b"[" + b",".join(chunk) + b"]", ctype="application/json")
@@ -396,6 +468,7 @@ def test_events_posted_over_http_are_counted_exactly(kafka_service, clickhouse_s
 
 # ---------------------------------------------------------------------------- hostile producers
 
+
 def sized_event(size: int, seed: int = 61) -> bytes:
     """A valid event of exactly `size` bytes (up to about 1 MiB): a text payload and whitespace."""
     doc = orjson.loads(next(line for _, line in generate(1, seed=seed, now=NOW)))
@@ -409,8 +482,14 @@ def sized_event(size: int, seed: int = 61) -> bytes:
 
 def add_token(ingest: Ingest, env: dict[str, str], name: str) -> str:
     """A token for producer `name`, added to the running ingest's file, once it takes it."""
-    token = subprocess.run([*CLI, "ingest", "token", "add", name, "--tokens-file", str(ingest.tokens)], env=env,
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    token = subprocess.run(
+        [*CLI, "ingest", "token", "add", name, "--tokens-file", str(ingest.tokens)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     deadline = time.monotonic() + 10
     while ingest.request("GET", "/v1/events", token=token)[0] == 401:  # 405 once the token is known
         assert time.monotonic() < deadline, "the new token is not taken"
@@ -464,8 +543,9 @@ def _set_max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(value)})])
     admin.close()
-    probe = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", retries=0,
-                          max_request_size=4 << 20)
+    probe = KafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", retries=0, max_request_size=4 << 20
+    )
     deadline = time.monotonic() + 30
     try:
         while True:
@@ -528,18 +608,26 @@ def test_a_request_is_at_most_4096_items_and_its_answer_is_bounded(stack, ingest
     """More items than a batch record may hold (4096) is a 413 and nothing is written; 4096 bad
     items are 4096 refused records, and the answer lists the first 100 with the count."""
     before = end_offsets(stack.bootstrap, stack.events_topic)
-    for raw, ctype in ((b"1\n" * 4097, "application/jsonl"), (b"1\n" * (1024 * 1024 // 2), "application/jsonl"),
-                       (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json")):
+    for raw, ctype in (
+        (b"1\n" * 4097, "application/jsonl"),
+        (b"1\n" * (1024 * 1024 // 2), "application/jsonl"),
+        (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json"),
+    ):
         status, doc = ingest.post("/v1/events", raw, ctype=ctype)
-        assert status == 413 and doc == {"error": "the body holds more than 4096 items: send them in several "
-                                                  "requests (at most 4096); nothing was written"}, doc
+        assert status == 413 and doc == {
+            "error": "the body holds more than 4096 items: send them in several "
+            "requests (at most 4096); nothing was written"
+        }, doc
     assert end_offsets(stack.bootstrap, stack.events_topic) == before
     status, _, _ = ingest.request("POST", "/v1/events", b"\n" * 100_000 + b"1\n" * 4096)  # blank lines are no items
     assert status == 422
     before = end_offsets(stack.bootstrap, stack.events_topic)
-    req = urllib.request.Request(f"http://127.0.0.1:{ingest.port}/v1/events", data=b"1\n" * 4096, method="POST",
-                                 headers={"Content-Type": "application/jsonl",
-                                          "Authorization": f"Bearer {ingest.token}"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{ingest.port}/v1/events",
+        data=b"1\n" * 4096,
+        method="POST",
+        headers={"Content-Type": "application/jsonl", "Authorization": f"Bearer {ingest.token}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(req, timeout=120)
     raw = answer.value.read()
@@ -570,9 +658,14 @@ def test_a_tenant_named_twice_in_one_event_is_checked_every_time(stack, ingest):
 
 
 def add_token_for(ingest: Ingest, env: dict[str, str], name: str, tenant: str) -> str:
-    token = subprocess.run([*CLI, "ingest", "token", "add", name, "--tenant", tenant, "--tokens-file",
-                            str(ingest.tokens)], env=env, capture_output=True, text=True, timeout=60,
-                           check=True).stdout.strip()
+    token = subprocess.run(
+        [*CLI, "ingest", "token", "add", name, "--tenant", tenant, "--tokens-file", str(ingest.tokens)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     deadline = time.monotonic() + 10
     while ingest.request("GET", "/v1/events", token=token)[0] == 401:
         assert time.monotonic() < deadline, "the new token is not taken"
@@ -582,9 +675,11 @@ def add_token_for(ingest: Ingest, env: dict[str, str], name: str, tenant: str) -
 
 def test_a_number_of_thousands_of_digits_is_an_items_reason_never_a_500(stack, ingest):
     event = next(line for _, line in generate(1, seed=67, now=NOW))
-    for body, ctype in ((b"[" + event + b', {"n": ' + b"9" * 5000 + b"}]", "application/json"),
-                        (b"[" + event + b", " + b"7" * 5000 + b"]", "application/json"),
-                        (event + b'\n{"n": ' + b"9" * 5000 + b"}", "application/jsonl")):
+    for body, ctype in (
+        (b"[" + event + b', {"n": ' + b"9" * 5000 + b"}]", "application/json"),
+        (b"[" + event + b", " + b"7" * 5000 + b"]", "application/json"),
+        (event + b'\n{"n": ' + b"9" * 5000 + b"}", "application/jsonl"),
+    ):
         status, doc = ingest.post("/v1/events", body, ctype=ctype)
         assert status == 202 and doc["accepted"] == 1 and [r["index"] for r in doc["rejected"]] == [1], doc
         assert doc["rejected"][0]["reason"].startswith("not JSON: number"), doc
@@ -632,8 +727,10 @@ def test_a_slow_body_is_a_408_and_slow_headers_close_the_connection(stack, tmp_p
     server = Ingest(stack.env, tmp_path, MS_INGEST_BODY_TIMEOUT_S="2", MS_INGEST_HEADER_TIMEOUT_S="3")
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/jsonl\r\n"
-                      b"Authorization: Bearer " + server.token.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+            s.sendall(
+                b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/jsonl\r\n"
+                b"Authorization: Bearer " + server.token.encode() + b"\r\nContent-Length: 1000\r\n\r\n{"
+            )
             started = time.monotonic()
             got = s.recv(65536)
             took = time.monotonic() - started  # then aiohttp waits up to 10 s for the rest, and closes

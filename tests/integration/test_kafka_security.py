@@ -21,11 +21,11 @@ import pytest
 from pydantic import SecretStr
 
 from streams.harness.generate import generate
-from streams.kafka_security import KafkaSecurity
 from streams.harness.stack import KAFKA_SH, Broker, Stack, alerts_in_topic, free_port
+from streams.kafka_security import KafkaSecurity
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 USER = "meter"
 PRODUCER = "gateway"  # a producer's account: only what an ACL gives it
 PASSWORD = "pw " + secrets.token_hex(12)  # with a space: passed through as is
@@ -42,36 +42,133 @@ def make_tls(d: Path) -> Path:
     (PEM). Returns the CA certificate (PEM): what clients trust."""
     ec = ["-keyalg", "EC", "-groupname", "secp256r1", "-validity", "2", "-storetype", "PKCS12"]
     ca, broker = str(d / "ca.p12"), str(d / "broker.p12")
-    keytool("-genkeypair", "-alias", "ca", "-dname", "CN=meterstream-test-ca", "-ext", "bc:c", *ec,
-            "-keystore", ca, "-storepass", STOREPASS)
-    keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", ca, "-storepass", STOREPASS,
-            "-file", str(d / "ca.pem"))
-    keytool("-genkeypair", "-alias", "broker", "-dname", "CN=127.0.0.1", *ec, "-keystore", broker,
-            "-storepass", STOREPASS)
-    keytool("-certreq", "-alias", "broker", "-keystore", broker, "-storepass", STOREPASS,
-            "-file", str(d / "broker.csr"))
-    keytool("-gencert", "-alias", "ca", "-keystore", ca, "-storepass", STOREPASS, "-rfc", "-validity", "2",
-            "-infile", str(d / "broker.csr"), "-outfile", str(d / "broker.pem"),
-            "-ext", "SAN=ip:127.0.0.1,dns:localhost", "-ext", "EKU=serverAuth")
-    keytool("-importcert", "-noprompt", "-alias", "ca", "-keystore", broker, "-storepass", STOREPASS,
-            "-file", str(d / "ca.pem"))
-    keytool("-importcert", "-alias", "broker", "-keystore", broker, "-storepass", STOREPASS,
-            "-file", str(d / "broker.pem"))
-    keytool("-importcert", "-noprompt", "-alias", "ca", "-keystore", str(d / "truststore.p12"),
-            "-storetype", "PKCS12", "-storepass", STOREPASS, "-file", str(d / "ca.pem"))
+    keytool(
+        "-genkeypair",
+        "-alias",
+        "ca",
+        "-dname",
+        "CN=meterstream-test-ca",
+        "-ext",
+        "bc:c",
+        *ec,
+        "-keystore",
+        ca,
+        "-storepass",
+        STOREPASS,
+    )
+    keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", ca, "-storepass", STOREPASS, "-file", str(d / "ca.pem"))
+    keytool(
+        "-genkeypair", "-alias", "broker", "-dname", "CN=127.0.0.1", *ec, "-keystore", broker, "-storepass", STOREPASS
+    )
+    keytool(
+        "-certreq", "-alias", "broker", "-keystore", broker, "-storepass", STOREPASS, "-file", str(d / "broker.csr")
+    )
+    keytool(
+        "-gencert",
+        "-alias",
+        "ca",
+        "-keystore",
+        ca,
+        "-storepass",
+        STOREPASS,
+        "-rfc",
+        "-validity",
+        "2",
+        "-infile",
+        str(d / "broker.csr"),
+        "-outfile",
+        str(d / "broker.pem"),
+        "-ext",
+        "SAN=ip:127.0.0.1,dns:localhost",
+        "-ext",
+        "EKU=serverAuth",
+    )
+    keytool(
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "ca",
+        "-keystore",
+        broker,
+        "-storepass",
+        STOREPASS,
+        "-file",
+        str(d / "ca.pem"),
+    )
+    keytool(
+        "-importcert", "-alias", "broker", "-keystore", broker, "-storepass", STOREPASS, "-file", str(d / "broker.pem")
+    )
+    keytool(
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "ca",
+        "-keystore",
+        str(d / "truststore.p12"),
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        STOREPASS,
+        "-file",
+        str(d / "ca.pem"),
+    )
     client = str(d / "client.p12")
-    keytool("-genkeypair", "-alias", "client", "-dname", f"CN={USER}", *ec, "-keystore", client,
-            "-storepass", STOREPASS)
-    keytool("-certreq", "-alias", "client", "-keystore", client, "-storepass", STOREPASS,
-            "-file", str(d / "client.csr"))
-    keytool("-gencert", "-alias", "ca", "-keystore", ca, "-storepass", STOREPASS, "-rfc", "-validity", "2",
-            "-infile", str(d / "client.csr"), "-outfile", str(d / "client.pem"), "-ext", "EKU=clientAuth")
-    keytool("-importcert", "-noprompt", "-alias", "ca", "-keystore", client, "-storepass", STOREPASS,
-            "-file", str(d / "ca.pem"))
-    keytool("-importcert", "-alias", "client", "-keystore", client, "-storepass", STOREPASS,
-            "-file", str(d / "client.pem"))
-    subprocess.run(["openssl", "pkcs12", "-in", client, "-nocerts", "-nodes", "-passin", f"pass:{STOREPASS}",
-                    "-out", str(d / "client.key")], check=True, capture_output=True, timeout=60)
+    keytool(
+        "-genkeypair", "-alias", "client", "-dname", f"CN={USER}", *ec, "-keystore", client, "-storepass", STOREPASS
+    )
+    keytool(
+        "-certreq", "-alias", "client", "-keystore", client, "-storepass", STOREPASS, "-file", str(d / "client.csr")
+    )
+    keytool(
+        "-gencert",
+        "-alias",
+        "ca",
+        "-keystore",
+        ca,
+        "-storepass",
+        STOREPASS,
+        "-rfc",
+        "-validity",
+        "2",
+        "-infile",
+        str(d / "client.csr"),
+        "-outfile",
+        str(d / "client.pem"),
+        "-ext",
+        "EKU=clientAuth",
+    )
+    keytool(
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "ca",
+        "-keystore",
+        client,
+        "-storepass",
+        STOREPASS,
+        "-file",
+        str(d / "ca.pem"),
+    )
+    keytool(
+        "-importcert", "-alias", "client", "-keystore", client, "-storepass", STOREPASS, "-file", str(d / "client.pem")
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-in",
+            client,
+            "-nocerts",
+            "-nodes",
+            "-passin",
+            f"pass:{STOREPASS}",
+            "-out",
+            str(d / "client.key"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return d / "ca.pem"
 
 
@@ -79,12 +176,16 @@ def make_tls(d: Path) -> Path:
 def tls_broker(tmp_path_factory) -> Iterator[tuple[Broker, Path]]:
     d = tmp_path_factory.mktemp("kafka-tls")
     cafile = make_tls(d)
-    broker = Broker(d / "kafka", extra_env={
-        "MS_KAFKA_SASL_SSL_PORT": str(free_port()), "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
-        "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS,
-        "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD},{PRODUCER}:{PASSWORD}",
-        "MS_KAFKA_SUPER_USERS": USER,  # ACLs enforced: meterstream's account may do anything, a producer not
-    })
+    broker = Broker(
+        d / "kafka",
+        extra_env={
+            "MS_KAFKA_SASL_SSL_PORT": str(free_port()),
+            "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
+            "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS,
+            "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD},{PRODUCER}:{PASSWORD}",
+            "MS_KAFKA_SUPER_USERS": USER,  # ACLs enforced: meterstream's account may do anything, a producer not
+        },
+    )
     broker.start()
     try:
         yield broker, cafile
@@ -92,15 +193,18 @@ def tls_broker(tmp_path_factory) -> Iterator[tuple[Broker, Path]]:
         broker.remove()
 
 
-def security(cafile: Path, mechanism: str = "SCRAM-SHA-512", password: str = PASSWORD, user: str = USER) -> KafkaSecurity:
+def security(
+    cafile: Path, mechanism: str = "SCRAM-SHA-512", password: str = PASSWORD, user: str = USER
+) -> KafkaSecurity:
     return KafkaSecurity("SASL_SSL", mechanism, user, SecretStr(password), cafile=cafile)
 
 
 def kafka_python_topics(bootstrap: str, sec: KafkaSecurity, timeout_ms: int = 8000) -> set[str]:
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=8000,
-                             **sec.kafka_python())
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=8000, **sec.kafka_python()
+    )
     try:
         return set(admin.list_topics())
     finally:
@@ -128,8 +232,7 @@ def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_servic
         topics = kafka_python_topics(stack.bootstrap, sec)
         assert {stack.events_topic, stack.env["MS_SINK_TOPIC"], stack.env["MS_BUDGETS_TOPIC"]} <= topics
 
-        lines = [line for _, line in generate(1500, seed=31, now=NOW, tenants=2, users=12, duplicate_rate=0.1,
-                                               bad=6)]
+        lines = [line for _, line in generate(1500, seed=31, now=NOW, tenants=2, users=12, duplicate_rate=0.1, bad=6)]
         stack.produced.extend(lines)  # what `meterstream produce` below publishes
         exp = stack.expected(NOW + dt.timedelta(minutes=5))
         assert exp.counted > 1000 and exp.duplicates > 50 and exp.rejected >= 6
@@ -141,11 +244,28 @@ def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_servic
         assert spend
         amount = (max(spend.values()) / Decimal("1.2")).quantize(Decimal("0.01"))
         want_alerts = sorted(
-            f"t0-day|{dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc):%Y-%m-%d}|{t}"
-            for start, v in spend.items() for t in ("0.5", "0.8", "1") if v >= amount * Decimal(t))
+            f"t0-day|{dt.datetime.fromtimestamp(start / 1000, dt.UTC):%Y-%m-%d}|{t}"
+            for start, v in spend.items()
+            for t in ("0.5", "0.8", "1")
+            if v >= amount * Decimal(t)
+        )
         assert len(want_alerts) >= 3
-        outputs.append(stack.cli("budgets", "set", "--id", "t0-day", "--tenant", "tenant-0", "--period", "day",
-                                 "--currency", "USD", "--amount", str(amount)).stdout.decode())
+        outputs.append(
+            stack.cli(
+                "budgets",
+                "set",
+                "--id",
+                "t0-day",
+                "--tenant",
+                "tenant-0",
+                "--period",
+                "day",
+                "--currency",
+                "USD",
+                "--amount",
+                str(amount),
+            ).stdout.decode()
+        )
         listed = json.loads(stack.cli("budgets", "list", "--format", "json").stdout)
         assert [b["id"] for b in listed] == ["t0-day"]
 
@@ -185,7 +305,8 @@ def test_every_mechanism_authenticates_with_the_right_password(tls_broker, mecha
     sec = security(cafile, mechanism)
     # both libraries authenticate and are answered metadata (the same topics; aiokafka hides internal ones)
     assert {t for t in kafka_python_topics(broker.sasl_ssl_bootstrap, sec) if not t.startswith("__")} == asyncio.run(
-        aiokafka_topics(broker.sasl_ssl_bootstrap, sec))
+        aiokafka_topics(broker.sasl_ssl_bootstrap, sec)
+    )
 
 
 def refused_cases(cafile: Path) -> dict[str, KafkaSecurity]:
@@ -197,8 +318,9 @@ def refused_cases(cafile: Path) -> dict[str, KafkaSecurity]:
     }
 
 
-@pytest.mark.parametrize("case", ["wrong password (SCRAM)", "wrong password (PLAIN)", "no credentials (TLS only)",
-                                  "no TLS, no credentials"])
+@pytest.mark.parametrize(
+    "case", ["wrong password (SCRAM)", "wrong password (PLAIN)", "no credentials (TLS only)", "no TLS, no credentials"]
+)
 def test_clients_without_the_right_credentials_are_refused(tls_broker, case):
     import aiokafka.errors
     import kafka.errors
@@ -223,27 +345,51 @@ def test_mutual_tls_needs_a_client_certificate(tls_broker, tmp_path):
     clients present MS_KAFKA_SSL_CERTFILE/KEYFILE; without them they are refused."""
     _, cafile = tls_broker
     d = cafile.parent
-    broker = Broker(tmp_path / "kafka", extra_env={
-        "MS_KAFKA_SASL_SSL_PORT": str(free_port()), "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
-        "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS, "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD}",
-        "MS_KAFKA_SSL_TRUSTSTORE": str(d / "truststore.p12"), "MS_KAFKA_SSL_TRUSTSTORE_PASSWORD": STOREPASS,
-    })
+    broker = Broker(
+        tmp_path / "kafka",
+        extra_env={
+            "MS_KAFKA_SASL_SSL_PORT": str(free_port()),
+            "MS_KAFKA_SSL_KEYSTORE": str(d / "broker.p12"),
+            "MS_KAFKA_SSL_KEYSTORE_PASSWORD": STOREPASS,
+            "MS_KAFKA_SASL_USERS": f"{USER}:{PASSWORD}",
+            "MS_KAFKA_SSL_TRUSTSTORE": str(d / "truststore.p12"),
+            "MS_KAFKA_SSL_TRUSTSTORE_PASSWORD": STOREPASS,
+        },
+    )
     broker.start()
     try:
         bootstrap = broker.sasl_ssl_bootstrap
-        mtls = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", USER, SecretStr(PASSWORD), cafile=cafile,
-                             certfile=d / "client.pem", keyfile=d / "client.key")
+        mtls = KafkaSecurity(
+            "SASL_SSL",
+            "SCRAM-SHA-256",
+            USER,
+            SecretStr(PASSWORD),
+            cafile=cafile,
+            certfile=d / "client.pem",
+            keyfile=d / "client.key",
+        )
         assert {t for t in kafka_python_topics(bootstrap, mtls) if not t.startswith("__")} == asyncio.run(
-            aiokafka_topics(bootstrap, mtls))
+            aiokafka_topics(bootstrap, mtls)
+        )
         # the CLI, configured from the environment only: budgets (kafka-python) over mTLS + SASL
         env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
-        env.update(mtls.env(), MS_KAFKA_BOOTSTRAP=bootstrap, MS_BUDGETS_TOPIC="budgets-mtls",
-                   MS_DATA_DIR=str(tmp_path / "data"))
+        env.update(
+            mtls.env(),
+            MS_KAFKA_BOOTSTRAP=bootstrap,
+            MS_BUDGETS_TOPIC="budgets-mtls",
+            MS_DATA_DIR=str(tmp_path / "data"),
+        )
         cli = [sys.executable, "-m", "streams.cli", "budgets"]
-        subprocess.run(cli + ["set", "--id", "b1", "--tenant", "acme", "--period", "month", "--currency", "USD",
-                              "--amount", "5"], env=env, check=True, capture_output=True, timeout=120)
-        listed = subprocess.run(cli + ["list", "--format", "json"], env=env, check=True, capture_output=True,
-                                timeout=120)
+        subprocess.run(
+            cli + ["set", "--id", "b1", "--tenant", "acme", "--period", "month", "--currency", "USD", "--amount", "5"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        listed = subprocess.run(
+            cli + ["list", "--format", "json"], env=env, check=True, capture_output=True, timeout=120
+        )
         assert [b["id"] for b in json.loads(listed.stdout)] == ["b1"]
 
         import aiokafka.errors
@@ -289,30 +435,61 @@ def test_a_producer_given_the_readme_acls_may_write_events_and_nothing_else(tls_
     admin = KafkaAdminClient(bootstrap_servers=broker.sasl_ssl_bootstrap, **security(cafile).kafka_python())
     admin.create_topics([NewTopic(events, 1, 1), NewTopic(other, 1, 1)])
     admin.close()
-    acls = subprocess.run(["bash", str(KAFKA_SH), "acls", "--add", "--allow-principal", f"User:{PRODUCER}",
-                           "--operation", "Write", "--operation", "Describe", "--topic", events],
-                          env=broker.env, capture_output=True, text=True, timeout=120)
+    acls = subprocess.run(
+        [
+            "bash",
+            str(KAFKA_SH),
+            "acls",
+            "--add",
+            "--allow-principal",
+            f"User:{PRODUCER}",
+            "--operation",
+            "Write",
+            "--operation",
+            "Describe",
+            "--topic",
+            events,
+        ],
+        env=broker.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert acls.returncode == 0, acls.stderr[-2000:]
 
-    producer = KafkaProducer(bootstrap_servers=broker.sasl_ssl_bootstrap, acks="all", max_block_ms=10_000,
-                             **security(cafile, user=PRODUCER).kafka_python())
+    producer = KafkaProducer(
+        bootstrap_servers=broker.sasl_ssl_bootstrap,
+        acks="all",
+        max_block_ms=10_000,
+        **security(cafile, user=PRODUCER).kafka_python(),
+    )
     try:
         assert producer.send(events, b'{"event_id": "x"}').get(timeout=30).offset == 0
         with pytest.raises(kafka.errors.KafkaError):  # TopicAuthorizationFailedError (or no metadata)
             producer.send(other, b"forged ledger row").get(timeout=30)
     finally:
         producer.close(timeout=10)
-    consumer = KafkaConsumer(events, bootstrap_servers=broker.sasl_ssl_bootstrap, group_id="acl-reader",
-                             auto_offset_reset="earliest", consumer_timeout_ms=8000,
-                             **security(cafile, user=PRODUCER).kafka_python())
+    consumer = KafkaConsumer(
+        events,
+        bootstrap_servers=broker.sasl_ssl_bootstrap,
+        group_id="acl-reader",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=8000,
+        **security(cafile, user=PRODUCER).kafka_python(),
+    )
     try:
         with pytest.raises(kafka.errors.KafkaError):  # no Read on the topic, no group
             list(consumer)
     finally:
         consumer.close()
     # meterstream's own account still reads it all
-    reader = KafkaConsumer(events, bootstrap_servers=broker.sasl_ssl_bootstrap, auto_offset_reset="earliest",
-                           consumer_timeout_ms=8000, **security(cafile).kafka_python())
+    reader = KafkaConsumer(
+        events,
+        bootstrap_servers=broker.sasl_ssl_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=8000,
+        **security(cafile).kafka_python(),
+    )
     try:
         assert [m.value for m in reader] == [b'{"event_id": "x"}']
     finally:

@@ -37,15 +37,27 @@ rules:
 
 
 def events(tag: str, n: int, now: dt.datetime) -> list[bytes]:
-    return [orjson.dumps({"event_id": f"{tag}-{i}", "ts": (now - dt.timedelta(seconds=i)).isoformat(),
-                          "tenant_id": "acme" if i % 2 else "other", "user_id": f"u{i % 7}", "provider": "openai",
-                          "model": "gpt-4o", "usage": {"input_tokens": 1000 + i, "output_tokens": 10 + i}})
-            for i in range(n)]
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"{tag}-{i}",
+                "ts": (now - dt.timedelta(seconds=i)).isoformat(),
+                "tenant_id": "acme" if i % 2 else "other",
+                "user_id": f"u{i % 7}",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "usage": {"input_tokens": 1000 + i, "output_tokens": 10 + i},
+            }
+        )
+        for i in range(n)
+    ]
 
 
 def ledger(stack) -> dict[str, dict]:
-    rows = stack.query("SELECT event_id, toString(cost) AS cost, toString(list_cost) AS list_cost, "
-                       "price_overlay, catalog_hash FROM ledger FINAL")
+    rows = stack.query(
+        "SELECT event_id, toString(cost) AS cost, toString(list_cost) AS list_cost, "
+        "price_overlay, catalog_hash FROM ledger FINAL"
+    )
     return {r["event_id"]: r for r in rows}
 
 
@@ -75,7 +87,7 @@ def status_with(stack, content_hash: str, timeout: float) -> str:
 
 
 def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, tmp_path):
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     new_dir = tmp_path / "catalog-v2"
     shutil.copytree(SHIPPED_CATALOGS, new_dir)
     text = (new_dir / "openai-usd.yaml").read_text()
@@ -95,8 +107,9 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
     shutil.copytree(new_dir, bad_dir)
     (bad_dir / "overlays" / "acme.yaml").write_text(OVERLAY.replace('"0.10"', '"1.5"'))
     records = stack.records()
-    refused = subprocess.run([*CLI, "catalog", "publish", str(bad_dir)], env=stack.env,
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [*CLI, "catalog", "publish", str(bad_dir)], env=stack.env, capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode == 2 and "refused" in refused.stderr and "discount" in refused.stderr, refused.stderr
     assert stack.records() == records  # nothing was sent
 
@@ -105,8 +118,9 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
     # a producer that may write events may not change prices: an unsigned catalog record
     rogue = dict(read_bundle(new_dir), **{"openai-usd.yaml": text.replace(line, line.replace('"2.50"', '"0.01"'), 1)})
     producer = make_producer(stack.bootstrap)
-    producer.send(stack.events_topic, value=encode(bundle_hash(rogue), rogue), partition=0,
-                  headers=[CATALOG_HEADER]).get(timeout=60)
+    producer.send(
+        stack.events_topic, value=encode(bundle_hash(rogue), rogue), partition=0, headers=[CATALOG_HEADER]
+    ).get(timeout=60)
     producer.close()
     stack.produce(after[:20])
     wait_rows(stack, 60)
@@ -119,8 +133,12 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
     for raw in before:
         want = rate(raw, old, now=now + dt.timedelta(minutes=5))
         got = rows[want["event_id"]]
-        assert (got["cost"], got["list_cost"], got["price_overlay"], got["catalog_hash"]) == \
-               (want["cost"], want["cost"], "", old.content_hash)
+        assert (got["cost"], got["list_cost"], got["price_overlay"], got["catalog_hash"]) == (
+            want["cost"],
+            want["cost"],
+            "",
+            old.content_hash,
+        )
     for raw in after:
         want = rate(raw, new, now=now + dt.timedelta(minutes=5))
         got = rows[want["event_id"]]
@@ -128,8 +146,11 @@ def test_publish_switches_a_running_worker_and_reprices_nothing_counted(stack, t
         assert got["catalog_hash"] == new.content_hash
         acme = want["tenant_id"] == "acme"
         assert got["price_overlay"] == ("acme-openai-10off" if acme else "")
-        assert (Decimal(got["cost"]) == Decimal(got["list_cost"]) * Decimal("0.9")) if acme else \
-               (got["cost"] == got["list_cost"])
+        assert (
+            (Decimal(got["cost"]) == Decimal(got["list_cost"]) * Decimal("0.9"))
+            if acme
+            else (got["cost"] == got["list_cost"])
+        )
     # the new input price, by hand: 1,000 input tokens at $3.00/M + 10 output at $10.00/M
     assert Decimal(rows["after-0"]["cost"]) == Decimal("0.0031")
     total = sum(Decimal(r["cost"]) for r in rows.values())
@@ -147,7 +168,7 @@ def test_two_raters_switch_at_the_same_offsets_and_a_takeover_keeps_the_version(
     """Two raters share the partitions; after the publish one is SIGKILLed and the other takes
     its partitions over, restoring their versions from the changelog: every event after the
     record is priced with the new version, whichever rater read it."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     new_dir = tmp_path / "catalog-v2"
     shutil.copytree(SHIPPED_CATALOGS, new_dir)
     (new_dir / "overlays").mkdir()
@@ -182,7 +203,7 @@ def test_an_older_publication_written_again_is_refused_and_prices_stay(stack, tm
     refuses it with the reason; the events after it keep the current price."""
     from kafka import KafkaConsumer, TopicPartition
 
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     line = '- {dimension: input_tokens,        per: 1000000, price: "2.50"}'
     dirs = {}
     for name, price in (("cheap", "0.01"), ("current", "3.00")):

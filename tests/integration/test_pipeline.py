@@ -8,12 +8,11 @@ from collections import Counter
 
 import pytest
 
-from streams.harness.generate import generate
 from streams.harness.expected import as_rows, diff, normalize
-from streams.harness.stack import Stack
+from streams.harness.generate import generate
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def bad_corpus() -> list[bytes]:

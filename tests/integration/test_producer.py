@@ -20,13 +20,13 @@ import pytest
 
 from schemas.batch import MAX_BATCH_BYTES, is_batch
 from streams.harness.generate import generate
-from streams.producer import ProduceError, Producer, event_key, partition_for_key, publish
 from streams.harness.stack import Broker
+from streams.producer import ProduceError, Producer, event_key, partition_for_key, publish
 from tests.kafka_records import events_of, read_topic
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # the child's too: the same events in both
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # the child's too: the same events in both
 
 
 def new_topic(bootstrap: str, partitions: int = 4) -> str:
@@ -88,8 +88,12 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("mode", ["sigterm", "exit"])
 def test_buffered_events_are_flushed_on_sigterm_and_at_exit(kafka_service, mode):
     topic = new_topic(kafka_service.bootstrap)
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), kafka_service.bootstrap,
-                              topic, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(repo=str(REPO)), kafka_service.bootstrap, topic, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     assert child.stdout.readline() == b"ready\n", child.stderr.read().decode()
     if mode == "sigterm":
         child.send_signal(signal.SIGTERM)
@@ -134,8 +138,7 @@ def test_a_broker_gone_at_flush_time_is_an_error_holding_every_undelivered_event
 def test_a_flush_sends_every_pending_batch(kafka_service):
     """More than 100 batches wait (one per partition, and in kafka-python's own buffer): all go."""
     topic = new_topic(kafka_service.bootstrap, 128)
-    lines = [orjson.dumps({"event_id": f"e{i}", "tenant_id": "t", "user_id": f"user-{i % 2000}"})
-             for i in range(6000)]
+    lines = [orjson.dumps({"event_id": f"e{i}", "tenant_id": "t", "user_id": f"user-{i % 2000}"}) for i in range(6000)]
     # kafka-python holds the full batches it is given until flushed, too
     p = Producer(kafka_service.bootstrap, topic, linger_ms=600_000, batch_events=20, kafka_linger_ms=60_000)
     for line in lines:
@@ -167,14 +170,22 @@ def test_meterstream_produce_batches_unless_no_batch(kafka_service, tmp_path):
     got = {}
     for flags in ([], ["--no-batch"]):
         topic = new_topic(kafka_service.bootstrap)
-        proc = subprocess.run([sys.executable, "-m", "streams.cli", "produce", *flags, "--topic", topic, str(src)],
-                              env=env, capture_output=True, timeout=120, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "produce", *flags, "--topic", topic, str(src)],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            cwd=REPO,
+        )
         assert proc.returncode == 0 and f"produced {len(lines)} events".encode() in proc.stderr, proc.stderr
         records = read_topic(kafka_service.bootstrap, topic)
         got[bool(flags)] = (sum(map(len, records.values())), events_of(records))
     (n_batched, batched), (n_single, single) = got[False], got[True]
     assert n_single == len(lines) and n_batched < 20
-    assert Counter(e for evs in batched.values() for e in evs) == Counter(lines) \
+    assert (
+        Counter(e for evs in batched.values() for e in evs)
+        == Counter(lines)
         == Counter(e for evs in single.values() for e in evs)
+    )
     for part in batched:
         assert [e for e in batched[part] if event_key(e)] == [e for e in single[part] if event_key(e)]

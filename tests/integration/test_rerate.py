@@ -24,7 +24,7 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
     stack.env["MS_DEDUP_RETENTION_HOURS"] = "1"
     try:
         # 40 days back: its calendar month (the widest window) is closed, as re-rating requires
-        then = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=40)
+        then = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=40)
         lines = [line for _, line in generate(1500, seed=21, now=then, duplicate_rate=0.05, bad=5)]
         stack.produce(lines)
         stack.start_worker()
@@ -45,15 +45,22 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
         with pytest.raises(AssertionError, match="re-rates only with catalogs in"):
             stack.cli("rerate", "--since", since.isoformat(), "--until", until.isoformat(), "--catalog", str(elsewhere))
         for catalog in (str(elsewhere), "../catalog-elsewhere", "/etc"):  # the endpoint itself takes no paths
-            refused = stack.post(stack.ports[0], "/rerate", {"since": since.isoformat(), "until": until.isoformat(),
-                                                             "catalog": catalog})
+            refused = stack.post(
+                stack.ports[0], "/rerate", {"since": since.isoformat(), "until": until.isoformat(), "catalog": catalog}
+            )
             assert refused[0] == 400 and "not a path" in refused[1]["error"], refused
-        out = stack.cli("rerate", "--since", since.isoformat(), "--until", until.isoformat(),
-                        "--catalog", "v2").stdout.decode()
+        out = stack.cli(
+            "rerate", "--since", since.isoformat(), "--until", until.isoformat(), "--catalog", "v2"
+        ).stdout.decode()
         assert "re-rated" in out and "USD:" in out
 
-        exp = expected_totals(lines, new_catalog, partitions=stack.partitions,
-                              lateness=dt.timedelta(hours=1), now=then + dt.timedelta(days=40))
+        exp = expected_totals(
+            lines,
+            new_catalog,
+            partitions=stack.partitions,
+            lateness=dt.timedelta(hours=1),
+            now=then + dt.timedelta(days=40),
+        )
         old = stack.expected(then + dt.timedelta(days=40))
         assert as_rows(exp, "model", "total") != as_rows(old, "model", "total")  # the change matters
         for by in ("user", "model"):
@@ -66,6 +73,6 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
 
 def test_rerate_refuses_an_open_period(kafka_service, clickhouse_service, tmp_path):
     stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with pytest.raises(AssertionError, match="still open to late events"):
         stack.cli("rerate", "--since", (now - dt.timedelta(hours=3)).isoformat(), "--until", now.isoformat())

@@ -16,7 +16,7 @@ from streams.harness.generate import generate
 from streams.harness.stack import Stack, alerts_in_topic, budgets_for
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def owners_of(stack: Stack, ports: list[int], flag: str) -> list[int]:
@@ -60,7 +60,7 @@ def test_rate_and_sink_roles_killed_in_turn_are_exact(kafka_service, clickhouse_
         assert "state_keys" not in stack.health(sink) and "rollup_keys" not in stack.health(rate_a)
         stack.kill_worker(rate_a)  # SIGKILL a rater: its partitions move to the other one
         time.sleep(3)
-        stack.kill_worker(sink)    # SIGKILL the sink: it resumes from its committed offsets
+        stack.kill_worker(sink)  # SIGKILL the sink: it resumes from its committed offsets
         sink = stack.start_worker(sink)
         stack.wait_for_progress(rate_b, at_least=2000)
         stack.kill_worker(rate_b)
@@ -95,10 +95,10 @@ def test_rate_sink_and_alerts_processes_killed_in_turn_are_exact(kafka_service, 
         owners = owners_of(stack, [alerts_a, alerts_b], "alerts_owner")  # one owns the sink topic
         standby = owners[0] ^ alerts_a ^ alerts_b
         stack.kill_worker(owners[0])  # the active alerts process: the standby takes over
-        stack.kill_worker(rate)       # the rater: it resumes from its commit, re-emitting some rows
+        stack.kill_worker(rate)  # the rater: it resumes from its commit, re-emitting some rows
         rate = stack.start_worker(rate)
         stack.wait_for_progress(rate, at_least=1000)
-        stack.kill_worker(sink)       # the sink: the alerts role waits for it before any lookup
+        stack.kill_worker(sink)  # the sink: the alerts role waits for it before any lookup
         sink = stack.start_worker(sink)
         stack.wait_until_exact(exp, timeout=300)
         for by, window in (("user", "minute"), ("model", "day")):

@@ -13,7 +13,7 @@ from streams.sink.rollups import Rollups
 from streams.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
-T0 = int(dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
+T0 = int(dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 @pytest.fixture
@@ -23,9 +23,23 @@ def db(store, ch_settings):
 
 
 def row(i: int, ts: int, user: str = "u1", p: int = 0, cost: str = "0.000123") -> dict:
-    return {"tenant_id": "t", "event_id": f"e{i}", "user_id": user, "model": "gpt-4o", "currency": "USD",
-            "cost": cost, "ts": ts, "src_partition": p, "src_offset": i, "input_tokens": 10, "output_tokens": 2,
-            "cached_input_tokens": 0, "cache_write_tokens": 0, "images": 0, "guardrail_units": 0}
+    return {
+        "tenant_id": "t",
+        "event_id": f"e{i}",
+        "user_id": user,
+        "model": "gpt-4o",
+        "currency": "USD",
+        "cost": cost,
+        "ts": ts,
+        "src_partition": p,
+        "src_offset": i,
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "images": 0,
+        "guardrail_units": 0,
+    }
 
 
 def write(rollups: Rollups, store, ledger: list[dict]) -> int:
@@ -39,8 +53,10 @@ def write(rollups: Rollups, store, ledger: list[dict]) -> int:
 
 
 def totals(store, table: str = "rollup_user_minute") -> dict:
-    rows = store.query(f"SELECT toUnixTimestamp64Milli(window_start) AS ws, user_id, sum(cost) AS cost, "
-                       f"sum(events) AS n FROM {table} FINAL GROUP BY ws, user_id")
+    rows = store.query(
+        f"SELECT toUnixTimestamp64Milli(window_start) AS ws, user_id, sum(cost) AS cost, "
+        f"sum(events) AS n FROM {table} FINAL GROUP BY ws, user_id"
+    )
     return {(int(r["ws"]), r["user_id"]): (Decimal(r["cost"]), int(r["n"])) for r in rows}
 
 
@@ -92,18 +108,18 @@ def test_windows_leaving_memory_are_reloaded_for_a_late_event(db):
 
 
 def test_month_windows_follow_the_calendar(db):
-    jan31 = int(dt.datetime(2025, 1, 31, 23, 59, tzinfo=dt.timezone.utc).timestamp() * 1000)
-    feb1 = int(dt.datetime(2025, 2, 1, 0, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    jan31 = int(dt.datetime(2025, 1, 31, 23, 59, tzinfo=dt.UTC).timestamp() * 1000)
+    feb1 = int(dt.datetime(2025, 2, 1, 0, 0, tzinfo=dt.UTC).timestamp() * 1000)
     write(Rollups(), db, [row(0, jan31, cost="1.5"), row(1, feb1, cost="0.000000000001")])
     month = {(k[0], k[1]): v for k, v in totals(db, "rollup_user_month").items()}
-    jan1 = int(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    jan1 = int(dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
     assert month == {(jan1, "u1"): (Decimal("1.5"), 1), (feb1, "u1"): (Decimal("1E-12"), 1)}
 
 
 def test_report_reads_the_coarsest_windows_a_range_allows():
     from streams.analyst.reads import coarsest_window
 
-    utc = dt.timezone.utc
+    utc = dt.UTC
     assert coarsest_window(None, None) == "month"
     assert coarsest_window(dt.datetime(2025, 1, 1, tzinfo=utc), dt.datetime(2025, 3, 1, tzinfo=utc)) == "month"
     assert coarsest_window(dt.datetime(2025, 1, 5, tzinfo=utc), None) == "day"

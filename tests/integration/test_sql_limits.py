@@ -15,8 +15,11 @@ import pytest
 
 from pricing import load_catalog
 from pricing.rating import Rejection, rate
+from schemas.records import ledger_row
 from streams.analyst.reader import run_checked_sql
 from streams.analyst.sql_guard import SqlGuard
+from streams.harness.generate import generate
+from streams.harness.stack import CLI
 from streams.settings import Settings
 from streams.storage import StoreError, open_store
 from streams.storage.base import (
@@ -25,9 +28,6 @@ from streams.storage.base import (
     DEFAULT_MAX_MEMORY_MB,
     DEFAULT_MAX_ROWS_READ,
 )
-from streams.harness.generate import generate
-from streams.harness.stack import CLI
-from schemas.records import ledger_row
 from streams.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
@@ -41,43 +41,58 @@ HUNGRY = "SELECT length(groupArray(toString(x))) AS n FROM (SELECT arrayJoin(ran
 
 @pytest.fixture
 def settings(clickhouse_service):
-    return clickhouse_service.settings("t_" + uuid.uuid4().hex[:12], sql_timeout_s=60,
-                                       sql_embedded_timeout_s=BOUND_S)
+    return clickhouse_service.settings("t_" + uuid.uuid4().hex[:12], sql_timeout_s=60, sql_embedded_timeout_s=BOUND_S)
 
 
 @pytest.fixture
 def store(settings):
     with open_store(settings) as s:
         migrate(s, settings.migrations_dir)
-        s.command("INSERT INTO ledger (tenant_id, event_id, user_id, model, ts, currency, cost) "
-                  "SELECT 'acme', toString(number), 'u' || toString(number % 10), 'gpt-4o', now64(3), 'USD', "
-                  "number / 1000 FROM numbers(2000)")
+        s.command(
+            "INSERT INTO ledger (tenant_id, event_id, user_id, model, ts, currency, cost) "
+            "SELECT 'acme', toString(number), 'u' || toString(number % 10), 'gpt-4o', now64(3), 'USD', "
+            "number / 1000 FROM numbers(2000)"
+        )
         s.command("CREATE TABLE probe (k UInt32) ENGINE = MergeTree ORDER BY k")
         yield s
 
 
 def test_the_settings_defaults_are_the_stores():
     s = Settings()
-    assert (s.sql_max_memory_mb, s.sql_max_rows_read, s.sql_max_bytes_read, s.sql_embedded_timeout_s) == (
-        DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_ROWS_READ, DEFAULT_MAX_BYTES_READ, DEFAULT_EMBEDDED_TIMEOUT_S) == (
-        512, 200_000_000, 20 * 1024**3, 5)
+    assert (
+        (s.sql_max_memory_mb, s.sql_max_rows_read, s.sql_max_bytes_read, s.sql_embedded_timeout_s)
+        == (DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_ROWS_READ, DEFAULT_MAX_BYTES_READ, DEFAULT_EMBEDDED_TIMEOUT_S)
+        == (512, 200_000_000, 20 * 1024**3, 5)
+    )
 
 
 def test_every_limit_reaches_the_engine(store, settings):
     """The settings an analyst's read runs under, as the engine reports them (the guard would
     refuse getSetting: this goes to the store's read-only path directly)."""
-    s = settings.model_copy(update={"sql_max_memory_mb": 300, "sql_max_rows_read": 12345,
-                                    "sql_max_bytes_read": 67890, "sql_max_rows": 777})
+    s = settings.model_copy(
+        update={"sql_max_memory_mb": 300, "sql_max_rows_read": 12345, "sql_max_bytes_read": 67890, "sql_max_rows": 777}
+    )
     [row] = store.query_readonly(
         "SELECT getSetting('readonly') AS ro, getSetting('max_memory_usage') AS mem, "
         "getSetting('max_rows_to_read') AS rows_read, getSetting('max_bytes_to_read') AS bytes_read, "
         "getSetting('max_result_rows') AS result_rows, getSetting('max_result_bytes') AS result_bytes, "
         "getSetting('max_block_size') AS block, toFloat64(getSetting('max_execution_time')) AS t",
-        max_rows=s.sql_max_rows, timeout_s=s.sql_timeout_s, max_memory_mb=s.sql_max_memory_mb,
-        max_rows_read=s.sql_max_rows_read, max_bytes_read=s.sql_max_bytes_read,
-        embedded_timeout_s=s.sql_embedded_timeout_s)
-    assert (row["ro"], row["mem"], row["rows_read"], row["bytes_read"], row["result_rows"], row["result_bytes"],
-            row["block"]) == (1, 300 * 1024 * 1024, 12345, 67890, 777, 150 * 1024 * 1024, 8192)
+        max_rows=s.sql_max_rows,
+        timeout_s=s.sql_timeout_s,
+        max_memory_mb=s.sql_max_memory_mb,
+        max_rows_read=s.sql_max_rows_read,
+        max_bytes_read=s.sql_max_bytes_read,
+        embedded_timeout_s=s.sql_embedded_timeout_s,
+    )
+    assert (
+        row["ro"],
+        row["mem"],
+        row["rows_read"],
+        row["bytes_read"],
+        row["result_rows"],
+        row["result_bytes"],
+        row["block"],
+    ) == (1, 300 * 1024 * 1024, 12345, 67890, 777, 150 * 1024 * 1024, 8192)
     # the embedded engine, which the sink shares, bounds the time by MS_SQL_EMBEDDED_TIMEOUT_S
     assert row["t"] == (BOUND_S if store.analyst_reads_block_writes else 60)
 
@@ -92,8 +107,12 @@ def test_an_insert_waits_at_most_the_bound_behind_heavy_analyst_reads(store, set
 
     def analyst() -> None:
         try:
-            store.query_readonly(canonical, max_rows=settings.sql_max_rows, timeout_s=settings.sql_timeout_s,
-                                 embedded_timeout_s=settings.sql_embedded_timeout_s)
+            store.query_readonly(
+                canonical,
+                max_rows=settings.sql_max_rows,
+                timeout_s=settings.sql_timeout_s,
+                embedded_timeout_s=settings.sql_embedded_timeout_s,
+            )
             outcomes.append((time.monotonic(), "finished"))
         except StoreError as exc:
             outcomes.append((time.monotonic(), str(exc)))
@@ -137,9 +156,12 @@ def test_a_memory_hungry_query_is_refused_and_the_engine_goes_on(store, settings
     assert run_checked_sql(store, settings, HUNGRY, None) == [{"n": 3_000_000}]
     # a GROUP BY over the ledger with more groups than the memory holds: refused, not grown
     with pytest.raises(StoreError, match="MEMORY_LIMIT_EXCEEDED"):
-        run_checked_sql(store, settings.model_copy(update={"sql_max_memory_mb": 16}),
-                        "SELECT a.event_id, b.event_id, count() FROM ledger AS a, ledger AS b "
-                        "GROUP BY a.event_id, b.event_id", None)
+        run_checked_sql(
+            store,
+            settings.model_copy(update={"sql_max_memory_mb": 16}),
+            "SELECT a.event_id, b.event_id, count() FROM ledger AS a, ledger AS b GROUP BY a.event_id, b.event_id",
+            None,
+        )
     assert store.query("SELECT count() AS n FROM ledger") == [{"n": 2000}]
 
 
@@ -152,9 +174,12 @@ def test_rows_and_bytes_read_are_limited(store, settings):
         run_checked_sql(store, settings.model_copy(update={"sql_max_bytes_read": 1000}), query, None)
     # a subquery's reads count too
     with pytest.raises(StoreError, match="TOO_MANY_ROWS"):
-        run_checked_sql(store, settings.model_copy(update={"sql_max_rows_read": 3000}),
-                        "SELECT count() FROM ledger WHERE event_id IN (SELECT event_id FROM ledger WHERE cost > 0)",
-                        None)
+        run_checked_sql(
+            store,
+            settings.model_copy(update={"sql_max_rows_read": 3000}),
+            "SELECT count() FROM ledger WHERE event_id IN (SELECT event_id FROM ledger WHERE cost > 0)",
+            None,
+        )
 
 
 def test_the_cli_says_one_line_when_a_query_is_over_the_memory_limit(tmp_path):
@@ -165,8 +190,13 @@ def test_the_cli_says_one_line_when_a_query_is_over_the_memory_limit(tmp_path):
     assert proc.returncode == 1, proc
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "MEMORY_LIMIT_EXCEEDED" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
-    proc = subprocess.run([*CLI, "sql", HUNGRY, "--format", "json"], env={**env, "MS_SQL_MAX_MEMORY_MB": "512"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "sql", HUNGRY, "--format", "json"],
+        env={**env, "MS_SQL_MAX_MEMORY_MB": "512"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "3000000" in proc.stdout, proc
 
 
@@ -176,7 +206,7 @@ def test_a_wide_cross_join_ends_at_the_result_limit_not_the_memory_limit(store, 
     (MS_SQL_MAX_ROWS) stops it, as test_web_security expects of a real worker. With the engine's
     default join blocks this query took the 512 MiB at once (MEMORY_LIMIT_EXCEEDED)."""
     catalog = load_catalog(Settings().catalog_dir)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rows = []
     for offset, (_, line) in enumerate(generate(2000, seed=31, now=now)):
         priced = rate(line if isinstance(line, bytes) else line.encode(), catalog)
@@ -184,7 +214,7 @@ def test_a_wide_cross_join_ends_at_the_result_limit_not_the_memory_limit(store, 
         rows.append(ledger_row(priced, priced["ts"], 0, offset, version=1))
     store.command("TRUNCATE TABLE ledger")
     for i in range(0, len(rows), 50):
-        store.insert("ledger", rows[i:i + 50])
+        store.insert("ledger", rows[i : i + 50])
     roomy = settings.model_copy(update={"sql_embedded_timeout_s": 30})  # time is not what this is about
     with pytest.raises(StoreError, match="Limit for result exceeded"):
         run_checked_sql(store, roomy, "SELECT * FROM ledger AS a, ledger AS b, ledger AS c", None)

@@ -23,8 +23,7 @@ HERE = Path(__file__).parent
 def test_kafka_python_round_trip(kafka_service, topic):
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap, acks="all",
-                             enable_idempotence=True)
+    producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap, acks="all", enable_idempotence=True)
     sent = {f"k{i % 5}".encode(): [] for i in range(5)}
     for i in range(50):
         key = f"k{i % 5}".encode()
@@ -32,9 +31,13 @@ def test_kafka_python_round_trip(kafka_service, topic):
         sent[key].append(str(i).encode())
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_service.bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000,
-                             group_id="g-" + uuid.uuid4().hex)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_service.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+        group_id="g-" + uuid.uuid4().hex,
+    )
     got: dict[bytes, list[bytes]] = {k: [] for k in sent}
     for msg in consumer:
         got[msg.key].append(msg.value)
@@ -48,15 +51,17 @@ def test_aiokafka_round_trip(kafka_service, topic):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     async def run() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_service.bootstrap,
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_service.bootstrap, enable_idempotence=True)
         await producer.start()
         for i in range(20):
             await producer.send_and_wait(topic, str(i).encode(), key=b"same-key")
         await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_service.bootstrap,
-                                    auto_offset_reset="earliest",
-                                    group_id="g-" + uuid.uuid4().hex)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_service.bootstrap,
+            auto_offset_reset="earliest",
+            group_id="g-" + uuid.uuid4().hex,
+        )
         await consumer.start()
         values: list[bytes] = []
         try:
@@ -86,18 +91,30 @@ def test_faust_agent_updates_a_table(kafka_service, topic, tmp_path):
     producer.flush()
     producer.close()
 
-    env = dict(os.environ, FC_APP_ID="fc-" + uuid.uuid4().hex[:8], FC_BOOTSTRAP=kafka_service.bootstrap,
-               FC_IN=topic, FC_OUT=out_topic, PYTHONPATH=str(HERE))
+    env = dict(
+        os.environ,
+        FC_APP_ID="fc-" + uuid.uuid4().hex[:8],
+        FC_BOOTSTRAP=kafka_service.bootstrap,
+        FC_IN=topic,
+        FC_OUT=out_topic,
+        PYTHONPATH=str(HERE),
+    )
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "faust_counter_app", "worker", "-l", "info",
-         "--without-web"],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "faust", "-A", "faust_counter_app", "worker", "-l", "info", "--without-web"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
-        consumer = KafkaConsumer(out_topic, bootstrap_servers=kafka_service.bootstrap,
-                                 auto_offset_reset="earliest", group_id="g-" + uuid.uuid4().hex,
-                                 consumer_timeout_ms=1000)
+        consumer = KafkaConsumer(
+            out_topic,
+            bootstrap_servers=kafka_service.bootstrap,
+            auto_offset_reset="earliest",
+            group_id="g-" + uuid.uuid4().hex,
+            consumer_timeout_ms=1000,
+        )
         last: dict[str, int] = {}
         deadline = time.monotonic() + 120
         while sum(last.values()) < len(words) and time.monotonic() < deadline:
@@ -118,9 +135,12 @@ def test_migrations_apply_once(store, ch_settings):
     first = migrate(store, ch_settings.migrations_dir)
     assert [m.version for m in first] == on_disk and on_disk[:2] == [1, 2]
     assert migrate(store, ch_settings.migrations_dir) == []
-    tables = {r["name"] for r in store.query(
-        "SELECT name FROM system.tables WHERE database = {db:String}",
-        {"db": ch_settings.clickhouse_database})}
+    tables = {
+        r["name"]
+        for r in store.query(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": ch_settings.clickhouse_database}
+        )
+    }
     assert {"ledger", "rejected_events", "schema_migrations"} <= tables
     rows = store.query("SELECT count() AS n FROM schema_migrations")
     assert rows == [{"n": len(on_disk)}]
@@ -151,14 +171,14 @@ def test_decimal_38_12_round_trip_is_exact(store):
 
 def test_values_are_bound_not_pasted(store):
     hostile = "x'); DROP TABLE money; --"
-    rows = store.query("SELECT {s:String} AS s, {d:Decimal(38, 12)} AS d",
-                       {"s": hostile, "d": "1.000000000001"})
+    rows = store.query("SELECT {s:String} AS s, {d:Decimal(38, 12)} AS d", {"s": hostile, "d": "1.000000000001"})
     assert rows == [{"s": hostile, "d": Decimal("1.000000000001")}]
 
 
 def test_insert_dedup_token_drops_a_retried_block(store):
-    store.command("CREATE TABLE dd (k UInt32) ENGINE = MergeTree ORDER BY k "
-                  "SETTINGS non_replicated_deduplication_window = 100")
+    store.command(
+        "CREATE TABLE dd (k UInt32) ENGINE = MergeTree ORDER BY k SETTINGS non_replicated_deduplication_window = 100"
+    )
     store.insert("dd", [{"k": 1}, {"k": 2}], dedup_token="p0-o0-o1")
     store.insert("dd", [{"k": 1}, {"k": 2}], dedup_token="p0-o0-o1")  # a retry
     store.insert("dd", [{"k": 1}, {"k": 2}], dedup_token="p0-o2-o3")  # new data, same rows

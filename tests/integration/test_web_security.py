@@ -21,11 +21,12 @@ from streams.harness.generate import generate
 from streams.harness.stack import CLI, Stack
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def raw(port: int, path: str, *, method: str = "GET", body: bytes | None = None,
-        headers: dict[str, str] | None = None) -> tuple[int, dict]:
+def raw(
+    port: int, path: str, *, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -96,12 +97,17 @@ def test_token_file_is_private(worker):
 def test_every_endpoint_but_health_needs_the_token(worker):
     stack, port = worker
     assert raw(port, "/health") == (200, {"ok": True})  # liveness says nothing else
-    for path, body in [("/status", None), ("/sql", b'{"sql": "SELECT 1"}'), ("/read/counts", b"{}"),
-                       ("/rerate", b"{}")]:
+    for path, body in [
+        ("/status", None),
+        ("/sql", b'{"sql": "SELECT 1"}'),
+        ("/read/counts", b"{}"),
+        ("/rerate", b"{}"),
+    ]:
         method = "POST" if body is not None else "GET"
         for auth in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": stack.token()}):
-            status, answer = raw(port, path, method=method, body=body,
-                                 headers={"Content-Type": "application/json", **auth})
+            status, answer = raw(
+                port, path, method=method, body=body, headers={"Content-Type": "application/json", **auth}
+            )
             assert status == 401, (path, auth, status, answer)
     status, answer = stack.request(port, "/status")
     assert status == 200 and answer["stats"]["counted"] > 0
@@ -111,12 +117,16 @@ def test_cross_site_posts_and_foreign_hosts_are_refused(worker):
     stack, port = worker
     auth = {"Authorization": f"Bearer {stack.token()}"}
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
-        status, _ = raw(port, "/sql", method="POST", body=b'{"sql": "SELECT 1"}', headers={**auth, "Content-Type": ctype})
+        status, _ = raw(
+            port, "/sql", method="POST", body=b'{"sql": "SELECT 1"}', headers={**auth, "Content-Type": ctype}
+        )
         assert status == 415, ctype
     status, answer = raw(port, "/status", headers={**auth, "Host": "attacker.example:6066"})
     assert status == 421, answer  # DNS rebinding: a name that resolves here is still not ours
     for body in (b"[1, 2]", b'"SELECT 1"', b"not json", b"42"):
-        status, answer = raw(port, "/sql", method="POST", body=body, headers={**auth, "Content-Type": "application/json"})
+        status, answer = raw(
+            port, "/sql", method="POST", body=body, headers={**auth, "Content-Type": "application/json"}
+        )
         assert status == 400 and "error" in answer, (body, answer)
 
 
@@ -175,8 +185,11 @@ def test_sql_attacks_are_refused_with_nothing_changed(worker, tmp_path, kind):
 
 def test_plain_selects_run_read_only_with_limits(worker):
     stack, port = worker
-    rows = stack.query("SELECT tenant_id, sum(cost) AS cost FROM spend_by_user_day WHERE tenant_id != {t:String} "
-                       "GROUP BY tenant_id ORDER BY tenant_id", {"t": "nobody"})
+    rows = stack.query(
+        "SELECT tenant_id, sum(cost) AS cost FROM spend_by_user_day WHERE tenant_id != {t:String} "
+        "GROUP BY tenant_id ORDER BY tenant_id",
+        {"t": "nobody"},
+    )
     assert rows and all(isinstance(r["cost"], str) or r["cost"] is not None for r in rows)
     status, answer = stack.post(port, "/sql", {"sql": "SELECT number FROM numbers(1000000)"})
     assert status == 400 and "table function" in answer["error"]
@@ -188,9 +201,14 @@ def test_named_reads_check_their_parameters(worker):
     stack, port = worker
     status, rows = stack.post(port, "/read/spend", {"by": "user", "window": "day"})
     assert status == 200 and rows
-    for name, body in [("spend", {"by": "user; DROP TABLE ledger"}), ("spend", {"by": "user", "window": "week"}),
-                       ("spend", {"by": "user", "extra": 1}), ("rejects", {"limit": -1}),
-                       ("spend", {"by": "user", "since": "garbage"}), ("nope", {})]:
+    for name, body in [
+        ("spend", {"by": "user; DROP TABLE ledger"}),
+        ("spend", {"by": "user", "window": "week"}),
+        ("spend", {"by": "user", "extra": 1}),
+        ("rejects", {"limit": -1}),
+        ("spend", {"by": "user", "since": "garbage"}),
+        ("nope", {}),
+    ]:
         status, answer = stack.post(port, f"/read/{name}", body)
         assert status == 400 and "error" in answer, (name, body, answer)
 

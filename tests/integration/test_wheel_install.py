@@ -73,41 +73,84 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_up_migrate_demo(tmp_path):
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 
     # 1. the wheel, built from a clean copy of the checkout, without warnings
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(clean_copy(tmp_path / "src")), "--no-deps",
-                            "-w", str(tmp_path / "dist")],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(clean_copy(tmp_path / "src")),
+            "--no-deps",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     assert not noisy(build.stdout + build.stderr), (build.stdout + build.stderr)[-3000:]
     wheel = next((tmp_path / "dist").glob("meterstream-*.whl"))
 
     # 2. a fresh virtualenv outside the repository, 3. the wheel installed in it, cleanly
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, check=True, capture_output=True,
-                   timeout=300, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, check=True, capture_output=True, timeout=300, env=env
+    )
     py = venv / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "--no-index", "--no-deps", str(wheel)],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-index", "--no-deps", str(wheel)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
     assert not noisy(install.stdout + install.stderr), install.stdout + install.stderr
     assert "Successfully installed meterstream" in install.stdout
     # the dependencies from the running (dev) environment; written after the install, so that pip
     # never sees the dev environment's own meterstream
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               cwd=tmp_path, capture_output=True, text=True, check=True, env=env).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout.strip()
+    )
     deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
     (site / "_meterstream_test_deps.pth").write_text("".join(f"{p}\n" for p in sorted(deps)))
     assert not (site / "streams" / "ops-data" / "migrations").is_symlink()
 
     # 4. the console script, from outside the repository, with only the settings given here
     data = tmp_path / "data"
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv),
-               MS_DATA_DIR=str(data), MS_KAFKA_PORT=str(free_port()), MS_KAFKA_CONTROLLER_PORT=str(free_port()),
-               MS_WEB_PORT=str(free_port()), MS_CLICKHOUSE_DATABASE="wheel", MS_KAFKA_CACHE=str(jars))
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        MS_DATA_DIR=str(data),
+        MS_KAFKA_PORT=str(free_port()),
+        MS_KAFKA_CONTROLLER_PORT=str(free_port()),
+        MS_WEB_PORT=str(free_port()),
+        MS_CLICKHOUSE_DATABASE="wheel",
+        MS_KAFKA_CACHE=str(jars),
+    )
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         # a session of its own: on a timeout its children (the demo's worker) go with it
-        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -117,9 +160,13 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_up_migrate_demo(tmp_path):
         return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
     meterstream = str(venv / "bin" / "meterstream")
-    where = run(str(py), "-c", "import pricing, schemas, streams; from streams.settings import Settings; "
-                               "s = Settings(); print(pricing.__file__, schemas.__file__, streams.__file__); "
-                               "print(s.migrations_dir); print(s.kafka_script)")
+    where = run(
+        str(py),
+        "-c",
+        "import pricing, schemas, streams; from streams.settings import Settings; "
+        "s = Settings(); print(pricing.__file__, schemas.__file__, streams.__file__); "
+        "print(s.migrations_dir); print(s.kafka_script)",
+    )
     assert where.returncode == 0, where.stderr[-2000:]
     *files, migrations_dir, script = map(Path, where.stdout.split())
     assert all(f.is_relative_to(site) for f in files), files  # the installed copies, not the checkout's
@@ -129,13 +176,18 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_up_migrate_demo(tmp_path):
 
     first = run(meterstream, "migrate")
     assert first.returncode == 0, first.stderr[-2000:]
-    assert [line.removeprefix("applied ") for line in first.stdout.splitlines()
-            if line.startswith("applied ")] == shipped
+    assert [
+        line.removeprefix("applied ") for line in first.stdout.splitlines() if line.startswith("applied ")
+    ] == shipped
     second = run(meterstream, "migrate")
     assert second.returncode == 0 and "up to date" in second.stdout, second.stdout + second.stderr
-    tables = run(str(py), "-c", "from streams.settings import Settings; from streams.storage import open_store; "
-                                "s = open_store(Settings()); print(sorted(r['name'] for r in s.query("
-                                "\"SELECT name FROM system.tables WHERE database = 'wheel'\")))")
+    tables = run(
+        str(py),
+        "-c",
+        "from streams.settings import Settings; from streams.storage import open_store; "
+        "s = open_store(Settings()); print(sorted(r['name'] for r in s.query("
+        "\"SELECT name FROM system.tables WHERE database = 'wheel'\")))",
+    )
     assert "'ledger'" in tables.stdout and "'rollup_user_minute'" in tables.stdout, tables.stdout + tables.stderr
 
     broker = f"{data}/kafka/server.properties"

@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from streams.alerts.evaluator import AlertEvaluator
-from streams.alerts.evaluator import LedgerSpend
 from streams.alerts.budgets import BudgetError, parse_budget
+from streams.alerts.evaluator import AlertEvaluator, LedgerSpend
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
 
@@ -22,8 +21,12 @@ class Ledger:
         self.rows: dict[tuple[int, int], dict] = {}  # one row per source offset, as in ClickHouse
 
     def spend(self, b, start, end) -> LedgerSpend:
-        rows = [r for r in self.rows.values() if b.matches(r["tenant_id"], r["user_id"], r["model"], r["currency"])
-                and start <= dt.datetime.fromtimestamp(r["ts"] / 1000, UTC) < end]
+        rows = [
+            r
+            for r in self.rows.values()
+            if b.matches(r["tenant_id"], r["user_id"], r["model"], r["currency"])
+            and start <= dt.datetime.fromtimestamp(r["ts"] / 1000, UTC) < end
+        ]
         upto: dict[int, int] = {}
         for r in rows:
             upto[r["src_partition"]] = max(upto.get(r["src_partition"], -1), r["src_offset"] << 13)
@@ -31,9 +34,17 @@ class Ledger:
 
 
 def row(offset: int, cost: str, *, user="u1", model="gpt-4o", tenant="acme", ts=T0, partition=0, currency="USD"):
-    return {"src_partition": partition, "src_offset": offset, "tenant_id": tenant, "user_id": user,
-            "model": model, "currency": currency, "cost": cost, "event_id": f"e{partition}-{offset}",
-            "ts": int(ts.timestamp() * 1000)}
+    return {
+        "src_partition": partition,
+        "src_offset": offset,
+        "tenant_id": tenant,
+        "user_id": user,
+        "model": model,
+        "currency": currency,
+        "cost": cost,
+        "event_id": f"e{partition}-{offset}",
+        "ts": int(ts.timestamp() * 1000),
+    }
 
 
 def budget(**kw):
@@ -55,24 +66,31 @@ def test_scripted_sequence_daily_and_monthly_for_user_tenant_and_model():
     ev.set_budget(budget(id="tenant-day"), T0)
     ev.set_budget(budget(id="user-month", user_id="u1", period="month", amount="20"), T0)
     ev.set_budget(budget(id="model-day", model="qwen-plus", currency="USD", amount="4", thresholds=["0.5", "1"]), T0)
-    fired = run(ev, ledger, [
-        row(0, "4.99"),                       # tenant 49.9%: nothing
-        row(1, "0.01"),                       # tenant 50% exactly: tenant-day 0.5
-        row(2, "3", user="u2"),               # tenant 80%: 0.8 (u2 not in user-month)
-        row(3, "2", model="qwen-plus"),       # tenant 100%; model 50%
-        row(4, "7", ts=T0 + dt.timedelta(days=1)),   # next day: tenant 70% of day 2 -> 0.5 only
-        row(5, "2.5", model="qwen-plus", user="u9"),  # model 112.5%: 1; tenant day1 125%: nothing new
-        row(6, "2", ts=T0 + dt.timedelta(days=2)),   # u1's month 16 of 20: 0.8; tenant day 3 at 20%
-        row(7, "4.1", ts=T0 + dt.timedelta(days=2), partition=3),  # u1's month 100.5%: 1 (another partition)
-    ])
+    fired = run(
+        ev,
+        ledger,
+        [
+            row(0, "4.99"),  # tenant 49.9%: nothing
+            row(1, "0.01"),  # tenant 50% exactly: tenant-day 0.5
+            row(2, "3", user="u2"),  # tenant 80%: 0.8 (u2 not in user-month)
+            row(3, "2", model="qwen-plus"),  # tenant 100%; model 50%
+            row(4, "7", ts=T0 + dt.timedelta(days=1)),  # next day: tenant 70% of day 2 -> 0.5 only
+            row(5, "2.5", model="qwen-plus", user="u9"),  # model 112.5%: 1; tenant day1 125%: nothing new
+            row(6, "2", ts=T0 + dt.timedelta(days=2)),  # u1's month 16 of 20: 0.8; tenant day 3 at 20%
+            row(7, "4.1", ts=T0 + dt.timedelta(days=2), partition=3),  # u1's month 100.5%: 1 (another partition)
+        ],
+    )
     assert fired == [
-        ("tenant-day", "2026-03-10", "0.5"),                                     # row 1
-        ("tenant-day", "2026-03-10", "0.8"),                                     # row 2
-        ("tenant-day", "2026-03-10", "1"), ("model-day", "2026-03-10", "0.5"),   # row 3 (u1 month at 35%)
-        ("tenant-day", "2026-03-11", "0.5"), ("user-month", "2026-03", "0.5"),   # row 4 (u1 month at 70%)
-        ("model-day", "2026-03-10", "1"),                                        # row 5
-        ("user-month", "2026-03", "0.8"),                                        # row 6
-        ("tenant-day", "2026-03-12", "0.5"), ("user-month", "2026-03", "1"),     # row 7 (tenant day 3: 6.1)
+        ("tenant-day", "2026-03-10", "0.5"),  # row 1
+        ("tenant-day", "2026-03-10", "0.8"),  # row 2
+        ("tenant-day", "2026-03-10", "1"),
+        ("model-day", "2026-03-10", "0.5"),  # row 3 (u1 month at 35%)
+        ("tenant-day", "2026-03-11", "0.5"),
+        ("user-month", "2026-03", "0.5"),  # row 4 (u1 month at 70%)
+        ("model-day", "2026-03-10", "1"),  # row 5
+        ("user-month", "2026-03", "0.8"),  # row 6
+        ("tenant-day", "2026-03-12", "0.5"),
+        ("user-month", "2026-03", "1"),  # row 7 (tenant day 3: 6.1)
     ]
 
 
@@ -127,17 +145,31 @@ def test_periods_follow_the_budget_time_zone():
     b = budget(timezone="Asia/Shanghai")
     late_utc = dt.datetime(2026, 3, 10, 17, 0, tzinfo=UTC)  # 01:00 on the 11th in Shanghai
     assert b.period_of(late_utc) == "2026-03-11"
-    assert b.period_range("2026-03-11") == (dt.datetime(2026, 3, 10, 16, tzinfo=UTC),
-                                            dt.datetime(2026, 3, 11, 16, tzinfo=UTC))
+    assert b.period_range("2026-03-11") == (
+        dt.datetime(2026, 3, 10, 16, tzinfo=UTC),
+        dt.datetime(2026, 3, 11, 16, tzinfo=UTC),
+    )
     m = budget(period="month", timezone="America/New_York")
-    assert m.period_range("2026-12") == (dt.datetime(2026, 12, 1, 5, tzinfo=UTC), dt.datetime(2027, 1, 1, 5, tzinfo=UTC))
+    assert m.period_range("2026-12") == (
+        dt.datetime(2026, 12, 1, 5, tzinfo=UTC),
+        dt.datetime(2027, 1, 1, 5, tzinfo=UTC),
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"amount": "-5"}, "positive"), ({"amount": 0.1}, "float"), ({"currency": "XYZ"}, "unknown currency"),
-    ({"thresholds": ["0"]}, "outside"), ({"thresholds": ["10.5"]}, "outside"), ({"period": "week"}, "period"),
-    ({"timezone": "Mars/Olympus"}, "time zone"), ({"id": "has space"}, "id"), ({"surprise": 1}, "surprise"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"amount": "-5"}, "positive"),
+        ({"amount": 0.1}, "float"),
+        ({"currency": "XYZ"}, "unknown currency"),
+        ({"thresholds": ["0"]}, "outside"),
+        ({"thresholds": ["10.5"]}, "outside"),
+        ({"period": "week"}, "period"),
+        ({"timezone": "Mars/Olympus"}, "time zone"),
+        ({"id": "has space"}, "id"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
 def test_bad_budgets_are_refused_with_a_clear_message(change, message):
     with pytest.raises(BudgetError, match=message):
         budget(**change)

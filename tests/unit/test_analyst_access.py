@@ -68,8 +68,10 @@ def test_the_role_gets_select_on_analyst_objects_and_nothing_else(chdb):
 
 
 def test_grants_cover_every_analyst_object_and_the_tables_views_read(chdb):
-    objects = {r["name"]: r for r in chdb.query(
-        "SELECT name, engine, as_select FROM system.tables WHERE database = 'meterstream'")}
+    objects = {
+        r["name"]: r
+        for r in chdb.query("SELECT name, engine, as_select FROM system.tables WHERE database = 'meterstream'")
+    }
     assert set(ANALYST_OBJECTS) <= set(objects)  # each exists
     # everything but the migrations' bookkeeping is for analysts: a new table needs a decision here
     assert set(objects) - set(ANALYST_OBJECTS) == {"schema_migrations"}
@@ -91,8 +93,10 @@ def test_the_user_has_the_password_as_a_salted_hash_only(chdb):
     assert "DEFAULT DATABASE meterstream" in alter and f"DEFAULT ROLE {ANALYST_ROLE}" in alter
     assert f"ADD PROFILE `{ANALYST_PROFILE}`" in alter
     assert formatted(chdb, stmts[-2]) == f"GRANT {ANALYST_ROLE} TO ana_lyst"
-    salts = {re.search(r"SALT '(\w+)'", analyst_statements("meterstream", "u", SecretStr("p"))[-4]).group(1)
-             for _ in range(3)}
+    salts = {
+        re.search(r"SALT '(\w+)'", analyst_statements("meterstream", "u", SecretStr("p"))[-4]).group(1)
+        for _ in range(3)
+    }
     assert len(salts) == 3  # a fresh salt each time
 
 
@@ -105,7 +109,8 @@ def test_names_that_are_not_plain_identifiers_are_refused():
 
 def test_chdb_skips_with_a_clear_line(chdb):
     assert apply_analyst_access(chdb, "meterstream", "u", None) == (
-        "analyst role: skipped, the embedded engine (chDB) has no access control")
+        "analyst role: skipped, the embedded engine (chDB) has no access control"
+    )
     note = apply_analyst_access(chdb, "meterstream", "u", SecretStr(PASSWORD))
     assert "ignored" in note and PASSWORD not in note
 

@@ -16,8 +16,9 @@ BEDROCK = SHIPPED["bedrock-usd.yaml"]
 
 
 def load(**changes: str):
-    return load_bundle(SHIPPED | {k.replace("__", "/").replace("_yaml", ".yaml").replace("_", "-"): v
-                                  for k, v in changes.items()})
+    return load_bundle(
+        SHIPPED | {k.replace("__", "/").replace("_yaml", ".yaml").replace("_", "-"): v for k, v in changes.items()}
+    )
 
 
 def refused(**changes: str) -> str:
@@ -27,21 +28,27 @@ def refused(**changes: str) -> str:
 
 
 def test_an_incomplete_tier_is_refused():
-    text = BEDROCK.replace('      - {dimension: cache_write_tokens,  per: 1000000, price: "7.50", above_input_tokens: 200000}\n', "")
+    text = BEDROCK.replace(
+        '      - {dimension: cache_write_tokens,  per: 1000000, price: "7.50", above_input_tokens: 200000}\n', ""
+    )
     assert text != BEDROCK
     assert "the tier above 200000 input tokens has no cache_write_tokens price" in refused(bedrock_usd_yaml=text)
 
 
 def test_a_profile_the_file_does_not_declare_is_refused():
-    text = BEDROCK.replace('profiles: {global: "1", us: "1.1", eu: "1.1", jp: "1.1", au: "1.1"}',
-                           'profiles: {global: "1", us: "1.1", mars: "1.1"}')
+    text = BEDROCK.replace(
+        'profiles: {global: "1", us: "1.1", eu: "1.1", jp: "1.1", au: "1.1"}',
+        'profiles: {global: "1", us: "1.1", mars: "1.1"}',
+    )
     assert text != BEDROCK
     assert "profile 'mars' is not declared" in refused(bedrock_usd_yaml=text)
 
 
 def test_a_factor_no_cost_could_carry_is_refused():
-    text = BEDROCK.replace('profiles: {global: "1", us: "1.1", eu: "1.1", jp: "1.1", au: "1.1"}',
-                           'profiles: {global: "1", us: "1.0000000001"}')
+    text = BEDROCK.replace(
+        'profiles: {global: "1", us: "1.1", eu: "1.1", jp: "1.1", au: "1.1"}',
+        'profiles: {global: "1", us: "1.0000000001"}',
+    )
     assert "needs more than 12 places" in refused(bedrock_usd_yaml=text)
 
 
@@ -55,25 +62,31 @@ rules:
 """
 
 
-@pytest.mark.parametrize(("rule", "reason"), [
-    ('discount: "0.1"\n    markup: "0.1"', "exactly one of discount, markup, prices"),
-    ('discount: "1.5"', "discount is a fraction of the list price"),
-    ('discount: 0.1', "must be a quoted decimal string"),
-    ('discount: "0.1"\n    models: [gpt-9]', "unknown model 'gpt-9' for provider openai"),
-    ('discount: "0.123456789"', "more than 12 decimal places"),
-    ('prices: [{dimension: images, per: 1, price: "1"}]', "contract prices are for"),
-])
+@pytest.mark.parametrize(
+    ("rule", "reason"),
+    [
+        ('discount: "0.1"\n    markup: "0.1"', "exactly one of discount, markup, prices"),
+        ('discount: "1.5"', "discount is a fraction of the list price"),
+        ("discount: 0.1", "must be a quoted decimal string"),
+        ('discount: "0.1"\n    models: [gpt-9]', "unknown model 'gpt-9' for provider openai"),
+        ('discount: "0.123456789"', "more than 12 decimal places"),
+        ('prices: [{dimension: images, per: 1, price: "1"}]', "contract prices are for"),
+    ],
+)
 def test_a_bad_overlay_rule_is_refused(rule, reason):
     assert reason in refused(overlays__acme_yaml=OVERLAY.format(rule=rule))
 
 
 def test_two_rules_for_the_same_prices_at_the_same_time_are_refused():
-    two = OVERLAY.format(rule='discount: "0.1"') + """  - id: r2
+    two = (
+        OVERLAY.format(rule='discount: "0.1"')
+        + """  - id: r2
     provider: openai
     effective_from: "2026-06-01T00:00:00Z"
     source: "test"
     markup: "0.1"
 """
+    )
     assert "rules r1 and r2 apply to the same prices at the same time" in refused(overlays__acme_yaml=two)
 
 

@@ -18,17 +18,32 @@ from streams.rating.catalogs import KEEP_VERSIONS, files_key, history_key
 from streams.rating.rater import SEP, Rater, Source
 
 BASE = load_catalog()
-T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 KEY = b"test catalog key, 32 bytes long!"
 
 
 def ev(event_id: str, tokens: int = 1000) -> bytes:
-    return orjson.dumps({"event_id": event_id, "ts": T.isoformat(), "tenant_id": "t", "user_id": "u",
-                         "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": tokens}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "ts": T.isoformat(),
+            "tenant_id": "t",
+            "user_id": "u",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "usage": {"input_tokens": tokens},
+        }
+    )
 
 
-def src(offset: int, catalog: bytes | None = None, p: int = 0, key: bytes = KEY, seq: int | None = None,
-        sealed_for: tuple[str, int] | None = None) -> Source:
+def src(
+    offset: int,
+    catalog: bytes | None = None,
+    p: int = 0,
+    key: bytes = KEY,
+    seq: int | None = None,
+    sealed_for: tuple[str, int] | None = None,
+) -> Source:
     """A record; with `catalog` (its value), a catalog record sealed with `key` for its topic and
     partition (or `sealed_for`), its sequence `seq` (default: its offset + 1)."""
     seal = None
@@ -63,8 +78,11 @@ def test_a_catalog_record_switches_from_its_position_on():
     items = [(src(0), ev("a")), (src(1), ev("b")), (src(2, record(new)), record(new)), (src(3), ev("c"))]
     out = rater.process_batch(state, items)
     costs = {r["event_id"]: (r["cost"], r["catalog_hash"]) for r in out.ledger}
-    assert costs == {"a": ("0.0025", BASE.content_hash), "b": ("0.0025", BASE.content_hash),
-                     "c": ("0.003", bundle_hash(new))}
+    assert costs == {
+        "a": ("0.0025", BASE.content_hash),
+        "b": ("0.0025", BASE.content_hash),
+        "c": ("0.003", bundle_hash(new)),
+    }
     assert out.rejected == []
     assert state[history_key(0)] == [[2 << 13, bundle_hash(new), 3]]
     assert state[files_key(0, bundle_hash(new))] == new
@@ -103,10 +121,17 @@ def test_a_bad_catalog_record_is_refused_with_the_reason_and_the_version_stays()
     broken = dict(good, **{"openai-usd.yaml": good["openai-usd.yaml"].replace('price: "3.00"', "price: 3.00")})
     tampered = orjson.dumps({"version": bundle_hash(good), "files": broken})
     unsigned = Source("billing_events", 0, 5, int(T.timestamp() * 1000), catalog=Seal(6, ""))
-    out = rater.process_batch(state, [(src(1, record(broken)), record(broken)), (src(2, tampered), tampered),
-                                      (src(3, b"not json"), b"not json"), (src(4), ev("x")),
-                                      (src(6, record(repriced("9.00")), key=b"another key"), record(repriced("9.00"))),
-                                      (unsigned, record(repriced("9.00")))])
+    out = rater.process_batch(
+        state,
+        [
+            (src(1, record(broken)), record(broken)),
+            (src(2, tampered), tampered),
+            (src(3, b"not json"), b"not json"),
+            (src(4), ev("x")),
+            (src(6, record(repriced("9.00")), key=b"another key"), record(repriced("9.00"))),
+            (unsigned, record(repriced("9.00"))),
+        ],
+    )
     reasons = [r["reason"] for r in out.rejected]
     assert len(reasons) == 5
     assert "refused" in reasons[0] and "price must be a quoted decimal string" in reasons[0]
@@ -128,7 +153,9 @@ def test_the_kept_versions_are_bounded_and_their_files_with_them():
         rater.process_batch(state, [(src(i, record(files)), record(files))])
     history = state[history_key(0)]
     assert [h[1] for h in history] == versions[-KEEP_VERSIONS:]
-    assert sorted(k for k in state if k.startswith(f"c{SEP}")) == sorted(files_key(0, v) for v in versions[-KEEP_VERSIONS:])
+    assert sorted(k for k in state if k.startswith(f"c{SEP}")) == sorted(
+        files_key(0, v) for v in versions[-KEEP_VERSIONS:]
+    )
     out = rater.process_batch(state, [(src(100), ev("last"))])
     assert out.ledger[0]["cost"] == str(Decimal(3 + KEEP_VERSIONS + 2) / 1000)  # 1,000 tokens at the last price per 1M
 
@@ -138,7 +165,8 @@ def test_a_rater_without_a_catalog_key_refuses_every_catalog_record():
     new = record(repriced("3.00"))
     out = rater.process_batch(state, [(src(0, new), new), (src(1), ev("a"))])
     assert [r["reason"] for r in out.rejected] == [
-        "catalog record refused: this rater has no catalog key (MS_CATALOG_KEY); the version in force stays"]
+        "catalog record refused: this rater has no catalog key (MS_CATALOG_KEY); the version in force stays"
+    ]
     assert out.ledger[0]["catalog_hash"] == BASE.content_hash
 
 
@@ -148,20 +176,26 @@ def test_an_older_publication_written_again_is_refused_and_prices_stay():
     rater, state = rater_(), {}
     old, new = record(repriced("0.01")), record(repriced("3.00"))
     rater.process_batch(state, [(src(0, old, seq=100), old), (src(1, new, seq=200), new)])
-    out = rater.process_batch(state, [
-        (src(2, old, seq=100), old),                                   # the old record again, as it was sealed
-        (src(3, new, seq=200), new),                                   # the current one again
-        (src(4, old, seq=300, sealed_for=("billing_events", 1)), old),  # sealed for partition 1
-        (src(5, old, seq=300, sealed_for=("other_topic", 0)), old),     # sealed for another topic
-        (Source("billing_events", 0, 6, int(T.timestamp() * 1000), catalog=Seal(None, "00")), old),
-        (src(7), ev("after"))])
+    out = rater.process_batch(
+        state,
+        [
+            (src(2, old, seq=100), old),  # the old record again, as it was sealed
+            (src(3, new, seq=200), new),  # the current one again
+            (src(4, old, seq=300, sealed_for=("billing_events", 1)), old),  # sealed for partition 1
+            (src(5, old, seq=300, sealed_for=("other_topic", 0)), old),  # sealed for another topic
+            (Source("billing_events", 0, 6, int(T.timestamp() * 1000), catalog=Seal(None, "00")), old),
+            (src(7), ev("after")),
+        ],
+    )
     reasons = [r["reason"] for r in out.rejected]
     assert reasons[0].startswith("catalog record refused: its sequence 100 is not above 200, the one in force")
     assert reasons[1].startswith("catalog record refused: its sequence 200 is not above 200")
     assert reasons[2].startswith("catalog record refused: not signed with the catalog key for this topic, partition")
     assert reasons[3].startswith("catalog record refused: not signed with the catalog key for this topic, partition")
-    assert reasons[4].startswith("catalog record refused: not signed with the catalog key for this topic, partition "
-                                 "and sequence: it has no sequence")
+    assert reasons[4].startswith(
+        "catalog record refused: not signed with the catalog key for this topic, partition "
+        "and sequence: it has no sequence"
+    )
     assert len(reasons) == 5 and all(r.endswith("the version in force stays") for r in reasons)
     assert [(r["event_id"], r["cost"]) for r in out.ledger] == [("after", "0.003")]  # $3.00/M, not $0.01/M
     assert [h[2] for h in state[history_key(0)]] == [100, 200]

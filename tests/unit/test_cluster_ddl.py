@@ -74,7 +74,7 @@ def migration_statements() -> list[tuple[str, str]]:
 
 
 def _first_line(text: str, new: str) -> str:
-    return new + text[text.index("\n"):]
+    return new + text[text.index("\n") :]
 
 
 def expected_local(single: str, name: str) -> str:
@@ -82,8 +82,10 @@ def expected_local(single: str, name: str) -> str:
     engine = re.search(r"^ENGINE = (\w+)MergeTree(?:\((.*)\))?$", single, re.M)
     assert engine, single
     args = f", {engine[2]}" if engine[2] else ""
-    replicated = (f"ENGINE = Replicated{engine[1]}MergeTree('/clickhouse/tables/{{shard}}/{{database}}/"
-                  f"{name}_local', '{{replica}}'{args})")
+    replicated = (
+        f"ENGINE = Replicated{engine[1]}MergeTree('/clickhouse/tables/{{shard}}/{{database}}/"
+        f"{name}_local', '{{replica}}'{args})"
+    )
     out = _first_line(single, f"CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER {CLUSTER}")
     out = out.replace(engine[0], replicated)
     return out.replace("non_replicated_deduplication_window = 1000", REPLICATED_WINDOW.format(n=1000))
@@ -104,8 +106,9 @@ def test_every_migration_statement_in_its_cluster_form(chdb):
         for text in out:
             assert re.search(rf" ON CLUSTER {CLUSTER}( |$)", text.split("\n")[0]), (source, text)
             assert "non_replicated" not in text
-        kind, name = re.match(r"(CREATE TABLE|CREATE VIEW|ALTER TABLE) (?:IF NOT EXISTS )?(\w+)$",
-                              single.split("\n")[0]).groups()
+        kind, name = re.match(
+            r"(CREATE TABLE|CREATE VIEW|ALTER TABLE) (?:IF NOT EXISTS )?(\w+)$", single.split("\n")[0]
+        ).groups()
         if kind == "CREATE TABLE":
             tables.add(name)
             assert len(out) == 2, (source, out)
@@ -113,10 +116,14 @@ def test_every_migration_statement_in_its_cluster_form(chdb):
             assert "{shard}" in out[0] and "'{replica}'" in out[0] and "ENGINE = Replicated" in out[0]
             assert out[0].count("Decimal(38, 12)") == single.count("Decimal(38, 12)")  # money untouched
             if "non_replicated_deduplication_window" in single:
-                assert "SETTINGS replicated_deduplication_window = 1000, " \
-                       "replicated_deduplication_window_seconds = 604800" in out[0]
-            assert out[1] == (f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {CLUSTER} AS {DB}.{name}_local\n"
-                              f"ENGINE = Distributed({CLUSTER}, {DB}, {name}_local, {SHARDING[name]})")
+                assert (
+                    "SETTINGS replicated_deduplication_window = 1000, "
+                    "replicated_deduplication_window_seconds = 604800" in out[0]
+                )
+            assert out[1] == (
+                f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {CLUSTER} AS {DB}.{name}_local\n"
+                f"ENGINE = Distributed({CLUSTER}, {DB}, {name}_local, {SHARDING[name]})"
+            )
         elif kind == "CREATE VIEW":
             views.add(name)
             assert out == [_first_line(single, f"CREATE VIEW IF NOT EXISTS {name} ON CLUSTER {CLUSTER}")]
@@ -137,8 +144,9 @@ def test_every_migration_statement_in_its_cluster_form(chdb):
 
 
 def test_the_alters_of_0006_and_0007(chdb):
-    stmts = {s.split()[2]: s for s in split_statements(
-        (Settings().migrations_dir / "0007_batch_positions.sql").read_text())}
+    stmts = {
+        s.split()[2]: s for s in split_statements((Settings().migrations_dir / "0007_batch_positions.sql").read_text())
+    }
     ledger = [canonical(chdb, s) for s in cluster_statements(stmts["ledger"], CLUSTER, DB)]
     assert ledger == [
         f"ALTER TABLE ledger_local ON CLUSTER {CLUSTER}\n"
@@ -165,12 +173,16 @@ def test_sharding_keys_are_prefixes_of_the_sort_keys(chdb):
     """ReplacingMergeTree collapses a row's versions within one shard only: the sharding key must
     be a function of the sort key, checked against the sort keys the migrations really make."""
     migrate(chdb, Settings().migrations_dir)
-    keys = {r["name"]: r["sorting_key"].split(", ") for r in chdb.query(
-        "SELECT name, sorting_key FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'")}
+    keys = {
+        r["name"]: r["sorting_key"].split(", ")
+        for r in chdb.query(
+            "SELECT name, sorting_key FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+        )
+    }
     assert set(keys) == set(SHARDING)
     for name, key in keys.items():
         columns = re.fullmatch(r"cityHash64\((.*)\)", SHARDING[name])[1].split(", ")
-        assert key[:len(columns)] == columns, (name, key, columns)
+        assert key[: len(columns)] == columns, (name, key, columns)
     assert all(key[0] == "tenant_id" for name, key in keys.items() if SHARDING[name] == "cityHash64(tenant_id)")
 
 
@@ -190,17 +202,19 @@ def test_without_a_cluster_the_statements_are_the_files_as_before(tmp_path):
     with RecordingChdbStore(tmp_path / "chdb", DB) as store:
         assert store.cluster is None
         migrate(store, Settings().migrations_dir)
-        engines = {r["name"]: r["engine"] for r in store.query(
-            "SELECT name, engine FROM system.tables WHERE database = currentDatabase()")}
+        engines = {
+            r["name"]: r["engine"]
+            for r in store.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()")
+        }
         ran = store.commands
     assert hashlib.sha256(ran[0].encode()).hexdigest() == BOOKKEEPING_SHA256
     rest = ran[1:]
     for mig in discover(Settings().migrations_dir):
         stmts = list(split_statements(mig.sql))
-        assert rest[:len(stmts)] == stmts == statements(mig.sql, store)
+        assert rest[: len(stmts)] == stmts == statements(mig.sql, store)
         if mig.version in SINGLE_NODE:
             assert hashlib.sha256("\0".join(stmts).encode()).hexdigest() == SINGLE_NODE[mig.version], mig.path.name
-        rest = rest[len(stmts):]
+        rest = rest[len(stmts) :]
     assert rest == []
     assert not any("ON CLUSTER" in s or "Replicated" in s or "_local" in s for s in ran)
     assert engines["ledger"] == "ReplacingMergeTree" and "ledger_local" not in engines
@@ -209,8 +223,11 @@ def test_without_a_cluster_the_statements_are_the_files_as_before(tmp_path):
 
 def test_chdb_with_a_cluster_is_refused_at_startup(tmp_path, monkeypatch):
     monkeypatch.delenv("MS_CLICKHOUSE_URL", raising=False)
-    with pytest.raises(ValidationError, match=r"MS_CLICKHOUSE_CLUSTER needs a ClickHouse server \(MS_CLICKHOUSE_URL\): "
-                                              r"the embedded engine \(chDB\) has no cluster"):
+    with pytest.raises(
+        ValidationError,
+        match=r"MS_CLICKHOUSE_CLUSTER needs a ClickHouse server \(MS_CLICKHOUSE_URL\): "
+        r"the embedded engine \(chDB\) has no cluster",
+    ):
         Settings(clickhouse_cluster=CLUSTER, data_dir=tmp_path)
     res = CliRunner().invoke(main, ["migrate"], env={"MS_DATA_DIR": str(tmp_path), "MS_CLICKHOUSE_CLUSTER": CLUSTER})
     assert res.exit_code != 0
@@ -243,20 +260,24 @@ def test_a_name_with_a_hyphen_is_quoted(chdb):
     local, dist = (canonical(chdb, s) for s in cluster_statements(stmt, "prod-eu", DB))
     assert local.startswith("CREATE TABLE IF NOT EXISTS t_local ON CLUSTER `prod-eu`\n")
     assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/t_local', '{replica}')\n" in local
-    assert dist == (f"CREATE TABLE IF NOT EXISTS t ON CLUSTER `prod-eu` AS {DB}.t_local\n"
-                    f"ENGINE = Distributed(`prod-eu`, {DB}, t_local, cityHash64(tenant_id))")
+    assert dist == (
+        f"CREATE TABLE IF NOT EXISTS t ON CLUSTER `prod-eu` AS {DB}.t_local\n"
+        f"ENGINE = Distributed(`prod-eu`, {DB}, t_local, cityHash64(tenant_id))"
+    )
 
 
-@pytest.mark.parametrize(("engine", "replicated"), [
-    ("MergeTree", "ReplicatedMergeTree('{p}', '{{replica}}')"),
-    ("ReplacingMergeTree(version)", "ReplicatedReplacingMergeTree('{p}', '{{replica}}', version)"),
-    ("SummingMergeTree((a, b))", "ReplicatedSummingMergeTree('{p}', '{{replica}}', (a, b))"),
-    ("CollapsingMergeTree(sign)", "ReplicatedCollapsingMergeTree('{p}', '{{replica}}', sign)"),
-    ("AggregatingMergeTree()", "ReplicatedAggregatingMergeTree('{p}', '{{replica}}')"),
-])
+@pytest.mark.parametrize(
+    ("engine", "replicated"),
+    [
+        ("MergeTree", "ReplicatedMergeTree('{p}', '{{replica}}')"),
+        ("ReplacingMergeTree(version)", "ReplicatedReplacingMergeTree('{p}', '{{replica}}', version)"),
+        ("SummingMergeTree((a, b))", "ReplicatedSummingMergeTree('{p}', '{{replica}}', (a, b))"),
+        ("CollapsingMergeTree(sign)", "ReplicatedCollapsingMergeTree('{p}', '{{replica}}', sign)"),
+        ("AggregatingMergeTree()", "ReplicatedAggregatingMergeTree('{p}', '{{replica}}')"),
+    ],
+)
 def test_engine_arguments_follow_the_two_replication_arguments(chdb, engine, replicated):
-    stmt = (f"CREATE TABLE t (k String, a UInt64, b UInt64, sign Int8, version UInt64) "
-            f"ENGINE = {engine} ORDER BY (k, a)")
+    stmt = f"CREATE TABLE t (k String, a UInt64, b UInt64, sign Int8, version UInt64) ENGINE = {engine} ORDER BY (k, a)"
     local, dist = (canonical(chdb, s) for s in cluster_statements(stmt, CLUSTER, DB))
     p = "/clickhouse/tables/{shard}/{database}/t_local"
     assert f"ENGINE = {replicated.format(p=p)}\n" in local
@@ -264,9 +285,11 @@ def test_engine_arguments_follow_the_two_replication_arguments(chdb, engine, rep
 
 
 def test_strings_and_comments_do_not_steer_the_rewrite(chdb):
-    stmt = ("CREATE TABLE t (\n  a String DEFAULT 'ENGINE = Memory, ORDER BY (z)', -- ORDER BY (y), ENGINE = Log\n"
-            "  b String COMMENT 'it''s \\' (x'\n) ENGINE /* = Memory */ = MergeTree ORDER BY (a, b) "
-            "SETTINGS index_granularity = 8192")
+    stmt = (
+        "CREATE TABLE t (\n  a String DEFAULT 'ENGINE = Memory, ORDER BY (z)', -- ORDER BY (y), ENGINE = Log\n"
+        "  b String COMMENT 'it''s \\' (x'\n) ENGINE /* = Memory */ = MergeTree ORDER BY (a, b) "
+        "SETTINGS index_granularity = 8192"
+    )
     local, dist = (canonical(chdb, s) for s in cluster_statements(stmt, CLUSTER, DB))
     assert "DEFAULT 'ENGINE = Memory, ORDER BY (z)'" in local and "COMMENT 'it\\'s \\' (x'" in local
     assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/t_local', '{replica}')" in local
@@ -274,31 +297,38 @@ def test_strings_and_comments_do_not_steer_the_rewrite(chdb):
     assert dist.endswith("Distributed(ms_cluster, meterstream, t_local, cityHash64(a, b))")
     update = "ALTER TABLE t UPDATE a = 'x, ADD COLUMN y UInt8', b = 'z' WHERE 1"
     assert [canonical(chdb, s) for s in cluster_statements(update, CLUSTER, DB)] == [
-        f"ALTER TABLE t_local ON CLUSTER {CLUSTER}\n    (UPDATE a = 'x, ADD COLUMN y UInt8', b = 'z' WHERE 1)"]
+        f"ALTER TABLE t_local ON CLUSTER {CLUSTER}\n    (UPDATE a = 'x, ADD COLUMN y UInt8', b = 'z' WHERE 1)"
+    ]
 
 
 def test_drops_drop_both_tables(chdb):
     out = [canonical(chdb, s) for s in cluster_statements("DROP TABLE IF EXISTS ledger SYNC", CLUSTER, DB)]
-    assert out == [f"DROP TABLE IF EXISTS ledger ON CLUSTER {CLUSTER} SYNC",
-                   f"DROP TABLE IF EXISTS ledger_local ON CLUSTER {CLUSTER} SYNC"]
+    assert out == [
+        f"DROP TABLE IF EXISTS ledger ON CLUSTER {CLUSTER} SYNC",
+        f"DROP TABLE IF EXISTS ledger_local ON CLUSTER {CLUSTER} SYNC",
+    ]
     assert [canonical(chdb, s) for s in cluster_statements("DROP VIEW spend_by_user_day", CLUSTER, DB)] == [
-        f"DROP VIEW spend_by_user_day ON CLUSTER {CLUSTER}"]
+        f"DROP VIEW spend_by_user_day ON CLUSTER {CLUSTER}"
+    ]
 
 
-@pytest.mark.parametrize(("stmt", "why"), [
-    ("CREATE MATERIALIZED VIEW mv TO t AS SELECT * FROM s", "materialized views"),
-    ("CREATE TABLE db.t (a UInt8) ENGINE = MergeTree ORDER BY a", "not a statement the cluster rewrite knows"),
-    ("CREATE TABLE t AS other", "column list"),
-    ("CREATE TABLE t (a UInt8) ENGINE = Memory", "not Memory"),
-    ("CREATE TABLE t (a UInt8) ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY a", "not ReplicatedMergeTree"),
-    ("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY tuple()", "plain columns"),
-    ("CREATE TABLE t (ts DateTime) ENGINE = MergeTree ORDER BY toDate(ts)", "plain columns"),
-    ("CREATE TABLE t (a UInt8) ENGINE = MergeTree PRIMARY KEY a", "without ORDER BY"),
-    ("INSERT INTO t VALUES (1)", "not a statement the cluster rewrite knows"),
-    ("RENAME TABLE a TO b", "not a statement the cluster rewrite knows"),
-    ("DROP TABLE a, b", "one plain name"),
-    ("CREATE VIEW v AS SELECT 'unterminated", "unterminated"),
-])
+@pytest.mark.parametrize(
+    ("stmt", "why"),
+    [
+        ("CREATE MATERIALIZED VIEW mv TO t AS SELECT * FROM s", "materialized views"),
+        ("CREATE TABLE db.t (a UInt8) ENGINE = MergeTree ORDER BY a", "not a statement the cluster rewrite knows"),
+        ("CREATE TABLE t AS other", "column list"),
+        ("CREATE TABLE t (a UInt8) ENGINE = Memory", "not Memory"),
+        ("CREATE TABLE t (a UInt8) ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY a", "not ReplicatedMergeTree"),
+        ("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY tuple()", "plain columns"),
+        ("CREATE TABLE t (ts DateTime) ENGINE = MergeTree ORDER BY toDate(ts)", "plain columns"),
+        ("CREATE TABLE t (a UInt8) ENGINE = MergeTree PRIMARY KEY a", "without ORDER BY"),
+        ("INSERT INTO t VALUES (1)", "not a statement the cluster rewrite knows"),
+        ("RENAME TABLE a TO b", "not a statement the cluster rewrite knows"),
+        ("DROP TABLE a, b", "one plain name"),
+        ("CREATE VIEW v AS SELECT 'unterminated", "unterminated"),
+    ],
+)
 def test_statements_it_does_not_know_are_refused(stmt, why):
     with pytest.raises(StoreError, match=re.escape(why)):
         cluster_statements(stmt, CLUSTER, DB)
@@ -355,8 +385,10 @@ def _docker_reason() -> str | None:
     from tests.conftest import docker_answers
 
     if not docker_answers():
-        return ("no Docker engine answers (testcontainers needs one to start clickhouse/clickhouse-server:25.8 "
-                "with Keeper and a one-shard cluster); only ClickHouse's parser checks the cluster DDL here")
+        return (
+            "no Docker engine answers (testcontainers needs one to start clickhouse/clickhouse-server:25.8 "
+            "with Keeper and a one-shard cluster); only ClickHouse's parser checks the cluster DDL here"
+        )
     return None
 
 
@@ -381,8 +413,10 @@ def test_migrations_on_a_real_cluster_server(tmp_path):
             every = [m.version for m in discover(Settings().migrations_dir)]
             assert [m.version for m in migrate(store, Settings().migrations_dir)] == every
             assert migrate(store, Settings().migrations_dir) == []  # recorded, through the Distributed table
-            engines = {r["name"]: r["engine"] for r in store.query(
-                "SELECT name, engine FROM system.tables WHERE database = currentDatabase()")}
+            engines = {
+                r["name"]: r["engine"]
+                for r in store.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()")
+            }
             for name in SHARDING:
                 assert engines[name] == "Distributed" and engines[f"{name}_local"].startswith("Replicated"), name
             row = {"tenant_id": "acme", "event_id": "e1", "cost": Decimal("0.000000000001"), "version": 1}

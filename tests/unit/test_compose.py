@@ -46,7 +46,7 @@ def test_worker_image_builds_from_the_repo():
 
 
 def _published(port_spec: str) -> tuple[str | None, str, str]:
-    """"host_ip:host_port:container_port" (or shorter) as (host_ip, host_port, container_port)."""
+    """ "host_ip:host_port:container_port" (or shorter) as (host_ip, host_port, container_port)."""
     parts = str(port_spec).split(":")
     if len(parts) == 3:
         return parts[0], parts[1], parts[2]
@@ -79,4 +79,3 @@ def test_kafka_keeps_its_log_in_the_mounted_volume():
     kafka = COMPOSE["services"]["kafka"]
     mounts = {v.split(":", 1)[1] for v in kafka["volumes"]}
     assert kafka["environment"]["KAFKA_LOG_DIRS"] in mounts
-

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
-from faust.types import TP
 import orjson
 import pytest
+from faust.types import TP
 
 from pricing import load_catalog
 from streams.rating.agent import PartitionState
@@ -20,13 +20,22 @@ from streams.rating.rater import Rater, Source
 from streams.rating.rocks import StateStore
 
 CAT = load_catalog()
-T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 HOUR = 3_600_000
 
 
 def ev(event_id: str, ts: dt.datetime = T) -> bytes:
-    return orjson.dumps({"event_id": event_id, "ts": ts.isoformat(), "tenant_id": "t", "user_id": "u",
-                         "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": 10}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "ts": ts.isoformat(),
+            "tenant_id": "t",
+            "user_id": "u",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "usage": {"input_tokens": 10},
+        }
+    )
 
 
 def src(offset: int, at: dt.datetime = T) -> Source:
@@ -39,13 +48,18 @@ class Node:
 
     def __init__(self, datadir: Any, changelog: list[tuple[str, Any]]) -> None:
         self.app = faust.App(f"dedup-{id(self)}", store="meterstream-rocksdb://", datadir=str(datadir))
-        self.table = self.app.Table("state", partitions=1,
-                                    options={"cache_bytes": 8 << 20, "write_buffer_bytes": 8 << 20})
+        self.table = self.app.Table(
+            "state", partitions=1, options={"cache_bytes": 8 << 20, "write_buffer_bytes": 8 << 20}
+        )
         self.store: StateStore = self.table.data
         self.changelog, self.unflushed = changelog, []
         self.table.send_changelog = lambda p, k, v, **kw: self.unflushed.append((k, v))
-        self.rater = Rater(CAT, lateness_ms=HOUR, dedup_ms=HOUR,
-                           index=lambda state, p: DiskIndex(lambda: self.store._db_for_partition(p), self.store, p))
+        self.rater = Rater(
+            CAT,
+            lateness_ms=HOUR,
+            dedup_ms=HOUR,
+            index=lambda state, p: DiskIndex(lambda: self.store._db_for_partition(p), self.store, p),
+        )
         self.state = PartitionState(self.table, 0)
 
     def run(self, items: list[tuple[Source, bytes]]) -> Any:
@@ -60,10 +74,18 @@ class Node:
 
     def restore(self) -> None:
         """Faust's recovery: the changelog applied to this node's database."""
-        events = [SimpleNamespace(message=SimpleNamespace(
-            key=self.store.encode_key(k), value=None if v is None else self.store.encode_value(v), partition=0,
-            offset=i, tp=TP("state-changelog", 0)))
-            for i, (k, v) in enumerate(self.changelog)]
+        events = [
+            SimpleNamespace(
+                message=SimpleNamespace(
+                    key=self.store.encode_key(k),
+                    value=None if v is None else self.store.encode_value(v),
+                    partition=0,
+                    offset=i,
+                    tp=TP("state-changelog", 0),
+                )
+            )
+            for i, (k, v) in enumerate(self.changelog)
+        ]
         self.store.apply_changelog_batch(events, None, None)
         self.rater.reset()
 
@@ -129,7 +151,7 @@ def test_a_replay_never_shrinks_an_entry(tmp_path):
     node.rater.reset()
     node.run(batch[:3])  # crash again after this replay: only e0..e2 were written again
     node.flush()
-    (key, value), = {k: v for k, v in changelog if k[0] == "t"}.items()
+    ((key, value),) = {k: v for k, v in changelog if k[0] == "t"}.items()
     assert sorted(e for _, e, _ in value[1]) == sorted(f"e{i}" for i in range(10))
     fresh = Node(tmp_path / "b", changelog)
     fresh.restore()
@@ -142,5 +164,3 @@ def test_the_on_disk_state_is_never_scanned(tmp_path):
     with pytest.raises(TypeError):
         list(node.state)
     assert node.store.estimated_keys() >= 2  # the entry, its id, the partition's meta
-
-

@@ -29,18 +29,27 @@ from tests.corpus import BAD, HOSTILE, PROMPT_MARKER, expected_ids, load, raw_by
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalog()
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 CASES = load(HOSTILE)
 KAFKA_RECORD_LIMIT = 1_000_000  # Faust's producer_max_request_size (aiokafka max_request_size)
+
 
 def _kind(case: dict[str, Any]) -> str:
     return case["kind"]
 
 
 GOOD = [
-    {"event_id": f"good-{i}", "ts": "2024-11-01T12:00:00Z", "tenant_id": "tenant-g", "user_id": "user-g",
-     "provider": "bedrock", "model": "anthropic.claude-3-haiku-20240307-v1:0", "region": "us-east-1",
-     "usage": {"input_tokens": 1000 + i, "output_tokens": 10}} for i in range(3)
+    {
+        "event_id": f"good-{i}",
+        "ts": "2024-11-01T12:00:00Z",
+        "tenant_id": "tenant-g",
+        "user_id": "user-g",
+        "provider": "bedrock",
+        "model": "anthropic.claude-3-haiku-20240307-v1:0",
+        "region": "us-east-1",
+        "usage": {"input_tokens": 1000 + i, "output_tokens": 10},
+    }
+    for i in range(3)
 ]
 
 # ------------------------------------------------------------------------------ the corpus
@@ -177,8 +186,13 @@ def test_cli_price_rejects_every_line() -> None:
         lines.append(raw_bytes(case))
         bad_at[len(lines)] = case
     lines.append(orjson.dumps(GOOD[2]))
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "price", "-"], input=b"\n".join(lines) + b"\n",
-                          capture_output=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "price", "-"],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     priced = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
     assert [p["event_id"] for p in priced] == ["good-0", "good-2"]

@@ -21,11 +21,14 @@ from streams.ingest import body, ids, tokens
 from streams.ingest.intake import Intake
 from tests.corpus import BAD, HOSTILE, PROMPT_MARKER, load, raw_bytes
 
-EVENT = b'{"event_id":"e1","ts":"2024-11-01T12:00:00Z","tenant_id":"acme","user_id":"alice","provider":"openai",' \
-        b'"model":"gpt-4o","usage":{"input_tokens":10,"output_tokens":5}}'
+EVENT = (
+    b'{"event_id":"e1","ts":"2024-11-01T12:00:00Z","tenant_id":"acme","user_id":"alice","provider":"openai",'
+    b'"model":"gpt-4o","usage":{"input_tokens":10,"output_tokens":5}}'
+)
 
 
 # ---------------------------------------------------------------------------- tokens
+
 
 def test_add_stores_only_the_hash_in_a_private_file_and_load_names_the_producer(tmp_path):
     path = tmp_path / "sub" / "tokens"
@@ -33,8 +36,10 @@ def test_add_stores_only_the_hash_in_a_private_file_and_load_names_the_producer(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len({first, second, again}) == 3 and all(len(t) >= 43 for t in (first, second, again))
     text = path.read_text()
-    assert text == "".join(f"{name} {hashlib.sha256(t.encode()).hexdigest()}\n"
-                           for name, t in (("gateway", first), ("batch.jobs-2", second), ("gateway", again)))
+    assert text == "".join(
+        f"{name} {hashlib.sha256(t.encode()).hexdigest()}\n"
+        for name, t in (("gateway", first), ("batch.jobs-2", second), ("gateway", again))
+    )
     accepted = tokens.load(path)
     assert [accepted.producer(t).name for t in (first, second, again)] == ["gateway", "batch.jobs-2", "gateway"]
     assert accepted.producer(first).tenants is None  # any tenant
@@ -53,13 +58,16 @@ def test_a_tokens_file_others_can_read_is_refused(tmp_path):
     assert len(path.read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("text, message", [
-    ("gateway abc\n", "line 1: expected NAME SHA256HEX"),
-    ("# producers\n\ngateway " + "A" * 64 + "\n", "line 3"),           # hex is lowercase
-    ("gate way " + "a" * 64 + "\n", "line 1"),
-    ("-bad " + "a" * 64 + "\n", "line 1"),                            # a name starts with a letter or digit
-    ("# only a comment\n\n", "no tokens in"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("gateway abc\n", "line 1: expected NAME SHA256HEX"),
+        ("# producers\n\ngateway " + "A" * 64 + "\n", "line 3"),  # hex is lowercase
+        ("gate way " + "a" * 64 + "\n", "line 1"),
+        ("-bad " + "a" * 64 + "\n", "line 1"),  # a name starts with a letter or digit
+        ("# only a comment\n\n", "no tokens in"),
+    ],
+)
 def test_a_malformed_tokens_file_is_refused_without_echoing_it(tmp_path, text, message):
     path = tmp_path / "tokens"
     path.write_text(text)
@@ -122,8 +130,11 @@ def test_missing_file_and_bad_names(tmp_path):
 
 def test_token_add_prints_the_token_once_and_stores_its_hash(tmp_path):
     path = tmp_path / "tokens"
-    run = CliRunner().invoke(main, ["ingest", "token", "add", "gateway", "--tokens-file", str(path)],
-                             env={"MS_DATA_DIR": str(tmp_path / "data")})
+    run = CliRunner().invoke(
+        main,
+        ["ingest", "token", "add", "gateway", "--tokens-file", str(path)],
+        env={"MS_DATA_DIR": str(tmp_path / "data")},
+    )
     assert run.exit_code == 0, run.output
     token = run.stdout.strip()
     assert run.stdout == token + "\n" and token not in run.stderr and str(path) in run.stderr
@@ -131,8 +142,9 @@ def test_token_add_prints_the_token_once_and_stores_its_hash(tmp_path):
     assert token not in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600
     default = CliRunner().invoke(main, ["ingest", "token", "add", "jobs"], env={"MS_DATA_DIR": str(tmp_path / "data")})
     assert default.exit_code == 0 and (tmp_path / "data" / "ingest-tokens").read_text().startswith("jobs ")
-    env_file = CliRunner().invoke(main, ["ingest", "token", "add", "jobs"],
-                                  env={"MS_INGEST_TOKENS_FILE": str(tmp_path / "env-tokens")})
+    env_file = CliRunner().invoke(
+        main, ["ingest", "token", "add", "jobs"], env={"MS_INGEST_TOKENS_FILE": str(tmp_path / "env-tokens")}
+    )
     assert env_file.exit_code == 0 and (tmp_path / "env-tokens").exists()
 
 
@@ -142,11 +154,14 @@ def test_the_server_refuses_to_start_on_a_file_others_can_read(tmp_path):
     os.chmod(path, 0o604)
     run = CliRunner().invoke(main, ["ingest", "--tokens-file", str(path)], env={"MS_DATA_DIR": str(tmp_path)})
     assert run.exit_code == 1 and "chmod 600" in run.output and "Traceback" not in run.output
-    run = CliRunner().invoke(main, ["ingest", "--tokens-file", str(tmp_path / "none")], env={"MS_DATA_DIR": str(tmp_path)})
+    run = CliRunner().invoke(
+        main, ["ingest", "--tokens-file", str(tmp_path / "none")], env={"MS_DATA_DIR": str(tmp_path)}
+    )
     assert run.exit_code == 1 and "token add NAME" in run.output
 
 
 # ---------------------------------------------------------------------------- framing
+
 
 def test_json_lines_keep_their_line_numbers_without_line_endings():
     raw = EVENT + b"\r\n\r\n  \n" + b"{not json\n" + EVENT
@@ -165,14 +180,20 @@ def test_one_json_value_is_one_item():
     assert body.items(b"{not json", "application/json") == [(0, b"{not json")]  # the validator says why
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"", "nothing"), (b" \r\n", "nothing"), (b"[]", "nothing"), (b"[ ]", "nothing"),
-    (b"[" + EVENT + b", {not json}]", "element 1 of the array is not JSON"),
-    (b"[" + EVENT, "not closed after element 0"),
-    (b"[" + EVENT + b",]", "element 1"),
-    (b"[" + EVENT + b"] []", "goes on after"),
-    (b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "nothing"),
+        (b" \r\n", "nothing"),
+        (b"[]", "nothing"),
+        (b"[ ]", "nothing"),
+        (b"[" + EVENT + b", {not json}]", "element 1 of the array is not JSON"),
+        (b"[" + EVENT, "not closed after element 0"),
+        (b"[" + EVENT + b",]", "element 1"),
+        (b"[" + EVENT + b"] []", "goes on after"),
+        (b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply"),
+    ],
+)
 def test_a_body_that_cannot_be_framed_is_refused(raw, message):
     with pytest.raises(body.BadBody, match=message):
         body.items(raw, "application/json")
@@ -185,31 +206,49 @@ def test_json_lines_with_no_line_is_refused():
 
 # ---------------------------------------------------------------------------- ids
 
+
 def test_ids_come_from_query_parameters_and_headers_named_as_produces_options():
     query = MultiDict([("tenant", "acme"), ("user", "alice"), ("label", "app=search"), ("label", "env=a=b")])
-    headers = CIMultiDict([("meterstream-model", "gpt-4o"), ("Meterstream-Event-Id", "req-1"),
-                           ("Meterstream-Ts", "2026-12-01T12:00:00Z"), ("Meterstream-Region", "us-east-1"),
-                           ("Meterstream-Label", "team=x"), ("Meterstream-Tenant", "acme")])  # the same value: fine
+    headers = CIMultiDict(
+        [
+            ("meterstream-model", "gpt-4o"),
+            ("Meterstream-Event-Id", "req-1"),
+            ("Meterstream-Ts", "2026-12-01T12:00:00Z"),
+            ("Meterstream-Region", "us-east-1"),
+            ("Meterstream-Label", "team=x"),
+            ("Meterstream-Tenant", "acme"),
+        ]
+    )  # the same value: fine
     assert ids.request_ids(query, headers) == Ids(
-        tenant_id="acme", user_id="alice", event_id="req-1", ts="2026-12-01T12:00:00Z", model="gpt-4o",
-        region="us-east-1", labels={"app": "search", "env": "a=b", "team": "x"})
+        tenant_id="acme",
+        user_id="alice",
+        event_id="req-1",
+        ts="2026-12-01T12:00:00Z",
+        model="gpt-4o",
+        region="us-east-1",
+        labels={"app": "search", "env": "a=b", "team": "x"},
+    )
     assert ids.given(MultiDict(), headers) and not ids.given(MultiDict(), CIMultiDict([("X-Other", "1")]))
 
 
-@pytest.mark.parametrize("query, headers, message", [
-    ([("tenant_id", "acme")], [], "unknown query parameter 'tenant_id'"),
-    ([("tenant", "acme"), ("tenant", "globex")], [], "tenant is given more than once"),
-    ([("user", "a")], [("Meterstream-User", "b")], "user is given more than once"),
-    ([("label", "app")], [], "give KEY=VALUE"),
-    ([("label", "=x")], [], "give KEY=VALUE"),
-    ([("label", "a=1")], [("Meterstream-Label", "a=2")], "label 'a' is given more than once"),
-])
+@pytest.mark.parametrize(
+    "query, headers, message",
+    [
+        ([("tenant_id", "acme")], [], "unknown query parameter 'tenant_id'"),
+        ([("tenant", "acme"), ("tenant", "globex")], [], "tenant is given more than once"),
+        ([("user", "a")], [("Meterstream-User", "b")], "user is given more than once"),
+        ([("label", "app")], [], "give KEY=VALUE"),
+        ([("label", "=x")], [], "give KEY=VALUE"),
+        ([("label", "a=1")], [("Meterstream-Label", "a=2")], "label 'a' is given more than once"),
+    ],
+)
 def test_ids_that_cannot_be_used_as_given_are_refused(query, headers, message):
     with pytest.raises(ids.BadIds, match=message):
         ids.request_ids(MultiDict(query), CIMultiDict(headers))
 
 
 # ---------------------------------------------------------------------------- judging
+
 
 @pytest.mark.parametrize("path", [BAD, HOSTILE], ids=["bad", "hostile"])
 def test_every_corpus_input_is_judged_as_the_streams_validator_judges_it(path):
@@ -259,21 +298,30 @@ def test_a_refusal_is_the_refused_record_meterstream_produce_writes():
 
 
 def test_payloads_are_converted_then_judged():
-    chat = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1764590400, "model": "gpt-4o",
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 40}}}
+    chat = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1764590400,
+        "model": "gpt-4o",
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 40}},
+    }
     intake = Intake("meterstream ingest POST /v1/usage/openai by gateway")
     intake.payload(0, "openai", orjson.dumps(chat), Ids(tenant_id="acme", user_id="alice"))
-    intake.payload(1, "openai", orjson.dumps(chat), Ids(tenant_id="acme"))                    # no user
+    intake.payload(1, "openai", orjson.dumps(chat), Ids(tenant_id="acme"))  # no user
     intake.payload(2, "openai", orjson.dumps(chat), Ids(tenant_id="acme", user_id="bad user"))  # converts, not valid
     (event,) = intake.events
     assert orjson.loads(event)["usage"] == {"input_tokens": 60, "cached_input_tokens": 40, "output_tokens": 20}
     assert [r["index"] for r in intake.rejected] == [1, 2]
-    assert intake.rejected[0]["reason"] == "not converted (openai): the payload does not carry user_id: give them as options"
+    assert (
+        intake.rejected[0]["reason"]
+        == "not converted (openai): the payload does not carry user_id: give them as options"
+    )
     assert "user_id" in intake.rejected[1]["reason"] and not intake.rejected[1]["reason"].startswith("not converted")
     assert intake.refusals[0][1].endswith("index 1: " + intake.rejected[0]["reason"])
 
 
 # ---------------------------------------------------------------------------- hostile producers
+
 
 def _split_lines(raw: bytes) -> list[tuple[int, bytes]]:
     """JSON Lines framed as they were before the item limit: every line that is not blank."""
@@ -299,9 +347,12 @@ def test_a_body_of_more_than_4096_items_is_refused_once_item_4097_is_found():
     assert len(body.items(b"1\n" * 4096, "application/jsonl")) == 4096
     assert len(body.items(b"\n \n".join([b"1"] * 4096), "application/jsonl")) == 4096  # blank lines are no items
     assert len(body.items(b"[" + b",".join([b"1"] * 4096) + b"]", "application/json")) == 4096
-    for raw, ctype in ((b"1\n" * 4097, "application/jsonl"), (b"1\n" * 524_288, "application/jsonl"),
-                       (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json"),
-                       (b"[" + b",".join([b"1"] * 4097) + b", {not json", "application/json")):  # found before the end
+    for raw, ctype in (
+        (b"1\n" * 4097, "application/jsonl"),
+        (b"1\n" * 524_288, "application/jsonl"),
+        (b"[" + b",".join([b"1"] * 4097) + b"]", "application/json"),
+        (b"[" + b",".join([b"1"] * 4097) + b", {not json", "application/json"),
+    ):  # found before the end
         with pytest.raises(body.TooMany, match="more than 4096 items"):
             body.items(raw, ctype)
     with pytest.raises(body.TooMany):
@@ -318,8 +369,9 @@ def test_a_number_of_thousands_of_digits_frames_and_is_refused_as_its_item():
         intake.event(index, item)
     assert intake.events == [EVENT]
     assert [r["index"] for r in intake.rejected] == [1, 2, 3]
-    assert all(r["reason"].startswith("not JSON: ") and "number" in r["reason"] for r in intake.rejected), \
+    assert all(r["reason"].startswith("not JSON: ") and "number" in r["reason"] for r in intake.rejected), (
         intake.rejected
+    )
 
 
 def test_a_tenant_named_twice_is_checked_every_time():
@@ -327,8 +379,12 @@ def test_a_tenant_named_twice_is_checked_every_time():
     from the stored payload), so a token for acme files nothing under initech."""
     scoped = tokens.Producer("acme-gw", frozenset({"acme"}))
     mine = orjson.dumps({**orjson.loads(EVENT), "tenant_id": "acme"})
-    for raw in (mine[:-1] + b',"tenant_id":"initech"}', b'{"tenant_id":"initech",' + mine[1:],
-                b'{"tenant\\u005fid":"initech",' + mine[1:], mine[:-1] + b',"tenant_id":"initech","x":NaN}'):
+    for raw in (
+        mine[:-1] + b',"tenant_id":"initech"}',
+        b'{"tenant_id":"initech",' + mine[1:],
+        b'{"tenant\\u005fid":"initech",' + mine[1:],
+        mine[:-1] + b',"tenant_id":"initech","x":NaN}',
+    ):
         intake = Intake("test", scoped)
         intake.event(7, raw)
         assert intake.forbidden == [7] and not intake.rejected and not intake.refusals, raw
@@ -354,8 +410,15 @@ def test_limits_keep_every_record_within_the_brokers_limit():
     from streams.ingest.writer import PRODUCER_HEADER, RECORD_MARGIN, Limits, record_size
 
     def built(key, value, headers) -> int:
-        b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=1,
-                                      producer_epoch=0, base_sequence=0, batch_size=1 << 24)
+        b = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=False,
+            producer_id=1,
+            producer_epoch=0,
+            base_sequence=0,
+            batch_size=1 << 24,
+        )
         b.append(0, timestamp=None, key=key, value=value, headers=headers)
         return len(b.build())
 
@@ -375,7 +438,8 @@ def test_limits_keep_every_record_within_the_brokers_limit():
         assert built(b"acme/alice", fits, single) <= limits.record_max < built(b"acme/alice", over, single) + 21
         assert limits.too_large(over, name) == (
             f"event is {len(over)} bytes: its Kafka record ({record_size(b'acme/alice', over, single)} bytes) is over "
-            f"the {limit}-byte limit of the events topic (test)")
+            f"the {limit}-byte limit of the events topic (test)"
+        )
     assert Limits(1_048_588, "t").batch_bytes == MAX_BATCH_BYTES  # the contract's budget fits Kafka's default
 
 
@@ -394,7 +458,8 @@ def test_an_event_too_large_for_a_record_is_refused_as_its_item_in_index_order()
     assert [r["index"] for r in intake.rejected] == [1, 2, 4]
     assert intake.rejected[1]["reason"].startswith(f"event is {len(big)} bytes: its Kafka record (")
     assert intake.rejected[1]["reason"].endswith(
-        "over the 20000-byte limit of the events topic (max.message.bytes of topic t)")
+        "over the 20000-byte limit of the events topic (max.message.bytes of topic t)"
+    )
     assert [r.split(", index ")[1].split(":")[0] for _, r in intake.refusals] == ["1", "2", "4"]
     assert orjson.loads(intake.refusals[1][0])["text"] == REMOVED  # the stored payload: no text, small
     tiny = Limits(150, "t")  # a refused record that would not fit either is reported only
@@ -409,8 +474,12 @@ def test_an_answer_lists_at_most_100_refusals():
     few = {"accepted": 1, "rejected": [{"index": i, "reason": "r"} for i in range(100)]}
     assert listed(few, "rejected") is few
     many = {"accepted": 0, "rejected": [{"index": i, "reason": "r"} for i in range(4096)]}
-    assert listed(many, "rejected") == {"accepted": 0, "rejected": many["rejected"][:100], "rejected_count": 4096,
-                                        "rejected_truncated": True}
+    assert listed(many, "rejected") == {
+        "accepted": 0,
+        "rejected": many["rejected"][:100],
+        "rejected_count": 4096,
+        "rejected_truncated": True,
+    }
 
 
 class _Raw:
@@ -440,11 +509,20 @@ def test_a_request_aiohttp_cannot_parse_is_one_log_line():
     except InvalidURLError:
         import sys
 
-        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
-                                   ("127.0.0.1",), sys.exc_info())
+        record = logging.LogRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling request from %s",
+            ("127.0.0.1",),
+            sys.exc_info(),
+        )
     assert OneLine().filter(record)
-    assert logging.Formatter().format(record) == \
-        "Error handling request from 127.0.0.1: 400 InvalidURLError: Invalid char in url path:"
+    assert (
+        logging.Formatter().format(record)
+        == "Error handling request from 127.0.0.1: 400 InvalidURLError: Invalid char in url path:"
+    )
 
 
 def test_the_ingests_timeouts_are_settings(monkeypatch):

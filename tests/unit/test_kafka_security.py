@@ -11,7 +11,7 @@ import faust
 import pytest
 from pydantic import ValidationError
 
-from streams.kafka_security import PLAINTEXT, KafkaSecurity, kafka_security
+from streams.kafka_security import PLAINTEXT, kafka_security
 from streams.settings import Settings
 
 SECRET = "hunter2-not-in-any-repr"
@@ -21,17 +21,60 @@ SECRET = "hunter2-not-in-any-repr"
 def cafile(tmp_path):
     """A real CA certificate (PEM) for ssl contexts to load: the system's first one is not
     guaranteed, so make one with keytool (Java 17, as the broker needs)."""
-    subprocess.run(["keytool", "-genkeypair", "-alias", "ca", "-keyalg", "EC", "-groupname", "secp256r1",
-                    "-dname", "CN=unit-ca", "-ext", "bc:c", "-validity", "1", "-keystore", str(tmp_path / "ca.p12"),
-                    "-storetype", "PKCS12", "-storepass", "changeit"], check=True, capture_output=True)
-    subprocess.run(["keytool", "-exportcert", "-rfc", "-alias", "ca", "-keystore", str(tmp_path / "ca.p12"),
-                    "-storepass", "changeit", "-file", str(tmp_path / "ca.pem")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "keytool",
+            "-genkeypair",
+            "-alias",
+            "ca",
+            "-keyalg",
+            "EC",
+            "-groupname",
+            "secp256r1",
+            "-dname",
+            "CN=unit-ca",
+            "-ext",
+            "bc:c",
+            "-validity",
+            "1",
+            "-keystore",
+            str(tmp_path / "ca.p12"),
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            "changeit",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "keytool",
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "ca",
+            "-keystore",
+            str(tmp_path / "ca.p12"),
+            "-storepass",
+            "changeit",
+            "-file",
+            str(tmp_path / "ca.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return tmp_path / "ca.pem"
 
 
 def sasl_ssl(cafile, mechanism: str = "SCRAM-SHA-512") -> Settings:
-    return Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism=mechanism,
-                    kafka_sasl_username="meter", kafka_sasl_password=SECRET, kafka_ssl_cafile=cafile)
+    return Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="meter",
+        kafka_sasl_password=SECRET,
+        kafka_ssl_cafile=cafile,
+    )
 
 
 def test_default_is_plaintext_and_changes_nothing():
@@ -52,8 +95,12 @@ def test_unknown_protocol_is_a_clear_error(value):
 
 def test_unknown_mechanism_is_a_clear_error():
     with pytest.raises(ValidationError, match="'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'"):
-        Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="GSSAPI",
-                 kafka_sasl_username="u", kafka_sasl_password="p")
+        Settings(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="GSSAPI",
+            kafka_sasl_username="u",
+            kafka_sasl_password="p",
+        )
 
 
 def test_protocol_and_mechanism_are_case_insensitive(monkeypatch):
@@ -65,13 +112,18 @@ def test_protocol_and_mechanism_are_case_insensitive(monkeypatch):
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"kafka_security_protocol": "SASL_SSL"}, "needs MS_KAFKA_SASL_USERNAME and MS_KAFKA_SASL_PASSWORD"),
-    ({"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_username": "u"}, "needs MS_KAFKA_SASL_USERNAME"),
-    ({"kafka_sasl_password": SECRET}, "sends no credentials"),
-    ({"kafka_security_protocol": "SSL", "kafka_sasl_username": "u", "kafka_sasl_password": SECRET},
-     "sends no credentials"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"kafka_security_protocol": "SASL_SSL"}, "needs MS_KAFKA_SASL_USERNAME and MS_KAFKA_SASL_PASSWORD"),
+        ({"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_username": "u"}, "needs MS_KAFKA_SASL_USERNAME"),
+        ({"kafka_sasl_password": SECRET}, "sends no credentials"),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_sasl_username": "u", "kafka_sasl_password": SECRET},
+            "sends no credentials",
+        ),
+    ],
+)
 def test_inconsistent_settings_are_refused_without_echoing_secrets(kw, message):
     with pytest.raises(ValidationError, match=message) as info:
         Settings(**kw)
@@ -99,9 +151,16 @@ def test_sasl_ssl_arguments_for_each_library(cafile, mechanism):
     assert any(c["subject"] == ((("commonName", "unit-ca"),),) for c in ctx.get_ca_certs())
 
     kp = sec.kafka_python()
-    assert kp == {"security_protocol": "SASL_SSL", "ssl_check_hostname": True, "ssl_cafile": str(cafile),
-                  "ssl_certfile": None, "ssl_keyfile": None, "sasl_mechanism": mechanism,
-                  "sasl_plain_username": "meter", "sasl_plain_password": SECRET}
+    assert kp == {
+        "security_protocol": "SASL_SSL",
+        "ssl_check_hostname": True,
+        "ssl_cafile": str(cafile),
+        "ssl_certfile": None,
+        "ssl_keyfile": None,
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "meter",
+        "sasl_plain_password": SECRET,
+    }
 
     creds = sec.faust()["broker_credentials"]
     assert isinstance(creds, faust.SASLCredentials)
@@ -129,8 +188,9 @@ def test_ssl_only_and_sasl_plaintext(cafile):
     assert set(ssl_only.aiokafka()) == {"security_protocol", "ssl_context"}
     assert isinstance(ssl_only.faust()["broker_credentials"], faust.SSLCredentials)
     assert "sasl_mechanism" not in ssl_only.kafka_python()
-    plain = kafka_security(Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u",
-                                    kafka_sasl_password=SECRET))
+    plain = kafka_security(
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password=SECRET)
+    )
     assert "ssl_context" not in plain.aiokafka() and "ssl_cafile" not in plain.kafka_python()
     creds = plain.faust()["broker_credentials"]
     assert creds.protocol.value == "SASL_PLAINTEXT" and creds.ssl_context is None
@@ -163,12 +223,21 @@ def test_cli_reports_bad_settings_by_name_without_values(monkeypatch):
     env = {"MS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "MS_KAFKA_SASL_USERNAME": "u", "MS_KAFKA_SASL_PASSWORD": SECRET}
     import os
 
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "status"], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "status"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "invalid settings" in proc.stderr and "sends no credentials" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "status"],
-                          env={**os.environ, "MS_KAFKA_SECURITY_PROTOCOL": "TLS"}, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "status"],
+        env={**os.environ, "MS_KAFKA_SECURITY_PROTOCOL": "TLS"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "MS_KAFKA_SECURITY_PROTOCOL: Input should be" in proc.stderr

@@ -18,7 +18,7 @@ from streams.cli.main import main
 
 SAMPLE = Path(__file__).parents[1] / "data" / "litellm_prices_sample.json"
 FROM = "2026-12-01T00:00:00Z"
-NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 
 
 def imported(tmp_path: Path, *providers: str) -> tuple[Path, str, str]:
@@ -33,16 +33,21 @@ def imported(tmp_path: Path, *providers: str) -> tuple[Path, str, str]:
 def test_import_converts_exactly_and_lists_what_it_cannot(tmp_path):
     out, stdout, stderr = imported(tmp_path, "openai", "anthropic")
     assert "openai-usd.yaml: 4 products" in stdout and "anthropic-usd.yaml: 2 products" in stdout
-    for key, why in [("gpt-4o-audio-preview", "input_cost_per_audio_token"), ("dall-e-3", "mode 'image_generation'"),
-                     ("gpt-odd-float", "not exact"),
-                     ("claude-sonnet-4-5-20250929", "the tier above 200000 tokens has no cache_write_tokens price")]:
+    for key, why in [
+        ("gpt-4o-audio-preview", "input_cost_per_audio_token"),
+        ("dall-e-3", "mode 'image_generation'"),
+        ("gpt-odd-float", "not exact"),
+        ("claude-sonnet-4-5-20250929", "the tier above 200000 tokens has no cache_write_tokens price"),
+    ]:
         assert f"not imported: {key}: " in stderr and why in stderr.split(f"not imported: {key}: ")[1].splitlines()[0]
-    assert "imported without: claude-sonnet-4-5: cache_creation_input_token_cost_above_1hr, " \
-           "search_context_cost_per_query" in stderr
+    assert (
+        "imported without: claude-sonnet-4-5: cache_creation_input_token_cost_above_1hr, "
+        "search_context_cost_per_query" in stderr
+    )
     assert "mistral" not in stdout + stderr  # another provider: not asked for
     cat = load_catalog(out)
     gpt = cat.lookup("openai", "gpt-4o", NOW).spec
-    assert gpt.batch_factor == Decimal("0.5") and gpt.effective_from == dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    assert gpt.batch_factor == Decimal("0.5") and gpt.effective_from == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     assert "LiteLLM price map litellm_prices_sample.json" in gpt.source and "key gpt-4o" in gpt.source
     assert "service tiers not imported: cache_read_input_token_cost_priority" in gpt.source
     sonnet = cat.lookup("anthropic", "claude-sonnet-4-5", NOW)
@@ -54,20 +59,46 @@ def test_an_imported_catalog_prices_current_models_exactly(tmp_path):
     out, _, _ = imported(tmp_path, "openai", "anthropic")
     cat = load_catalog(out)
     raw = json.loads(SAMPLE.read_text(), parse_float=Decimal)
-    cases = [("openai", "gpt-4o", {"input_tokens": 1000, "cached_input_tokens": 3000, "output_tokens": 500}, "realtime"),
-             ("openai", "gpt-4o-mini", {"input_tokens": 123457, "output_tokens": 999}, "batch"),
-             ("openai", "o3-mini", {"input_tokens": 7, "cached_input_tokens": 11, "output_tokens": 13}, "realtime"),
-             ("anthropic", "claude-3-5-haiku-20241022",
-              {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "realtime"),
-             ("anthropic", "claude-sonnet-4-5",
-              {"input_tokens": 9000, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503}, "batch"),
-             ("anthropic", "claude-sonnet-4-5",  # 150,000 + 50,000 + 1 input tokens: above 200K, all at the tier
-              {"input_tokens": 150000, "cached_input_tokens": 50000, "cache_write_tokens": 1, "output_tokens": 77}, "realtime")]
-    keys = {"input_tokens": "input_cost_per_token", "output_tokens": "output_cost_per_token",
-            "cached_input_tokens": "cache_read_input_token_cost", "cache_write_tokens": "cache_creation_input_token_cost"}
+    cases = [
+        ("openai", "gpt-4o", {"input_tokens": 1000, "cached_input_tokens": 3000, "output_tokens": 500}, "realtime"),
+        ("openai", "gpt-4o-mini", {"input_tokens": 123457, "output_tokens": 999}, "batch"),
+        ("openai", "o3-mini", {"input_tokens": 7, "cached_input_tokens": 11, "output_tokens": 13}, "realtime"),
+        (
+            "anthropic",
+            "claude-3-5-haiku-20241022",
+            {"input_tokens": 50, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503},
+            "realtime",
+        ),
+        (
+            "anthropic",
+            "claude-sonnet-4-5",
+            {"input_tokens": 9000, "cached_input_tokens": 4000, "cache_write_tokens": 2051, "output_tokens": 503},
+            "batch",
+        ),
+        (
+            "anthropic",
+            "claude-sonnet-4-5",  # 150,000 + 50,000 + 1 input tokens: above 200K, all at the tier
+            {"input_tokens": 150000, "cached_input_tokens": 50000, "cache_write_tokens": 1, "output_tokens": 77},
+            "realtime",
+        ),
+    ]
+    keys = {
+        "input_tokens": "input_cost_per_token",
+        "output_tokens": "output_cost_per_token",
+        "cached_input_tokens": "cache_read_input_token_cost",
+        "cache_write_tokens": "cache_creation_input_token_cost",
+    }
     for i, (provider, model, usage, mode) in enumerate(cases):
-        ev = {"event_id": f"e{i}", "ts": NOW.isoformat(), "tenant_id": "t", "user_id": "u", "provider": provider,
-              "model": model, "mode": mode, "usage": usage}
+        ev = {
+            "event_id": f"e{i}",
+            "ts": NOW.isoformat(),
+            "tenant_id": "t",
+            "user_id": "u",
+            "provider": provider,
+            "model": model,
+            "mode": mode,
+            "usage": usage,
+        }
         result = rate(orjson.dumps(ev), cat, now=NOW)
         assert not isinstance(result, Rejection), result
         entry = raw[model]

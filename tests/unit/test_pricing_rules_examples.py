@@ -17,13 +17,14 @@ from pricing.rating import Rejection, rate
 
 DATA = yaml.safe_load((Path(__file__).parent.parent / "data" / "pricing_rules_examples.yaml").read_text())
 CATALOG = load_bundle(read_bundle() | {f"overlays/{name}": text for name, text in DATA["overlays"].items()})
-NOW = dt.datetime(2027, 6, 1, tzinfo=dt.timezone.utc)  # after every example's ts
+NOW = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)  # after every example's ts
 
 
 def test_every_rule_has_examples_and_rejections_where_it_refuses():
     rules = [v["rule"] for v in DATA["examples"]]
     assert {r: rules.count(r) >= 3 for r in ("cross-region", "cache-write", "tier", "overlay")} == dict.fromkeys(
-        ("cross-region", "cache-write", "tier", "overlay"), True)
+        ("cross-region", "cache-write", "tier", "overlay"), True
+    )
     assert all(("expected_error" in v) != ("expected_total" in v) for v in DATA["examples"])
 
 

@@ -50,8 +50,12 @@ def test_cli_prices_every_worked_example():
         for ev in expand(vector):
             lines.append(orjson.dumps(ev))
             owner.append(i)
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "price", "-"],
-                          input=b"\n".join(lines) + b"\n", capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "price", "-"],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stderr == b""
     priced = [orjson.loads(line) for line in proc.stdout.splitlines()]
@@ -65,11 +69,20 @@ def test_cli_prices_every_worked_example():
 
 def test_guardrail_chatbot_example_line_items():
     """Seed 002: content filter + denied topics on 200 chars in (1 unit) and 1,500 out (2 units)."""
-    ev = {"event_id": "g1", "ts": "2024-08-01T00:00:00Z", "tenant_id": "t", "user_id": "u",
-          "provider": "bedrock", "model": "guardrails",
-          "usage": {"guardrail": {"policies": ["content_filter", "denied_topics"],
-                                  "input_chars": 200, "output_chars": 1500}}}
+    ev = {
+        "event_id": "g1",
+        "ts": "2024-08-01T00:00:00Z",
+        "tenant_id": "t",
+        "user_id": "u",
+        "provider": "bedrock",
+        "model": "guardrails",
+        "usage": {
+            "guardrail": {"policies": ["content_filter", "denied_topics"], "input_chars": 200, "output_chars": 1500}
+        },
+    }
     priced = price_event(parse_event(orjson.dumps(ev)), CATALOG)
     assert priced["guardrail_units"] == 3
     assert [(li["quantity"], li["unit_price"], li["cost"]) for li in priced["line_items"]] == [
-        ("3", "0.75", "0.00225"), ("3", "1", "0.003")]
+        ("3", "0.75", "0.00225"),
+        ("3", "1", "0.003"),
+    ]

@@ -80,8 +80,9 @@ class FakeClient:
     def send(self, topic, value=None, key=None, headers=None, partition=None):
         assert not self.closed
         if partition is None:  # as kafka-python's default partitioner
-            partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions if key is not None \
-                else random.randrange(self.partitions)
+            partition = (
+                (murmur2(key) & 0x7FFFFFFF) % self.partitions if key is not None else random.randrange(self.partitions)
+            )
         rec = {"partition": partition, "key": key, "value": value, "headers": headers or [], "future": FakeFuture()}
         if self.raise_on_send and self.raise_on_send(rec):
             raise OSError("send refused")
@@ -160,6 +161,7 @@ def producer(client: FakeClient, **kw) -> Producer:
 
 # ---------------------------------------------------------------------------- partitioning
 
+
 @pytest.mark.parametrize("partitions", [1, 4, 7])
 def test_every_event_goes_to_the_default_partitioners_partition_in_order(partitions):
     lines = [line for _, line in generate(10_000, seed=5, duplicate_rate=0.1, bad=40, late=10)]
@@ -177,8 +179,9 @@ def test_every_event_goes_to_the_default_partitioners_partition_in_order(partiti
             assert part == want == partition_for(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
             per_partition[part].append(line)
     for part, seq in per_partition.items():  # the order send saw them, per partition
-        assert seq == [line for line in lines if (k := event_key(line)) is not None
-                       and reference_partition(k, partitions) == part]
+        assert seq == [
+            line for line in lines if (k := event_key(line)) is not None and reference_partition(k, partitions) == part
+        ]
     unkeyed = [line for line in lines if event_key(line) is None]  # not JSON, no tenant: anywhere, once
     assert len(unkeyed) == 8 and sum(1 for _, line in got if event_key(line) is None) == len(unkeyed)
     assert len(client.records) < len(lines) / 50  # and batched
@@ -206,6 +209,7 @@ def test_unkeyed_lines_are_spread_and_keep_their_order():
 
 
 # ---------------------------------------------------------------------------- bounds
+
 
 def test_a_batch_holds_at_most_max_batch_events():
     client = FakeClient(1)
@@ -247,8 +251,9 @@ def test_an_event_over_the_batch_budget_is_a_single_record_in_its_place():
     assert [line for _, line in client.delivered()] == lines
 
 
-@pytest.mark.parametrize("odd", [b'{"tenant_id": "t",\n "user_id": "u"}', b'{"tenant_id":"t","user_id":"u"}\r',
-                                 b"   ", b""])
+@pytest.mark.parametrize(
+    "odd", [b'{"tenant_id": "t",\n "user_id": "u"}', b'{"tenant_id":"t","user_id":"u"}\r', b"   ", b""]
+)
 def test_what_json_lines_cannot_carry_unchanged_is_a_single_record(odd):
     client = FakeClient(4)
     with producer(client) as p:
@@ -318,6 +323,7 @@ def test_limits_are_the_contracts():
 
 # ---------------------------------------------------------------------------- memory
 
+
 def test_memory_is_bounded_send_blocks_instead_of_growing():
     client = FakeClient(4, hold=True)  # nothing is acknowledged until release()
     p = producer(client, batch_bytes=10_000, max_buffer_bytes=30_000)
@@ -353,6 +359,7 @@ def test_one_event_larger_than_the_buffer_waits_for_an_empty_buffer_then_goes():
 
 
 # ---------------------------------------------------------------------------- never drop (LiteLLM)
+
 
 def test_a_flush_sends_every_pending_batch_not_the_first_100():
     client = FakeClient(300)
@@ -455,7 +462,7 @@ def test_the_exit_hook_flushes_what_close_was_never_called_for(tmp_path):
         class Recording(FakeClient):
             def _settle(self, rec):
                 super()._settle(rec)
-                with open({str(tmp_path / 'out')!r}, 'ab') as f:
+                with open({str(tmp_path / "out")!r}, 'ab') as f:
                     f.write(rec['value'] + b'\\n')
 
         mode = sys.argv[1]
@@ -476,6 +483,7 @@ def test_the_exit_hook_flushes_what_close_was_never_called_for(tmp_path):
             time.sleep(60)
         # mode 'exit': leave without close()
     """)
+
     def events_out() -> Counter:  # the events of every acknowledged record (batches: their lines)
         out = tmp_path / "out"
         return Counter(line for line in out.read_bytes().split(b"\n") if line) if out.exists() else Counter()
@@ -503,6 +511,7 @@ def test_the_exit_hook_flushes_what_close_was_never_called_for(tmp_path):
 
 
 # ---------------------------------------------------------------------------- threads
+
 
 def test_concurrent_senders_with_a_short_linger_lose_nothing_and_keep_order():
     client = FakeClient(4)
@@ -551,15 +560,15 @@ def per_partition(client: FakeClient, extra: list) -> dict[int, list[tuple]]:
     """Each partition's records as (key, value, headers without `extra`), in order."""
     out: dict[int, list[tuple]] = defaultdict(list)
     for r in client.records:
-        assert r["headers"][len(r["headers"]) - len(extra):] == extra
-        out[r["partition"]].append((r["key"], r["value"], r["headers"][:len(r["headers"]) - len(extra)]))
+        assert r["headers"][len(r["headers"]) - len(extra) :] == extra
+        out[r["partition"]].append((r["key"], r["value"], r["headers"][: len(r["headers"]) - len(extra)]))
     return out
 
 
 def test_send_batch_writes_the_records_send_and_flush_would_with_the_headers_added():
     lines = [line for _, line in generate(3000, seed=9, duplicate_rate=0.1, bad=10)]
-    lines.insert(700, event(1, pad=MAX_BATCH_BYTES))                # over the budget: alone, in its place
-    lines.insert(900, b'{"tenant_id": "t",\n "user_id": "u"}')   # not one line: alone
+    lines.insert(700, event(1, pad=MAX_BATCH_BYTES))  # over the budget: alone, in its place
+    lines.insert(900, b'{"tenant_id": "t",\n "user_id": "u"}')  # not one line: alone
     expected, client = FakeClient(4), FakeClient(4)
     with producer(expected, batch_events=500) as p:
         for line in lines:

@@ -13,12 +13,21 @@ from pricing import load_catalog
 from streams.rating.rater import SEP, Rater, Source
 
 CAT = load_catalog()
-T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
 
 def ev(event_id: str, ts: dt.datetime, tokens: int = 1000) -> bytes:
-    return orjson.dumps({"event_id": event_id, "ts": ts.isoformat(), "tenant_id": "t", "user_id": "u",
-                         "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": tokens}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "ts": ts.isoformat(),
+            "tenant_id": "t",
+            "user_id": "u",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "usage": {"input_tokens": tokens},
+        }
+    )
 
 
 def src(offset: int, at: dt.datetime = T) -> Source:
@@ -218,8 +227,10 @@ def test_a_batch_over_the_limits_is_one_rejection():
 def test_dedup_entries_of_older_versions_keep_working():
     """State written before batched records held offsets under "d" keys: read as index 0."""
     rater = Rater(CAT)
-    state = {SEP.join(("m", "0")): [int(T.timestamp() * 1000), 5],
-             SEP.join(("d", "0", "5")): [int(T.timestamp() * 1000), [["t", "old", 5]]]}
+    state = {
+        SEP.join(("m", "0")): [int(T.timestamp() * 1000), 5],
+        SEP.join(("d", "0", "5")): [int(T.timestamp() * 1000), [["t", "old", 5]]],
+    }
     assert rater.process_batch(state, [(src(5), ev("old", T))]).ledger  # a replay of offset 5: re-emitted
     assert rater.process_batch(state, [(src(6), ev("old", T))]).duplicates == 1
 
@@ -231,10 +242,26 @@ def test_dedup_entries_stay_small_whatever_the_batch():
 
     rater, state = Rater(CAT), {}
     big = "x" * 120
-    records = [(bsrc(r), b"\n".join(orjson.dumps({"event_id": f"{big}{r}-{i}", "ts": T.isoformat(), "tenant_id": big,
-                                                   "user_id": "u", "provider": "openai", "model": "gpt-4o",
-                                                   "usage": {"input_tokens": 1}}) for i in range(2000)))
-               for r in range(5)]
+    records = [
+        (
+            bsrc(r),
+            b"\n".join(
+                orjson.dumps(
+                    {
+                        "event_id": f"{big}{r}-{i}",
+                        "ts": T.isoformat(),
+                        "tenant_id": big,
+                        "user_id": "u",
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "usage": {"input_tokens": 1},
+                    }
+                )
+                for i in range(2000)
+            ),
+        )
+        for r in range(5)
+    ]
     out = rater.process_batch(state, records)
     assert len(out.ledger) == 10_000
     entries = [v for k, v in state.items() if k[0] == "t"]
@@ -274,7 +301,9 @@ def test_a_take_is_rated_in_byte_bounded_slices_with_the_same_outcome():
 
 def test_a_refused_record_is_rejected_with_its_producers_reason_and_never_counts():
     rater, state = Rater(CAT), {}
-    refused = Source("billing_events", 0, 0, int(T.timestamp() * 1000), refused="not converted (openai): 9 audio tokens")
+    refused = Source(
+        "billing_events", 0, 0, int(T.timestamp() * 1000), refused="not converted (openai): 9 audio tokens"
+    )
     out = rater.process_batch(state, [(refused, ev("valid-looking", T)), (src(1), ev("next", T))])
     assert [r["reason"] for r in out.rejected] == ["not converted (openai): 9 audio tokens"]
     assert (out.rejected[0]["src_offset"], out.rejected[0]["event_id"]) == (0, None)

@@ -27,7 +27,7 @@ from tests.corpus import BAD, HOSTILE, load, raw_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def _bench_lines(n: int) -> list[bytes]:
@@ -96,11 +96,14 @@ def _repeated_keys(raw: bytes) -> list[bytes]:
     plainly, with whitespace before the colon, or with an escape."""
     doc = orjson.loads(raw)
     first = next(iter(doc["usage"])).encode()
-    out = [raw[:-1] + b',"event_id":"other"}', raw[:-1] + b',"tenant_id" :"other"}',
-           raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7,', 1),
-           raw.replace(b'"usage":{', b'"usage":{"' + first + b'"\n:\t7,', 1),
-           raw.replace(b'"usage":{', b'"usage":{"' + first.replace(b"_", b"\\u005f") + b'":7,', 1),
-           raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7},"usage":{', 1)]
+    out = [
+        raw[:-1] + b',"event_id":"other"}',
+        raw[:-1] + b',"tenant_id" :"other"}',
+        raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7,', 1),
+        raw.replace(b'"usage":{', b'"usage":{"' + first + b'"\n:\t7,', 1),
+        raw.replace(b'"usage":{', b'"usage":{"' + first.replace(b"_", b"\\u005f") + b'":7,', 1),
+        raw.replace(b'"usage":{', b'"usage":{"' + first + b'":7},"usage":{', 1),
+    ]
     if doc.get("labels"):
         k = next(iter(doc["labels"])).encode()
         out.append(raw.replace(b'"labels":{', b'"labels":{"' + k + b'":"x",', 1))
@@ -116,16 +119,42 @@ def test_repeated_keys_are_identical_and_never_fast():
 
 
 TS_VARIANTS = [
-    "2024-12-01T10:00:00Z", "2024-12-01T10:00:00.5Z", "2024-12-01T10:00:00.000Z", "2024-12-01T10:00:00.000001Z",
-    "2024-12-01T10:00:00.1234567Z", "2024-12-01T10:00:00+08:00", "2024-12-01T10:00:00-05:30",
-    "2024-12-01T10:00:00-00:00", "2024-12-01T10:00:00+23:59", "2024-12-01T10:00:00+24:00",
-    "2024-12-01T10:00:00+05:60", "2024-12-01t10:00:00z", "2024-12-01 10:00:00Z", "2024-12-01T10:00Z",
-    "2024-12-01T10:00:00", "2024-12-01T10:00:00+0800", "2024-12-01T24:00:00Z", "2024-12-01T10:60:00Z",
-    "2024-12-01T10:00:60Z", "2024-02-30T10:00:00Z", "2024-02-29T10:00:00Z", "2023-02-29T10:00:00Z",
-    "1999-12-31T23:59:59Z", "2099-01-01T00:00:00Z", "2025-01-01T00:15:00Z", "2025-01-01T00:15:00.000001Z",
-    "2025-01-01T08:15:00+08:00", "\uff12024-12-01T10:00:00Z", "2024-12-01T10:00:00.Z", "2024-12-01T10:00:00,5Z",
-    "2000-01-01T00:00:00+23:59", "1999-12-31T23:59:59-00:01", "2000-01-01T00:00:00Z", "2024-12-01T10:00:00.123456789Z",
-    "2024-12-01T10:00:00.1234560Z", "2024-12-01T10:00:00,1234567+08:00",
+    "2024-12-01T10:00:00Z",
+    "2024-12-01T10:00:00.5Z",
+    "2024-12-01T10:00:00.000Z",
+    "2024-12-01T10:00:00.000001Z",
+    "2024-12-01T10:00:00.1234567Z",
+    "2024-12-01T10:00:00+08:00",
+    "2024-12-01T10:00:00-05:30",
+    "2024-12-01T10:00:00-00:00",
+    "2024-12-01T10:00:00+23:59",
+    "2024-12-01T10:00:00+24:00",
+    "2024-12-01T10:00:00+05:60",
+    "2024-12-01t10:00:00z",
+    "2024-12-01 10:00:00Z",
+    "2024-12-01T10:00Z",
+    "2024-12-01T10:00:00",
+    "2024-12-01T10:00:00+0800",
+    "2024-12-01T24:00:00Z",
+    "2024-12-01T10:60:00Z",
+    "2024-12-01T10:00:60Z",
+    "2024-02-30T10:00:00Z",
+    "2024-02-29T10:00:00Z",
+    "2023-02-29T10:00:00Z",
+    "1999-12-31T23:59:59Z",
+    "2099-01-01T00:00:00Z",
+    "2025-01-01T00:15:00Z",
+    "2025-01-01T00:15:00.000001Z",
+    "2025-01-01T08:15:00+08:00",
+    "\uff12024-12-01T10:00:00Z",
+    "2024-12-01T10:00:00.Z",
+    "2024-12-01T10:00:00,5Z",
+    "2000-01-01T00:00:00+23:59",
+    "1999-12-31T23:59:59-00:01",
+    "2000-01-01T00:00:00Z",
+    "2024-12-01T10:00:00.123456789Z",
+    "2024-12-01T10:00:00.1234560Z",
+    "2024-12-01T10:00:00,1234567+08:00",
 ]
 
 
@@ -138,25 +167,80 @@ def _mutations() -> list[Any]:
 
     muts: list[Any] = [top(ts=t) for t in TS_VARIANTS]
     muts += [
-        top(region=None), top(region="us-west-2"), top(region="mars-1"), top(region="US-EAST-1"), top(region=""),
-        top(region=5), lambda d: d.pop("region", None), top(mode="batch"), top(mode="BATCH"), top(mode=None),
-        top(mode="realtime"), top(labels=None), top(labels={}), top(labels={"a b": "x"}), top(labels={"k": 1}),
-        top(labels={"k": "v" * 257}), top(labels={"k": "\u00e9" * 256}), top(labels={"k\n": "v"}),
-        top(labels={f"k{i}": "v" for i in range(33)}), top(labels={f"k{i}": "v" for i in range(32)}),
-        top(labels={"k" * 65: "v"}), top(labels=[]), top(text=None), top(text={"input": "hello world"}),
-        top(labels={"k": "a\u202eb"}), top(labels={"k": "a\u0000b"}), top(labels={"k": "\u00a0"}),
-        top(labels={"k": "a\u200bb"}), top(labels={"k": 'say "hi": now'}), top(labels={"k": "\U0001f680"}),
-        top(region="xx-nowhere-1"), top(region="us-east1"), top(region="cn-beijing"), top(region="eu-west-3"),
-        top(extra=1), top(event_id="x" * 129), top(event_id="x" * 128), top(event_id="\u00e9"), top(event_id="a\n"),
-        top(event_id="a\nb"), top(event_id=""), top(event_id=None), top(event_id=7), top(tenant_id=""),
-        top(user_id="u" * 256), top(user_id="u" * 257), top(model="nope"), top(provider="azure"),
-        top(provider="Openai"), top(provider="open ai"), top(usage=[1]), top(usage={}), top(usage=None),
-        lambda d: d.pop("usage"), lambda d: d.pop("ts"), lambda d: d.pop("event_id"), top(ts=1732000000),
-        usage(input_tokens=0), usage(input_tokens=None), usage(input_tokens=True), usage(input_tokens=1.0),
-        usage(input_tokens=100_000_000), usage(input_tokens=100_000_001), usage(input_tokens=-1),
-        usage(input_tokens=0, output_tokens=0), usage(output_tokens=None), usage(cached_input_tokens=1024),
-        usage(cached_input_tokens=0), usage(cache_write_tokens=77), usage(human_tasks=3),
-        usage(human_tasks=10_000_001), usage(storage_months="1"), usage(bogus=1), usage(input_tokens=2**70),
+        top(region=None),
+        top(region="us-west-2"),
+        top(region="mars-1"),
+        top(region="US-EAST-1"),
+        top(region=""),
+        top(region=5),
+        lambda d: d.pop("region", None),
+        top(mode="batch"),
+        top(mode="BATCH"),
+        top(mode=None),
+        top(mode="realtime"),
+        top(labels=None),
+        top(labels={}),
+        top(labels={"a b": "x"}),
+        top(labels={"k": 1}),
+        top(labels={"k": "v" * 257}),
+        top(labels={"k": "\u00e9" * 256}),
+        top(labels={"k\n": "v"}),
+        top(labels={f"k{i}": "v" for i in range(33)}),
+        top(labels={f"k{i}": "v" for i in range(32)}),
+        top(labels={"k" * 65: "v"}),
+        top(labels=[]),
+        top(text=None),
+        top(text={"input": "hello world"}),
+        top(labels={"k": "a\u202eb"}),
+        top(labels={"k": "a\u0000b"}),
+        top(labels={"k": "\u00a0"}),
+        top(labels={"k": "a\u200bb"}),
+        top(labels={"k": 'say "hi": now'}),
+        top(labels={"k": "\U0001f680"}),
+        top(region="xx-nowhere-1"),
+        top(region="us-east1"),
+        top(region="cn-beijing"),
+        top(region="eu-west-3"),
+        top(extra=1),
+        top(event_id="x" * 129),
+        top(event_id="x" * 128),
+        top(event_id="\u00e9"),
+        top(event_id="a\n"),
+        top(event_id="a\nb"),
+        top(event_id=""),
+        top(event_id=None),
+        top(event_id=7),
+        top(tenant_id=""),
+        top(user_id="u" * 256),
+        top(user_id="u" * 257),
+        top(model="nope"),
+        top(provider="azure"),
+        top(provider="Openai"),
+        top(provider="open ai"),
+        top(usage=[1]),
+        top(usage={}),
+        top(usage=None),
+        lambda d: d.pop("usage"),
+        lambda d: d.pop("ts"),
+        lambda d: d.pop("event_id"),
+        top(ts=1732000000),
+        usage(input_tokens=0),
+        usage(input_tokens=None),
+        usage(input_tokens=True),
+        usage(input_tokens=1.0),
+        usage(input_tokens=100_000_000),
+        usage(input_tokens=100_000_001),
+        usage(input_tokens=-1),
+        usage(input_tokens=0, output_tokens=0),
+        usage(output_tokens=None),
+        usage(cached_input_tokens=1024),
+        usage(cached_input_tokens=0),
+        usage(cache_write_tokens=77),
+        usage(human_tasks=3),
+        usage(human_tasks=10_000_001),
+        usage(storage_months="1"),
+        usage(bogus=1),
+        usage(input_tokens=2**70),
         lambda d: d.update(usage=dict(reversed(list(d["usage"].items())))),
     ]
     return muts
@@ -177,29 +261,32 @@ def test_one_change_variants_are_identical():
             check(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())  # json: big ints too
 
 
-@pytest.mark.parametrize("raw", [
-    # duplicate keys: the last one wins, for orjson and pydantic alike
-    b'{"event_id":"a","event_id":"b","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u",'
-    b'"provider":"openai","model":"gpt-4o","usage":{"input_tokens":1,"input_tokens":2}}',
-    b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
-    b'"model":"gpt-4o","usage":{"output_tokens":3,"input_tokens":2},"labels":{"a":"1","b":"2","a":"3"}}',
-    b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
-    b'"model":"gpt-4o","usage":{"input_tokens":2},"labels":{"a":"x\\u0000y"}}',
-    b'\xef\xbb\xbf{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
-    b'"model":"gpt-4o","usage":{"input_tokens":2}}',
-    b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
-    b'"model":"gpt-4o","usage":{"input_tokens":2}}\n',
-    b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
-    b'"model":"gpt-4o","usage":{"input_tokens":2}} {}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # duplicate keys: the last one wins, for orjson and pydantic alike
+        b'{"event_id":"a","event_id":"b","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u",'
+        b'"provider":"openai","model":"gpt-4o","usage":{"input_tokens":1,"input_tokens":2}}',
+        b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
+        b'"model":"gpt-4o","usage":{"output_tokens":3,"input_tokens":2},"labels":{"a":"1","b":"2","a":"3"}}',
+        b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
+        b'"model":"gpt-4o","usage":{"input_tokens":2},"labels":{"a":"x\\u0000y"}}',
+        b'\xef\xbb\xbf{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
+        b'"model":"gpt-4o","usage":{"input_tokens":2}}',
+        b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
+        b'"model":"gpt-4o","usage":{"input_tokens":2}}\n',
+        b'{"event_id":"a","ts":"2024-12-01T00:00:00Z","tenant_id":"t","user_id":"u","provider":"openai",'
+        b'"model":"gpt-4o","usage":{"input_tokens":2}} {}',
+    ],
+)
 def test_odd_json_is_identical(raw):
     check(raw)
 
 
 def test_ts_limit_without_now_never_exceeds_the_clock():
-    assert _limit(None) <= dt.datetime.now(dt.timezone.utc) + MAX_FUTURE
+    assert _limit(None) <= dt.datetime.now(dt.UTC) + MAX_FUTURE
     doc = orjson.loads(LINES[0])
-    doc["ts"] = (dt.datetime.now(dt.timezone.utc) + MAX_FUTURE + dt.timedelta(seconds=2)).isoformat()
+    doc["ts"] = (dt.datetime.now(dt.UTC) + MAX_FUTURE + dt.timedelta(seconds=2)).isoformat()
     assert parse_common(orjson.dumps(doc)) is None
     assert isinstance(rate(orjson.dumps(doc), CATALOG), Rejection)
 
@@ -215,10 +302,16 @@ def test_fast_checks_mirror_the_models_constraints():
 
     fields = BillingEvent.model_fields
     assert [rx(fields[f].metadata) for f in ("event_id", "tenant_id", "user_id", "provider", "model")] == [
-        v._ID, v._NAME, v._NAME, "[a-z0-9_-]{1,64}", v._NAME]
+        v._ID,
+        v._NAME,
+        v._NAME,
+        "[a-z0-9_-]{1,64}",
+        v._NAME,
+    ]
     assert v._REGION.__self__.pattern == rx(Region.__metadata__)
     assert v._LABEL_KEYS.__self__.pattern.startswith(rx(LabelKey.__metadata__))
     assert next(m.max_length for m in LabelValue.__metadata__ if hasattr(m, "max_length")) == 256
     from schemas.billing_event import _printable  # checked by str.isprintable() (see test_strict_input)
+
     assert [m.func for m in LabelValue.__metadata__ if hasattr(m, "func")] == [_printable]
     assert next(m.max_length for m in fields["labels"].metadata) == 32

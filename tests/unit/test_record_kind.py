@@ -15,29 +15,42 @@ from schemas.batch import BATCH_HEADER, is_batch
 from schemas.catalog_record import CATALOG_HEADER
 from schemas.record import BATCH, EVENT, Seal, printable, read_kind
 from schemas.refusal import REFUSED_HEADER, refusal_of
-from streams.rating.agent import TOMBSTONE, source_of
 from streams.harness.hostile import RawKey
+from streams.rating.agent import TOMBSTONE, source_of
 
 
-@pytest.mark.parametrize("headers, kind", [
-    (None, EVENT), ([], EVENT), ({}, EVENT), ([BATCH_HEADER], BATCH), ([("Content-Type", b"application/jsonl")], BATCH),
-    ([("x", None)], EVENT), ([("x", None), BATCH_HEADER], BATCH), ([("content-type", b"application/json")], EVENT),
-    ([("x-bin", b"\xff\xfe")], EVENT), ({"content-type": b"application/jsonl"}, BATCH),
-])
+@pytest.mark.parametrize(
+    "headers, kind",
+    [
+        (None, EVENT),
+        ([], EVENT),
+        ({}, EVENT),
+        ([BATCH_HEADER], BATCH),
+        ([("Content-Type", b"application/jsonl")], BATCH),
+        ([("x", None)], EVENT),
+        ([("x", None), BATCH_HEADER], BATCH),
+        ([("content-type", b"application/json")], EVENT),
+        ([("x-bin", b"\xff\xfe")], EVENT),
+        ({"content-type": b"application/jsonl"}, BATCH),
+    ],
+)
 def test_what_a_record_is(headers, kind):
     assert read_kind(headers) == kind
 
 
-@pytest.mark.parametrize("headers, reason", [
-    ([("\udcff\udcfe", b"1")], "a header key is not UTF-8"),
-    ([("ok", b"1"), ("\udcc3(", None)], "a header key is not UTF-8"),
-    ([(REFUSED_HEADER, None)], "the header meterstream-refused has no value"),
-    ([("content-type", None)], "the header content-type has no value"),
-    ([BATCH_HEADER, BATCH_HEADER], "the header content-type is given twice"),
-    ([(b"content-type", b"application/jsonl")], "a header key is not a string"),
-    ([("a", b"1", b"2")], "a header is not a (key, value) pair"),
-    (42, "its headers are not a list"),
-])
+@pytest.mark.parametrize(
+    "headers, reason",
+    [
+        ([("\udcff\udcfe", b"1")], "a header key is not UTF-8"),
+        ([("ok", b"1"), ("\udcc3(", None)], "a header key is not UTF-8"),
+        ([(REFUSED_HEADER, None)], "the header meterstream-refused has no value"),
+        ([("content-type", None)], "the header content-type has no value"),
+        ([BATCH_HEADER, BATCH_HEADER], "the header content-type is given twice"),
+        ([(b"content-type", b"application/jsonl")], "a header key is not a string"),
+        ([("a", b"1", b"2")], "a header is not a (key, value) pair"),
+        (42, "its headers are not a list"),
+    ],
+)
 def test_a_record_that_cannot_be_read_says_why(headers, reason):
     kind = read_kind(headers)
     assert kind.unreadable is not None and reason in kind.unreadable
@@ -58,8 +71,9 @@ def test_our_headers():
 
 
 def _msg(value, headers, offset=5):
-    return SimpleNamespace(topic="billing_events", partition=2, offset=offset, timestamp=1_700_000_000.0,
-                           value=value, headers=headers)
+    return SimpleNamespace(
+        topic="billing_events", partition=2, offset=offset, timestamp=1_700_000_000.0, value=value, headers=headers
+    )
 
 
 def test_a_message_becomes_a_source_or_a_rejection_never_an_exception():
@@ -72,12 +86,23 @@ def test_a_message_becomes_a_source_or_a_rejection_never_an_exception():
     src, value = source_of(_msg(b"x", [(REFUSED_HEADER, b"why")]), 0.0)
     assert src.refused == "why"
     src, _ = source_of(_msg(b"{}", [("x", None)]), 0.0)
-    assert src.refused is None and not src.batch and (src.partition, src.offset, src.timestamp_ms) == (2, 5, 1_700_000_000_000)
+    assert (
+        src.refused is None
+        and not src.batch
+        and (src.partition, src.offset, src.timestamp_ms) == (2, 5, 1_700_000_000_000)
+    )
 
 
 def test_aiokafka_reads_a_batch_whose_header_keys_are_not_utf8():
-    builder = _DefaultRecordBatchBuilderPy(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
-                                           producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    builder = _DefaultRecordBatchBuilderPy(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
     builder.append(0, timestamp=None, key=None, value=b"v0", headers=[("ok", b"1")])
     builder.append(1, timestamp=None, key=None, value=b"v1", headers=[(RawKey(b"\xff\xfe"), b"1")])
     builder.append(2, timestamp=None, key=None, value=b"v2", headers=[("n", None)])
@@ -90,9 +115,17 @@ def test_aiokafka_reads_a_batch_whose_header_keys_are_not_utf8():
     records = aiokafka_records.TolerantMemoryRecords(data + data)
     for _ in range(2):
         batch = records.next_batch()
-        assert (batch.base_offset, batch.next_offset, batch.is_control_batch, batch.validate_crc()) == (0, 4, False, True)
+        assert (batch.base_offset, batch.next_offset, batch.is_control_batch, batch.validate_crc()) == (
+            0,
+            4,
+            False,
+            True,
+        )
         assert [(r.offset, r.key, r.value, r.headers) for r in batch] == [
-            (0, None, b"v0", [("ok", b"1")]), (1, None, b"v1", [("\udcff\udcfe", b"1")]),
-            (2, None, b"v2", [("n", None)]), (3, b"k", None, [])]
+            (0, None, b"v0", [("ok", b"1")]),
+            (1, None, b"v1", [("\udcff\udcfe", b"1")]),
+            (2, None, b"v2", [("n", None)]),
+            (3, b"k", None, []),
+        ]
     assert not records.has_next()
     assert read_kind([("\udcff\udcfe", b"1")]).unreadable == "unreadable record: a header key is not UTF-8"

@@ -29,7 +29,7 @@ from tests.corpus import PROMPT_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalog()
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 MS = int(NOW.timestamp() * 1000)
 
 
@@ -39,8 +39,15 @@ def secret(where: str) -> str:
 
 
 def event(**kw: Any) -> dict[str, Any]:
-    doc = {"event_id": "e-1", "ts": "2024-11-01T12:00:00Z", "tenant_id": "acme", "user_id": "alice",
-           "provider": "bedrock", "model": "cohere.command-text-v14", "usage": {"input_tokens": 1000}}
+    doc = {
+        "event_id": "e-1",
+        "ts": "2024-11-01T12:00:00Z",
+        "tenant_id": "acme",
+        "user_id": "alice",
+        "provider": "bedrock",
+        "model": "cohere.command-text-v14",
+        "usage": {"input_tokens": 1000},
+    }
     doc.update(kw)
     return doc
 
@@ -69,89 +76,231 @@ def row_is_clean(row: dict[str, Any]) -> None:
 
 def otlp_payload(attrs: dict[str, Any], resource: dict[str, Any] | None = None, name: str = "chat") -> dict[str, Any]:
     def kv(d: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"key": k, "value": {"intValue": str(v)} if type(v) is int else {"stringValue": v}} for k, v in d.items()]
-    return {"resourceSpans": [{"resource": {"attributes": kv(resource or {"service.name": "chat", "tenant.id": "acme"})},
-                               "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai"},
-                                               "spans": [{"traceId": "5b8efff798038103d269b633813fc60c",
-                                                          "spanId": "eee19b7ec3c1b174", "name": name,
-                                                          "endTimeUnixNano": "1764590400250000000",
-                                                          "attributes": kv(attrs)}]}]}]}
+        return [
+            {"key": k, "value": {"intValue": str(v)} if type(v) is int else {"stringValue": v}} for k, v in d.items()
+        ]
+
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": kv(resource or {"service.name": "chat", "tenant.id": "acme"})},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "opentelemetry.instrumentation.openai"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": name,
+                                "endTimeUnixNano": "1764590400250000000",
+                                "attributes": kv(attrs),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 OTLP_TEXT = {  # free text a GenAI span carries, beside its usage
-    "gen_ai.prompt.0.content": secret("otlp-prompt"), "gen_ai.completion.0.content": secret("otlp-completion"),
-    "gen_ai.input.messages": secret("otlp-input-messages"), "app.note": secret("otlp-custom-attribute"),
+    "gen_ai.prompt.0.content": secret("otlp-prompt"),
+    "gen_ai.completion.0.content": secret("otlp-completion"),
+    "gen_ai.input.messages": secret("otlp-input-messages"),
+    "app.note": secret("otlp-custom-attribute"),
     secret("otlp-attribute-name"): "x",
 }
-OTLP_USAGE = {"gen_ai.provider.name": "openai", "gen_ai.response.model": "gpt-4o", "gen_ai.response.id": "chatcmpl-otel-9",
-              "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10, "user.id": "alice"}
-CHAT = {"id": "chatcmpl-leak-1", "object": "chat.completion", "created": 1764590400, "model": "gpt-4o",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": secret("openai-content")}}],
-        "user": secret("openai-user-field"), "note": secret("openai-unknown-field"),
-        "usage": {"prompt_tokens": 20, "completion_tokens": 3}}
-ANTHROPIC = {"id": "msg_leak_1", "type": "message", "model": "claude-sonnet-4-5-20250929",
-             "content": [{"type": "text", "text": secret("anthropic-text")}],
-             "stop_sequence": secret("anthropic-stop-sequence"), "usage": {"input_tokens": 5, "output_tokens": 3}}
-CONVERSE = {"output": {"message": {"role": "assistant", "content": [{"text": secret("converse-text")}]}},
-            "usage": {"inputTokens": 10, "outputTokens": 3, "totalTokens": 13},
-            "ResponseMetadata": {"RequestId": "req-leak-1", "HTTPStatusCode": 200}}
-INVOKE = {"x-amzn-requestid": "req-leak-2", "x-amzn-bedrock-input-token-count": "10",
-          "x-amzn-bedrock-output-token-count": "3", "x-app-echo": secret("invoke-header")}
-DASHSCOPE = {"status_code": 200, "request_id": "902fee3b-leak", "code": "", "message": secret("dashscope-message"),
-             "output": {"text": secret("dashscope-text")}, "usage": {"input_tokens": 10, "output_tokens": 3}}
+OTLP_USAGE = {
+    "gen_ai.provider.name": "openai",
+    "gen_ai.response.model": "gpt-4o",
+    "gen_ai.response.id": "chatcmpl-otel-9",
+    "gen_ai.usage.input_tokens": 100,
+    "gen_ai.usage.output_tokens": 10,
+    "user.id": "alice",
+}
+CHAT = {
+    "id": "chatcmpl-leak-1",
+    "object": "chat.completion",
+    "created": 1764590400,
+    "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": secret("openai-content")}}],
+    "user": secret("openai-user-field"),
+    "note": secret("openai-unknown-field"),
+    "usage": {"prompt_tokens": 20, "completion_tokens": 3},
+}
+ANTHROPIC = {
+    "id": "msg_leak_1",
+    "type": "message",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": secret("anthropic-text")}],
+    "stop_sequence": secret("anthropic-stop-sequence"),
+    "usage": {"input_tokens": 5, "output_tokens": 3},
+}
+CONVERSE = {
+    "output": {"message": {"role": "assistant", "content": [{"text": secret("converse-text")}]}},
+    "usage": {"inputTokens": 10, "outputTokens": 3, "totalTokens": 13},
+    "ResponseMetadata": {"RequestId": "req-leak-1", "HTTPStatusCode": 200},
+}
+INVOKE = {
+    "x-amzn-requestid": "req-leak-2",
+    "x-amzn-bedrock-input-token-count": "10",
+    "x-amzn-bedrock-output-token-count": "3",
+    "x-app-echo": secret("invoke-header"),
+}
+DASHSCOPE = {
+    "status_code": 200,
+    "request_id": "902fee3b-leak",
+    "code": "",
+    "message": secret("dashscope-message"),
+    "output": {"text": secret("dashscope-text")},
+    "usage": {"input_tokens": 10, "output_tokens": 3},
+}
 WHISPER = {"text": secret("transcript"), "segments": [{"text": secret("segment")}], "usage": {"type": "duration"}}
 
 # Each: a payload the adapter refuses, free text where the format carries it, and the value its
 # reason names set to prompt text.
 REFUSED: list[tuple[str, str, dict[str, Any], str, str]] = [
-    ("otlp-attribute-values-and-provider", "otlp-json",
-     otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "gen_ai.provider.name": secret("otlp-provider")},
-                  {"service.name": secret("otlp-resource"), "tenant.id": "acme"}, name=secret("otlp-span-name")),
-     "has no catalog provider", "chatcmpl-otel-9"),
-    ("otlp-token-count-as-text", "otlp-json",
-     otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "gen_ai.usage.output_tokens": secret("otlp-count")}),
-     "gen_ai.usage.output_tokens must be an integer", "5b8efff798038103d269b633813fc60c"),
-    ("otlp-int-value-as-text", "otlp-json-cached-excluded",
-     {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [
-         {"key": "gen_ai.usage.input_tokens", "value": {"intValue": secret("otlp-int-value")}},
-         {"key": "gen_ai.prompt.0.content", "value": {"stringValue": secret("otlp-prompt-2")}}]}]}]}]},
-     "is not an integer", "gen_ai.usage.input_tokens"),
-    ("otlp-service-tier-priced-apart", "otlp-json",
-     otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "openai.response.service_tier": "flex"}),
-     "openai.response.service_tier 'flex'", "chatcmpl-otel-9"),
-    ("openai-service-tier", "openai", {**CHAT, "service_tier": secret("openai-tier")}, "service_tier <string:",
-     "chatcmpl-leak-1"),
+    (
+        "otlp-attribute-values-and-provider",
+        "otlp-json",
+        otlp_payload(
+            {**OTLP_USAGE, **OTLP_TEXT, "gen_ai.provider.name": secret("otlp-provider")},
+            {"service.name": secret("otlp-resource"), "tenant.id": "acme"},
+            name=secret("otlp-span-name"),
+        ),
+        "has no catalog provider",
+        "chatcmpl-otel-9",
+    ),
+    (
+        "otlp-token-count-as-text",
+        "otlp-json",
+        otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "gen_ai.usage.output_tokens": secret("otlp-count")}),
+        "gen_ai.usage.output_tokens must be an integer",
+        "5b8efff798038103d269b633813fc60c",
+    ),
+    (
+        "otlp-int-value-as-text",
+        "otlp-json-cached-excluded",
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "attributes": [
+                                        {
+                                            "key": "gen_ai.usage.input_tokens",
+                                            "value": {"intValue": secret("otlp-int-value")},
+                                        },
+                                        {
+                                            "key": "gen_ai.prompt.0.content",
+                                            "value": {"stringValue": secret("otlp-prompt-2")},
+                                        },
+                                    ]
+                                }
+                            ]
+                        }
+                    ]
+                }
+            ]
+        },
+        "is not an integer",
+        "gen_ai.usage.input_tokens",
+    ),
+    (
+        "otlp-service-tier-priced-apart",
+        "otlp-json",
+        otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "openai.response.service_tier": "flex"}),
+        "openai.response.service_tier 'flex'",
+        "chatcmpl-otel-9",
+    ),
+    (
+        "openai-service-tier",
+        "openai",
+        {**CHAT, "service_tier": secret("openai-tier")},
+        "service_tier <string:",
+        "chatcmpl-leak-1",
+    ),
     ("openai-object", "openai", {**CHAT, "object": secret("openai-object")}, "(object: <string:", "chatcmpl-leak-1"),
-    ("openai-count-as-text", "openai", {**CHAT, "usage": {"prompt_tokens": secret("openai-count"), "completion_tokens": 1}},
-     "usage.prompt_tokens must be an integer >= 0, not <string:", "chatcmpl-leak-1"),
+    (
+        "openai-count-as-text",
+        "openai",
+        {**CHAT, "usage": {"prompt_tokens": secret("openai-count"), "completion_tokens": 1}},
+        "usage.prompt_tokens must be an integer >= 0, not <string:",
+        "chatcmpl-leak-1",
+    ),
     ("anthropic-type", "anthropic", {**ANTHROPIC, "type": secret("anthropic-type")}, "(type: <string:", "msg_leak_1"),
-    ("anthropic-service-tier", "anthropic",
-     {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "service_tier": secret("anthropic-tier")}}, "service_tier <string:",
-     "msg_leak_1"),
-    ("anthropic-speed", "anthropic", {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "speed": secret("anthropic-speed")}},
-     "speed <string:", "msg_leak_1"),
-    ("anthropic-geo", "anthropic",
-     {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "inference_geo": secret("anthropic-geo")}}, "inference_geo <string:",
-     "msg_leak_1"),
-    ("converse-total", "bedrock-converse", {**CONVERSE, "usage": {**CONVERSE["usage"], "totalTokens": secret("converse-total")}},
-     "totaltokens <string:", "req-leak-1"),
-    ("invoke-header-count", "bedrock-invoke", {**INVOKE, "x-amzn-bedrock-output-token-count": secret("invoke-count")},
-     "is not a count: <string:", "req-leak-2"),
-    ("dashscope-code", "dashscope", {**DASHSCOPE, "status_code": 400, "code": secret("dashscope-code")},
-     "a failed call (status_code 400, code <string:", "902fee3b-leak"),
-    ("dashscope-status", "dashscope", {**DASHSCOPE, "status_code": secret("dashscope-status")}, "status_code <string:",
-     "902fee3b-leak"),
-    ("transcription-type", "openai-transcription", {**WHISPER, "usage": {"type": secret("transcription-type")}},
-     "usage.type must be duration, not <string:", '"usage":{"type":"<string: '),
-    ("transcription-seconds", "openai-transcription",
-     {**WHISPER, "usage": {"type": "duration", "seconds": secret("transcription-seconds")}},
-     "usage.seconds must be a number, not <string:", "duration"),
+    (
+        "anthropic-service-tier",
+        "anthropic",
+        {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "service_tier": secret("anthropic-tier")}},
+        "service_tier <string:",
+        "msg_leak_1",
+    ),
+    (
+        "anthropic-speed",
+        "anthropic",
+        {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "speed": secret("anthropic-speed")}},
+        "speed <string:",
+        "msg_leak_1",
+    ),
+    (
+        "anthropic-geo",
+        "anthropic",
+        {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "inference_geo": secret("anthropic-geo")}},
+        "inference_geo <string:",
+        "msg_leak_1",
+    ),
+    (
+        "converse-total",
+        "bedrock-converse",
+        {**CONVERSE, "usage": {**CONVERSE["usage"], "totalTokens": secret("converse-total")}},
+        "totaltokens <string:",
+        "req-leak-1",
+    ),
+    (
+        "invoke-header-count",
+        "bedrock-invoke",
+        {**INVOKE, "x-amzn-bedrock-output-token-count": secret("invoke-count")},
+        "is not a count: <string:",
+        "req-leak-2",
+    ),
+    (
+        "dashscope-code",
+        "dashscope",
+        {**DASHSCOPE, "status_code": 400, "code": secret("dashscope-code")},
+        "a failed call (status_code 400, code <string:",
+        "902fee3b-leak",
+    ),
+    (
+        "dashscope-status",
+        "dashscope",
+        {**DASHSCOPE, "status_code": secret("dashscope-status")},
+        "status_code <string:",
+        "902fee3b-leak",
+    ),
+    (
+        "transcription-type",
+        "openai-transcription",
+        {**WHISPER, "usage": {"type": secret("transcription-type")}},
+        "usage.type must be duration, not <string:",
+        '"usage":{"type":"<string: ',
+    ),
+    (
+        "transcription-seconds",
+        "openai-transcription",
+        {**WHISPER, "usage": {"type": "duration", "seconds": secret("transcription-seconds")}},
+        "usage.seconds must be a number, not <string:",
+        "duration",
+    ),
 ]
 
 
 @pytest.mark.parametrize("fmt, payload, reason, kept", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
-def test_a_refused_provider_payload_keeps_no_prompt_text(fmt: str, payload: dict[str, Any], reason: str,
-                                                        kept: str) -> None:
+def test_a_refused_provider_payload_keeps_no_prompt_text(
+    fmt: str, payload: dict[str, Any], reason: str, kept: str
+) -> None:
     """Through the HTTP ingest (its answer, the refused record and its header reason), `produce
     --format` (streams/cli/formats.converted) and then the rater, which stores the refused record:
     the marker is nowhere; the reason says why; an id of the payload stays visible."""
@@ -172,8 +321,17 @@ def test_a_refused_provider_payload_keeps_no_prompt_text(fmt: str, payload: dict
     assert kept in value.decode(), value  # ids stay visible to find the payload
 
     refusals: list[tuple[int, str]] = []
-    assert list(converted([raw], fmt, Ids(tenant_id="acme", user_id="alice", ts="2026-12-01T12:00:00Z", model="m-1"),
-                          lambda n, line, why: refusals.append((n, why)))) == []
+    assert (
+        list(
+            converted(
+                [raw],
+                fmt,
+                Ids(tenant_id="acme", user_id="alice", ts="2026-12-01T12:00:00Z", model="m-1"),
+                lambda n, line, why: refusals.append((n, why)),
+            )
+        )
+        == []
+    )
     [(_, cli_reason)] = refusals
     clean(cli_reason, stored_payload(raw))
 
@@ -199,7 +357,9 @@ def test_otlp_attributes_keep_their_names_and_ids_never_their_text() -> None:
 def test_every_otlp_attribute_the_adapter_reads_is_named_in_stored_payloads() -> None:
     import adapters.otlp as otlp
 
-    read = set(re.findall(r'"((?:gen_ai|openai|tenant|user|enduser)\.[a-z0-9_.]*[a-z0-9_])"', Path(otlp.__file__).read_text()))
+    read = set(
+        re.findall(r'"((?:gen_ai|openai|tenant|user|enduser)\.[a-z0-9_.]*[a-z0-9_])"', Path(otlp.__file__).read_text())
+    )
     assert read >= set(otlp.TIER_KEYS) and "gen_ai.response.id" in read
     assert read <= OTLP_ATTRIBUTES, read - OTLP_ATTRIBUTES
     assert {k for k in read if not k.startswith("gen_ai.usage.")} <= OTLP_ID_ATTRIBUTES
@@ -220,22 +380,37 @@ BAD_EVENTS: list[tuple[str, dict[str, Any] | bytes, str]] = [
     ("unknown-key-msg", event(msg={"role": "user", "body": [secret("msg")]}), "msg: extra inputs are not permitted"),
     ("unknown-key-is-prompt", event(**{secret("key"): 1}), ": extra inputs are not permitted"),
     ("label-key", event(labels={secret("label-key"): "x"}), "labels.<key: "),
-    ("label-value-with-control", event(labels={"team": secret("label-value") + "\x1b[2J"}),
-     "labels.team: must not contain control or format characters (u+001b)"),
-    ("label-value-valid-event-otherwise-bad", event(labels={"team": secret("label-value-2")}, cost=1),
-     "cost: extra inputs are not permitted"),
+    (
+        "label-value-with-control",
+        event(labels={"team": secret("label-value") + "\x1b[2J"}),
+        "labels.team: must not contain control or format characters (u+001b)",
+    ),
+    (
+        "label-value-valid-event-otherwise-bad",
+        event(labels={"team": secret("label-value-2")}, cost=1),
+        "cost: extra inputs are not permitted",
+    ),
     ("model-not-a-name", event(model=secret("model")), "model: string should match pattern"),
     ("region-not-a-region", event(region=secret("region")), "region: string should match pattern"),
     ("mode", event(mode=secret("mode")), "mode: input should be 'realtime' or 'batch'"),
     ("ts", event(ts=secret("ts")), "ts: input should be a valid datetime"),
-    ("guardrail-policy", event(usage={"guardrail": {"policies": [secret("policy")], "input_chars": 10}}),
-     "usage.guardrail.policies.0: input should be"),
+    (
+        "guardrail-policy",
+        event(usage={"guardrail": {"policies": [secret("policy")], "input_chars": 10}}),
+        "usage.guardrail.policies.0: input should be",
+    ),
     ("event-id", event(event_id=secret("event-id")), "event_id: string should match pattern"),
-    ("duplicate-prompt-key", b'{"event_id":"e-1","' + secret("dup").encode() + b'":1,"' + secret("dup").encode() + b'":2}',
-     "duplicate key"),
+    (
+        "duplicate-prompt-key",
+        b'{"event_id":"e-1","' + secret("dup").encode() + b'":1,"' + secret("dup").encode() + b'":2}',
+        "duplicate key",
+    ),
     ("not-json-prompt-first", secret("not-json-first").encode() + b' {"event_id":"e-1"}', "not json"),
-    ("not-json-prompt-in-prefix", b'{"event_id":"e-1","note":"' + secret("prefix").encode() + b'","usage":{},}',
-     "not json"),
+    (
+        "not-json-prompt-in-prefix",
+        b'{"event_id":"e-1","note":"' + secret("prefix").encode() + b'","usage":{},}',
+        "not json",
+    ),
 ]
 
 
@@ -277,15 +452,29 @@ def test_an_unknown_model_that_is_an_id_is_still_named() -> None:
 
 
 def test_ids_numbers_and_enums_are_kept_everything_else_is_hashed() -> None:
-    doc = event(region="us-east-1", mode="batch",
-                usage={"input_tokens": 5, "dedicated": {"hours": "2.5", "commitment": "1m"},
-                       "guardrail": {"policies": ["content_filter", "not-a-policy"], "input_chars": 7}},
-                labels={"team": "search"}, text={"input": secret("text")}, flag=True, ratio=0.5, nothing=None)
+    doc = event(
+        region="us-east-1",
+        mode="batch",
+        usage={
+            "input_tokens": 5,
+            "dedicated": {"hours": "2.5", "commitment": "1m"},
+            "guardrail": {"policies": ["content_filter", "not-a-policy"], "input_chars": 7},
+        },
+        labels={"team": "search"},
+        text={"input": secret("text")},
+        flag=True,
+        ratio=0.5,
+        nothing=None,
+    )
     got = orjson.loads(stored_payload(orjson.dumps(doc)))
-    assert {k: got[k] for k in ("event_id", "ts", "tenant_id", "user_id", "provider", "model", "region", "mode")} == \
-        {k: doc[k] for k in ("event_id", "ts", "tenant_id", "user_id", "provider", "model", "region", "mode")}
-    assert got["usage"] == {"input_tokens": 5, "dedicated": {"hours": "2.5", "commitment": "1m"},
-                            "guardrail": {"policies": ["content_filter", hidden("not-a-policy")], "input_chars": 7}}
+    assert {k: got[k] for k in ("event_id", "ts", "tenant_id", "user_id", "provider", "model", "region", "mode")} == {
+        k: doc[k] for k in ("event_id", "ts", "tenant_id", "user_id", "provider", "model", "region", "mode")
+    }
+    assert got["usage"] == {
+        "input_tokens": 5,
+        "dedicated": {"hours": "2.5", "commitment": "1m"},
+        "guardrail": {"policies": ["content_filter", hidden("not-a-policy")], "input_chars": 7},
+    }
     assert got["labels"] == {hidden("team", "key"): hidden("search")}
     assert got["text"] == REMOVED
     assert (got[hidden("flag", "key")], got[hidden("ratio", "key")], got[hidden("nothing", "key")]) == (True, 0.5, None)
@@ -300,26 +489,35 @@ def test_an_id_field_keeps_only_an_id_like_value() -> None:
 
 def test_not_json_keeps_only_its_hash_and_length() -> None:
     raw = b'{"event_id":"e-1","note":"' + secret("x").encode() + b'",'
-    assert orjson.loads(stored_payload(raw)) == {"not_stored": {"why": "not JSON", "sha256": hashlib.sha256(raw).hexdigest(),
-                                                                "bytes": len(raw)}}
+    assert orjson.loads(stored_payload(raw)) == {
+        "not_stored": {"why": "not JSON", "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+    }
 
 
-@pytest.mark.parametrize("raw", [
-    orjson.dumps(event(labels={"a b": secret("l")}, note=secret("n"), text={"input": "x"})),
-    orjson.dumps(otlp_payload({**OTLP_USAGE, **OTLP_TEXT})),
-    orjson.dumps([event(), {"deep": [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]}]),
-    b"not json at all " + secret("x").encode(),
-    orjson.dumps(event(blob="y" * 1_000_000)),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        orjson.dumps(event(labels={"a b": secret("l")}, note=secret("n"), text={"input": "x"})),
+        orjson.dumps(otlp_payload({**OTLP_USAGE, **OTLP_TEXT})),
+        orjson.dumps([event(), {"deep": [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]}]),
+        b"not json at all " + secret("x").encode(),
+        orjson.dumps(event(blob="y" * 1_000_000)),
+    ],
+)
 def test_redacting_a_stored_payload_again_changes_nothing(raw: bytes) -> None:
     once = stored_payload(raw)
     assert stored_payload(once) == once
 
 
 def test_large_inputs_are_redacted_fast_and_bounded() -> None:
-    big = [orjson.dumps(event(blob=['"'] * 200_000)), orjson.dumps(event(**{"k" * 900_000: 1})),
-           orjson.dumps(event(labels={f"l{i}": "v" * 10 for i in range(40_000)})), orjson.dumps([1] * 300_000),
-           orjson.dumps(event(text={"input": secret("big") * 20_000})), orjson.dumps(event(blob=secret("b") * 20_000))]
+    big = [
+        orjson.dumps(event(blob=['"'] * 200_000)),
+        orjson.dumps(event(**{"k" * 900_000: 1})),
+        orjson.dumps(event(labels={f"l{i}": "v" * 10 for i in range(40_000)})),
+        orjson.dumps([1] * 300_000),
+        orjson.dumps(event(text={"input": secret("big") * 20_000})),
+        orjson.dumps(event(blob=secret("b") * 20_000)),
+    ]
     for raw in big:
         start = time.perf_counter()
         out = stored_payload(raw)
@@ -358,17 +556,31 @@ def test_rejects_prints_a_stored_reason_with_its_controls_written_out(tmp_path: 
     reason = "not converted: \x1b[2J\x1b]0;owned\x07 line\r\nnext \x9b31m \u202eevil"
     with ChdbStore(tmp_path / "chdb", "meterstream") as store:
         migrate(store, Settings().migrations_dir)
-        store.insert("rejected_events", [{"src_topic": "billing_events", "src_partition": 0, "src_offset": 1,
-                                          "src_index": 0, "event_id": None, "tenant_id": None, "reason": reason,
-                                          "payload": '{"a":"\x1b[1m"}', "rejected_at": NOW}])
+        store.insert(
+            "rejected_events",
+            [
+                {
+                    "src_topic": "billing_events",
+                    "src_partition": 0,
+                    "src_offset": 1,
+                    "src_index": 0,
+                    "event_id": None,
+                    "tenant_id": None,
+                    "reason": reason,
+                    "payload": '{"a":"\x1b[1m"}',
+                    "rejected_at": NOW,
+                }
+            ],
+        )
     env = {"MS_DATA_DIR": str(tmp_path)}
     table = CliRunner().invoke(main, ["rejects"], env=env, terminal_width=400)
     assert table.exit_code == 0, table.output
     as_json = CliRunner().invoke(main, ["rejects", "--format", "json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     [row] = json.loads(as_json.output)
-    assert row["reason"] == ("not converted: <U+001B>[2J<U+001B>]0;owned<U+0007> line<U+000D><U+000A>next "
-                             "<U+009B>31m <U+202E>evil")
+    assert row["reason"] == (
+        "not converted: <U+001B>[2J<U+001B>]0;owned<U+0007> line<U+000D><U+000A>next <U+009B>31m <U+202E>evil"
+    )
     assert row["payload"] == '{"a":"<U+001B>[1m"}'
     for out in (table.output, as_json.output):
         assert not any(c in out for c in "\x1b\x07\r\x9b\u202e"), repr(out)

@@ -34,15 +34,22 @@ CORPUS = ROOT / "tests" / "data" / "bad_events.jsonl"
 
 # Fixed receiver clock: every event below is dated 2024-11-01, well before it; only the
 # "ts-far-future" kind (2099) lies ahead of it.
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 TS = "2024-11-01T12:00:00Z"
 OVERSIZE = "GENERATE_OVERSIZE"
 
 
-def _event(event_id: str, provider: str, model: str, usage: dict[str, Any],
-           region: str | None = None, **extra: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"event_id": event_id, "ts": TS, "tenant_id": "tenant-a", "user_id": "user-1",
-                           "provider": provider, "model": model}
+def _event(
+    event_id: str, provider: str, model: str, usage: dict[str, Any], region: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": event_id,
+        "ts": TS,
+        "tenant_id": "tenant-a",
+        "user_id": "user-1",
+        "provider": provider,
+        "model": model,
+    }
     if region is not None:
         doc["region"] = region
     doc.update(extra)
@@ -53,49 +60,109 @@ def _event(event_id: str, provider: str, model: str, usage: dict[str, Any],
 # The bases the corpus lines were derived from (one change each), plus the corrected twin of
 # each pricing-stage case (same product, the one wrong thing put right).
 GOOD: list[dict[str, Any]] = [
-    _event("good-text", "bedrock", "anthropic.claude-3-haiku-20240307-v1:0",
-           {"input_tokens": 1000, "output_tokens": 500}, "us-east-1"),
-    _event("good-image", "bedrock", "stability.stable-diffusion-xl-v1",
-           {"images": [{"count": 2, "width": 1024, "height": 1024, "steps": 30}]}),
-    _event("good-training", "bedrock", "cohere.command-text-v14",
-           {"training": {"tokens": 100000, "epochs": 2, "method": "sft"}}),
-    _event("good-dedicated", "bedrock", "cohere.command-text-v14",
-           {"dedicated": {"instances": 1, "hours": "2.5", "commitment": "none"}}),
-    _event("good-guardrail", "bedrock", "guardrails",
-           {"guardrail": {"policies": ["content_filter", "denied_topics"], "input_chars": 5600,
-                          "output_chars": 1200}}),
+    _event(
+        "good-text",
+        "bedrock",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        {"input_tokens": 1000, "output_tokens": 500},
+        "us-east-1",
+    ),
+    _event(
+        "good-image",
+        "bedrock",
+        "stability.stable-diffusion-xl-v1",
+        {"images": [{"count": 2, "width": 1024, "height": 1024, "steps": 30}]},
+    ),
+    _event(
+        "good-training",
+        "bedrock",
+        "cohere.command-text-v14",
+        {"training": {"tokens": 100000, "epochs": 2, "method": "sft"}},
+    ),
+    _event(
+        "good-dedicated",
+        "bedrock",
+        "cohere.command-text-v14",
+        {"dedicated": {"instances": 1, "hours": "2.5", "commitment": "none"}},
+    ),
+    _event(
+        "good-guardrail",
+        "bedrock",
+        "guardrails",
+        {"guardrail": {"policies": ["content_filter", "denied_topics"], "input_chars": 5600, "output_chars": 1200}},
+    ),
     _event("good-human", "bedrock", "human-evaluation", {"human_tasks": 10}),
     _event("good-storage", "bedrock", "cohere.command-text-v14", {"storage_months": "1"}),
-    _event("good-images-seen", "bedrock", "amazon.titan-image-generator-v1",
-           {"training": {"images_seen": 32000}}),
+    _event("good-images-seen", "bedrock", "amazon.titan-image-generator-v1", {"training": {"images_seen": 32000}}),
     _event("good-bailian-months", "bailian", "qwen-plus", {"dedicated": {"instances": 1, "months": "1"}}),
-    _event("good-openai-labels", "openai", "gpt-4o",
-           {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100},
-           labels={"team": "search", "env": "prod"}),
+    _event(
+        "good-openai-labels",
+        "openai",
+        "gpt-4o",
+        {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100},
+        labels={"team": "search", "env": "prod"},
+    ),
     # corrected twins of pricing-stage cases
-    _event("good-bailian-batch", "bailian", "qwen-max", {"input_tokens": 1000, "output_tokens": 100},
-           mode="batch"),
+    _event("good-bailian-batch", "bailian", "qwen-max", {"input_tokens": 1000, "output_tokens": 100}, mode="batch"),
     _event("good-snapshot-realtime", "bailian", "qwen-max-0403", {"input_tokens": 1000, "output_tokens": 100}),
-    _event("good-sonnet-35-region", "bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0",
-           {"input_tokens": 1000, "output_tokens": 500}, "us-east-1"),
-    _event("good-sdxl-512", "bedrock", "stability.stable-diffusion-xl-v0",
-           {"images": [{"count": 1, "width": 512, "height": 512, "steps": 60}]}),
-    _event("good-titan-image", "bedrock", "amazon.titan-image-generator-v1",
-           {"images": [{"count": 1, "width": 1024, "height": 1024}]}),
-    _event("good-llama-1m", "bedrock", "meta.llama2-13b-chat-v1",
-           {"dedicated": {"hours": "1", "commitment": "1m"}}, "us-east-1"),
-    _event("good-claude-v2-tokyo-1m", "bedrock", "anthropic.claude-v2",
-           {"dedicated": {"hours": "1", "commitment": "1m"}}, "ap-northeast-1"),
+    _event(
+        "good-sonnet-35-region",
+        "bedrock",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        {"input_tokens": 1000, "output_tokens": 500},
+        "us-east-1",
+    ),
+    _event(
+        "good-sdxl-512",
+        "bedrock",
+        "stability.stable-diffusion-xl-v0",
+        {"images": [{"count": 1, "width": 512, "height": 512, "steps": 60}]},
+    ),
+    _event(
+        "good-titan-image",
+        "bedrock",
+        "amazon.titan-image-generator-v1",
+        {"images": [{"count": 1, "width": 1024, "height": 1024}]},
+    ),
+    _event(
+        "good-llama-1m",
+        "bedrock",
+        "meta.llama2-13b-chat-v1",
+        {"dedicated": {"hours": "1", "commitment": "1m"}},
+        "us-east-1",
+    ),
+    _event(
+        "good-claude-v2-tokyo-1m",
+        "bedrock",
+        "anthropic.claude-v2",
+        {"dedicated": {"hours": "1", "commitment": "1m"}},
+        "ap-northeast-1",
+    ),
     _event("good-qwen2-72b-months", "bailian", "qwen2-72b-instruct", {"dedicated": {"months": "1"}}),
     _event("good-qwen-plus-sft", "bailian", "qwen-plus", {"training": {"tokens": 1000, "method": "sft"}}),
     _event("good-gpt-4o-0513", "openai", "gpt-4o-2024-05-13", {"input_tokens": 1000, "output_tokens": 100}),
-    _event("good-gpt-4o-text", "openai", "gpt-4o", {"output_tokens": 10},
-           text={"input": "How many tokens is this sentence?"}),
-    _event("good-gpt-4o-mini-cached", "openai", "gpt-4o-mini", {"input_tokens": 1000, "cached_input_tokens": 10},
-           ts="2024-10-01T00:00:00Z"),
+    _event(
+        "good-gpt-4o-text",
+        "openai",
+        "gpt-4o",
+        {"output_tokens": 10},
+        text={"input": "How many tokens is this sentence?"},
+    ),
+    _event(
+        "good-gpt-4o-mini-cached",
+        "openai",
+        "gpt-4o-mini",
+        {"input_tokens": 1000, "cached_input_tokens": 10},
+        ts="2024-10-01T00:00:00Z",
+    ),
     _event("good-bailian-offset", "bailian", "qwen-max", {"input_tokens": 1000}, ts="2024-08-01T08:00:00+08:00"),
-    _event("good-claude-haiku-guardrail", "bedrock", "anthropic.claude-3-haiku-20240307-v1:0",
-           {"input_tokens": 10, "guardrail": {"policies": ["content_filter"], "input_chars": 10}}, "us-east-1"),
+    _event(
+        "good-claude-haiku-guardrail",
+        "bedrock",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        {"input_tokens": 10, "guardrail": {"policies": ["content_filter"], "input_chars": 10}},
+        "us-east-1",
+    ),
 ]
 GOOD_IDS = [e["event_id"] for e in GOOD]
 
@@ -104,30 +171,91 @@ CLI_GOOD = [GOOD[0], GOOD[10], GOOD[9]]
 
 # Kinds the corpus must contain (the brief's list); more may be present.
 REQUIRED_KINDS = {
-    "not-json", "truncated-json", "json-array", "json-number", "json-string", "json-null",
-    "empty-object", "oversize",
-    "missing-event-id", "missing-ts", "missing-tenant-id", "missing-user-id", "missing-provider",
-    "missing-model", "missing-usage",
-    "count-as-string", "count-as-float", "count-as-bool", "event-id-number", "negative-input-tokens",
-    "over-input-tokens", "over-output-tokens", "over-cached-input-tokens", "over-cache-write-tokens",
-    "over-human-tasks", "over-image-count", "over-image-width", "over-image-height", "over-image-steps",
-    "too-many-image-entries", "over-training-tokens", "over-epochs", "over-images-seen",
-    "over-instances", "over-hours", "over-months", "over-storage-months", "over-audio-seconds",
-    "over-guardrail-input-chars", "over-guardrail-output-chars",
-    "nan-string-hours", "infinity-string-storage", "hours-4-decimal-places",
-    "ts-without-offset", "ts-not-rfc3339", "ts-far-future", "ts-before-2000",
-    "unknown-field-top", "unknown-field-usage", "unknown-field-image", "unknown-field-training",
-    "unknown-field-dedicated", "unknown-field-guardrail",
-    "event-id-empty", "event-id-129-chars", "event-id-with-space", "event-id-control-char",
-    "bad-mode", "bad-commitment", "bad-training-method",
-    "training-tokens-and-images-seen", "training-neither", "dedicated-hours-and-months",
-    "dedicated-neither", "unknown-guardrail-policy", "guardrail-repeated-policy",
-    "guardrail-empty-policies", "usage-all-zeros", "usage-empty",
-    "labels-33-entries", "label-key-with-space", "label-value-257-chars",
-    "images-empty-list", "image-count-zero",
-    "unknown-provider", "unknown-model", "region-not-offered", "region-missing", "ts-before-catalog",
-    "batch-on-snapshot", "batch-on-guardrails", "images-on-text-model", "training-not-priced",
-    "commitment-not-priced", "image-too-large",
+    "not-json",
+    "truncated-json",
+    "json-array",
+    "json-number",
+    "json-string",
+    "json-null",
+    "empty-object",
+    "oversize",
+    "missing-event-id",
+    "missing-ts",
+    "missing-tenant-id",
+    "missing-user-id",
+    "missing-provider",
+    "missing-model",
+    "missing-usage",
+    "count-as-string",
+    "count-as-float",
+    "count-as-bool",
+    "event-id-number",
+    "negative-input-tokens",
+    "over-input-tokens",
+    "over-output-tokens",
+    "over-cached-input-tokens",
+    "over-cache-write-tokens",
+    "over-human-tasks",
+    "over-image-count",
+    "over-image-width",
+    "over-image-height",
+    "over-image-steps",
+    "too-many-image-entries",
+    "over-training-tokens",
+    "over-epochs",
+    "over-images-seen",
+    "over-instances",
+    "over-hours",
+    "over-months",
+    "over-storage-months",
+    "over-audio-seconds",
+    "over-guardrail-input-chars",
+    "over-guardrail-output-chars",
+    "nan-string-hours",
+    "infinity-string-storage",
+    "hours-4-decimal-places",
+    "ts-without-offset",
+    "ts-not-rfc3339",
+    "ts-far-future",
+    "ts-before-2000",
+    "unknown-field-top",
+    "unknown-field-usage",
+    "unknown-field-image",
+    "unknown-field-training",
+    "unknown-field-dedicated",
+    "unknown-field-guardrail",
+    "event-id-empty",
+    "event-id-129-chars",
+    "event-id-with-space",
+    "event-id-control-char",
+    "bad-mode",
+    "bad-commitment",
+    "bad-training-method",
+    "training-tokens-and-images-seen",
+    "training-neither",
+    "dedicated-hours-and-months",
+    "dedicated-neither",
+    "unknown-guardrail-policy",
+    "guardrail-repeated-policy",
+    "guardrail-empty-policies",
+    "usage-all-zeros",
+    "usage-empty",
+    "labels-33-entries",
+    "label-key-with-space",
+    "label-value-257-chars",
+    "images-empty-list",
+    "image-count-zero",
+    "unknown-provider",
+    "unknown-model",
+    "region-not-offered",
+    "region-missing",
+    "ts-before-catalog",
+    "batch-on-snapshot",
+    "batch-on-guardrails",
+    "images-on-text-model",
+    "training-not-priced",
+    "commitment-not-priced",
+    "image-too-large",
 }
 
 
@@ -315,8 +443,9 @@ def test_cli_price_rejects_every_bad_line(pricing_api: Any) -> None:
     lines.append(_dumps(CLI_GOOD[2]))
     stdin = ("\n".join(lines) + "\n").encode("utf-8")
 
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "price", "-"], input=stdin,
-                          capture_output=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "price", "-"], input=stdin, capture_output=True, cwd=ROOT, timeout=300
+    )
     stdout = proc.stdout.decode("utf-8")
     stderr = proc.stderr.decode("utf-8")
     assert proc.returncode == 1, stderr[-3000:]
@@ -347,4 +476,3 @@ def test_cli_price_rejects_every_bad_line(pricing_api: Any) -> None:
             assert doc["event_id"] in (None, expected_id), case["kind"]
         else:
             assert doc["event_id"] == expected_id, (case["kind"], doc)
-

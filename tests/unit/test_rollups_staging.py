@@ -19,11 +19,23 @@ class EmptyStore:
 
 
 def row(rnd: random.Random, p: int, offset: int, index: int = 0) -> dict:
-    return {"tenant_id": f"t{rnd.randrange(3)}", "user_id": f"u{rnd.randrange(5)}", "model": rnd.choice("ab"),
-            "currency": rnd.choice(["USD", "CNY"]), "cost": f"{rnd.randrange(10**6)}.{rnd.randrange(10**12):012d}",
-            "ts": T0 + rnd.randrange(20 * MINUTE_MS), "src_partition": p, "src_offset": offset, "src_index": index,
-            "input_tokens": rnd.randrange(100), "output_tokens": rnd.randrange(50), "cached_input_tokens": 0,
-            "cache_write_tokens": 0, "images": rnd.randrange(2), "guardrail_units": 0}
+    return {
+        "tenant_id": f"t{rnd.randrange(3)}",
+        "user_id": f"u{rnd.randrange(5)}",
+        "model": rnd.choice("ab"),
+        "currency": rnd.choice(["USD", "CNY"]),
+        "cost": f"{rnd.randrange(10**6)}.{rnd.randrange(10**12):012d}",
+        "ts": T0 + rnd.randrange(20 * MINUTE_MS),
+        "src_partition": p,
+        "src_offset": offset,
+        "src_index": index,
+        "input_tokens": rnd.randrange(100),
+        "output_tokens": rnd.randrange(50),
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "images": rnd.randrange(2),
+        "guardrail_units": 0,
+    }
 
 
 def test_aggregated_staging_equals_row_by_row_and_falls_back_on_replays():

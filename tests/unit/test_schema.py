@@ -22,7 +22,7 @@ GOOD = {
     "usage": {"input_tokens": 1000, "output_tokens": 200},
     "labels": {"team": "search"},
 }
-NOW = dt.datetime(2024, 8, 2, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 8, 2, tzinfo=dt.UTC)
 
 
 def test_published_schema_matches_the_models():
@@ -31,15 +31,18 @@ def test_published_schema_matches_the_models():
 
 def test_good_event_passes_models_and_published_schema():
     event = parse_event(orjson.dumps(GOOD), now=NOW)
-    assert event.ts == dt.datetime(2024, 8, 1, 5, tzinfo=dt.timezone.utc)
+    assert event.ts == dt.datetime(2024, 8, 1, 5, tzinfo=dt.UTC)
     assert event.mode == "realtime"
     jsonschema.validate(GOOD, orjson.loads(SCHEMA_PATH.read_bytes()))
 
 
 def test_published_schema_rejects_what_the_models_reject():
     schema = orjson.loads(SCHEMA_PATH.read_bytes())
-    for bad in ({**GOOD, "surprise": 1}, {**GOOD, "usage": {"input_tokens": -1}},
-                {k: v for k, v in GOOD.items() if k != "tenant_id"}):
+    for bad in (
+        {**GOOD, "surprise": 1},
+        {**GOOD, "usage": {"input_tokens": -1}},
+        {k: v for k, v in GOOD.items() if k != "tenant_id"},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
         with pytest.raises(InvalidEvent):
@@ -47,8 +50,15 @@ def test_published_schema_rejects_what_the_models_reject():
 
 
 def test_guardrail_units_round_up_per_text():
-    ev = parse_event(orjson.dumps({**GOOD, "usage": {"guardrail": {
-        "policies": ["content_filter"], "input_chars": 5600, "output_chars": 1000}}}), now=NOW)
+    ev = parse_event(
+        orjson.dumps(
+            {
+                **GOOD,
+                "usage": {"guardrail": {"policies": ["content_filter"], "input_chars": 5600, "output_chars": 1000}},
+            }
+        ),
+        now=NOW,
+    )
     g = ev.usage.guardrail
     assert (g.input_units, g.output_units) == (6, 1)
 

@@ -18,8 +18,10 @@ from streams.storage.migrations import migrate
 @pytest.fixture(scope="module")
 def guard(tmp_path_factory):
     store = ChdbStore(tmp_path_factory.mktemp("guard") / "chdb", "gdb")
-    store.command("CREATE TABLE ledger (tenant_id String, user_id String, cost Decimal(38, 12), "
-                  "ts DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, user_id)")
+    store.command(
+        "CREATE TABLE ledger (tenant_id String, user_id String, cost Decimal(38, 12), "
+        "ts DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, user_id)"
+    )
     store.command("CREATE VIEW spend AS SELECT tenant_id, sum(cost) AS cost FROM ledger GROUP BY tenant_id")
     yield SqlGuard(store, "gdb")
     store.close()
@@ -154,9 +156,26 @@ def test_the_allow_list_names_real_functions_and_no_dangerous_one(guard):
     rows = guard.store.query("SELECT name, alias_to FROM system.functions")
     canonical = {r["name"] for r in rows if not r["alias_to"]}
     assert not ALLOWED_FUNCTIONS - canonical, "allow-listed names the engine lacks (or aliases, not canonical names)"
-    for name in ("file", "getSetting", "getSettingOrDefault", "globalVariable", "hasColumnInTable", "joinGet",
-                 "dictGet", "arrayReduce", "initializeAggregation", "sleep", "throwIf", "url", "numbers",
-                 "version", "currentDatabase", "getMacro", "getServerSetting", "filesystemAvailable"):
+    for name in (
+        "file",
+        "getSetting",
+        "getSettingOrDefault",
+        "globalVariable",
+        "hasColumnInTable",
+        "joinGet",
+        "dictGet",
+        "arrayReduce",
+        "initializeAggregation",
+        "sleep",
+        "throwIf",
+        "url",
+        "numbers",
+        "version",
+        "currentDatabase",
+        "getMacro",
+        "getServerSetting",
+        "filesystemAvailable",
+    ):
         assert name not in ALLOWED_FUNCTIONS, name
 
 
@@ -170,7 +189,8 @@ def analyst(guard):
         "INSERT INTO ledger (tenant_id, event_id, user_id, provider, model, ts, currency, cost, input_tokens, "
         "output_tokens, labels, src_partition, src_offset) SELECT 'acme', 'req-' || toString(number), "
         "'u' || toString(number % 3), 'openai', 'gpt-4o', now64(3) - number, 'USD', number / 100, 10, 20, "
-        "map('team', 'a'), 0, number FROM numbers(30)")
+        "map('team', 'a'), 0, number FROM numbers(30)"
+    )
     yield SqlGuard(store, "meterstream")
     store.close()
 
@@ -225,13 +245,25 @@ ANALYST_QUERIES = [
 
 
 def _named_reads() -> list[tuple[str, str, dict]]:
-    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     examples = {
-        "spend": [{"by": "user", "window": "day", "tenant": "acme", "since": when, "until": when + dt.timedelta(days=1)},
-                  {"by": "model", "window": "total", "since": when}],
-        "rejects": [{"limit": 10}], "alerts": [{}], "counts": [{}],
-        "ledger_spend": [{"tenant_id": "acme", "user_id": "u1", "model": "gpt-4o", "currency": "USD",
-                          "since": when, "until": when + dt.timedelta(days=1)}],
+        "spend": [
+            {"by": "user", "window": "day", "tenant": "acme", "since": when, "until": when + dt.timedelta(days=1)},
+            {"by": "model", "window": "total", "since": when},
+        ],
+        "rejects": [{"limit": 10}],
+        "alerts": [{}],
+        "counts": [{}],
+        "ledger_spend": [
+            {
+                "tenant_id": "acme",
+                "user_id": "u1",
+                "model": "gpt-4o",
+                "currency": "USD",
+                "since": when,
+                "until": when + dt.timedelta(days=1),
+            }
+        ],
     }
     assert set(examples) == set(reads.READS), "a new named read: add an example here"
     out = []

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pricing import CatalogError, PricingError, load_catalog, price_event
+from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
 from schemas.billing_event import MAX_EVENT_BYTES
 from schemas.validate import InvalidEvent, hidden, parse_common, parse_event
@@ -22,12 +22,19 @@ from streams.rating.rater import Rater, Source
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalog()
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def event(**kw: Any) -> dict[str, Any]:
-    doc = {"event_id": "e-1", "ts": "2024-11-01T12:00:00Z", "tenant_id": "t", "user_id": "u",
-           "provider": "bedrock", "model": "cohere.command-text-v14", "usage": {"input_tokens": 1000}}
+    doc = {
+        "event_id": "e-1",
+        "ts": "2024-11-01T12:00:00Z",
+        "tenant_id": "t",
+        "user_id": "u",
+        "provider": "bedrock",
+        "model": "cohere.command-text-v14",
+        "usage": {"input_tokens": 1000},
+    }
     doc.update(kw)
     return doc
 
@@ -39,13 +46,21 @@ def rated(doc: dict[str, Any] | bytes) -> dict[str, Any] | Rejection:
 # ------------------------------------------------------------------------------ 1. regions
 
 
-@pytest.mark.parametrize("model, region", [
-    ("cohere.command-text-v14", "xx-nowhere-1"), ("cohere.command-text-v14", "us-east1"),
-    ("ai21.j2-mid-v1", "xx-nowhere-1"), ("guardrails", "xx-nowhere-1"), ("human-evaluation", "us-east1"),
-])
+@pytest.mark.parametrize(
+    "model, region",
+    [
+        ("cohere.command-text-v14", "xx-nowhere-1"),
+        ("cohere.command-text-v14", "us-east1"),
+        ("ai21.j2-mid-v1", "xx-nowhere-1"),
+        ("guardrails", "xx-nowhere-1"),
+        ("human-evaluation", "us-east1"),
+    ],
+)
 def test_invented_region_is_rejected_on_entries_without_regions(model: str, region: str) -> None:
-    usage = {"guardrails": {"guardrail": {"policies": ["content_filter"], "input_chars": 10}},
-             "human-evaluation": {"human_tasks": 1}}.get(model, {"input_tokens": 1000})
+    usage = {
+        "guardrails": {"guardrail": {"policies": ["content_filter"], "input_chars": 10}},
+        "human-evaluation": {"human_tasks": 1},
+    }.get(model, {"input_tokens": 1000})
     got = rated(event(model=model, region=region, usage=usage))
     assert isinstance(got, Rejection) and f"unknown region {region!r} for provider bedrock" in got.reason
 
@@ -80,14 +95,17 @@ products:
 """
 
 
-@pytest.mark.parametrize("mutation, message", [
-    (lambda s: s.replace("regions: [eu-west-1, eu-north-1]\n", ""), "regions"),
-    (lambda s: s.replace("regions: [eu-west-1]", "regions: [eu-south-9]"), "not among the provider's regions"),
-    (lambda s: s.replace("regions: [eu-north-1]", "regions: [us-east-1]"), "not among the provider's regions"),
-    (lambda s: s.replace("[eu-west-1, eu-north-1]", "[eu-west-1, eu-west-1]"), "repeat"),
-    (lambda s: s.replace("[eu-west-1, eu-north-1]", "[EU-West-1]"), "region"),
-    (lambda s: s.replace("[eu-west-1, eu-north-1]", "eu-west-1"), "regions"),
-])
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda s: s.replace("regions: [eu-west-1, eu-north-1]\n", ""), "regions"),
+        (lambda s: s.replace("regions: [eu-west-1]", "regions: [eu-south-9]"), "not among the provider's regions"),
+        (lambda s: s.replace("regions: [eu-north-1]", "regions: [us-east-1]"), "not among the provider's regions"),
+        (lambda s: s.replace("[eu-west-1, eu-north-1]", "[eu-west-1, eu-west-1]"), "repeat"),
+        (lambda s: s.replace("[eu-west-1, eu-north-1]", "[EU-West-1]"), "region"),
+        (lambda s: s.replace("[eu-west-1, eu-north-1]", "eu-west-1"), "regions"),
+    ],
+)
 def test_catalog_regions_are_validated(tmp_path: Path, mutation: Any, message: str) -> None:
     (tmp_path / "acme-eur.yaml").write_text(mutation(CATALOG))
     with pytest.raises(CatalogError, match=message):
@@ -98,19 +116,27 @@ def test_catalog_regions_load(tmp_path: Path) -> None:
     (tmp_path / "acme-eur.yaml").write_text(CATALOG)
     cat = load_catalog(tmp_path)
     assert cat.regions("acme") == ("eu-west-1", "eu-north-1")
-    ok = rate(orjson.dumps(event(provider="acme", model="m2", region="eu-north-1", ts="2025-02-01T00:00:00Z")), cat,
-              now=NOW.replace(year=2026))
+    ok = rate(
+        orjson.dumps(event(provider="acme", model="m2", region="eu-north-1", ts="2025-02-01T00:00:00Z")),
+        cat,
+        now=NOW.replace(year=2026),
+    )
     assert not isinstance(ok, Rejection)
-    bad = rate(orjson.dumps(event(provider="acme", model="m2", region="eu-west-2", ts="2025-02-01T00:00:00Z")), cat,
-               now=NOW.replace(year=2026))
+    bad = rate(
+        orjson.dumps(event(provider="acme", model="m2", region="eu-west-2", ts="2025-02-01T00:00:00Z")),
+        cat,
+        now=NOW.replace(year=2026),
+    )
     assert isinstance(bad, Rejection) and "unknown region 'eu-west-2' for provider acme" in bad.reason
 
 
 # ------------------------------------------------------------------------------ 2. duplicate keys
 
 
-DUP = (b'{"event_id":"e-1","ts":"2024-11-01T12:00:00Z","tenant_id":"t","user_id":"u","provider":"bedrock",'
-       b'"model":"cohere.command-text-v14","usage":{"input_tokens":10,"input_tokens":10000000}}')
+DUP = (
+    b'{"event_id":"e-1","ts":"2024-11-01T12:00:00Z","tenant_id":"t","user_id":"u","provider":"bedrock",'
+    b'"model":"cohere.command-text-v14","usage":{"input_tokens":10,"input_tokens":10000000}}'
+)
 
 
 def test_duplicate_key_is_rejected_not_billed() -> None:
@@ -120,15 +146,18 @@ def test_duplicate_key_is_rejected_not_billed() -> None:
     assert got.event_id == "e-1"
 
 
-@pytest.mark.parametrize("raw", [
-    DUP.replace(b'"input_tokens":10,', b'"input_tokens" :10,'),
-    DUP.replace(b'"input_tokens":10,', b'"input_tokens"\n:\t10,'),
-    DUP.replace(b'"input_tokens":10,', b'"input\\u005ftokens":10,'),
-    DUP.replace(b'"usage":{', b'"labels":{"a":"x\\":"},"usage":{'),
-    DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"v","k":"w"}'),
-    DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022"}'),  # quotes that count for none
-    DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022\\"\\""}'),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DUP.replace(b'"input_tokens":10,', b'"input_tokens" :10,'),
+        DUP.replace(b'"input_tokens":10,', b'"input_tokens"\n:\t10,'),
+        DUP.replace(b'"input_tokens":10,', b'"input\\u005ftokens":10,'),
+        DUP.replace(b'"usage":{', b'"labels":{"a":"x\\":"},"usage":{'),
+        DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"v","k":"w"}'),
+        DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022"}'),  # quotes that count for none
+        DUP.replace(b'"user_id":"u"', b'"user_id":"u","labels":{"k":"\\u0022\\u0022\\"\\""}'),
+    ],
+)
 def test_duplicate_key_spellings_are_rejected(raw: bytes) -> None:
     assert parse_common(raw, NOW) is None
     got = rated(raw)
@@ -162,15 +191,25 @@ def test_invalid_ids_are_not_reported() -> None:
 # ------------------------------------------------------------------------------ 4. canonical quantities
 
 
-@pytest.mark.parametrize("hours, stored", [("2.50", "2.5"), ("100.000", "100"), (2.5, "2.5"), ("0.1E1", "1"), ("1.5E-1", "0.15")])
+@pytest.mark.parametrize(
+    "hours, stored", [("2.50", "2.5"), ("100.000", "100"), (2.5, "2.5"), ("0.1E1", "1"), ("1.5E-1", "0.15")]
+)
 def test_decimal_quantities_are_stored_canonical(hours: Any, stored: str) -> None:
     got = rated(event(usage={"dedicated": {"hours": hours}}))
     assert not isinstance(got, Rejection), got
     assert got["usage"]["dedicated"]["hours"] == stored
 
 
-@pytest.mark.parametrize("hours, reason", [("-0", "negative zero"), ("-0.0", "negative zero"), ("0E+1000000000", "exponent"),
-                                           ("1E+2", "exponent"), ("1e-400", "at most 3 decimal places")])
+@pytest.mark.parametrize(
+    "hours, reason",
+    [
+        ("-0", "negative zero"),
+        ("-0.0", "negative zero"),
+        ("0E+1000000000", "exponent"),
+        ("1E+2", "exponent"),
+        ("1e-400", "at most 3 decimal places"),
+    ],
+)
 def test_non_canonical_quantities_are_rejected(hours: str, reason: str) -> None:
     got = rated(event(usage={"dedicated": {"hours": hours}, "input_tokens": 1}))
     assert isinstance(got, Rejection) and reason in got.reason
@@ -179,9 +218,37 @@ def test_non_canonical_quantities_are_rejected(hours: str, reason: str) -> None:
 # ------------------------------------------------------------------------------ 5. controls and bidi
 
 
-@pytest.mark.parametrize("ch", ["\u0000", "\u0007", "\u001b", "\u007f", "\u0085", "\u009b", "\u00ad", "\u061c", "\u200b",
-                                "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2028", "\u2029",
-                                "\u2060", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\ue000", "\U000e0041"])
+@pytest.mark.parametrize(
+    "ch",
+    [
+        "\u0000",
+        "\u0007",
+        "\u001b",
+        "\u007f",
+        "\u0085",
+        "\u009b",
+        "\u00ad",
+        "\u061c",
+        "\u200b",
+        "\u200e",
+        "\u200f",
+        "\u202a",
+        "\u202b",
+        "\u202c",
+        "\u202d",
+        "\u202e",
+        "\u2028",
+        "\u2029",
+        "\u2060",
+        "\u2066",
+        "\u2067",
+        "\u2068",
+        "\u2069",
+        "\ufeff",
+        "\ue000",
+        "\U000e0041",
+    ],
+)
 def test_control_and_format_characters_are_rejected_in_label_values(ch: str) -> None:
     raw = orjson.dumps(event(labels={"team": f"a{ch}b"}))
     assert parse_common(raw, NOW) is None
@@ -216,10 +283,16 @@ def test_forbidden_character_classes_cover_unicode() -> None:
 # ------------------------------------------------------------------------------ 6. timestamps
 
 
-@pytest.mark.parametrize("ts, ok", [
-    ("2000-01-01T00:00:00+23:59", False), ("2000-01-01T00:00:59+00:01", False), ("1999-12-31T23:59:59-00:01", True),
-    ("2000-01-01T00:00:00Z", True), ("1999-12-31T23:59:59Z", False),
-])
+@pytest.mark.parametrize(
+    "ts, ok",
+    [
+        ("2000-01-01T00:00:00+23:59", False),
+        ("2000-01-01T00:00:59+00:01", False),
+        ("1999-12-31T23:59:59-00:01", True),
+        ("2000-01-01T00:00:00Z", True),
+        ("1999-12-31T23:59:59Z", False),
+    ],
+)
 def test_before_2000_is_judged_in_utc(ts: str, ok: bool) -> None:
     raw = orjson.dumps(event(ts=ts))
     if ok:
@@ -230,8 +303,15 @@ def test_before_2000_is_judged_in_utc(ts: str, ok: bool) -> None:
         assert parse_common(raw, NOW) is None
 
 
-@pytest.mark.parametrize("ts", ["2024-11-01T12:00:00.123456789Z", "2024-11-01T12:00:00.1234567+08:00",
-                                "2024-11-01T12:00:00.0000000Z", "2024-11-01T12:00:00,1234567Z"])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2024-11-01T12:00:00.123456789Z",
+        "2024-11-01T12:00:00.1234567+08:00",
+        "2024-11-01T12:00:00.0000000Z",
+        "2024-11-01T12:00:00,1234567Z",
+    ],
+)
 def test_sub_microsecond_timestamps_are_rejected_not_truncated(ts: str) -> None:
     got = rated(event(ts=ts))
     assert isinstance(got, Rejection) and "second fraction value is more than 6 digits long" in got.reason
@@ -257,8 +337,13 @@ def test_the_limit_is_the_same_for_the_stream_and_the_cli() -> None:
     got = rated(over)
     assert isinstance(got, Rejection) and "over the 1048576-byte limit" in got.reason
     for ending in (b"\n", b"\r\n"):
-        proc = subprocess.run([sys.executable, "-m", "streams.cli", "price", "-"], input=exact + ending + over + ending,
-                              capture_output=True, cwd=ROOT, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "price", "-"],
+            input=exact + ending + over + ending,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert proc.returncode == 1
         assert [orjson.loads(x)["event_id"] for x in proc.stdout.splitlines()] == ["e-1"]
         errs = [orjson.loads(x) for x in proc.stderr.splitlines()]
@@ -274,8 +359,12 @@ def test_guardrails_apply_to_text_invocations_only() -> None:
     assert not isinstance(text, Rejection) and text["guardrail_units"] == 1
     emb = rated(event(model="cohere.embed-english-v3", usage={"input_tokens": 10, **g}))
     assert isinstance(emb, Rejection) and "guardrails do not apply to embedding invocations" in emb.reason
-    img = rated(event(model="stability.stable-diffusion-xl-v1",
-                      usage={"images": [{"count": 1, "width": 512, "height": 512, "steps": 10}], **g}))
+    img = rated(
+        event(
+            model="stability.stable-diffusion-xl-v1",
+            usage={"images": [{"count": 1, "width": 512, "height": 512, "steps": 10}], **g},
+        )
+    )
     assert isinstance(img, Rejection) and "guardrails do not apply to image invocations" in img.reason
 
 
@@ -318,9 +407,16 @@ def _rejected_row(raw: bytes) -> dict[str, Any]:
 
 
 def test_text_is_removed_at_any_depth() -> None:
-    raw = orjson.dumps(event(usage={"input_tokens": 1, "text": "SECRET-1"}, text={"input": "SECRET-2"},
-                             messages=[{"role": "user", "text": "SECRET-3"}, {"Text": "SECRET-4"}],
-                             extra={"a": [{"b": {"text": "SECRET-5"}}]}, prompt="SECRET-6", content="SECRET-7"))
+    raw = orjson.dumps(
+        event(
+            usage={"input_tokens": 1, "text": "SECRET-1"},
+            text={"input": "SECRET-2"},
+            messages=[{"role": "user", "text": "SECRET-3"}, {"Text": "SECRET-4"}],
+            extra={"a": [{"b": {"text": "SECRET-5"}}]},
+            prompt="SECRET-6",
+            content="SECRET-7",
+        )
+    )
     row = _rejected_row(raw)
     assert "SECRET" not in row["payload"]
     doc = orjson.loads(row["payload"])
@@ -346,8 +442,12 @@ def test_payload_escapes_controls_and_bidi() -> None:
 def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
     from schemas.records import MAX_SINK_RECORD, dead_letter_value
 
-    for raw in (orjson.dumps(event(blob="\u202e" * 300_000)), orjson.dumps(event(**{"k" * 900_000: 1})),
-                b"\x00" * 1_000_000, orjson.dumps(event(blob=['"'] * 200_000))):
+    for raw in (
+        orjson.dumps(event(blob="\u202e" * 300_000)),
+        orjson.dumps(event(**{"k" * 900_000: 1})),
+        b"\x00" * 1_000_000,
+        orjson.dumps(event(blob=['"'] * 200_000)),
+    ):
         row = _rejected_row(raw)
         assert len(dead_letter_value(row)) <= 64 * 1024 < MAX_SINK_RECORD
         assert len(row["reason"]) <= 1024
@@ -356,9 +456,14 @@ def test_a_rejection_row_is_bounded_whatever_the_input() -> None:
 def test_largest_valid_ledger_row_fits_a_sink_record() -> None:
     from schemas.records import MAX_SINK_RECORD, sink_records
 
-    doc = event(model="stability.stable-diffusion-xl-v1", event_id="e" * 128, tenant_id="t" * 256, user_id="u" * 256,
-                usage={"images": [{"count": 10_000, "width": 1024, "height": 1024, "steps": 500 - i} for i in range(100)]},
-                labels={f"{i:02d}" + "k" * 62: "\U0001f680" * 256 for i in range(32)})
+    doc = event(
+        model="stability.stable-diffusion-xl-v1",
+        event_id="e" * 128,
+        tenant_id="t" * 256,
+        user_id="u" * 256,
+        usage={"images": [{"count": 10_000, "width": 1024, "height": 1024, "steps": 500 - i} for i in range(100)]},
+        labels={f"{i:02d}" + "k" * 62: "\U0001f680" * 256 for i in range(32)},
+    )
     out = Rater(CAT).process_batch({}, [(Source("ev", 0, 0, int(NOW.timestamp() * 1000)), orjson.dumps(doc))])
     assert len(out.ledger) == 1, out.rejected
     (record,) = sink_records(0, out.ledger, out.rejected)

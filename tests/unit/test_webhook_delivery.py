@@ -15,18 +15,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
+from streams.alerts.budgets import parse_budget
 from streams.alerts.delivery import Deliverer
 from streams.alerts.evaluator import Alert, alert_key
-from streams.alerts.budgets import parse_budget
+from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, url_label, verify_signature
 from streams.cli.main import main
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
 from streams.storage.migrations import migrate
-from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, url_label, verify_signature
 
 SECRET = "whsec-delivery-test-4c1d"
 TOKEN = "XOXB-path-token-5e6f7a8b"  # the secret part of a webhook URL
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Receiver:
@@ -43,10 +43,10 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                ok = verify_signature(SECRET, self.headers.get("Meterstream-Timestamp"), body,
-                                      self.headers.get("Meterstream-Signature"))
-                hook.requests.append({"path": self.path, "body": body, "verified": ok,
-                                      "headers": dict(self.headers)})
+                ok = verify_signature(
+                    SECRET, self.headers.get("Meterstream-Timestamp"), body, self.headers.get("Meterstream-Signature")
+                )
+                hook.requests.append({"path": self.path, "body": body, "verified": ok, "headers": dict(self.headers)})
                 if hook.mode == "redirect":
                     self.send_response(307)
                     self.send_header("Location", hook.location)
@@ -97,8 +97,15 @@ def store(tmp_path):
 def an_alert(budget_id: str = "acme-day") -> Alert:
     b = parse_budget({"id": budget_id, "tenant_id": "acme", "period": "day", "currency": "USD", "amount": "10"})
     t = Decimal("0.5")
-    return Alert(alert_key(b.id, "2026-03-10", t), b, "2026-03-10", t, Decimal("5.25"),
-                 {"event_id": "e1"}, dt.datetime(2026, 3, 10, 9, 0, tzinfo=UTC))
+    return Alert(
+        alert_key(b.id, "2026-03-10", t),
+        b,
+        "2026-03-10",
+        t,
+        Decimal("5.25"),
+        {"event_id": "e1"},
+        dt.datetime(2026, 3, 10, 9, 0, tzinfo=UTC),
+    )
 
 
 def deliverer(store: ChdbStore, urls: list[str], secret: str = SECRET, attempts: int = 3) -> Deliverer:
@@ -106,8 +113,9 @@ def deliverer(store: ChdbStore, urls: list[str], secret: str = SECRET, attempts:
         store.insert("alerts", [row])
 
     targets = [WebhookTarget.parse(u) for u in urls]
-    return Deliverer("127.0.0.1:1", "unused", targets, write_row, secret=secret, attempts=attempts,
-                     timeout_s=5, first_backoff_s=0.01)
+    return Deliverer(
+        "127.0.0.1:1", "unused", targets, write_row, secret=secret, attempts=attempts, timeout_s=5, first_backoff_s=0.01
+    )
 
 
 def stored_rows(store: ChdbStore) -> list[dict]:
@@ -131,8 +139,9 @@ def test_signed_delivery_is_verified_by_the_receiver(store, receivers):
 
 def test_a_receiver_with_another_secret_refuses_and_the_failure_is_recorded(store, receivers):
     hook = receivers("ok")
-    status = asyncio.run(deliverer(store, [hook.url], secret="not-the-shared-secret", attempts=2)
-                         .send_webhooks(an_alert()))
+    status = asyncio.run(
+        deliverer(store, [hook.url], secret="not-the-shared-secret", attempts=2).send_webhooks(an_alert())
+    )
     assert [r["verified"] for r in hook.requests] == [False, False]
     assert status == f"{url_label(hook.url)}: failed after 2 attempts: HTTP 401"
 
@@ -146,8 +155,10 @@ def test_a_307_is_a_failed_delivery_and_the_target_of_the_redirect_gets_nothing(
     status = asyncio.run(deliverer(store, [redirecting.url, good.url]).send_webhooks(an_alert()))
     assert elsewhere.requests == []  # the body was not re-sent to where the 307 pointed
     assert len(redirecting.requests) == 1  # and a redirect is not retried: it will not change
-    assert status == (f"{url_label(redirecting.url)}: failed: HTTP 307 redirect, not followed; "
-                      f"{url_label(good.url)}: delivered after 1 attempt(s)")
+    assert status == (
+        f"{url_label(redirecting.url)}: failed: HTTP 307 redirect, not followed; "
+        f"{url_label(good.url)}: delivered after 1 attempt(s)"
+    )
     [row] = store.query("SELECT * FROM alerts FINAL")
     assert "HTTP 307 redirect, not followed" in row["webhook_status"]
     assert f"webhook {url_label(redirecting.url)} for alert acme-day|2026-03-10|0.5: failed: HTTP 307" in caplog.text

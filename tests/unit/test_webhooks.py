@@ -10,21 +10,24 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from streams.alerts.webhooks import WebhookConfigError, sign, signed_headers, url_label, verify_signature
 from streams.cli.main import main
 from streams.settings import Settings
-from streams.alerts.webhooks import WebhookConfigError, sign, signed_headers, url_label, verify_signature
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d"
 SECRET = "whsec-unit-test"
 
 
-@pytest.mark.parametrize("url", [
-    f"https://hooks.slack.com/services/{TOKEN}",
-    f"http://127.0.0.1:8080/{TOKEN}",
-    f"http://127.9.9.9/{TOKEN}",
-    f"http://localhost:9/{TOKEN}",
-    f"http://[::1]:9/{TOKEN}",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://hooks.slack.com/services/{TOKEN}",
+        f"http://127.0.0.1:8080/{TOKEN}",
+        f"http://127.9.9.9/{TOKEN}",
+        f"http://localhost:9/{TOKEN}",
+        f"http://[::1]:9/{TOKEN}",
+    ],
+)
 def test_https_and_loopback_http_are_accepted(url):
     s = Settings(alert_webhooks=url, alert_webhook_secret=SECRET)
     [target] = s.webhook_targets
@@ -32,15 +35,18 @@ def test_https_and_loopback_http_are_accepted(url):
     assert TOKEN not in repr(s) and TOKEN not in str(s) and TOKEN not in repr(target)
 
 
-@pytest.mark.parametrize("url", [
-    f"http://hooks.example.com/{TOKEN}",
-    f"http://10.0.0.5/{TOKEN}",
-    f"http://192.168.1.1:8080/{TOKEN}",
-    f"http://[::ffff:10.0.0.1]/{TOKEN}",
-    f"http://127.0.0.1.example.com/{TOKEN}",
-    f"ftp://127.0.0.1/{TOKEN}",
-    f"hooks.slack.com/services/{TOKEN}",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://hooks.example.com/{TOKEN}",
+        f"http://10.0.0.5/{TOKEN}",
+        f"http://192.168.1.1:8080/{TOKEN}",
+        f"http://[::ffff:10.0.0.1]/{TOKEN}",
+        f"http://127.0.0.1.example.com/{TOKEN}",
+        f"ftp://127.0.0.1/{TOKEN}",
+        f"hooks.slack.com/services/{TOKEN}",
+    ],
+)
 def test_other_urls_are_refused_at_startup_without_echoing_them(url):
     with pytest.raises(WebhookConfigError) as err:
         Settings(alert_webhooks=f"https://ok.example.com/a, {url}", alert_webhook_secret=SECRET)
@@ -59,8 +65,11 @@ def test_webhooks_without_a_secret_are_refused():
 
 def test_the_cli_refuses_a_plain_http_webhook_with_one_line(tmp_path):
     url = f"http://hooks.example.com/{TOKEN}"
-    res = CliRunner().invoke(main, ["status"], env={"MS_ALERT_WEBHOOKS": url, "MS_ALERT_WEBHOOK_SECRET": SECRET,
-                                                    "MS_DATA_DIR": str(tmp_path)})
+    res = CliRunner().invoke(
+        main,
+        ["status"],
+        env={"MS_ALERT_WEBHOOKS": url, "MS_ALERT_WEBHOOK_SECRET": SECRET, "MS_DATA_DIR": str(tmp_path)},
+    )
     assert res.exit_code == 1
     assert res.output.startswith("Error: MS_ALERT_WEBHOOKS entry 1 (hooks.example.com#")
     assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
@@ -92,9 +101,9 @@ def test_verify_rejects_tampering_other_secrets_and_old_timestamps():
     good = sign(SECRET, ts, body)
     assert verify_signature(SECRET, ts, body, good)
     assert verify_signature(SECRET, ts, body.decode(), good)  # str bodies too
-    assert not verify_signature(SECRET, ts, b'{"spend":"9.00"}', good)      # body changed
-    assert not verify_signature("another-secret", ts, body, good)             # wrong secret
-    assert not verify_signature(SECRET, str(int(now) + 1), body, good)        # timestamp changed
+    assert not verify_signature(SECRET, ts, b'{"spend":"9.00"}', good)  # body changed
+    assert not verify_signature("another-secret", ts, body, good)  # wrong secret
+    assert not verify_signature(SECRET, str(int(now) + 1), body, good)  # timestamp changed
     assert not verify_signature(SECRET, ts, body, good.replace("v1=", "v0="))  # unknown scheme
     assert not verify_signature(SECRET, ts, body, "")
     assert not verify_signature(SECRET, None, body, good)
