@@ -75,6 +75,22 @@ class Totals(NamedTuple):
 
 
 ZERO = Totals(0, 0, 0, 0, 0, 0, 0, 0, -1)
+
+
+def row_sums(row: LedgerRow, cost: int) -> list[int]:
+    """What a ledger row adds to Totals' summed fields, in their order (`cost`: its cost in 10^-12)."""
+    return [
+        cost,
+        1,
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cached_input_tokens"],
+        row["cache_write_tokens"],
+        row["images"],
+        row["guardrail_units"],
+    ]
+
+
 SUMMED = len(Totals._fields) - 1  # every field but the version
 FIRST, LAST = SUMMED, SUMMED + 1  # a group's lowest and highest source position, after its sums
 assert Totals._fields[1:SUMMED] == COUNTERS
@@ -134,18 +150,7 @@ class Rollups:
                 k = (start, (tenant, intern(who), currency, p))
                 g = groups.get(k)
                 if g is None:
-                    groups[k] = [
-                        cost,
-                        1,
-                        row["input_tokens"],
-                        row["output_tokens"],
-                        row["cached_input_tokens"],
-                        row["cache_write_tokens"],
-                        row["images"],
-                        row["guardrail_units"],
-                        pos,
-                        pos,
-                    ]
+                    groups[k] = [*row_sums(row, cost), pos, pos]
                 else:
                     g[0] += cost
                     g[1] += 1
@@ -185,16 +190,7 @@ class Rollups:
         intern = sys.intern
         for row in ledger:
             pos, p = position(row["src_offset"], row.get("src_index", 0)), row["src_partition"]
-            delta = (
-                to_units(row["cost"]),
-                1,
-                row["input_tokens"],
-                row["output_tokens"],
-                row["cached_input_tokens"],
-                row["cache_write_tokens"],
-                row["images"],
-                row["guardrail_units"],
-            )
+            delta = row_sums(row, to_units(row["cost"]))
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
             for (table, column, _), start in zip(TABLES, starts[row["ts"] - row["ts"] % MINUTE_MS]):
                 sl = (table, start)
