@@ -20,7 +20,7 @@ import faust
 import streams.aiokafka_records  # noqa: F401 - every aiokafka consumer here reads any header key
 from streams.alerts.role import AlertsConsumer
 from streams.kafka_security import kafka_security
-from streams.rating.agent import add_rating, store_url
+from streams.rating.agent import RatingRole, store_url
 from streams.services import ensure_topics
 from streams.settings import Settings, private_dir
 from streams.sink.consumer import SinkConsumer
@@ -76,10 +76,10 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     )
     app.meterstream_stats = defaultdict(int)  # type: ignore[attr-defined]
     stats = app.meterstream_stats  # type: ignore[attr-defined]
-    state = add_rating(app, settings, stats) if role in ("all", "rate") else None
+    rating = RatingRole(app, settings, stats) if role in ("all", "rate") else None
     sink = add_sink(app, settings, security) if role in ("all", "sink") else None
     alerts = add_alerts(app, settings, security, sink) if role in ("all", "alerts") else None
-    install_web(app, settings, stats, store=sink, statuses=(sink, alerts), rating_state=state, faults=sink)
+    install_web(app, settings, stats, store=sink, statuses=(rating, sink, alerts), faults=sink)
     return app
 
 

@@ -31,6 +31,18 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = ("0.0.0.0", "::")
 
 
+MAX_SHOWN_PATH = 200  # characters of a request's path the log shows
+
+
+def shown(request: web.BaseRequest) -> str:
+    """The request's path as sent (never decoded: no %0a becomes a line break), every character
+    that is not printable ASCII and every backslash escaped, cut to MAX_SHOWN_PATH characters:
+    a log line it is in is one line, and says only what it says."""
+    raw = request.raw_path
+    text = raw[:MAX_SHOWN_PATH].encode("unicode_escape").decode("ascii")
+    return text + (f"...({len(raw)} characters)" if len(raw) > MAX_SHOWN_PATH else "")
+
+
 def host_name(host: str) -> str:
     """The name of a Host header, without its port."""
     if host.startswith("["):  # [::1]:6066

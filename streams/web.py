@@ -35,7 +35,7 @@ import orjson
 from streams.analyst import reads
 from streams.analyst.reader import run_checked_sql
 from streams.analyst.sql_guard import RefusedSQL
-from streams.http_guard import Bearer, Refused, allowed_hosts, guard
+from streams.http_guard import Bearer, Refused, allowed_hosts, guard, shown
 from streams.recovery import recoveries, restart_in_place
 from streams.settings import Settings
 from streams.storage import Store, StoreClosed, StoreError
@@ -76,18 +76,6 @@ class FaultInjection(Protocol):
         """Make the sink's writes fail, as if ClickHouse were down, while `fail`; the setting now."""
 
 
-class StateTableStatus:
-    """The rating role's status: how many keys its dedup state table (a Faust table) holds,
-    estimated on disk (streams/rating/rocks.py)."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def status(self) -> dict[str, Any]:
-        data = self.table.data
-        return {"state_keys": data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)}
-
-
 def worker_bearer(settings: Settings) -> Bearer:
     """The worker's one token (MS_WEB_TOKEN, else $MS_DATA_DIR/web-token), of 16 characters or more."""
     token = ensure_token(settings).get_secret_value().encode()
@@ -109,7 +97,7 @@ def web_guard(settings: Settings, routes: Callable[[str], bool]) -> Any:
         post_types=("application/json",),
         owner="the worker",
         log=log,
-        logged=lambda request: f"web request {request.method} {request.path}",
+        logged=lambda request: f"web request {request.method} {shown(request)}",
         charset="utf-8",
     )
 
@@ -132,15 +120,12 @@ def install(
     *,
     store: StoreAccess | None = None,
     statuses: Sequence[RoleStatus | None] = (),
-    rating_state: Any = None,
     faults: FaultInjection | None = None,
 ) -> None:
     """Register the endpoints and the guard on a Faust app. `store`: the store this process
     holds (the sink), if any; `statuses`: the roles' parts of /status, in order (None: a role
-    this process does not run), after the rating state table's (`rating_state`); `faults`:
-    the sink's fault injection."""
-    roles: list[RoleStatus] = [StateTableStatus(rating_state)] if rating_state is not None else []
-    roles += [role for role in statuses if role is not None]
+    this process does not run); `faults`: the sink's fault injection."""
+    roles = [role for role in statuses if role is not None]
     fault_paths = (
         {"/fault/recover"} | ({"/fault/sink"} if faults is not None else set()) if settings.fault_injection else set()
     )

@@ -1,6 +1,7 @@
-"""The `meterstream` command: main.py holds the group and the setup commands (up, down, migrate,
-status); stream.py the worker, produce and price; pricing.py the catalogs; alerts.py budgets and
-alerts."""
+"""The `meterstream` command: main.py holds the group (settings once, errors as one line) and the
+setup commands (up, down, migrate, status, demo); stream.py the worker, produce, report, rejects,
+sql and rerate; pricing.py price and the catalogs; alerts.py budgets and alerts; ingest.py the HTTP
+ingest and its tokens."""
 
 from streams.cli.main import main
 

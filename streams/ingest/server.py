@@ -33,7 +33,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters import FORMATS
-from streams.http_guard import Bearer, BodyLimit, Refused, allowed_hosts, guard, json_error
+from streams.http_guard import MAX_SHOWN_PATH, Bearer, BodyLimit, Refused, allowed_hosts, guard, json_error, shown
 from streams.ingest import body, ids
 from streams.ingest.intake import Intake
 from streams.ingest.tokens import TokensFile
@@ -45,16 +45,6 @@ WRITER = web.AppKey("writer", Writer)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 RETRY_AFTER_S = "5"
 MAX_LISTED = 100  # refused items (or forbidden indexes) an answer lists in full
-MAX_SHOWN_PATH = 200  # characters of a request's path the log shows
-
-
-def shown(request: web.BaseRequest) -> str:
-    """The request's path as sent (never decoded: no %0a becomes a line break), every character
-    that is not printable ASCII and every backslash escaped, cut to MAX_SHOWN_PATH characters:
-    a log line it is in is one line, and says only what it says."""
-    raw = request.raw_path
-    text = raw[:MAX_SHOWN_PATH].encode("unicode_escape").decode("ascii")
-    return text + (f"...({len(raw)} characters)" if len(raw) > MAX_SHOWN_PATH else "")
 
 
 def listed(doc: dict[str, Any], key: str) -> dict[str, Any]:

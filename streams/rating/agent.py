@@ -289,6 +289,12 @@ class RatingRole:
                 headers=[BATCH_HEADER, (FORWARDED_HEADER, origin)],
             )
 
+    def status(self) -> dict[str, Any]:
+        """For the worker's /status (streams/web.py RoleStatus): the keys its dedup state holds,
+        estimated on disk (streams/rating/rocks.py)."""
+        data = self.state.data
+        return {"state_keys": data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)}
+
     async def report_versions(self) -> None:
         """This worker's catalog versions, to the status topic (`meterstream catalog status`)."""
         app, rater = self.app, self.rater
@@ -312,8 +318,3 @@ class RatingRole:
             ),
         )
         self.reported = current
-
-
-def add_rating(app: faust.App, settings: Settings, stats: dict[str, int]) -> Any:
-    """The rating role on a Faust app (RatingRole); returns its state table."""
-    return RatingRole(app, settings, stats).state
