@@ -23,7 +23,7 @@ from streams.alerts.evaluator import Alert, AlertEvaluator, LedgerSpend
 from streams.alerts.outbox import AlertLog, behind, pending
 from streams.alerts.spend import RunRead, SinkProgress, from_rows, params
 from streams.consume import CommitAfterWrite
-from streams.kafka_security import PLAINTEXT, KafkaSecurity
+from streams.kafka_security import KafkaSecurity
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.UTC
@@ -46,18 +46,15 @@ class AlertsConsumer:
         alerts_topic: str,
         alert_log_topic: str,
         run_read: RunRead,
-        webhooks: list[Any] | None = None,
-        webhook_secret: Any = None,
-        webhook_attempts: int = 5,
-        webhook_timeout_s: float = 5.0,
-        max_records: int = 64,
-        security: KafkaSecurity = PLAINTEXT,
-        fault_exit_after_alert_outbox: bool | None = None,
+        webhooks: list[Any],
+        webhook_secret: Any,
+        webhook_attempts: int,
+        webhook_timeout_s: float,
+        max_records: int,
+        security: KafkaSecurity,
+        fault_exit_after_alert_outbox: bool,
     ) -> None:
-        if fault_exit_after_alert_outbox is None:  # not passed (streams/app.py): as the settings say
-            from streams.settings import Settings
-
-            fault_exit_after_alert_outbox = Settings().fault_exit_after_alert_outbox
+        """Every value from the settings (streams/app.py): their defaults are there, once."""
         self.fault_exit_after_alert_outbox = fault_exit_after_alert_outbox
         self.bootstrap, self.security = bootstrap, security
         self.sink_topic, self.group_id = sink_topic, group_id

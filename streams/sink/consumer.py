@@ -22,7 +22,7 @@ import orjson
 
 from schemas.records import SinkRecord
 from streams.consume import CommitAfterWrite
-from streams.kafka_security import PLAINTEXT, KafkaSecurity
+from streams.kafka_security import KafkaSecurity
 from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
 from streams.storage.base import EpochMs
@@ -77,12 +77,12 @@ class SinkConsumer:
         group_id: str,
         open_store: Callable[[], Store],
         *,
-        max_records: int = 64,
+        max_records: int,
+        alert_log_topic: str | None,
+        rollup_keep_ms: int,
+        security: KafkaSecurity,
+        one_owner: bool,
         max_backoff_s: float = 30.0,
-        alert_log_topic: str | None = None,
-        rollup_keep_ms: int = 48 * 3_600_000,
-        security: KafkaSecurity = PLAINTEXT,
-        one_owner: bool = True,
     ) -> None:
         """`one_owner`: every sink-topic partition to one process (the embedded engine); False
         with a ClickHouse server, where several sink processes share the partitions (each source
