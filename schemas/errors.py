@@ -17,8 +17,9 @@ Every class keeps its own name in the module that raises it; their bases are the
     │   ├── RerateError           a re-rate not done (streams/analyst/rerate.py)
     │   ├── BudgetError           a budget refused (streams/alerts/budgets.py)
     │   ├── BadIds                ids of an ingest request (streams/ingest/ids.py)
-    │   └── BadBody               an ingest request's body (streams/ingest/body.py)
-    │       └── TooMany           more items than one request takes
+    │   ├── BadBody               an ingest request's body (streams/ingest/body.py)
+    │   │   └── TooMany           more items than one request takes
+    │   └── Refused               an HTTP request answered with a status and a reason (streams/http_guard.py)
     ├── ConfigurationError: a setting or a file is wrong; the message names it (never its secret)
     │   ├── WebhookConfigError    MS_ALERT_WEBHOOKS / _SECRET (streams/webhook_targets.py)
     │   ├── TokenMissing          no web token or catalog key (streams/web_token.py)

@@ -27,6 +27,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from schemas.errors import InputRejected
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = ("0.0.0.0", "::")
 
@@ -59,7 +61,7 @@ def allowed_hosts(bind: str, allowed: str) -> frozenset[str]:
     return frozenset(hosts)
 
 
-class Refused(Exception):
+class Refused(InputRejected):
     """A request answered with this status and one line of reason; `close`: and the connection
     closed (what is left of its body is not waited for)."""
 
