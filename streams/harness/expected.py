@@ -18,8 +18,10 @@ from decimal import Decimal
 from pricing import Catalog
 from pricing.rating import Rejection, rate
 from streams.placement import event_key
+from streams.settings import Settings
 from streams.sink.windows import WINDOWS
 
+LATENESS = dt.timedelta(hours=Settings.model_fields["allowed_lateness_hours"].default)  # the settings' default
 Key = tuple[str, int | None, str, str, str]  # (window, start_ms | None for total, tenant, who, currency)
 
 
@@ -50,7 +52,7 @@ class Oracle:
         catalog: Catalog,
         *,
         partitions: int,
-        lateness: dt.timedelta = dt.timedelta(hours=48),
+        lateness: dt.timedelta = LATENESS,
         now: dt.datetime | None = None,
     ) -> None:
         self.exp = Expected()
@@ -96,7 +98,7 @@ def expected_totals(
     catalog: Catalog,
     *,
     partitions: int,
-    lateness: dt.timedelta = dt.timedelta(hours=48),
+    lateness: dt.timedelta = LATENESS,
     now: dt.datetime | None = None,
 ) -> Expected:
     oracle = Oracle(catalog, partitions=partitions, lateness=lateness, now=now)

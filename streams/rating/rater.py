@@ -38,9 +38,15 @@ from schemas.records import LedgerRow, RejectionRow, ledger_row, rejection_row
 from streams.placement import Canonical
 from streams.rating.catalogs import CatalogRefused, Versions
 from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
+from streams.settings import Settings
 
 __all__ = ["DEDUP_ENTRY_IDS", "SEP", "Output", "Rater", "Source"]
-EXPIRE_EVERY_MS = 60_000  # look for expired dedup entries at most once per minute of stream time
+EXPIRE_EVERY_MS = 60_000
+# the settings' defaults (MS_ALLOWED_LATENESS_HOURS, MS_DEDUP_RETENTION_HOURS), defined there only
+LATENESS_MS: int = Settings.model_fields["allowed_lateness_hours"].default * 3_600_000
+DEDUP_MS: int = (
+    Settings.model_fields["dedup_retention_hours"].default * 3_600_000
+)  # look for expired dedup entries at most once per minute of stream time
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +84,8 @@ class Rater:
         self,
         catalog: Catalog,
         *,
-        lateness_ms: int = 48 * 3_600_000,
-        dedup_ms: int = 24 * 3_600_000,
+        lateness_ms: int = LATENESS_MS,
+        dedup_ms: int = DEDUP_MS,
         partitions: int | None = None,
         index: Callable[[MutableMapping[str, Any], int], Index] | None = None,
         catalog_key: bytes | None = None,

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from schemas.batch import position
 from schemas.money import to_units, units_text
 from schemas.records import LedgerRow
+from streams.settings import Settings
 from streams.sink.windows import WINDOWS, WindowSize
 from streams.storage import Store
 from streams.storage.base import EpochMs
@@ -100,7 +101,7 @@ Key = tuple[str, str, str, int]  # (tenant, user or model, currency, source part
 
 
 class Rollups:
-    def __init__(self, keep_ms: int = 48 * 3_600_000) -> None:
+    def __init__(self, keep_ms: int = Settings.model_fields["allowed_lateness_hours"].default * 3_600_000) -> None:
         self.keep_ms = keep_ms  # windows ending this long before the newest event leave memory
         self.slices: dict[Slice, dict[Key, Totals]] = {}
         self.newest_ms = 0

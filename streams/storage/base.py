@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.errors import Unavailable
+from streams.settings import Settings
 
 Row = dict[str, Any]
 
@@ -25,10 +26,12 @@ class StoreClosed(StoreError):
 
 # Defaults of Store.query_readonly's limits (the settings MS_SQL_MAX_MEMORY_MB, MS_SQL_MAX_ROWS_READ,
 # MS_SQL_MAX_BYTES_READ and MS_SQL_EMBEDDED_TIMEOUT_S have the same ones).
-DEFAULT_MAX_MEMORY_MB = 512
-DEFAULT_MAX_ROWS_READ = 200_000_000
-DEFAULT_MAX_BYTES_READ = 20 * 1024**3
-DEFAULT_EMBEDDED_TIMEOUT_S = 5
+# an analyst read's limits when not given: the settings' defaults (MS_SQL_*), defined there only
+_FIELDS = Settings.model_fields
+DEFAULT_MAX_MEMORY_MB: int = _FIELDS["sql_max_memory_mb"].default
+DEFAULT_MAX_ROWS_READ: int = _FIELDS["sql_max_rows_read"].default
+DEFAULT_MAX_BYTES_READ: int = _FIELDS["sql_max_bytes_read"].default
+DEFAULT_EMBEDDED_TIMEOUT_S: int = _FIELDS["sql_embedded_timeout_s"].default
 ANALYST_BLOCK_ROWS = 8192
 
 
