@@ -11,6 +11,7 @@ from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])  # any rounding is an error
 PLACES = 12
 UNITS = 10**PLACES  # 10^-12 units in one currency unit
+assert PLACES == 12  # units_text's format writes 12 places
 
 
 def money_str(d: Decimal) -> str:
@@ -34,5 +35,5 @@ def to_units(cost: Decimal | str) -> int:
 def units_text(units: int) -> str:
     """money_str of ``units`` * 10^-12, from the integer: exact, no exponent, no trailing zeros."""
     q, r = divmod(abs(units), UNITS)
-    text = f"{q}.{r:0{PLACES}d}".rstrip("0") if r else str(q)
+    text = f"{q}.{r:012d}".rstrip("0") if r else str(q)  # 012: PLACES (a literal: this runs per total written)
     return "-" + text if units < 0 else text
