@@ -86,7 +86,8 @@ def json_error(status: int, message: str, *, charset: str | None = None, **heade
 class Bearer:
     """How a port checks `Authorization: Bearer <token>`. `check(token)` is who the token is
     (anything but None: a producer, True) or None; `admit(request, who)` keeps what the handlers
-    need of it. A request without a good token is answered 401 `required`, challenged with
+    need of it. A request without a good token is answered 401 `required` (or `invalid`, when
+    given, if it sent a token that is not one: neither says which tokens exist), challenged with
     `Bearer realm="REALM"` and, with `say_invalid`, `error="invalid_token"` when it gave an
     Authorization header at all."""
 
@@ -95,6 +96,10 @@ class Bearer:
     check: Callable[[str], Any]
     say_invalid: bool = False
     admit: Callable[[web.Request, Any], None] | None = None
+    invalid: str | None = None
+
+    def refusal(self, given: str) -> str:
+        return self.invalid if self.invalid is not None and given else self.required
 
     def challenge(self, given: str) -> str:
         return f'Bearer realm="{self.realm}"' + (', error="invalid_token"' if self.say_invalid and given else "")
@@ -147,7 +152,7 @@ def guard(
         given = request.headers.get("Authorization", "")
         who = bearer.check(given[7:].strip()) if given.startswith("Bearer ") else None
         if who is None:
-            return error(401, bearer.required, **{"WWW-Authenticate": bearer.challenge(given)})
+            return error(401, bearer.refusal(given), **{"WWW-Authenticate": bearer.challenge(given)})
         if bearer.admit is not None:
             bearer.admit(request, who)
         if request.method == "POST":

@@ -89,3 +89,31 @@ def token_add(settings: Settings, name: str, tenants: tuple[str, ...], tokens_fi
     token = tokens.add(path, name, list(tenants) or None)
     click.echo(token)
     click.echo(f"added a token for {name} to {path} (its SHA-256 only); it is not shown again", err=True)
+
+
+@token_group.command("list")
+@TOKENS_FILE
+@click.pass_obj
+def token_list(settings: Settings, tokens_file: Path | None) -> None:
+    """The producers that have tokens: name, the tenants a token is limited to, and the first 8
+    hex digits of its SHA-256 (never the token)."""
+    from streams.ingest import tokens
+
+    for e in tokens.entries(tokens_file or settings.ingest_tokens):
+        scope = ",".join(sorted(e.tenants)) if e.tenants is not None else "any tenant"
+        click.echo(f"{e.name}\t{scope}\t{e.fingerprint}")
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@click.option("--hash", "fingerprint", default=None, help="Only the token whose hash starts so (from `token list`).")
+@TOKENS_FILE
+@click.pass_obj
+def token_revoke(settings: Settings, name: str, fingerprint: str | None, tokens_file: Path | None) -> None:
+    """Remove producer NAME's tokens from the tokens file (or only one, with --hash). A running
+    ingest refuses them within a second."""
+    from streams.ingest import tokens
+
+    path = tokens_file or settings.ingest_tokens
+    n = tokens.revoke(path, name, fingerprint)
+    click.echo(f"revoked {n} token{'s' if n != 1 else ''} of {name} in {path}", err=True)

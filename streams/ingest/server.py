@@ -73,6 +73,8 @@ def producer_bearer(tokens: TokensFile) -> Bearer:
         say_invalid=True,
         check=lambda token: tokens.current().producer(token),
         required="a producer's bearer token is required (meterstream ingest token add NAME)",
+        invalid="this bearer token is not a producer's token of this ingest (revoked, mistyped, or never "
+        "added: meterstream ingest token add NAME)",
         admit=admit,
     )
 

@@ -8,7 +8,8 @@ its token to those tenants' events; without it the token may write any tenant's.
 with ``#`` and blank lines are skipped. The file must not be readable by group or others (as the
 web token). A running server reads the file again when it changes (`TokensFile`), so a token
 added or deleted takes effect within a second; a file that cannot be used then accepts no token
-until it is mended."""
+until it is mended. `entries` lists the lines (names, tenants, a hash prefix: never a token);
+`revoke` removes a producer's tokens."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +130,48 @@ def load(path: Path) -> Tokens:
     if not entries:
         raise TokenFileError(f"no tokens in {path}: add one with `meterstream ingest token add NAME`")
     return Tokens(entries)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A line of the tokens file as `ingest token list` shows it: never the token, its hash's
+    first 8 hex digits only (enough to tell two of a producer's tokens apart)."""
+
+    name: str
+    tenants: frozenset[str] | None
+    fingerprint: str
+
+
+def entries(path: Path) -> list[Entry]:
+    """The tokens file's lines, in order (TokenFileError as for `load`)."""
+    return [Entry(p.name, p.tenants, h.hex()[:8]) for p, h in load(path)._entries]
+
+
+def revoke(path: Path, name: str, fingerprint: str | None = None) -> int:
+    """Remove `name`'s tokens from the file (only the one whose hash starts with `fingerprint`,
+    when given), rewritten whole under a temporary name and moved into place (mode 0600); how
+    many were removed. TokenFileError when none matches. A running ingest refuses them within a
+    second."""
+    load(path)  # private, well formed
+    kept, removed = [], 0
+    for line in path.read_text().splitlines():
+        m = _LINE.fullmatch(line.strip())
+        if m is not None and m.group(1) == name and (fingerprint is None or m.group(2).startswith(fingerprint)):
+            removed += 1
+            continue
+        kept.append(line)
+    if not removed:
+        which = f"{name} with hash {fingerprint}…" if fingerprint else name
+        raise TokenFileError(f"no token of {which} in {path} (meterstream ingest token list)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return removed
 
 
 def add(path: Path, name: str, tenants: list[str] | None = None) -> str:

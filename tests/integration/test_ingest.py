@@ -141,6 +141,7 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
     assert ingest.request("GET", "/health", token=None)[:2] == (200, {"ok": True})
     before = end_offsets(stack.bootstrap, stack.events_topic)
     event = next(line for _, line in generate(1, now=NOW))
+    said = {}
     for token, challenge in (
         (None, 'Bearer realm="meterstream-ingest"'),
         ("x" * 43, 'Bearer realm="meterstream-ingest", error="invalid_token"'),
@@ -150,6 +151,8 @@ def test_binds_to_loopback_and_every_request_but_health_needs_a_producers_token(
             status, doc, headers = ingest.request("POST", path, event, token=token)
             assert status == 401 and "token" in doc["error"], (path, status, doc)
             assert headers["WWW-Authenticate"] == challenge
+            said.setdefault(token is None, set()).add(doc["error"])
+    assert len(said[True]) == len(said[False]) == 1 and said[True] != said[False]  # missing vs wrong, told apart
     status, doc, headers = ingest.request("GET", "/v1/events")
     assert status == 405 and headers["Allow"] == "POST" and doc["error"]
     assert ingest.request("POST", "/nowhere", event)[0] == 404

@@ -532,3 +532,42 @@ def test_the_ingests_timeouts_are_settings(monkeypatch):
     monkeypatch.setenv("MS_INGEST_BODY_TIMEOUT_S", "2.5")
     monkeypatch.setenv("MS_INGEST_HEADER_TIMEOUT_S", "4")
     assert (Settings().ingest_body_timeout_s, Settings().ingest_header_timeout_s) == (2.5, 4.0)
+
+
+def test_token_list_shows_names_and_hash_prefixes_and_revoke_removes_them(tmp_path):
+    path = tmp_path / "tokens"
+    env = {"MS_DATA_DIR": str(tmp_path / "data")}
+
+    def cli(*args: str):
+        return CliRunner().invoke(main, ["ingest", "token", *args, "--tokens-file", str(path)], env=env)
+
+    gateway = [cli("add", "gateway").stdout.strip() for _ in range(2)]
+    acme = cli("add", "batchjob", "--tenant", "acme").stdout.strip()
+    listed = cli("list")
+    assert listed.exit_code == 0, listed.output
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in (*gateway, acme)]
+    assert listed.stdout.splitlines() == [
+        f"gateway\tany tenant\t{hashes[0][:8]}",
+        f"gateway\tany tenant\t{hashes[1][:8]}",
+        f"batchjob\tacme\t{hashes[2][:8]}",
+    ]
+    assert not any(t in listed.output for t in (*gateway, acme))  # never a token
+    one = cli("revoke", "gateway", "--hash", hashes[0][:8])
+    assert one.exit_code == 0 and "revoked 1 token of gateway" in one.stderr
+    accepted = tokens.load(path)
+    assert accepted.producer(gateway[0]) is None and accepted.producer(gateway[1]).name == "gateway"
+    assert cli("revoke", "batchjob").exit_code == 0
+    assert [e.name for e in tokens.entries(path)] == ["gateway"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    missing = cli("revoke", "nobody")
+    assert missing.exit_code == 1 and missing.output.count("\n") == 1 and "no token of nobody" in missing.output
+
+
+def test_a_wrong_token_and_a_missing_one_are_told_apart_without_naming_any():
+    from streams.http_guard import Bearer
+
+    bearer = Bearer(realm="r", required="a token is required", check=lambda t: None, invalid="not a token of ours")
+    assert bearer.refusal("") == "a token is required"
+    assert bearer.refusal("Bearer xyz") == "not a token of ours"
+    plain = Bearer(realm="r", required="a token is required", check=lambda t: None)
+    assert plain.refusal("Bearer xyz") == "a token is required"
