@@ -3,8 +3,10 @@ events out, with the ids a payload lacks given as options."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -53,6 +55,9 @@ def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+_FLAG = {"tenant_id": "--tenant", "user_id": "--user", "event_id": "--event-id", "labels": "--label"}
+
+
 def ids_of(opts: dict[str, Any]) -> Ids:
     return Ids(
         tenant_id=opts.get("tenant_id"),
@@ -63,6 +68,25 @@ def ids_of(opts: dict[str, Any]) -> Ids:
         region=opts.get("region"),
         labels=opts.get("labels") or {},
     )
+
+
+def check_ids(fmt: str, opts: dict[str, Any]) -> None:
+    """The ids options fill what a provider's payload lacks: given without --format, refused."""
+    given = [_FLAG.get(k, f"--{k.replace('_', '-')}") for k, v in opts.items() if v]
+    if fmt == "billing-event" and given:
+        raise click.UsageError(
+            f"{', '.join(given)} fill what a provider's payload lacks: give them with --format FORMAT"
+        )
+
+
+def open_input(source: str) -> tuple[BinaryIO, int | None]:
+    """SOURCE (``-``: stdin) to read, and its size when it is a file; one line when it cannot be read."""
+    if source == "-":
+        return sys.stdin.buffer, None
+    try:
+        return open(source, "rb"), os.path.getsize(source)  # noqa: SIM115 - the caller reads it to the end
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
 def converted(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +15,7 @@ from rich.table import Table
 from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
 from schemas.validate import strip_line
-from streams.cli.formats import converted, format_options, ids_of
+from streams.cli.formats import check_ids, converted, format_options, ids_of, open_input
 from streams.settings import Settings
 
 catalog_option = click.option(
@@ -58,10 +57,8 @@ def price_command(source: str, catalog_dir: Path | None, fmt: str, **ids: Any) -
     line per rejected input to stderr. Exit 1 when any line was rejected. With --format, each
     line is a provider's payload, converted first (adapters/)."""
     catalog = _load(catalog_dir)
-    if source == "-":
-        stream, size = sys.stdin.buffer, None
-    else:
-        stream, size = open(source, "rb"), os.path.getsize(source)  # noqa: SIM115
+    check_ids(fmt, ids)
+    stream, size = open_input(source)
     out, err = sys.stdout.buffer, sys.stderr.buffer
     rejected = 0
 

@@ -138,9 +138,21 @@ def produce_command(
     converted goes to the dead-letter topic with the reason (and exit code 1)."""
     from rich.progress import Progress
 
+    from streams.cli.formats import check_ids, open_input
     from streams.kafka_security import kafka_security
     from streams.producer import publish
 
+    check_ids(fmt, ids)
+    ctx = click.get_current_context()
+    given = [
+        f"--{n}"
+        for n in ("duplicates", "bad", "late", "seed")
+        if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if generate_n is not None and source:
+        raise click.UsageError("give a FILE (or - for stdin) or --generate N, not both")
+    if generate_n is None and given:
+        raise click.UsageError(f"{', '.join(given)} shape generated traffic: give them with --generate N")
     lines: Iterator[bytes]
     if generate_n is not None:
         from streams.harness.generate import generate
@@ -148,7 +160,7 @@ def produce_command(
         lines = (line for _, line in generate(generate_n, seed=seed, duplicate_rate=duplicates, bad=bad, late=late))
         total = generate_n + bad + late
     elif source:
-        stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+        stream, _ = open_input(source)
         lines, total = iter(stream), None
     else:
         raise click.UsageError("give a FILE, - for stdin, or --generate N")

@@ -1,0 +1,56 @@
+"""A newcomer's mistakes with `produce` and `price` end in one line that says what to do, before
+anything is sent: a file that is not there, and options that do not go together."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli.main import main
+
+
+def run(tmp_path, *args: str):
+    (tmp_path / "events.jsonl").write_text('{"event_id": "e"}\n')
+    env = {"MS_DATA_DIR": str(tmp_path / "data"), "MS_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing may reach Kafka
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def one_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines and "Traceback" not in result.output
+    return lines[-1]
+
+
+@pytest.mark.parametrize("command", ["produce", "price"])
+def test_a_missing_file_is_one_line(tmp_path, command):
+    result = run(tmp_path, command, str(tmp_path / "missing.jsonl"))
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert one_line(result) == f"Error: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["produce", "EVENTS", "--generate", "5"], "give a FILE (or - for stdin) or --generate N, not both"),
+        (
+            ["produce", "EVENTS", "--duplicates", "0.1"],
+            "--duplicates shape generated traffic: give them with --generate N",
+        ),
+        (["produce", "EVENTS", "--bad", "3", "--seed", "9"], "--bad, --seed shape generated traffic"),
+        (["produce", "EVENTS", "--tenant", "acme"], "--tenant fill what a provider's payload lacks"),
+        (["price", "EVENTS", "--user", "u", "--label", "a=b"], "--user, --label fill what a provider's payload lacks"),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused(tmp_path, args, says):
+    result = run(tmp_path, *[str(tmp_path / "events.jsonl") if a == "EVENTS" else a for a in args])
+    assert result.exit_code == 2, result.output
+    assert says in one_line(result)
+
+
+def test_the_same_options_where_they_belong_still_work(tmp_path):
+    # --tenant with --format: converted (a payload without usage is refused as its line, exit 1)
+    result = run(
+        tmp_path, "price", str(tmp_path / "events.jsonl"), "--format", "openai", "--tenant", "acme", "--user", "u"
+    )
+    assert result.exit_code == 1 and "not converted" in result.output and "Traceback" not in result.output
