@@ -43,7 +43,11 @@ def said(exc: Exception, settings: Settings | None) -> str:
         return text
     if isinstance(exc, KafkaError):  # kafka-python's own: the broker is away or refuses (Unavailable)
         where = f" at {settings.bootstrap}" if settings is not None else ""
-        return f"Kafka{where}: {text}"
+        hint = ""
+        if "bootstrap" in text.lower() or type(exc).__name__ == "NoBrokersAvailable":
+            local = settings is None or settings.local_kafka
+            hint = "; start it with `meterstream up`" if local else "; check MS_KAFKA_BOOTSTRAP and that it runs"
+        return f"Kafka{where}: {text}{hint}"
     named = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
     return f"{named} (run with --debug for the traceback)"
 

@@ -54,3 +54,18 @@ def test_the_same_options_where_they_belong_still_work(tmp_path):
         tmp_path, "price", str(tmp_path / "events.jsonl"), "--format", "openai", "--tenant", "acme", "--user", "u"
     )
     assert result.exit_code == 1 and "not converted" in result.output and "Traceback" not in result.output
+
+
+def test_kafka_away_says_what_to_do():
+    from kafka.errors import KafkaTimeoutError
+
+    from streams.cli.main import said
+    from streams.settings import Settings
+
+    away = KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+    local = Settings(data_dir="/tmp/ms-unused", kafka_port=1)
+    assert said(away, local) == (
+        "Kafka at 127.0.0.1:1: KafkaTimeoutError: Unable to bootstrap from 127.0.0.1:1; start it with `meterstream up`"
+    )
+    external = Settings(data_dir="/tmp/ms-unused", kafka_bootstrap="kafka1:9092")
+    assert said(away, external).endswith("; check MS_KAFKA_BOOTSTRAP and that it runs")
