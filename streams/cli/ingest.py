@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
 import click
 
+from schemas.errors import Unavailable
 from streams.settings import Settings
 
 
@@ -62,7 +64,15 @@ def ingest_group(
     accepted = tokens.load(settings.ingest_tokens)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.WARNING))  # its INFO: every connection
-    serve(settings, tokens.TokensFile(settings.ingest_tokens, accepted))
+    try:
+        serve(settings, tokens.TokensFile(settings.ingest_tokens, accepted))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise Unavailable(
+            f"{settings.ingest_bind}:{settings.ingest_port} is in use: stop what listens there, or give the ingest "
+            "another port (--port or MS_INGEST_PORT)"
+        ) from None
 
 
 @ingest_group.group("token")

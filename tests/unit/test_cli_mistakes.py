@@ -69,3 +69,21 @@ def test_kafka_away_says_what_to_do():
     )
     external = Settings(data_dir="/tmp/ms-unused", kafka_bootstrap="kafka1:9092")
     assert said(away, external).endswith("; check MS_KAFKA_BOOTSTRAP and that it runs")
+
+
+def test_a_busy_port_names_the_setting_that_moves_it(tmp_path):
+    import socket
+
+    from streams.ingest import tokens
+
+    tokens.add(tmp_path / "tokens", "gateway")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run(tmp_path, "ingest", "--port", str(port), "--tokens-file", str(tmp_path / "tokens"))
+    assert result.exit_code == 1
+    assert one_line(result) == (
+        f"Error: 127.0.0.1:{port} is in use: stop what listens there, or give the ingest another port "
+        "(--port or MS_INGEST_PORT)"
+    )
