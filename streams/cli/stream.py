@@ -66,6 +66,29 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
         Console().print(table)
 
 
+def port_free(host: str, port: int, moved_by: str) -> None:
+    """Unavailable (one line, naming what moves it) when something listens on host:port already:
+    said before a server starts, not as its traceback."""
+    import errno
+    import socket
+
+    from schemas.errors import Unavailable
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as the server binds: a closed one's TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise Unavailable(
+                f"{host}:{port} is in use: stop what listens there, or move this with {moved_by}"
+            ) from None
+
+
 @click.command("worker")
 @click.option("--web-port", type=int, default=None, help="Port of this worker's web endpoint (MS_WEB_PORT).")
 @click.option(
@@ -88,6 +111,7 @@ def worker_command(settings: Settings, web_port: int | None, role: str, loglevel
 
     if web_port:
         settings = settings.model_copy(update={"web_port": web_port})
+    port_free(settings.web_bind, settings.web_port, "--web-port or MS_WEB_PORT")
     app = create_app(settings, role)
     Worker(app, loglevel=loglevel).execute_from_commandline()
 

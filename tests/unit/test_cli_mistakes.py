@@ -87,3 +87,18 @@ def test_a_busy_port_names_the_setting_that_moves_it(tmp_path):
         f"Error: 127.0.0.1:{port} is in use: stop what listens there, or give the ingest another port "
         "(--port or MS_INGEST_PORT)"
     )
+
+
+def test_a_worker_on_a_busy_web_port_says_so_before_starting(tmp_path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run(tmp_path, "worker", "--web-port", str(port))
+    assert result.exit_code == 1
+    assert (
+        one_line(result)
+        == f"Error: 127.0.0.1:{port} is in use: stop what listens there, or move this with --web-port or MS_WEB_PORT"
+    )
