@@ -16,6 +16,7 @@ Every class keeps its own name in the module that raises it; their bases are the
     │   ├── ReadError             an unknown read or bad parameters (streams/analyst/reads.py)
     │   ├── RerateError           a re-rate not done (streams/analyst/rerate.py)
     │   ├── BudgetError           a budget refused (streams/alerts/budgets.py)
+    │   ├── AnalystRefused        an analyst's read refused for what it asked (streams/analyst/reader.py)
     │   ├── BadIds                ids of an ingest request (streams/ingest/ids.py)
     │   ├── BadBody               an ingest request's body (streams/ingest/body.py)
     │   │   └── TooMany           more items than one request takes

@@ -16,7 +16,7 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
-from schemas.errors import Unavailable
+from schemas.errors import InputRejected, Unavailable
 from streams.analyst import reads
 from streams.analyst.sql_guard import RefusedSQL, SqlGuard
 from streams.settings import Settings
@@ -26,7 +26,11 @@ from streams.web_token import TokenMissing, read_token
 
 
 class AnalystError(Unavailable):
-    pass
+    """No worker answered an analyst's read, or it failed there."""
+
+
+class AnalystRefused(InputRejected):
+    """An analyst's read refused for what it asked: a query the guard refuses, bad parameters."""
 
 
 class _NoWorker(AnalystError):
@@ -57,7 +61,7 @@ class Reader:
             try:
                 return reads.run(self.store, name, params)
             except reads.ReadError as exc:
-                raise AnalystError(str(exc)) from None
+                raise AnalystRefused(str(exc)) from None
         rows = self._ask(f"/read/{name}", params)
         return _typed(rows, reads.READS[name].types)
 
@@ -67,7 +71,7 @@ class Reader:
             try:
                 return run_checked_sql(self.store, self.settings, text, params)
             except RefusedSQL as exc:
-                raise AnalystError(f"refused: {exc}") from None
+                raise AnalystRefused(f"refused: {exc}") from None
         return self._ask("/sql", {"sql": text, "params": params or {}})
 
     def post(self, path: str, body: dict[str, Any], timeout: float = 60) -> Any:
@@ -99,6 +103,8 @@ class Reader:
                     return json.loads(resp.read(), parse_float=Decimal)
             except urllib.error.HTTPError as exc:
                 text = exc.read().decode(errors="replace")
+                if exc.code == 400:  # the worker refused what was asked
+                    raise AnalystRefused(f"worker at {url}: {_error_text(text)}") from None
                 if exc.code != 503:  # 503: that worker does not hold the store; try the next
                     raise AnalystError(f"worker at {url}: {_error_text(text)}") from None
                 problems.append(f"{url}: {_error_text(text)}")
