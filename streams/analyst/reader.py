@@ -45,6 +45,7 @@ class Reader:
         the embedded engine's lock from the sink)."""
         self.settings = settings
         self.store: Store | None = None
+        self.attempts = 20  # of asking the workers, 0.5 s apart (one re-opening the store answers 503 briefly)
         # when a worker holds the embedded engine: ask the workers (MS_WORKER_URL, comma-separated)
         self.via = [u.strip().rstrip("/") for u in settings.analyst_url.split(",") if u.strip()]
         if remote:
@@ -80,11 +81,11 @@ class Reader:
 
     def _ask(self, path: str, body_obj: dict[str, Any], timeout: float = 60) -> Any:
         body = json.dumps(body_obj, default=_json_default).encode()
-        for attempt in range(20):  # a worker re-opening the store (after a rebalance) answers 503 briefly
+        for attempt in range(self.attempts):  # a worker re-opening the store (after a rebalance) answers 503 briefly
             try:
                 return self._ask_workers(path, body, timeout)
             except _NoWorker:
-                if attempt == 19:
+                if attempt == self.attempts - 1:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")

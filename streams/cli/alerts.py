@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from streams.alerts.budgets import BudgetError, BudgetTopic, parse_budget
+from streams.alerts.budgets import Budget, BudgetError, BudgetTopic, parse_budget
 from streams.cli.stream import emit
 from streams.kafka_security import kafka_security
 from streams.settings import Settings
@@ -88,6 +88,46 @@ def budgets_set(
         raise click.ClickException(f"{exc} (nothing written)") from None
     _topic(settings).put(budgets)
     click.echo(f"set {len(budgets)} budget(s): {', '.join(b.id for b in budgets)}")
+    for b in budgets:
+        warning = unseen_scope(settings, b)
+        if warning is not None:
+            click.echo(f"warning: budget {b.id}: {warning}", err=True)
+
+
+def unseen_scope(settings: Settings, b: Budget) -> str | None:
+    """Why the budget may never fire (no event of its scope and currency counted yet: a misspelled
+    tenant, user or model?), or None. The ledger is read as analysts read it (the store, else the
+    worker that holds it); when it cannot be read, that is said instead."""
+    import datetime as dt
+
+    from schemas.errors import MeterstreamError
+    from streams.analyst.reader import Reader
+
+    scope = (
+        f"tenant {b.tenant_id}"
+        + (f", user {b.user_id}" if b.user_id else "")
+        + (f", model {b.model}" if b.model else "")
+    )
+    try:
+        with Reader(settings) as reader:
+            reader.attempts = 1  # a check: no waiting for a worker
+            rows = reader.read(
+                "ledger_spend",
+                tenant_id=b.tenant_id,
+                user_id=b.user_id,
+                model=b.model,
+                currency=b.currency,
+                since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+                until=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+            )
+    except MeterstreamError as exc:
+        return f"could not check that events of {scope} were counted ({exc})"
+    if rows:
+        return None
+    return (
+        f"no event of {scope} in {b.currency} has been counted yet: if a name is misspelled, the budget "
+        "never fires (it is kept as given)"
+    )
 
 
 @budgets_group.command("delete")
