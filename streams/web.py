@@ -13,6 +13,7 @@ sink holds (`StoreAccess`), each role's status (`RoleStatus`) and the sink's fau
 
     GET  /health          liveness: {"ok": true}
     GET  /status          counters, recoveries, what this worker holds
+    GET  /metrics         the same counters and more, in Prometheus's text format (streams/metrics.py)
     POST /read/<name>     a named read (streams/analyst/reads.py) with typed parameters
     POST /sql             {"sql": "SELECT …", "params": {}}: one checked SELECT (streams/analyst/sql_guard.py)
     POST /rerate          {"since", "until", "catalog": NAME}: catalogs from MS_RERATE_CATALOGS_DIR
@@ -32,6 +33,7 @@ from typing import Any, Protocol, cast
 import faust
 import orjson
 
+from streams import metrics
 from streams.analyst import reads
 from streams.analyst.reader import run_checked_sql
 from streams.analyst.sql_guard import RefusedSQL
@@ -129,7 +131,7 @@ def install(
     fault_paths = (
         {"/fault/recover"} | ({"/fault/sink"} if faults is not None else set()) if settings.fault_injection else set()
     )
-    fixed = {"/health", "/status", "/sql", "/rerate"} | fault_paths
+    fixed = {"/health", "/status", "/metrics", "/sql", "/rerate"} | fault_paths
 
     def routes(path: str) -> bool:
         return path in fixed or (path.startswith("/read/") and path.count("/") == 2)
@@ -162,6 +164,12 @@ def install(
         for role in roles:
             body.update(role.status())
         return web.json(body)
+
+    registry = metrics.registry([metrics.RecoveryMetrics(), *(getattr(role, "metrics", None) for role in roles)])
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(registry), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     @app.page("/read/{name}")
     class ReadView(faust.web.View):

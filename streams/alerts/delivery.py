@@ -4,13 +4,23 @@ recorded). Webhooks run in background tasks: a slow or dead endpoint never holds
 
 Webhook URLs are secrets: they are never stored or logged; a webhook is named by its label
 (host and a short hash, streams/alerts/webhooks.py). Redirects are not followed (a 3xx would re-send the
-body elsewhere): a 3xx answer is a failed delivery."""
+body elsewhere): a 3xx answer is a failed delivery.
+
+Delivering again (issue 21). A webhook whose delivery failed (every attempt used) is not given
+up: the alert's row keeps the outcome per webhook (`label: outcome; ...`), and `redeliver` posts
+the alert again to the webhooks that failed (or, on a resend of one alert, to every webhook), then
+writes the row with the merged outcomes and a higher version. The body is the one already sent:
+the bytes the `spend_alerts` topic holds under the alert's key (written before any webhook, so an
+alert with a failed webhook always has one), byte for byte, with the same `Idempotency-Key`, signed
+afresh (a new timestamp). Receivers drop the repeats. When the alerts role does it is
+streams/alerts/role.py: on start, every MS_ALERT_WEBHOOK_RETRY_S, and on a resend request."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -20,9 +30,10 @@ from pydantic import SecretStr
 
 from streams.alerts.budgets import Budget
 from streams.alerts.evaluator import Alert
-from streams.alerts.outbox import read_topic
+from streams.alerts.outbox import join_outcomes, read_topic, webhook_outcomes
 from streams.alerts.webhooks import WebhookConfigError, WebhookTarget, signed_headers
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
+from streams.metrics import AlertMetrics
 
 log = logging.getLogger("meterstream.alerts")
 UTC = dt.UTC
@@ -71,6 +82,21 @@ class Deliverer:
         self.first_backoff_s = first_backoff_s
         self.producer: Any = None
         self.tasks: set[asyncio.Task] = set()
+        self.versions: dict[str, int] = {}  # per alert key, the highest row version seen or written
+        self.inflight: set[str] = set()  # alert keys whose webhooks are being posted now
+
+    def seen(self, key: str, version: int) -> None:
+        """A row version of this alert exists in the log: later writes go above it."""
+        self.versions[key] = max(self.versions.get(key, 0), int(version))
+
+    async def _write(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Write a row of the alert, with a version above every one seen for it."""
+        key = row["alert_key"]
+        row = {**row, "version": max(int(row["version"]), self.versions.get(key, 0) + 1)}
+        self.seen(key, row["version"])
+        await self.write_row(row)
+        return row
+        self.metrics = AlertMetrics()
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -95,6 +121,7 @@ class Deliverer:
         payload = alert.payload()
         if not in_topic:
             await self.producer.send_and_wait(self.topic, orjson.dumps(payload), key=alert.key.encode())
+            self.metrics.published.inc()
         status = "pending" if self.webhooks else "none"
         await self.write_row(alert.row(kafka_delivered=True, webhook_status=status, version=2))
         if self.webhooks:
@@ -132,23 +159,29 @@ class Deliverer:
         delay, last = self.first_backoff_s, ""
         for attempt in range(1, self.attempts + 1):
             headers = {"Content-Type": "application/json", **signed_headers(self.secret, body, key)}
+            started = time.monotonic()
             try:
                 async with session.post(
                     target.url.get_secret_value(), data=body, headers=headers, allow_redirects=False
                 ) as resp:
+                    self.metrics.webhook_seconds.observe(time.monotonic() - started)
                     if 200 <= resp.status < 300:
+                        self.metrics.webhooks.labels("delivered").inc()
                         return f"delivered after {attempt} attempt(s)"
                     if 300 <= resp.status < 400:  # never re-POST the body to where it points
                         last = f"failed: HTTP {resp.status} redirect, not followed"
                         log.warning("webhook %s for alert %s: %s", target.label, key, last)
+                        self.metrics.webhooks.labels("failed").inc()
                         return last
                     last = f"HTTP {resp.status}"
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                self.metrics.webhook_seconds.observe(time.monotonic() - started)
                 last = _describe(exc)
             if attempt < self.attempts:
                 await asyncio.sleep(delay)
                 delay *= 2
         last = f"failed after {self.attempts} attempts: {last}"
+        self.metrics.webhooks.labels("failed").inc()
         log.warning("webhook %s for alert %s: %s", target.label, key, last)
         return last
 

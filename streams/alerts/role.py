@@ -72,6 +72,7 @@ class AlertsConsumer:
             timeout_s=webhook_timeout_s,
             security=security,
         )
+        self.metrics = self.deliverer.metrics  # the role's and its deliverer's (streams/metrics.py)
         self.evaluator: AlertEvaluator | None = None
         self.budgets: dict[str, Budget] = {}
         self.done: dict[Any, int] = {}  # sink-topic offsets evaluated (the next to read)
@@ -115,6 +116,7 @@ class AlertsConsumer:
     async def _send(self, alerts: list[Alert]) -> None:
         for a in alerts:
             await self.log.write(a.row())  # the outbox first
+            self.metrics.fired.inc()
             after_outbox(self.fault_exit_after_alert_outbox)
         for a in alerts:
             await self.deliverer.deliver(a)

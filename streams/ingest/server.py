@@ -2,6 +2,7 @@
 Kafka client.
 
     GET  /health              liveness: {"ok": true}, no token
+    GET  /metrics             requests, events accepted, items refused (Prometheus's text format)
     POST /v1/events           billing events: one JSON object, a JSON array, or JSON Lines
     POST /v1/usage/{format}   provider payloads (adapters/), framed the same way; the ids they
                               lack as query parameters or Meterstream-* headers (ids.py)
@@ -31,8 +32,10 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CollectorRegistry
 
 from adapters import FORMATS
+from streams import metrics
 from streams.http_guard import MAX_SHOWN_PATH, Bearer, BodyLimit, Refused, allowed_hosts, guard, json_error, shown
 from streams.ingest import body, ids
 from streams.ingest.intake import Intake
@@ -43,6 +46,8 @@ from streams.settings import Settings
 log = logging.getLogger("meterstream.ingest")
 WRITER = web.AppKey("writer", Writer)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+METRICS = web.AppKey("metrics", metrics.IngestMetrics)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
 RETRY_AFTER_S = "5"
 MAX_LISTED = 100  # refused items (or forbidden indexes) an answer lists in full
 
@@ -130,6 +135,7 @@ async def _answer(request: web.Request, intake: Intake) -> web.Response:
             **{"Retry-After": RETRY_AFTER_S},
         )
     accepted = len(intake.events)
+    request.app[METRICS].took(name, accepted, len(intake.refusals))
     return _json(202 if accepted else 422, listed({"accepted": accepted, "rejected": intake.rejected}, "rejected"))
 
 
@@ -170,6 +176,25 @@ async def post_usage(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     return _json(200, {"ok": True})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    return web.Response(body=metrics.render(request.app[REGISTRY]), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+@web.middleware
+async def count_answers(request: web.Request, handler: Any) -> Any:
+    """Every answer counted by its status class (outside the guard: its refusals too)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        request.app[METRICS].answered(exc.status)
+        raise
+    except Exception:
+        request.app[METRICS].answered(500)
+        raise
+    request.app[METRICS].answered(response.status)
+    return response
 
 
 class AccessLog(AbstractAccessLogger):
@@ -216,10 +241,13 @@ def make_app(settings: Settings, tokens: TokensFile) -> web.Application:
         log=log,
         logged=lambda request: f"{request.method} {shown(request)}",
     )
-    app = web.Application(middlewares=[middleware], client_max_size=settings.ingest_max_bytes)
+    app = web.Application(middlewares=[count_answers, middleware], client_max_size=settings.ingest_max_bytes)
     app[WRITER] = Writer(settings)
+    app[METRICS] = metrics.IngestMetrics()
+    app[REGISTRY] = metrics.registry([app[METRICS]])
     app[BODY_TIMEOUT] = settings.ingest_body_timeout_s
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_post("/v1/events", post_events)
     app.router.add_post("/v1/usage/{format}", post_usage)
 

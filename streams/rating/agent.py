@@ -23,6 +23,7 @@ from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, runs
 from schemas.record import read_kind
 from schemas.records import dead_letter_value, sink_records
+from streams.metrics import RatingMetrics
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -192,6 +193,9 @@ class RatingRole:
         self.delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
         self.reported: dict[int, str] = {}  # the versions last reported to the status topic
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = RatingMetrics(
+            stats, lambda: (self.rater.versions.base.content_hash, self.rater.versions.current)
+        )
         faust_fixes.STRICT_TOPICS.add(settings.events_topic)
         app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]  # mode's stub: a receiver returns None
         app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]  # likewise
@@ -254,6 +258,7 @@ class RatingRole:
         rejections, sink records and forwarded events before the next is parsed."""
         by_partition: dict[int, list[tuple[Source, bytes]]] = defaultdict(list)
         now_s = time.time()
+        self.metrics.records_in.inc(len(batch))
         for event in batch:
             src, value = source_of(event.message, now_s)
             by_partition[src.partition].append((src, value))
@@ -263,7 +268,10 @@ class RatingRole:
             items = await self.in_order(partition, items)
             for part in slices(items, self.settings.rate_slice_bytes):  # bounded rows in memory
                 out = rater.process_batch(view, part)
-                stats["rejected"] += len(out.rejected)
+                self.metrics.rejected(out.rejected)  # into stats["rejected"] and its reason's class
+                self.metrics.events_in.inc(
+                    len(out.ledger) + len(out.rejected) + out.duplicates + sum(map(len, out.forward.values()))
+                )
                 stats["duplicates"] += out.duplicates
                 stats["counted"] += len(out.ledger)
                 await self.send(partition, out)

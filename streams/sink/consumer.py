@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ import orjson
 from schemas.records import SinkRecord
 from streams.consume import CommitAfterWrite
 from streams.kafka_security import KafkaSecurity
+from streams.metrics import SinkMetrics
 from streams.sink.rollups import Rollups
 from streams.storage import Store, StoreError
 from streams.storage.base import EpochMs
@@ -99,6 +101,7 @@ class SinkConsumer:
         self.store_lock = asyncio.Lock()
         self.fail_writes = False  # fault injection: make the sink fail as if ClickHouse were down
         self.rows_written = 0
+        self.metrics = SinkMetrics(lambda: self.rows_written)
         self._stopping = asyncio.Event()
         self.rollup_keep_ms = rollup_keep_ms
         self.rollups = Rollups(rollup_keep_ms)
@@ -127,12 +130,18 @@ class SinkConsumer:
                 raise StoreError("the store was closed (a rebalance); retry")
             return await asyncio.to_thread(self.store.query, sql, params)
 
-    def _step(self, store: Store, tp: Any, records: list[bytes], token: str) -> None:
+    def _step(self, store: Store, tp: Any, records: list[bytes], token: str) -> dict[str, int]:
+        """Write a batch; the rows it gave each table (for the metrics)."""
         if tp.topic == self.alert_log_topic:
             rows = [alert_row(orjson.loads(v)) for v in records]
             store.insert("alerts", rows, dedup_token=f"{token}:alerts")
-        else:
-            sink_step(store, self.rollups, [SinkRecord.decode(v) for v in records], token)
+            return {"alerts": len(rows)}
+        decoded = [SinkRecord.decode(v) for v in records]
+        sink_step(store, self.rollups, decoded, token)
+        return {
+            "ledger": sum(len(r.ledger) for r in decoded),
+            "rejected_events": sum(len(r.rejected) for r in decoded),
+        }
 
     async def _write(self, tp: Any, records: list[bytes], token: str) -> None:
         delay = 0.2
@@ -142,12 +151,16 @@ class SinkConsumer:
                     raise StoreError("fault injection: sink writes disabled")
                 store = await self._ensure_store()
                 async with self.store_lock:
-                    await asyncio.to_thread(self._step, store, tp, records, token)
+                    started = time.monotonic()
+                    rows = await asyncio.to_thread(self._step, store, tp, records, token)
                     self.rows_written += len(records)
+                self.metrics.written(rows, time.monotonic() - started)
                 return
             except StoreError as exc:
+                self.metrics.store_errors.inc()
                 if self._stopping.is_set():
                     raise
+                self.metrics.retries.inc()
                 log.warning("sink write failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
