@@ -80,7 +80,48 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     sink = add_sink(app, settings, security) if role in ("all", "sink") else None
     alerts = add_alerts(app, settings, security, sink) if role in ("all", "alerts") else None
     install_web(app, settings, stats, store=sink, statuses=(rating, sink, alerts), faults=sink)
+    add_log_lines(app, settings, role, stats, rating)
     return app
+
+
+def add_log_lines(app: faust.App, settings: Settings, role: str, stats: dict[str, int], rating: Any) -> None:
+    """One start-up line naming what this process is, and a progress line a minute (streams/logs.py)."""
+    catalog = rating.rater.versions.base.content_hash if rating is not None else "-"
+    webhooks = ", ".join(t.label for t in settings.webhook_targets) or "none"
+    store = "ClickHouse server" if settings.clickhouse_url else f"chDB at {settings.chdb_path}"
+
+    @app.task
+    async def _started() -> None:
+        log.info(
+            "meterstream worker, roles %s: web %s:%d, Kafka %s (topic %s), %s, catalog %s, webhooks %s",
+            role,
+            settings.web_bind,
+            settings.web_port,
+            settings.bootstrap,
+            settings.events_topic,
+            store,
+            catalog,
+            webhooks,
+        )
+
+    last: dict[str, int] = {}
+
+    @app.timer(interval=60.0)
+    async def _progress() -> None:
+        now = {k: stats.get(k, 0) for k in ("counted", "rejected", "duplicates", "forwarded")}
+        d = {k: v - last.get(k, 0) for k, v in now.items()}
+        last.update(now)
+        log.info(
+            "progress, last minute: %d counted (%.0f/s), %d rejected, %d duplicates, %d forwarded; since start: "
+            "%d counted, %d rejected",
+            d["counted"],
+            d["counted"] / 60,
+            d["rejected"],
+            d["duplicates"],
+            d["forwarded"],
+            now["counted"],
+            now["rejected"],
+        )
 
 
 def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MS_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default_factory=default_data_dir)  # state, secrets, the local broker's data
+    log_format: Literal["text", "json"] = "text"  # a worker's log lines (streams/logs.py)
 
     # -- kafka: the broker, its clients' security, the topics, and the worker's group --------------
     # Unset bootstrap: the local broker of ops/kafka/kafka.sh on 127.0.0.1:kafka_port.

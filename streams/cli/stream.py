@@ -107,13 +107,17 @@ def worker_command(settings: Settings, web_port: int | None, role: str, loglevel
     topic; rating workers share its partitions."""
     from faust.worker import Worker
 
+    from streams import logs
     from streams.app import create_app
 
     if web_port:
         settings = settings.model_copy(update={"web_port": web_port})
     port_free(settings.web_bind, settings.web_port, "--web-port or MS_WEB_PORT")
     app = create_app(settings, role)
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    quiet = loglevel.lower() != "debug"  # Faust's banners: at debug only (streams/logs.py)
+    Worker(
+        app, loglevel=loglevel, quiet=quiet, logging_config=logs.config(settings.log_format, loglevel)
+    ).execute_from_commandline()
 
 
 @click.command("produce")
