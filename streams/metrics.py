@@ -61,6 +61,18 @@ _PREFIXES: tuple[tuple[str, str], ...] = (  # first match wins; checked on the r
     ("unknown region", "pricing"),
     ("nothing to price", "pricing"),
     ("cost ", "pricing"),
+    # an event's own checks (schemas/), without a field's name before them
+    ("ts ", "invalid"),
+    ("usage ", "invalid"),
+    ("reasoning_tokens ", "invalid"),
+    ("dedicated needs ", "invalid"),
+    ("training needs ", "invalid"),
+    ("guardrail policies ", "invalid"),
+    ("negative zero ", "invalid"),
+    ("a positive exponent ", "invalid"),
+    ("at most ", "invalid"),
+    ("too many digits", "invalid"),
+    ("must not contain ", "invalid"),
 )
 _PRICING_WORDS = (
     "has no price",
