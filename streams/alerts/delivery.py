@@ -84,6 +84,7 @@ class Deliverer:
         self.tasks: set[asyncio.Task] = set()
         self.versions: dict[str, int] = {}  # per alert key, the highest row version seen or written
         self.inflight: set[str] = set()  # alert keys whose webhooks are being posted now
+        self.metrics = AlertMetrics()
 
     def seen(self, key: str, version: int) -> None:
         """A row version of this alert exists in the log: later writes go above it."""
@@ -96,7 +97,6 @@ class Deliverer:
         self.seen(key, row["version"])
         await self.write_row(row)
         return row
-        self.metrics = AlertMetrics()
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -114,43 +114,84 @@ class Deliverer:
 
     async def keys_in_topic(self) -> set[str]:
         """The idempotency keys the spend_alerts topic already holds."""
-        return {k.decode() for k, _ in await read_topic(self.bootstrap, self.topic, self.security)}
+        return set(await self.bodies_in_topic())
 
-    async def deliver(self, alert: Alert, *, in_topic: bool = False) -> None:
-        """Kafka now (awaited: it is fast and must precede the offset commit), webhooks later."""
-        payload = alert.payload()
+    async def bodies_in_topic(self) -> dict[str, bytes]:
+        """Per idempotency key, the body the spend_alerts topic holds (the one webhooks got)."""
+        return {k.decode(): v for k, v in await read_topic(self.bootstrap, self.topic, self.security) if v}
+
+    async def deliver(self, alert: Alert, *, in_topic: bool = False, body: bytes | None = None) -> None:
+        """Kafka now (awaited: it is fast and must precede the offset commit), webhooks later.
+        `body`: the one the topic holds already (in_topic), sent to webhooks as it is."""
+        if body is None:
+            body = orjson.dumps(alert.payload())
         if not in_topic:
-            await self.producer.send_and_wait(self.topic, orjson.dumps(payload), key=alert.key.encode())
+            await self.producer.send_and_wait(self.topic, body, key=alert.key.encode())
             self.metrics.published.inc()
         status = "pending" if self.webhooks else "none"
-        await self.write_row(alert.row(kafka_delivered=True, webhook_status=status, version=2))
+        await self._write(alert.row(kafka_delivered=True, webhook_status=status, version=2))
         if self.webhooks:
-            task = asyncio.create_task(self._webhooks(alert, payload))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.background(self._webhooks(alert, body), alert.key)
 
-    async def _webhooks(self, alert: Alert, payload: dict[str, Any]) -> None:
+    def background(self, work: Awaitable[Any], key: str | None = None) -> asyncio.Task:
+        """Run `work` in a task the deliverer cancels on stop (`key`: in flight until it ends)."""
+
+        async def run() -> Any:
+            try:
+                return await work
+            finally:
+                if key is not None:
+                    self.inflight.discard(key)
+
+        if key is not None:
+            self.inflight.add(key)
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _webhooks(self, alert: Alert, body: bytes) -> None:
         try:
-            await self.send_webhooks(alert, payload)
+            await self.send_webhooks(alert, body=body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the outbox row stays 'pending': redelivered on restart
             log.warning("webhook status of alert %s not recorded (%s)", alert.key, _describe(exc))
 
-    async def send_webhooks(self, alert: Alert, payload: dict[str, Any] | None = None) -> str:
+    async def send_webhooks(
+        self, alert: Alert, payload: dict[str, Any] | None = None, *, body: bytes | None = None
+    ) -> str:
         """POST the alert to every webhook (signed, retried, no redirects) and record the
         outcome per webhook label in the alert's row; return that status."""
+        if body is None:
+            body = orjson.dumps(alert.payload() if payload is None else payload)
+        status = join_outcomes(await self._post_all(self.webhooks, alert.key, body))
+        await self._write(alert.row(kafka_delivered=True, webhook_status=status, version=3))
+        return status
+
+    async def redeliver(self, row: dict[str, Any], body: bytes, *, only_failed: bool) -> str:
+        """Post an alert already sent (its latest row, and the body it was sent with) again: to
+        the webhooks whose delivery failed, or to every webhook; write the row with the outcomes
+        merged (a webhook not posted keeps its outcome) and return that status."""
+        key = row["alert_key"]
+        before = webhook_outcomes(row["webhook_status"])
+        targets = [t for t in self.webhooks if not only_failed or before.get(t.label, "").startswith("failed")]
+        after = {**before, **await self._post_all(targets, key, body)}
+        status = join_outcomes(after) or ("none" if not self.webhooks else row["webhook_status"])
+        new = {**row, "kafka_delivered": True, "webhook_status": status, "version": int(row["version"]) + 1}
+        await self._write(new)
+        log.info("alert %s delivered again to %d webhook(s): %s", key, len(targets), status)
+        return status
+
+    async def _post_all(self, targets: Sequence[WebhookTarget], key: str, body: bytes) -> dict[str, str]:
         import aiohttp
 
-        body = orjson.dumps(alert.payload() if payload is None else payload)
-        results = []
+        outcomes: dict[str, str] = {}
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for target in self.webhooks:
-                results.append(f"{target.label}: {await self._post(session, target, alert.key, body)}")
-        status = "; ".join(results)
-        await self.write_row(alert.row(kafka_delivered=True, webhook_status=status, version=3))
-        return status
+            for target in targets:
+                outcomes[target.label] = await self._post(session, target, key, body)
+        return outcomes
 
     async def _post(self, session: Any, target: WebhookTarget, key: str, body: bytes) -> str:
         import aiohttp

@@ -1,7 +1,15 @@
-"""`meterstream budgets list|set|delete` and `meterstream alerts`."""
+"""`meterstream budgets list|set|delete|status` and `meterstream alerts [resend]`.
+
+`alerts resend ID` / `alerts resend --failed` write resend requests to the alert log (the outbox,
+streams/alerts/outbox.py); the active alerts role acts on each (at least once: its offset is
+committed after the new outcome is logged) and posts the body already sent, with the same
+Idempotency-Key, so receivers drop repeats (streams/alerts/role.py). No running role needs to be
+reachable: a request waits in the log until one runs."""
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -141,11 +149,64 @@ def budgets_delete(settings: Settings, budget_id: str) -> None:
     click.echo(f"deleted {budget_id}")
 
 
-@click.command("alerts")
+@budgets_group.command("status")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
-def alerts_command(settings: Settings, fmt: str) -> None:
-    """Spend alerts sent, with their delivery state."""
+def budgets_status(settings: Settings, fmt: str) -> None:
+    """Per budget, its current period: spend so far, percent of the amount, thresholds crossed."""
+    emit(
+        budget_status(settings, list(_topic(settings).read_all().values())),
+        fmt,
+        ["id", "tenant_id", "user_id", "model", "period", "currency", "amount", "spend", "percent", "crossed"],
+    )
+
+
+def budget_status(settings: Settings, budgets: list[Budget], now: dt.datetime | None = None) -> list[dict]:
+    """The rows of `budgets status`, read as analysts read (the ledger_spend and alerts reads)."""
+    from pricing import money_str
+    from streams.alerts.spend import params
+    from streams.analyst.reader import Reader
+
+    now = now or dt.datetime.now(dt.UTC)
+    out = []
+    with Reader(settings) as reader:
+        alerts = reader.read("alerts") if budgets else []
+        for b in budgets:
+            period = b.period_of(now)
+            spend = sum(
+                (Decimal(str(r["cost"])) for r in reader.read("ledger_spend", **params(b, *b.period_range(period)))),
+                Decimal(0),
+            )
+            crossed = sorted(
+                Decimal(str(a["threshold"])).normalize()
+                for a in alerts
+                if a["budget_id"] == b.id and a["period"] == period
+            )
+            out.append(
+                {
+                    "id": b.id,
+                    "tenant_id": b.tenant_id,
+                    "user_id": b.user_id,
+                    "model": b.model,
+                    "period": period,
+                    "currency": b.currency,
+                    "amount": money_str(b.amount),
+                    "spend": money_str(spend),
+                    "percent": money_str((spend * 100 / b.amount).quantize(Decimal("0.01"))),
+                    "crossed": ",".join(money_str(t) for t in crossed),
+                }
+            )
+    return out
+
+
+@click.group("alerts", invoke_without_command=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def alerts_command(ctx: click.Context, fmt: str) -> None:
+    """Spend alerts sent, with their delivery state (`alerts resend` delivers again)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings: Settings = ctx.obj
     from streams.analyst.reader import Reader
 
     with Reader(settings) as reader:
@@ -170,3 +231,46 @@ def alerts_command(settings: Settings, fmt: str) -> None:
             "webhook_status",
         ],
     )
+
+
+@alerts_command.command("resend")
+@click.argument("alert_id", required=False)
+@click.option("--failed", is_flag=True, help="Every alert whose delivery to a webhook failed.")
+@click.pass_obj
+def alerts_resend(settings: Settings, alert_id: str | None, failed: bool) -> None:
+    """Deliver an alert (by its key, budget|period|threshold) to every webhook again, or (--failed)
+    every alert whose webhook delivery failed to the webhooks that failed. The running alerts role
+    does it (or the next one to start), with the same body and Idempotency-Key."""
+    import asyncio
+
+    if bool(alert_id) == failed:
+        raise click.UsageError("give one alert key, or --failed")
+    count = asyncio.run(request_resend(settings, alert_id))
+    if alert_id is not None:
+        click.echo(f"resend of alert {alert_id} requested: the alerts role delivers it again")
+    else:
+        click.echo(f"resend of {count} alert(s) with a failed webhook requested: the alerts role delivers them again")
+
+
+async def request_resend(settings: Settings, alert_id: str | None) -> int:
+    """Write resend requests to the alert log: for one alert (every webhook) or, with no id, for
+    each alert with a failed webhook (those webhooks). Returns how many were written."""
+    from streams.alerts.outbox import AlertLog, failed_labels
+
+    log = AlertLog(settings.bootstrap, settings.alert_log_topic, kafka_security(settings))
+    rows = await log.latest()
+    if alert_id is not None:
+        if alert_id not in rows:
+            raise click.ClickException(f"no alert {alert_id!r} in the alert log (see meterstream alerts)")
+        todo = [rows[alert_id]]
+    else:
+        todo = [r for r in rows.values() if failed_labels(r)]
+    if not todo:
+        return 0
+    await log.start()
+    try:
+        for row in todo:
+            await log.request_resend(row, only_failed=alert_id is None)
+    finally:
+        await log.stop()
+    return len(todo)
