@@ -210,3 +210,53 @@ async def _deliver_webhooks_only(d: Deliverer, alert: Alert) -> None:
     'pending' row, then the webhooks task, awaited here."""
     await d.deliver(alert, in_topic=True)
     await asyncio.gather(*d.tasks)
+
+
+def test_a_failed_webhook_is_delivered_again_with_the_same_body_and_key_and_only_it(store, receivers):
+    from streams.alerts.outbox import failed_labels, webhook_outcomes
+
+    ok, down = receivers("ok"), receivers("error")
+    d = deliverer(store, [ok.url, down.url], attempts=1)
+    alert = an_alert()
+    asyncio.run(_deliver_webhooks_only(d, alert))
+    [row] = store.query("SELECT * FROM alerts FINAL")
+    assert failed_labels(row) == [url_label(down.url)]
+    first = down.requests[0]["body"]
+
+    down.mode = "ok"  # the receiver is back
+    status = asyncio.run(d.redeliver(row, first, only_failed=True))
+    assert len(ok.requests) == 1  # the webhook that had it gets nothing again
+    [again] = down.requests[1:]
+    assert again["verified"] and again["body"] == first  # byte for byte
+    assert again["headers"]["Idempotency-Key"] == alert.key
+    assert webhook_outcomes(status) == {
+        url_label(ok.url): "delivered after 1 attempt(s)",
+        url_label(down.url): "delivered after 1 attempt(s)",
+    }
+    [latest] = store.query("SELECT * FROM alerts FINAL")
+    assert latest["webhook_status"] == status and latest["version"] == 4 and failed_labels(latest) == []
+
+    # a resend of this alert (every webhook): both get it once more, the version goes up again
+    asyncio.run(d.redeliver(latest, first, only_failed=False))
+    assert len(ok.requests) == 2 and len(down.requests) == 3
+    assert store.query("SELECT version FROM alerts FINAL")[0]["version"] == 5
+
+
+def test_webhook_status_parses_per_label():
+    from streams.alerts.outbox import RESEND_ALL, join_outcomes, webhook_outcomes
+
+    status = "127.0.0.1:80#0a1b2c3d: failed after 2 attempts: HTTP 503; [::1]:9#ffffffff: delivered after 1 attempt(s)"
+    outcomes = webhook_outcomes(status)
+    assert outcomes == {
+        "127.0.0.1:80#0a1b2c3d": "failed after 2 attempts: HTTP 503",
+        "[::1]:9#ffffffff": "delivered after 1 attempt(s)",
+    }
+    assert join_outcomes(outcomes) == status
+    assert webhook_outcomes("pending") == webhook_outcomes("") == webhook_outcomes(RESEND_ALL) == {}
+
+
+def test_resend_takes_one_alert_or_failed():
+    runner = CliRunner()
+    for args in (["alerts", "resend"], ["alerts", "resend", "k|2026-01-01|1", "--failed"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and "give one alert key, or --failed" in result.output
