@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import difflib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -295,7 +296,9 @@ class Catalog:
                     f"{provider}/{model} is invoked through a cross-region inference profile only "
                     f"({', '.join(p + '.' for p in via)})"
                 )
-            raise PricingError(f"unknown model {quoted(model)} for provider {provider!r}")
+            raise PricingError(
+                f"unknown model {quoted(model)} for provider {provider!r}{self._did_you_mean(provider, model)}"
+            )
         versions, starts, ends, profile = hit
         i = bisect.bisect_right(starts, ts) - 1
         if i < 0 or ((end := ends[i]) is not None and ts >= end):
@@ -306,6 +309,21 @@ class Catalog:
                 f"(catalog entries start {versions[0].spec.effective_from.isoformat()}{span})"
             )
         return versions[i], profile
+
+    def _did_you_mean(self, provider: str, model: str) -> str:
+        """``; did you mean 'x'?`` with the closest of the provider's model ids, aliases and profile
+        ids (difflib, similarity 0.75 or more), or "" when none is that close. Memoized per catalog
+        (bounded): a stream of one misspelled model asks once."""
+        memo: dict[tuple[str, str], str] = self.__dict__.setdefault("_did_you_mean_memo", {})
+        said = memo.get((provider, model))
+        if said is None:
+            names = sorted(m for p, m in self.products if p == provider)
+            close = difflib.get_close_matches(model, names, n=1, cutoff=0.75)
+            said = f"; did you mean {quoted(close[0])}?" if close else ""
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[(provider, model)] = said
+        return said
 
 
 def _load_file(name: str, text: str) -> CatalogFile:

@@ -82,13 +82,33 @@ def _cut(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
 
 
+# OpenAI's usage fields, sent in a billing event (at the top or in `usage`): a reason of their own
+OPENAI_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+OPENAI_HINT = "OpenAI's usage fields: use input_tokens/output_tokens, or --format openai for OpenAI responses"
+
+
+def _openai_field(err: Any) -> bool:
+    """An extra `prompt_tokens`, `completion_tokens` or `total_tokens`, at the top or in `usage`."""
+    loc = err["loc"]
+    return err["type"] == "extra_forbidden" and (
+        (len(loc) == 1 and loc[0] in OPENAI_FIELDS) or (len(loc) == 2 and loc[0] == "usage" and loc[1] in OPENAI_FIELDS)
+    )
+
+
 def _reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:3]:
+    errors = exc.errors(include_url=False)
+    openai = [e for e in errors if _openai_field(e)]
+    fields = ", ".join(".".join(map(str, e["loc"])) for e in openai)
+    parts = [f"{fields}: Extra inputs are not permitted ({OPENAI_HINT})"] if openai else []
+    shown = len(openai)
+    for err in (e for e in errors if not _openai_field(e)):
+        if len(parts) == 3:
+            break
         loc = ".".join(_part(p) for p in err["loc"])
         msg = visible(err["msg"].removeprefix("Value error, "))
         parts.append(f"{loc}: {msg}" if loc else msg)
-    more = exc.error_count() - len(parts)
+        shown += 1
+    more = exc.error_count() - shown
     return _cut("; ".join(parts) + (f" (+{more} more)" if more > 0 else ""))
 
 

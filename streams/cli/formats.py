@@ -104,3 +104,66 @@ def converted(
             yield from convert_line(fmt, line, ids)
         except ConversionError as exc:
             refused(n, line, str(exc))
+
+
+class DeadLetterCheck:
+    """What the rater will make of the events `meterstream produce` sends: each is rated as it
+    goes by, with `pricing.rating.rate` and the worker's catalog, exactly as the rater will
+    (nothing is held back: bad events are sent all the same, to reach the dead-letter topic).
+    Counts the rejections per reason; the reasons kept are bounded (`keep`), the rest are counted
+    as other reasons."""
+
+    def __init__(self, catalog: Any, what: str = "line", keep: int = 10_000) -> None:
+        self.catalog, self.what, self.keep = catalog, what, keep
+        self.checked = self.rejected = self.other = 0
+        self.reasons: dict[str, list[int]] = {}  # reason -> [count, first line (or event) number]
+
+    def passing(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        """``lines`` as they are, each rated on its way; numbered as `what` says (a file's lines,
+        blank ones included, or events)."""
+        from pricing.rating import Rejection, rate
+        from schemas.validate import strip_line
+
+        catalog, reasons = self.catalog, self.reasons
+        n = 0
+        for line in lines:
+            raw = strip_line(line)  # what publish() sends and the rater rates
+            if not raw.strip():
+                n += self.what == "line"
+                yield line
+                continue
+            n += 1
+            self.checked += 1
+            result = rate(raw, catalog)  # now: the clock, as the record's timestamp will be for the rater
+            if type(result) is Rejection:
+                self.rejected += 1
+                seen = reasons.get(result.reason)
+                if seen is not None:
+                    seen[0] += 1
+                elif len(reasons) < self.keep:
+                    reasons[result.reason] = [1, n]
+                else:
+                    self.other += 1
+            yield line
+
+    def summary(self, top: int = 10) -> list[str]:
+        """Lines to print: how many will be dead-lettered, then the `top` reasons by count (each
+        with the first line or event it was given for); [] when none will."""
+        from schemas.validate import visible
+
+        if not self.rejected:
+            return []
+        noun = "events" if self.what == "event" else "lines"
+        out = [
+            f"{self.rejected} of {self.checked} {noun} will be dead-lettered (the rater rejects them, "
+            "with these reasons; `meterstream rejects` lists them once rated):"
+        ]
+        ranked = sorted(self.reasons.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        for reason, (count, first) in ranked[:top]:
+            out.append(f"  {count} x {visible(reason)} (first: {self.what} {first})")
+        rest = sum(c for _, (c, _) in ranked[top:]) + self.other
+        if rest:
+            kinds = max(len(ranked) - top, 0)
+            more = f"{kinds} other reasons" if not self.other else f"more than {kinds} other reasons"
+            out.append(f"  {rest} more, for {more}")
+        return out

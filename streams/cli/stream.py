@@ -144,6 +144,13 @@ def worker_command(settings: Settings, web_port: int | None, role: str, loglevel
     show_default=True,
     help="The longest an event waits for its partition's batch.",
 )
+@click.option(
+    "--no-check",
+    "no_check",
+    is_flag=True,
+    help="Do not rate the events on their way (by default each is checked as the rater will, with "
+    "MS_CATALOG_DIR or the shipped catalogs: what will be dead-lettered is said, and the exit code is 1).",
+)
 @format_options
 @click.pass_obj
 def produce_command(
@@ -157,13 +164,16 @@ def produce_command(
     topic: str | None,
     no_batch: bool,
     linger_ms: float,
+    no_check: bool,
     fmt: str,
     **ids: Any,
 ) -> None:
     """Publish billing events (JSON lines, each as is: bad lines too) to Kafka, batched per
     partition as JSON Lines records (schemas/batch.py) unless --no-batch. With --format, each
     line is a provider's payload, converted first (adapters/); a payload that cannot be
-    converted goes to the dead-letter topic with the reason (and exit code 1)."""
+    converted goes to the dead-letter topic with the reason (and exit code 1). Unless
+    --no-check, each event is rated on its way as the rater will: the events it will
+    dead-letter are counted by reason on stderr (and exit code 1)."""
     from rich.progress import Progress
 
     from streams.cli.formats import check_ids, open_input
@@ -205,6 +215,17 @@ def produce_command(
         from streams.cli.formats import converted, ids_of
 
         lines, total = converted(lines, fmt, ids_of(ids), refused), None
+    check = None
+    if not no_check:  # the worker's catalog, loaded before anything is sent
+        from pricing import CatalogError, load_catalog
+        from streams.cli.formats import DeadLetterCheck
+
+        try:
+            catalog = load_catalog(settings.catalog_dir)
+        except CatalogError as exc:
+            raise click.ClickException(f"catalog: {exc} (or give --no-check)") from None
+        check = DeadLetterCheck(catalog, "line" if fmt == "billing-event" and source else "event")
+        lines = check.passing(lines)
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("producing", total=total)
         n = publish(
@@ -224,6 +245,9 @@ def produce_command(
             f"the rater keeps them in {settings.dead_letter_topic} and rejected_events with their reasons",
             err=True,
         )
+    for said in check.summary() if check is not None else ():
+        click.echo(said, err=True)
+    if refusals or (check is not None and check.rejected):
         sys.exit(1)
 
 

@@ -271,7 +271,7 @@ def test_pipeline_budgets_and_alerts_over_sasl_ssl(tls_broker, clickhouse_servic
 
         events = tmp_path / "events.jsonl"
         events.write_bytes(b"\n".join(lines) + b"\n")
-        proc = stack.cli("produce", str(events))
+        proc = stack.cli("produce", "--no-check", str(events))  # bad lines on purpose (bad=6)
         outputs.append(proc.stderr.decode())
         assert f"produced {len(lines)} events" in proc.stderr.decode()
 

@@ -168,7 +168,7 @@ def test_meterstream_produce_batches_unless_no_batch(kafka_service, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
     env.update(MS_KAFKA_BOOTSTRAP=kafka_service.bootstrap, MS_DATA_DIR=str(tmp_path / "data"))
     got = {}
-    for flags in ([], ["--no-batch"]):
+    for flags in ([], ["--no-batch", "--no-check"]):
         topic = new_topic(kafka_service.bootstrap)
         proc = subprocess.run(
             [sys.executable, "-m", "streams.cli", "produce", *flags, "--topic", topic, str(src)],
@@ -177,7 +177,12 @@ def test_meterstream_produce_batches_unless_no_batch(kafka_service, tmp_path):
             timeout=120,
             cwd=REPO,
         )
-        assert proc.returncode == 0 and f"produced {len(lines)} events".encode() in proc.stderr, proc.stderr
+        assert f"produced {len(lines)} events".encode() in proc.stderr, proc.stderr
+        if flags:  # --no-check: the 10 bad lines are sent, unsaid
+            assert proc.returncode == 0 and b"dead-lettered" not in proc.stderr, proc.stderr
+        else:  # checked: sent all the same (below), and said, exit 1
+            assert proc.returncode == 1, proc.stderr
+            assert f"10 of {len(lines)} lines will be dead-lettered".encode() in proc.stderr, proc.stderr
         records = read_topic(kafka_service.bootstrap, topic)
         got[bool(flags)] = (sum(map(len, records.values())), events_of(records))
     (n_batched, batched), (n_single, single) = got[False], got[True]
