@@ -183,6 +183,7 @@ def add_alerts(app: faust.App, settings: Settings, security: Any, sink: SinkCons
         webhook_secret=settings.alert_webhook_secret,
         webhook_attempts=settings.alert_webhook_attempts,
         webhook_timeout_s=settings.alert_webhook_timeout_s,
+        webhook_retry_s=settings.alert_webhook_retry_s,
         max_records=settings.sink_batch,
         security=security,
         fault_exit_after_alert_outbox=settings.fault_exit_after_alert_outbox,

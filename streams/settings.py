@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     alert_webhook_secret: SecretStr | None = None  # HMAC-SHA256 key signing every webhook body
     alert_webhook_attempts: int = 5
     alert_webhook_timeout_s: float = 5.0
+    alert_webhook_retry_s: float = Field(default=60.0, gt=0)  # failed deliveries are posted again this often
     # Fault injection, for tests only: the alerts role exits (137) right after writing an alert to
     # its outbox, before delivering it.
     fault_exit_after_alert_outbox: bool = False

@@ -66,7 +66,7 @@ class AlertsConsumer:
         max_records: int,
         security: KafkaSecurity,
         fault_exit_after_alert_outbox: bool,
-        webhook_retry_s: float = 60.0,
+        webhook_retry_s: float,
     ) -> None:
         """Every value from the settings (streams/app.py): their defaults are there, once."""
         self.fault_exit_after_alert_outbox = fault_exit_after_alert_outbox
