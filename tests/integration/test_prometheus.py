@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -118,6 +119,12 @@ def test_prometheus_scrapes_the_worker_and_the_ingest_and_stores_what_the_pipeli
             'up{job="worker"}': 1,
             'up{job="ingest"}': 1,
         }, prom.log.read_text()[-3000:]
+        for where in (port, server.port):  # not without the token, nor with another
+            for headers in ({}, {"Authorization": "Bearer " + "x" * 32}):
+                req = urllib.request.Request(f"http://127.0.0.1:{where}/metrics", headers=headers)
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(req, timeout=10)
+                assert refused.value.code == 401
         stack.produce(by_kafka)
         status, doc = server.post("/v1/events", b"\n".join(by_http))
         assert status == 202
@@ -144,8 +151,13 @@ def test_prometheus_scrapes_the_worker_and_the_ingest_and_stores_what_the_pipeli
         assert got == want
         stats = stack.health(port)["stats"]  # /status and the metrics: one source
         assert (stats["counted"], stats["rejected"]) == (exp.counted, exp.rejected)
-        # the sink wrote at least every counted row (a retried batch may write some again)
-        assert (prom.value('sum(meterstream_sink_rows_written_total{table="ledger"})') or 0) >= exp.counted
+        # the sink wrote at least every counted row (a retried batch may write some again); the
+        # scrape after its last batch may still be due
+        ledger = 'sum(meterstream_sink_rows_written_total{table="ledger"})'
+        deadline = time.monotonic() + 30
+        while (prom.value(ledger) or 0) < exp.counted and time.monotonic() < deadline:
+            time.sleep(1)
+        assert (prom.value(ledger) or 0) >= exp.counted
         assert (prom.value("sum(meterstream_sink_batch_write_seconds_count)") or 0) >= 1
         assert prom.value("sum(meterstream_sink_store_errors_total)") == 0
         # the POST and Prometheus's own scrapes; nothing answered 5xx
