@@ -174,9 +174,14 @@ class AlertEvaluator:
             if not b.matches(row["tenant_id"], row["user_id"], row["model"], row["currency"]):
                 continue
             period = b.period_of(ts)
+            looked_up = (b.id, period) not in self.spend
             self._spend(b, period)  # from the ledger, the first time
             if pos <= self.covered[(b.id, period)].get(p, -1):
-                continue  # the lookup already included this event
+                # the lookup already included this event; what it found is checked once (a past
+                # period's spend, written before this role read it, crosses its thresholds here)
+                if looked_up:
+                    out.extend(self._check(b, period, event, now))
+                continue
             self.spend[(b.id, period)] += cost
             out.extend(self._check(b, period, event, now))
         return out

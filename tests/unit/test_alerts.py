@@ -173,3 +173,18 @@ def test_periods_follow_the_budget_time_zone():
 def test_bad_budgets_are_refused_with_a_clear_message(change, message):
     with pytest.raises(BudgetError, match=message):
         budget(**change)
+
+
+def test_a_past_period_the_ledger_holds_whole_fires_when_its_first_event_is_read():
+    """The sink wrote all of yesterday's events before the alerts role read them (it was behind,
+    or restarted): the first of them it reads looks yesterday's spend up, already past the
+    thresholds; the crossings fire then, once, though every event is covered by the lookup."""
+    yesterday = T0 - dt.timedelta(days=1)
+    ledger = Ledger()
+    for r in (row(0, "6", ts=yesterday), row(1, "3", ts=yesterday)):
+        ledger.rows[(r["src_partition"], r["src_offset"])] = r
+    ev = AlertEvaluator(ledger.spend)
+    assert ev.set_budget(budget(), T0) == []  # today: nothing yet
+    fired = run(ev, ledger, [row(0, "6", ts=yesterday), row(1, "3", ts=yesterday)])
+    assert fired == [("b", "2026-03-09", "0.5"), ("b", "2026-03-09", "0.8")]
+    assert run(ev, ledger, [row(2, "1", ts=yesterday)]) == [("b", "2026-03-09", "1")]
