@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 import streams.aiokafka_records  # noqa: F401 - every aiokafka consumer here reads any header key
+from streams import health as health_
 from streams.alerts.role import AlertsConsumer
 from streams.kafka_security import kafka_security
 from streams.rating.agent import RatingRole, store_url
@@ -79,7 +80,8 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     rating = RatingRole(app, settings, stats) if role in ("all", "rate") else None
     sink = add_sink(app, settings, security) if role in ("all", "sink") else None
     alerts = add_alerts(app, settings, security, sink) if role in ("all", "alerts") else None
-    install_web(app, settings, stats, store=sink, statuses=(rating, sink, alerts), faults=sink)
+    health = add_health(app, settings, security, rating, sink, alerts)
+    install_web(app, settings, stats, store=sink, statuses=(rating, sink, alerts), faults=sink, health=health)
     add_log_lines(app, settings, role, stats, rating)
     return app
 
@@ -124,6 +126,27 @@ def add_log_lines(app: faust.App, settings: Settings, role: str, stats: dict[str
         )
 
 
+def add_health(
+    app: faust.App, settings: Settings, security: Any, rating: Any, sink: Any, alerts: Any
+) -> health_.Health:
+    """The probe of Kafka and of the roles behind /ready, /status's roles and the lag gauge."""
+    roles: dict[str, tuple[health_.Group, health_.Role]] = {}
+    for name, group, role_ in (
+        ("rating", health_.rating_group(settings), rating),
+        ("sink", health_.sink_group(settings), sink),
+        ("alerts", health_.alerts_group(settings), alerts),
+    ):
+        if role_ is not None:
+            roles[name] = (group, role_)
+    health = health_.Health(settings.bootstrap, security, roles)
+
+    @app.task
+    async def probe_health() -> None:
+        await health.run()
+
+    return health
+
+
 def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
     """The sink consumer as a task of this app; it holds the store."""
     sink = SinkConsumer(
@@ -136,6 +159,7 @@ def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
         rollup_keep_ms=settings.allowed_lateness_hours * 3_600_000,
         security=security,
         one_owner=settings.clickhouse_url is None,
+        stall_s=settings.ready_sink_stall_s,
     )
     app.meterstream_sink = sink  # type: ignore[attr-defined]
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+BOOTSTRAP_TIMEOUT_MS = 5000  # how long a kafka-python client waits for a first broker
+
 if TYPE_CHECKING:
     from streams.settings import Settings
 
@@ -71,9 +73,10 @@ class KafkaSecurity:
             )
         return kw
 
-    def kafka_python(self) -> dict[str, Any]:
-        """Arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient."""
-        kw: dict[str, Any] = {"security_protocol": self.protocol}
+    def kafka_python(self, bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS) -> dict[str, Any]:
+        """Arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient: a broker
+        that cannot be reached is said within `bootstrap_timeout_ms` (kafka-python waits 30 s)."""
+        kw: dict[str, Any] = {"security_protocol": self.protocol, "bootstrap_timeout_ms": bootstrap_timeout_ms}
         if self.tls:
             kw.update(
                 ssl_check_hostname=True,

@@ -167,7 +167,7 @@ def make_producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT, **overrid
         client_id="meterstream-produce",
     )
     config.update(overrides)
-    return KafkaProducer(bootstrap_servers=bootstrap, **config, **security.kafka_python())
+    return KafkaProducer(bootstrap_servers=bootstrap, **{**security.kafka_python(), **config})
 
 
 class Producer:

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # its outbox, before delivering it.
     fault_exit_after_alert_outbox: bool = False
 
+    # GET /ready fails when the sink holding the sink partitions has written nothing for this long
+    # while records wait for it (streams/health.py).
+    ready_sink_stall_s: float = Field(default=120.0, gt=0)
+
     # -- web: each worker's web port (analysts' reads, status, re-rating) ---------------------------
     # Bind address, port, bearer token (unset: one written to data_dir/web-token), the Host names
     # it answers to besides loopback ones.

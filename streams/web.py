@@ -12,7 +12,8 @@ sink holds (`StoreAccess`), each role's status (`RoleStatus`) and the sink's fau
 (`FaultInjection`).
 
     GET  /health          liveness: {"ok": true}
-    GET  /status          counters, recoveries, what this worker holds
+    GET  /ready           readiness: 200 {"ready": true}, else 503 with the problems (streams/health.py)
+    GET  /status          ready or not and why, each role's partitions and lag, counters, recoveries
     GET  /metrics         the same counters and more, in Prometheus's text format (streams/metrics.py)
     POST /read/<name>     a named read (streams/analyst/reads.py) with typed parameters
     POST /sql             {"sql": "SELECT …", "params": {}}: one checked SELECT (streams/analyst/sql_guard.py)
@@ -41,6 +42,7 @@ from streams.http_guard import Bearer, Refused, allowed_hosts, guard, shown
 from streams.recovery import recoveries, restart_in_place
 from streams.settings import Settings
 from streams.storage import Store, StoreClosed, StoreError
+from streams.storage.migrations import pending
 from streams.web_token import ensure_token
 
 log = logging.getLogger("meterstream.web")
@@ -123,15 +125,17 @@ def install(
     store: StoreAccess | None = None,
     statuses: Sequence[RoleStatus | None] = (),
     faults: FaultInjection | None = None,
+    health: Any = None,
 ) -> None:
     """Register the endpoints and the guard on a Faust app. `store`: the store this process
     holds (the sink), if any; `statuses`: the roles' parts of /status, in order (None: a role
-    this process does not run); `faults`: the sink's fault injection."""
+    this process does not run); `faults`: the sink's fault injection; `health`: the process's
+    streams/health.py Health (None: always ready, no roles' lag)."""
     roles = [role for role in statuses if role is not None]
     fault_paths = (
         {"/fault/recover"} | ({"/fault/sink"} if faults is not None else set()) if settings.fault_injection else set()
     )
-    fixed = {"/health", "/status", "/metrics", "/sql", "/rerate"} | fault_paths
+    fixed = {"/health", "/ready", "/status", "/metrics", "/sql", "/rerate"} | fault_paths
 
     def routes(path: str) -> bool:
         return path in fixed or (path.startswith("/read/") and path.count("/") == 2)
@@ -155,17 +159,37 @@ def install(
         return view.bytes(orjson.dumps(rows, default=str), content_type="application/json")
 
     @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
+    async def liveness(web: Any, request: Any) -> Any:
         return web.json({"ok": True})
+
+    def problems() -> list[str]:
+        return health.problems() if health is not None else []
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        found = problems()
+        return web.json({"ready": not found, "problems": found}, status=503 if found else 200)
 
     @app.page("/status")
     async def status(web: Any, request: Any) -> Any:
-        body = {"ok": True, "stats": dict(stats), "recoveries": recoveries()}
+        found = problems()
+        body: dict[str, Any] = {"ok": not found, "ready": not found, "problems": found}
+        body.update(health.status() if health is not None else {})
+        body.update({"stats": dict(stats), "recoveries": recoveries()})
         for role in roles:
             body.update(role.status())
+        if store is not None and store.holds_store():  # what `meterstream up` asks while this holds the engine
+            try:
+                body["migrations_pending"] = await store.read(
+                    lambda s: [m.path.name for m in pending(s, settings.migrations_dir)]
+                )
+            except (StoreClosed, StoreError):
+                pass
         return web.json(body)
 
-    registry = metrics.registry([metrics.RecoveryMetrics(), *(getattr(role, "metrics", None) for role in roles)])
+    registry = metrics.registry(
+        [metrics.RecoveryMetrics(), health, *(getattr(role, "metrics", None) for role in roles)]
+    )
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -225,7 +225,9 @@ def committed(stack: Stack) -> int:
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(
-        bootstrap_servers=stack.bootstrap, request_timeout_ms=5000, **stack.security.kafka_python()
+        bootstrap_servers=stack.bootstrap,
+        request_timeout_ms=5000,
+        **stack.security.kafka_python(bootstrap_timeout_ms=30_000),
     )
     try:
         group = stack.env["MS_APP_ID"]

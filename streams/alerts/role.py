@@ -91,6 +91,7 @@ class AlertsConsumer:
         self.budgets: dict[str, Budget] = {}
         self.done: dict[Any, int] = {}  # sink-topic offsets evaluated (the next to read)
         self.alerts_sent = 0
+        self.consumer: CommitAfterWrite | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.rows: dict[str, dict[str, Any]] = {}  # each alert's latest row in the log
         self.webhook_retry_s = webhook_retry_s
@@ -308,6 +309,7 @@ class AlertsConsumer:
         self.budgets_consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security.aiokafka()
         )
+        self.consumer = consumer
         await consumer.start()
         await self.budgets_consumer.start()
         tp0 = TopicPartition(self.budgets_topic, 0)
@@ -359,3 +361,11 @@ class AlertsConsumer:
     # -- for the worker's web port (streams/web.py): RoleStatus --------------------------------
     def status(self) -> dict[str, Any]:
         return {"alerts_sent": self.alerts_sent, "alerts_owner": self.evaluator is not None}
+
+    # -- for streams/health.py (Role) --
+    def partitions(self) -> list[tuple[str, int]] | None:
+        consumer = self.consumer
+        return None if consumer is None else [(tp.topic, tp.partition) for tp in consumer.assignment()]
+
+    def problems(self, lag: int, now: float) -> list[str]:
+        return []  # deferred evaluations wait for the sink, whose own problems say why

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import yaml
 
+from schemas.errors import InputRejected
 from streams.alerts.budgets import Budget, BudgetError, BudgetTopic, parse_budget
 from streams.cli.stream import emit
 from streams.kafka_security import kafka_security
@@ -75,7 +76,7 @@ def budgets_set(
     if file is not None:
         docs = yaml.safe_load(file.read_text()) or []
         if not isinstance(docs, list):
-            raise click.ClickException("the budgets file must hold a YAML list")
+            raise InputRejected("the budgets file must hold a YAML list")
     else:
         docs = [
             {
@@ -93,7 +94,7 @@ def budgets_set(
     try:
         budgets = [parse_budget({k: v for k, v in d.items() if v is not None}) for d in docs]
     except BudgetError as exc:
-        raise click.ClickException(f"{exc} (nothing written)") from None
+        raise InputRejected(f"{exc} (nothing written)") from exc
     _topic(settings).put(budgets)
     click.echo(f"set {len(budgets)} budget(s): {', '.join(b.id for b in budgets)}")
     for b in budgets:
@@ -144,7 +145,7 @@ def unseen_scope(settings: Settings, b: Budget) -> str | None:
 def budgets_delete(settings: Settings, budget_id: str) -> None:
     topic = _topic(settings)
     if budget_id not in topic.read_all():
-        raise click.ClickException(f"no budget {budget_id!r}")
+        raise InputRejected(f"no budget {budget_id!r}")
     topic.delete(budget_id)
     click.echo(f"deleted {budget_id}")
 
@@ -261,7 +262,7 @@ async def request_resend(settings: Settings, alert_id: str | None) -> int:
     rows = await log.latest()
     if alert_id is not None:
         if alert_id not in rows:
-            raise click.ClickException(f"no alert {alert_id!r} in the alert log (see meterstream alerts)")
+            raise InputRejected(f"no alert {alert_id!r} in the alert log (see meterstream alerts)")
         todo = [rows[alert_id]]
     else:
         todo = [r for r in rows.values() if failed_labels(r)]

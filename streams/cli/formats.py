@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import click
 
 from adapters import FORMATS, ConversionError, Ids, convert_line
+from schemas.errors import InputRejected
 
 FORMAT_CHOICES = ["billing-event", *FORMATS]
 
@@ -86,7 +87,7 @@ def open_input(source: str) -> tuple[BinaryIO, int | None]:
     try:
         return open(source, "rb"), os.path.getsize(source)  # noqa: SIM115 - the caller reads it to the end
     except OSError as exc:
-        raise click.ClickException(f"cannot read {source}: {exc.strerror or exc}") from None
+        raise InputRejected(f"cannot read {source}: {exc.strerror or exc}") from exc
 
 
 def converted(

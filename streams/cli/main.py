@@ -9,17 +9,41 @@ import sys
 import click
 from rich.console import Console
 
-from schemas.errors import ConfigurationError, MeterstreamError
+from schemas.errors import ConfigurationError, MeterstreamError, Unavailable
 from streams.cli.stream import one_line
 from streams.settings import Settings
 
 err = Console(stderr=True)
 
+# How a command ends (docs/operations.md, "Exit codes"); click's own usage errors exit 2 too.
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class Failed(click.ClickException):
+    """A command's one-line end, with the exit code of its kind of failure."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code(exc: BaseException) -> int:
+    """3: a dependency is away (Kafka, ClickHouse, a worker, a port); 2: a setting or a file it
+    names is wrong; 1: input refused, or anything else."""
+    from kafka.errors import KafkaError
+
+    if isinstance(exc, (Unavailable, KafkaError)):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, ConfigurationError):
+        return EXIT_USAGE
+    return EXIT_REJECTED
+
 
 class Main(click.Group):
     """An expected failure (a MeterstreamError: bad input, a wrong setting, a dependency away;
-    schemas/errors.py) ends a command with its message on one line; anything else with one line
-    too, and how to see more. With --debug (or MS_DEBUG=1): the traceback instead."""
+    schemas/errors.py) ends a command with its message on one line and its exit code (above);
+    anything else with one line too, and how to see more. With --debug (or MS_DEBUG=1): the
+    traceback instead."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -31,7 +55,7 @@ class Main(click.Group):
                 raise
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise  # a broken pipe (… | head): click's main ends quietly
-            raise click.ClickException(said(exc, ctx.obj)) from None
+            raise Failed(said(exc, ctx.obj), exit_code(exc)) from None
 
 
 def said(exc: Exception, settings: Settings | None) -> str:
@@ -43,11 +67,9 @@ def said(exc: Exception, settings: Settings | None) -> str:
         return text
     if isinstance(exc, KafkaError):  # kafka-python's own: the broker is away or refuses (Unavailable)
         where = f" at {settings.bootstrap}" if settings is not None else ""
-        hint = ""
         if "bootstrap" in text.lower() or type(exc).__name__ == "NoBrokersAvailable":
-            local = settings is None or settings.local_kafka
-            hint = "; start it with `meterstream up`" if local else "; check MS_KAFKA_BOOTSTRAP and that it runs"
-        return f"Kafka{where}: {text}{hint}"
+            return f"Kafka{where} cannot be reached; start it with `meterstream up` or set MS_KAFKA_BOOTSTRAP"
+        return f"Kafka{where}: {text}"
     named = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
     return f"{named} (run with --debug for the traceback)"
 
@@ -80,9 +102,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     """meterstream: exact, real-time LLM usage billing (Kafka -> Faust -> ClickHouse).
 
     Settings come from MS_* environment variables (see docs/operations.md)."""
-    driver = logging.getLogger("clickhouse_connect")
-    if not debug and not driver.handlers:  # its warnings, when nothing else logs them, not said beside an error
-        driver.addHandler(logging.NullHandler())
+    for name in ("clickhouse_connect", "aiokafka", "kafka"):  # their warnings, when nothing else logs them,
+        driver = logging.getLogger(name)  # are not said beside a command's own line
+        if not debug and not driver.handlers:
+            driver.addHandler(logging.NullHandler())
     ctx.obj = load_settings()  # once: every command takes them from here (click.pass_obj)
 
 
@@ -129,22 +152,6 @@ def migrate(settings: Settings) -> None:
         click.echo(note)
 
 
-@main.command()
-@click.pass_obj
-def status(settings: Settings) -> None:
-    """Say what is running and where the state lives."""
-    from streams import services
-
-    click.echo(f"data dir:   {settings.data_dir}")
-    if settings.local_kafka:
-        state = "running" if services.kafka_running(settings) else "stopped"
-        click.echo(f"kafka:      local broker {settings.bootstrap} ({state})")
-    else:
-        click.echo(f"kafka:      external {settings.bootstrap}")
-    store = "server (MS_CLICKHOUSE_URL)" if settings.clickhouse_url else f"chDB at {settings.chdb_path}"
-    click.echo(f"clickhouse: {store}")
-
-
 from streams.cli.pricing import catalog_group, price_command  # noqa: E402
 from streams.cli.stream import (  # noqa: E402
     produce_command,
@@ -167,6 +174,7 @@ def demo(events: int) -> None:
 
 from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
 from streams.cli.ingest import ingest_group  # noqa: E402
+from streams.cli.status import status_command  # noqa: E402
 
 for _cmd in (
     price_command,
@@ -180,5 +188,6 @@ for _cmd in (
     budgets_group,
     alerts_command,
     ingest_group,
+    status_command,
 ):
     main.add_command(_cmd)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
+from schemas.errors import ConfigurationError, InputRejected, Unavailable
 from schemas.validate import strip_line
 from streams.cli.formats import check_ids, converted, format_options, ids_of, open_input
 from streams.settings import Settings
@@ -32,7 +33,7 @@ def _load(catalog_dir: Path | None):
     try:
         return load_catalog(catalog_dir)
     except CatalogError as exc:
-        raise click.ClickException(f"catalog: {exc}") from None
+        raise ConfigurationError(f"catalog: {exc}") from exc
 
 
 def _lines(stream: IO[bytes], size: int | None):
@@ -134,7 +135,7 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
     cat = _load(catalog_dir)
     versions = cat.products.get((provider, model))
     if not versions:
-        raise click.ClickException(f"unknown product {provider}/{model}")
+        raise InputRejected(f"unknown product {provider}/{model} (see meterstream catalog list)")
     for p in versions:
         s = p.spec
         click.echo(f"{p.provider}/{s.id}  {s.name or ''}  [{p.catalog_version}]")
@@ -195,7 +196,7 @@ def catalog_import(
         try:
             file, version = li.bundled()
         except FileNotFoundError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise ConfigurationError(str(exc)) from exc
         source = f"LiteLLM {version} bundled {file.name}"
     else:
         source = f"LiteLLM price map {file.name} (sha256 {hashlib.sha256(file.read_bytes()).hexdigest()[:16]})"
@@ -278,7 +279,7 @@ def catalog_publish(settings: Settings, directory: Path, timeout: float, sequenc
     try:
         partitions = sorted(producer.partitions_for(settings.events_topic) or ())
         if not partitions:
-            raise click.ClickException(f"no topic {settings.events_topic} (run `meterstream up`)")
+            raise Unavailable(f"no topic {settings.events_topic} (run `meterstream up`)")
         seq = sequence or time.time_ns() // 1000
         futures = [
             producer.send(

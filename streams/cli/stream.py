@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pricing import money_str
+from schemas.errors import ConfigurationError
 from streams.cli.formats import format_options
 from streams.producer import DEFAULT_LINGER_MS
 from streams.settings import Settings
@@ -107,12 +108,13 @@ def worker_command(settings: Settings, web_port: int | None, role: str, loglevel
     topic; rating workers share its partitions."""
     from faust.worker import Worker
 
-    from streams import logs
+    from streams import logs, services
     from streams.app import create_app
 
     if web_port:
         settings = settings.model_copy(update={"web_port": web_port})
     port_free(settings.web_bind, settings.web_port, "--web-port or MS_WEB_PORT")
+    services.kafka_reachable(settings)  # said in one line here, not in Faust's traceback
     app = create_app(settings, role)
     quiet = loglevel.lower() != "debug"  # Faust's banners: at debug only (streams/logs.py)
     Worker(
@@ -223,7 +225,7 @@ def produce_command(
         try:
             catalog = load_catalog(settings.catalog_dir)
         except CatalogError as exc:
-            raise click.ClickException(f"catalog: {exc} (or give --no-check)") from None
+            raise ConfigurationError(f"catalog: {exc} (or give --no-check)") from exc
         check = DeadLetterCheck(catalog, "line" if fmt == "billing-event" and source else "event")
         lines = check.passing(lines)
     with Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as progress:
@@ -303,6 +305,31 @@ def report_command(
 
         spend_over_time(rows, plot, f"spend by {by} per {window}")
         click.echo(f"wrote {plot}", err=True)
+    warn_if_waiting(settings)
+
+
+def warn_if_waiting(settings: Settings) -> None:
+    """On stderr: how many events the totals do not hold yet (Kafka's lag of the rating and
+    the sink groups, streams/health.py), or that it could not be told."""
+    import asyncio
+
+    from streams import health
+    from streams.kafka_security import kafka_security
+
+    groups = [health.rating_group(settings), health.sink_group(settings)]
+    try:
+        lags = asyncio.run(health.lag_once(settings.bootstrap, kafka_security(settings), groups, timeout_s=3.0))
+    except Exception as exc:  # noqa: BLE001 - a warning, never the report's failure
+        text = " ".join(str(exc).split()) or "no answer within 3 s"
+        click.echo(f"warning: cannot tell whether events are waiting: Kafka at {settings.bootstrap}: {text}", err=True)
+        return
+    rated, written = health.waiting(lags, settings)
+    if rated or written:
+        click.echo(
+            f"warning: not in these totals yet: {rated} events waiting to be rated, {written} sink records "
+            "waiting to be written (see meterstream status)",
+            err=True,
+        )
 
 
 @click.command("rejects")

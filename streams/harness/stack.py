@@ -190,7 +190,7 @@ class Stack:
             acks="all",
             linger_ms=5,
             max_request_size=2 * 1024 * 1024,
-            **self.security.kafka_python(),
+            **self.security.kafka_python(bootstrap_timeout_ms=30_000),
         )
         i, p = 0, 0
         while i < len(lines):
@@ -211,7 +211,9 @@ class Stack:
         """Records on the events topic (a batched record carries many events)."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self.security.kafka_python())
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, **self.security.kafka_python(bootstrap_timeout_ms=30_000)
+        )
         try:
             tps = [TopicPartition(self.events_topic, p) for p in range(self.partitions)]
             return sum(consumer.end_offsets(tps).values())
@@ -350,7 +352,9 @@ def alerts_in_topic(stack: Stack) -> list[str]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=stack.bootstrap, enable_auto_commit=False, **stack.security.kafka_python()
+        bootstrap_servers=stack.bootstrap,
+        enable_auto_commit=False,
+        **stack.security.kafka_python(bootstrap_timeout_ms=30_000),
     )
     try:
         tp = TopicPartition(stack.env["MS_ALERTS_TOPIC"], 0)

@@ -103,9 +103,8 @@ def read_limits(settings: Settings, timeout_ms: int) -> Limits:
     admin = KafkaAdminClient(
         bootstrap_servers=settings.bootstrap,
         client_id="meterstream-ingest-admin",
-        bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=timeout_ms,
-        **kafka_security(settings).kafka_python(),
+        **kafka_security(settings).kafka_python(bootstrap_timeout_ms=timeout_ms),
     )
     try:
         try:

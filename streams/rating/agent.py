@@ -301,7 +301,26 @@ class RatingRole:
         """For the worker's /status (streams/web.py RoleStatus): the keys its dedup state holds,
         estimated on disk (streams/rating/rocks.py)."""
         data = self.state.data
-        return {"state_keys": data.estimated_keys() if hasattr(data, "estimated_keys") else len(data)}
+        return {
+            "state_keys": data.estimated_keys() if hasattr(data, "estimated_keys") else len(data),
+            "catalog": {
+                "own": self.rater.versions.base.content_hash,
+                "partitions": {str(p): v for p, v in sorted(self.rater.versions.current.items())},
+            },
+        }
+
+    # -- for streams/health.py (Role) --
+    def partitions(self) -> list[tuple[str, int]] | None:
+        topic = self.settings.events_topic
+        return [(tp.topic, tp.partition) for tp in self.app.assignor.assigned_actives() if tp.topic == topic]
+
+    def problems(self, lag: int, now: float) -> list[str]:
+        if not self.partitions():
+            return [
+                f"the rating role holds no partition of {self.settings.events_topic} (a rebalance, or more "
+                "rating workers than partitions)"
+            ]
+        return []
 
     async def report_versions(self) -> None:
         """This worker's catalog versions, to the status topic (`meterstream catalog status`)."""

@@ -85,10 +85,13 @@ class SinkConsumer:
         security: KafkaSecurity,
         one_owner: bool,
         max_backoff_s: float = 30.0,
+        stall_s: float = 120.0,
     ) -> None:
         """`one_owner`: every sink-topic partition to one process (the embedded engine); False
         with a ClickHouse server, where several sink processes share the partitions (each source
-        partition's rows are in one sink partition, and rows of different ones are disjoint)."""
+        partition's rows are in one sink partition, and rows of different ones are disjoint).
+        `stall_s`: not ready when it holds partitions and wrote nothing for this long while
+        records wait (streams/health.py)."""
         self.bootstrap = bootstrap
         self.security = security
         self.topic = topic
@@ -106,8 +109,14 @@ class SinkConsumer:
         self.rollup_keep_ms = rollup_keep_ms
         self.rollups = Rollups(rollup_keep_ms)
         self.one_owner = one_owner
+        self.stall_s = stall_s
+        self.consumer: CommitAfterWrite | None = None
+        self.last_write_at: float | None = None  # time.time() of the last batch written
+        self.active_since: float | None = None  # since when it holds partitions (None: standing by)
+        self.store_problem: str | None = None  # why the last write, or opening the store, failed
 
     async def _close_store(self) -> None:
+        self.active_since = None
         async with self.store_lock:
             self.rollups = Rollups(self.rollup_keep_ms)  # another worker may write them meanwhile
             if self.store is not None:
@@ -155,8 +164,10 @@ class SinkConsumer:
                     rows = await asyncio.to_thread(self._step, store, tp, records, token)
                     self.rows_written += len(records)
                 self.metrics.written(rows, time.monotonic() - started)
+                self.last_write_at, self.store_problem = time.time(), None
                 return
             except StoreError as exc:
+                self.store_problem = " ".join(str(exc).split())[:300]
                 self.metrics.store_errors.inc()
                 if self._stopping.is_set():
                     raise
@@ -175,13 +186,17 @@ class SinkConsumer:
             security=self.security,
             on_revoked=self._close_store,
         )
+        self.consumer = consumer
         await consumer.start()
         try:
             while not self._stopping.is_set():
+                if self.active_since is None and consumer.assignment():
+                    self.active_since = time.time()
                 if self.store is None and consumer.assignment() and not self.fail_writes:
                     try:  # the owner opens the store at once: analysts' reads work before any write
                         await self._ensure_store()
                     except StoreError as exc:
+                        self.store_problem = " ".join(str(exc).split())[:300]
                         log.warning("store not open yet (%s)", exc)
                 await consumer.take(self._write_batch)
         finally:
@@ -219,7 +234,28 @@ class SinkConsumer:
             return await self.read(fn)
 
     def status(self) -> dict[str, Any]:
-        return {"rollup_keys": len(self.rollups), "sink_rows": self.rows_written, "store_open": self.store is not None}
+        return {
+            "rollup_keys": len(self.rollups),
+            "sink_rows": self.rows_written,
+            "store_open": self.store is not None,
+            "last_write": self.last_write_at,
+        }
+
+    # -- for streams/health.py (Role) --
+    def partitions(self) -> list[tuple[str, int]] | None:
+        return None if self.consumer is None else [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+
+    def problems(self, lag: int, now: float) -> list[str]:
+        """Not ready: the store cannot be reached, or nothing written for stall_s while `lag`
+        records wait. A sink standing by (no partitions) has none."""
+        if self.active_since is None:
+            return []
+        if self.store_problem is not None:
+            return [f"the sink cannot write to the store: {self.store_problem}"]
+        quiet = now - max(self.last_write_at or 0.0, self.active_since)
+        if lag > 0 and quiet > self.stall_s:
+            return [f"the sink has written nothing for {quiet:.0f} s while {lag} records wait"]
+        return []
 
     def inject_write_failures(self, fail: bool) -> bool:
         """Fault injection: writes fail as if ClickHouse were down while `fail`; the setting now."""

@@ -74,6 +74,16 @@ def applied(store: Store) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
+def pending(store: Store, directory: Path) -> list[Migration]:
+    """The migrations of `directory` not applied on `store` (read only: nothing is created)."""
+    try:
+        rows = store.query("SELECT version FROM schema_migrations FINAL")
+    except StoreError:
+        rows = []  # no bookkeeping table yet: nothing applied
+    done = {int(r["version"]) for r in rows}
+    return [m for m in discover(directory) if m.version not in done]
+
+
 def migrate(store: Store, directory: Path) -> list[Migration]:
     """Apply what is not applied yet; return the migrations applied by this call."""
     done = applied(store)

@@ -203,7 +203,7 @@ def kafka_python_topics(bootstrap: str, sec: KafkaSecurity, timeout_ms: int = 80
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=8000, **sec.kafka_python()
+        bootstrap_servers=bootstrap, request_timeout_ms=8000, **sec.kafka_python(bootstrap_timeout_ms=timeout_ms)
     )
     try:
         return set(admin.list_topics())

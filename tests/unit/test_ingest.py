@@ -153,11 +153,11 @@ def test_the_server_refuses_to_start_on_a_file_others_can_read(tmp_path):
     tokens.add(path, "gateway")
     os.chmod(path, 0o604)
     run = CliRunner().invoke(main, ["ingest", "--tokens-file", str(path)], env={"MS_DATA_DIR": str(tmp_path)})
-    assert run.exit_code == 1 and "chmod 600" in run.output and "Traceback" not in run.output
+    assert run.exit_code == 2 and "chmod 600" in run.output and "Traceback" not in run.output
     run = CliRunner().invoke(
         main, ["ingest", "--tokens-file", str(tmp_path / "none")], env={"MS_DATA_DIR": str(tmp_path)}
     )
-    assert run.exit_code == 1 and "token add NAME" in run.output
+    assert run.exit_code == 2 and "token add NAME" in run.output
 
 
 # ---------------------------------------------------------------------------- framing
@@ -560,7 +560,7 @@ def test_token_list_shows_names_and_hash_prefixes_and_revoke_removes_them(tmp_pa
     assert [e.name for e in tokens.entries(path)] == ["gateway"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     missing = cli("revoke", "nobody")
-    assert missing.exit_code == 1 and missing.output.count("\n") == 1 and "no token of nobody" in missing.output
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "no token of nobody" in missing.output
 
 
 def test_a_wrong_token_and_a_missing_one_are_told_apart_without_naming_any():

@@ -83,7 +83,7 @@ def test_default_is_plaintext_and_changes_nothing():
     sec = kafka_security(s)
     assert sec == PLAINTEXT
     assert sec.aiokafka() == {"security_protocol": "PLAINTEXT"}
-    assert sec.kafka_python() == {"security_protocol": "PLAINTEXT"}
+    assert sec.kafka_python() == {"security_protocol": "PLAINTEXT", "bootstrap_timeout_ms": 5000}
     assert sec.faust() == {}
 
 
@@ -153,6 +153,7 @@ def test_sasl_ssl_arguments_for_each_library(cafile, mechanism):
     kp = sec.kafka_python()
     assert kp == {
         "security_protocol": "SASL_SSL",
+        "bootstrap_timeout_ms": 5000,
         "ssl_check_hostname": True,
         "ssl_cafile": str(cafile),
         "ssl_certfile": None,
@@ -230,7 +231,7 @@ def test_cli_reports_bad_settings_by_name_without_values(monkeypatch):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "invalid settings" in proc.stderr and "sends no credentials" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
     proc = subprocess.run(
@@ -240,4 +241,4 @@ def test_cli_reports_bad_settings_by_name_without_values(monkeypatch):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1 and "MS_KAFKA_SECURITY_PROTOCOL: Input should be" in proc.stderr
+    assert proc.returncode == 2 and "MS_KAFKA_SECURITY_PROTOCOL: Input should be" in proc.stderr

@@ -70,7 +70,7 @@ def test_the_cli_refuses_a_plain_http_webhook_with_one_line(tmp_path):
         ["status"],
         env={"MS_ALERT_WEBHOOKS": url, "MS_ALERT_WEBHOOK_SECRET": SECRET, "MS_DATA_DIR": str(tmp_path)},
     )
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.output.startswith("Error: MS_ALERT_WEBHOOKS entry 1 (hooks.example.com#")
     assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert TOKEN not in res.output
