@@ -7,13 +7,10 @@ import logging
 import sys
 
 import click
-from rich.console import Console
 
 from schemas.errors import ConfigurationError, MeterstreamError, Unavailable
 from streams.cli.stream import one_line
 from streams.settings import Settings
-
-err = Console(stderr=True)
 
 # How a command ends (docs/operations.md, "Exit codes"); click's own usage errors exit 2 too.
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -121,10 +118,10 @@ def up(settings: Settings) -> None:
     created = services.ensure_topics(settings)
     notes: list[str] = []
     applied = services.apply_migrations(settings, notes)
-    err.print(f"kafka: {where} at {settings.bootstrap}; topics created: {created or 'none new'}", markup=False)
-    err.print(f"clickhouse: migrations applied: {[m.path.name for m in applied] or 'none new'}", markup=False)
+    click.echo(f"kafka: {where} at {settings.bootstrap}; topics created: {created or 'none new'}", err=True)
+    click.echo(f"clickhouse: migrations applied: {[m.path.name for m in applied] or 'none new'}", err=True)
     for note in notes:
-        err.print(f"clickhouse: {note}", markup=False)
+        click.echo(f"clickhouse: {note}", err=True)
 
 
 @main.command()
