@@ -12,12 +12,16 @@ rejection into `stats["rejected"]` and into its reason class in one call, so the
 
 No label comes from untrusted input: a rejection's reason text is mapped onto the fixed
 `REJECT_CLASSES` (`reject_class`); producers are labelled by the names an operator gave their
-tokens (tokens.py), never by what a request says; no tenant, no money, no secret."""
+tokens (tokens.py), never by what a request says; no secret. Tenants and money only when an
+operator asks (MS_METRICS_SPEND=1, `SpendMetrics`): the first MS_METRICS_SPEND_TENANTS tenants
+seen get a series each, the rest one `_other` series, so a flood of tenant ids cannot flood
+Prometheus."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -175,6 +179,46 @@ class RatingMetrics(RoleMetrics):
         for p, version in sorted(current.items()):
             partitions.add_metric([str(p)], {"version": version})
         yield partitions
+
+
+OTHER_TENANTS = "_other"
+MICROS = Decimal("1e6")
+
+
+class SpendMetrics(Collector):
+    """Spend counted by the rater, per tenant and currency: `meterstream_spend_micros_total`, the
+    exact running total (Decimal) shown in whole millionths of the currency, rounded down (a
+    Prometheus sample is a float: integers below 2**53 are exact, i.e. up to 9 billion units).
+    Counts what this process rated: after a recovery it may count a replayed event again; the
+    ledger in ClickHouse is the bill."""
+
+    def __init__(self, max_tenants: int) -> None:
+        self.max_tenants = max_tenants
+        self.totals: dict[tuple[str, str], Decimal] = {}
+        self.tenants: set[str] = set()
+
+    def counted(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        totals, tenants = self.totals, self.tenants
+        for row in rows:
+            tenant = row["tenant_id"]
+            if tenant not in tenants:
+                if len(tenants) >= self.max_tenants:
+                    tenant = OTHER_TENANTS
+                else:
+                    tenants.add(tenant)
+            key = (tenant, row["currency"])
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(row["cost"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "meterstream_spend_micros",
+            "spend rated, in millionths of the currency (rounded down), by tenant and currency "
+            f"(past {self.max_tenants} tenants: tenant={OTHER_TENANTS})",
+            labels=["tenant", "currency"],
+        )
+        for (tenant, currency), cost in sorted(self.totals.items()):
+            family.add_metric([tenant, currency], int((cost * MICROS).to_integral_value(rounding=ROUND_FLOOR)))
+        yield family
 
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

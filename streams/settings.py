@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     # its outbox, before delivering it.
     fault_exit_after_alert_outbox: bool = False
 
+    # /metrics: spend per tenant and currency (meterstream_spend_micros), off by default; at most
+    # this many tenants get a series of their own, the others are summed as tenant="_other".
+    metrics_spend: bool = False
+    metrics_spend_tenants: int = Field(default=100, ge=1, le=10_000)
+
     # GET /ready fails when the sink holding the sink partitions has written nothing for this long
     # while records wait for it (streams/health.py).
     ready_sink_stall_s: float = Field(default=120.0, gt=0)

@@ -188,7 +188,12 @@ def install(
         return web.json(body)
 
     registry = metrics.registry(
-        [metrics.RecoveryMetrics(), health, *(getattr(role, "metrics", None) for role in roles)]
+        [
+            metrics.RecoveryMetrics(),
+            health,
+            *(getattr(role, "metrics", None) for role in roles),
+            *(getattr(role, "spend", None) for role in roles),  # MS_METRICS_SPEND=1 only
+        ]
     )
 
     @app.page("/metrics")

@@ -23,7 +23,7 @@ from pricing import load_catalog
 from schemas.batch import BATCH_HEADER, runs
 from schemas.record import read_kind
 from schemas.records import dead_letter_value, sink_records
-from streams.metrics import RatingMetrics
+from streams.metrics import RatingMetrics, SpendMetrics
 from streams.rating.dedup import DiskIndex, Index, MemoryIndex
 from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
@@ -196,6 +196,7 @@ class RatingRole:
         self.metrics = RatingMetrics(
             stats, lambda: (self.rater.versions.base.content_hash, self.rater.versions.current)
         )
+        self.spend = SpendMetrics(settings.metrics_spend_tenants) if settings.metrics_spend else None
         faust_fixes.STRICT_TOPICS.add(settings.events_topic)
         app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]  # mode's stub: a receiver returns None
         app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]  # likewise
@@ -262,7 +263,7 @@ class RatingRole:
         for event in batch:
             src, value = source_of(event.message, now_s)
             by_partition[src.partition].append((src, value))
-        rater, stats = self.rater, self.stats
+        rater, stats, spend = self.rater, self.stats, self.spend
         for partition, items in by_partition.items():
             view = PartitionState(self.state, partition)
             items = await self.in_order(partition, items)
@@ -274,6 +275,8 @@ class RatingRole:
                 )
                 stats["duplicates"] += out.duplicates
                 stats["counted"] += len(out.ledger)
+                if spend is not None:
+                    spend.counted(out.ledger)
                 await self.send(partition, out)
                 del out
             for key in rater.expired(view, partition):

@@ -13,6 +13,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,7 @@ def wait_for(prom: Prometheus, want: dict[str, float], timeout: float = 60) -> d
 def test_prometheus_scrapes_the_worker_and_the_ingest_and_stores_what_the_pipeline_did(stack: Stack, tmp_path):
     lines = [line for _, line in generate(1600, seed=41, now=NOW, duplicate_rate=0.05, bad=44)]
     by_kafka, by_http = lines[:1200], lines[1200:]
-    port = stack.start_worker()
+    port = stack.start_worker(env={"MS_METRICS_SPEND": "1"})  # the opt-in spend counters too
     stack.wait_for_progress(port, 0)  # listening, its token written
     server = Ingest(stack.env, tmp_path)
     prom = Prometheus(tmp_path, {"worker": (port, stack.token()), "ingest": (server.port, server.token)})
@@ -164,6 +166,21 @@ def test_prometheus_scrapes_the_worker_and_the_ingest_and_stores_what_the_pipeli
         assert (prom.value('sum(meterstream_ingest_requests_total{code="2xx"})') or 0) >= 2
         assert prom.value('sum(meterstream_ingest_requests_total{code="5xx"})') == 0
         assert prom.value('count(meterstream_catalog_info{job="worker"})') == 1
+        # spend per tenant and currency: the exact totals, in millionths rounded down once
+        spend: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for (window, _, tenant, _, currency), (cost, _) in exp.by_user.items():
+            if window == "total":
+                spend[(tenant, currency)] += cost
+        scraped = {
+            (r["metric"]["tenant"], r["metric"]["currency"]): int(r["value"][1])
+            for r in prom.query("meterstream_spend_micros_total")
+        }
+        assert scraped == {k: int(v * 1_000_000) for k, v in spend.items() if v}
+        assert len(scraped) >= 2  # more than one tenant or currency: the labels are read, not assumed
+        # the consumer lag of each group the worker's roles read, from Kafka: nothing waits now
+        lag = wait_for(prom, {"sum(meterstream_consumer_lag)": 0.0, "count(meterstream_consumer_lag)": 13.0})
+        assert lag == {"sum(meterstream_consumer_lag)": 0.0, "count(meterstream_consumer_lag)": 13.0}
+        assert prom.value('meterstream_ready{job="worker"}') == 1
         assert (prom.value('process_resident_memory_bytes{job="worker"}') or 0) > 0
         # the rejected classes are an allow-list: no raw reason became a label
         classes = {r["metric"]["reason"] for r in prom.query("meterstream_events_rejected_total")}

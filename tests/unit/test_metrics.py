@@ -117,6 +117,27 @@ def test_sink_and_alert_instruments():
     assert got[("meterstream_alert_webhook_seconds_count", ())] == 1
 
 
+def test_spend_per_tenant_is_exact_rounded_down_once_and_capped():
+    spend = metrics.SpendMetrics(max_tenants=2)
+    reg = metrics.registry([spend], process=False)
+    rows = [
+        {"tenant_id": "acme", "currency": "USD", "cost": "0.000000400000"},
+        {"tenant_id": "acme", "currency": "USD", "cost": "0.000000700000"},  # 1.1 millionths together
+        {"tenant_id": "acme", "currency": "CNY", "cost": "2.500000000001"},
+        {"tenant_id": "beta", "currency": "USD", "cost": "1"},
+        {"tenant_id": "gamma", "currency": "USD", "cost": "0.25"},  # past the cap of 2 tenants
+        {"tenant_id": "delta", "currency": "USD", "cost": "0.5"},
+    ]
+    spend.counted(rows)
+    got = {labels: v for (name, labels), v in samples(reg).items() if name == "meterstream_spend_micros_total"}
+    assert got == {
+        (("currency", "USD"), ("tenant", "acme")): 1,  # the running total rounded down, not each event (0 + 0)
+        (("currency", "CNY"), ("tenant", "acme")): 2_500_000,
+        (("currency", "USD"), ("tenant", "beta")): 1_000_000,
+        (("currency", "USD"), ("tenant", "_other")): 750_000,
+    }
+
+
 def test_recoveries_come_from_the_environment(monkeypatch):
     from streams.recovery import COUNT_ENV
 
