@@ -80,14 +80,14 @@ class KafkaLag:
 
         if self.admin is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security.aiokafka())
+            self.admin = admin  # closed by close() if starting it fails
             await admin.start()
-            self.admin = admin
         if self.consumer is None:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security.aiokafka()
             )
-            await consumer.start()
             self.consumer = consumer
+            await consumer.start()
 
     async def lag(self, groups: Sequence[Group]) -> dict[str, list[PartitionLag]]:
         """Each group's lag per partition of its topics (a topic not created yet has none)."""

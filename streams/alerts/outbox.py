@@ -96,9 +96,9 @@ async def read_topic(bootstrap: str, topic: str, security: KafkaSecurity = PLAIN
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security.aiokafka())
-    await consumer.start()
     out: list[tuple[bytes, bytes]] = []
     try:
+        await consumer.start()
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata

@@ -24,12 +24,18 @@ class Failed(click.ClickException):
         self.exit_code = exit_code
 
 
+def kafka_errors() -> tuple[type[Exception], ...]:
+    """The base errors of the Kafka client libraries (kafka-python's, aiokafka's)."""
+    import aiokafka.errors
+    import kafka.errors
+
+    return (kafka.errors.KafkaError, aiokafka.errors.KafkaError)
+
+
 def exit_code(exc: BaseException) -> int:
     """3: a dependency is away (Kafka, ClickHouse, a worker, a port); 2: a setting or a file it
     names is wrong; 1: input refused, or anything else."""
-    from kafka.errors import KafkaError
-
-    if isinstance(exc, (Unavailable, KafkaError)):
+    if isinstance(exc, (Unavailable, *kafka_errors())):
         return EXIT_UNAVAILABLE
     if isinstance(exc, ConfigurationError):
         return EXIT_USAGE
@@ -57,12 +63,12 @@ class Main(click.Group):
 
 def said(exc: Exception, settings: Settings | None) -> str:
     """The one line an error ends a command with."""
-    from kafka.errors import KafkaError
-
     text = one_line(exc)
     if isinstance(exc, MeterstreamError):
+        if "UNKNOWN_TABLE" in text:  # a store never migrated
+            return f"{text} (the tables are not there: run `meterstream up` or `meterstream migrate`)"
         return text
-    if isinstance(exc, KafkaError):  # kafka-python's own: the broker is away or refuses (Unavailable)
+    if isinstance(exc, kafka_errors()):  # the client libraries' own: the broker is away or refuses (Unavailable)
         where = f" at {settings.bootstrap}" if settings is not None else ""
         if "bootstrap" in text.lower() or type(exc).__name__ == "NoBrokersAvailable":
             return f"Kafka{where} cannot be reached; start it with `meterstream up` or set MS_KAFKA_BOOTSTRAP"
