@@ -160,6 +160,7 @@ def add_sink(app: faust.App, settings: Settings, security: Any) -> SinkConsumer:
         security=security,
         one_owner=settings.clickhouse_url is None,
         stall_s=settings.ready_sink_stall_s,
+        label_keys=settings.label_keys,
     )
     app.meterstream_sink = sink  # type: ignore[attr-defined]
 

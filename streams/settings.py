@@ -36,6 +36,8 @@ def private_dir(path: Path) -> Path:
 
 # A cluster name as ClickHouse takes it in SQL (streams/storage/cluster.py checks the same rule).
 CLUSTER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+LABEL_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")  # schemas/billing_event.py LabelKey
+MAX_ROLLUP_LABELS = 4  # label keys the sink rolls up (each adds a rollup row per event and window)
 
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -121,6 +123,10 @@ class Settings(BaseSettings):
     # its outbox, before delivering it.
     fault_exit_after_alert_outbox: bool = False
 
+    # Label keys whose values the sink rolls up per window like users and models (chargeback:
+    # MS_ROLLUP_LABELS=app,team), at most MAX_ROLLUP_LABELS; read through the spend_by_label_* views.
+    rollup_labels: str = ""
+
     # /metrics: spend per tenant and currency (meterstream_spend_micros), off by default; at most
     # this many tenants get a series of their own, the others are summed as tenant="_other".
     metrics_spend: bool = False
@@ -175,6 +181,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("rollup_labels")
+    @classmethod
+    def _label_keys(cls, v: str) -> str:
+        keys = [k.strip() for k in v.split(",") if k.strip()]
+        bad = [k for k in keys if not LABEL_KEY.fullmatch(k)]
+        if bad:
+            raise ValueError(f"label keys are 1-64 of A-Z a-z 0-9 _ . : / -, not {bad[0]!r}")
+        if len(keys) > MAX_ROLLUP_LABELS:
+            raise ValueError(f"at most {MAX_ROLLUP_LABELS} label keys are rolled up, not {len(keys)}")
+        if len(set(keys)) != len(keys):
+            raise ValueError("a label key is given twice")
+        return ",".join(keys)
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        """MS_ROLLUP_LABELS as a tuple (empty: no label rollups)."""
+        return tuple(k for k in self.rollup_labels.split(",") if k)
 
     @field_validator("clickhouse_cluster", mode="before")
     @classmethod

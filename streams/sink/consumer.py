@@ -86,10 +86,12 @@ class SinkConsumer:
         one_owner: bool,
         max_backoff_s: float = 30.0,
         stall_s: float = 120.0,
+        label_keys: tuple[str, ...] = (),
     ) -> None:
         """`one_owner`: every sink-topic partition to one process (the embedded engine); False
         with a ClickHouse server, where several sink processes share the partitions (each source
         partition's rows are in one sink partition, and rows of different ones are disjoint).
+        `label_keys`: the label keys rolled up besides users and models (MS_ROLLUP_LABELS).
         `stall_s`: not ready when it holds partitions and wrote nothing for this long while
         records wait (streams/health.py)."""
         self.bootstrap = bootstrap
@@ -107,7 +109,8 @@ class SinkConsumer:
         self.metrics = SinkMetrics(lambda: self.rows_written)
         self._stopping = asyncio.Event()
         self.rollup_keep_ms = rollup_keep_ms
-        self.rollups = Rollups(rollup_keep_ms)
+        self.label_keys = label_keys
+        self.rollups = Rollups(rollup_keep_ms, label_keys)
         self.one_owner = one_owner
         self.stall_s = stall_s
         self.consumer: CommitAfterWrite | None = None
@@ -118,7 +121,7 @@ class SinkConsumer:
     async def _close_store(self) -> None:
         self.active_since = None
         async with self.store_lock:
-            self.rollups = Rollups(self.rollup_keep_ms)  # another worker may write them meanwhile
+            self.rollups = Rollups(self.rollup_keep_ms, self.label_keys)  # another worker may write them meanwhile
             if self.store is not None:
                 store, self.store = self.store, None
                 await asyncio.to_thread(store.close)

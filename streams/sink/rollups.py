@@ -1,4 +1,5 @@
-"""Windowed totals per user and per model, kept by the sink from the ledger rows it writes.
+"""Windowed totals per user, per model and per label value (MS_ROLLUP_LABELS), kept by the sink
+from the ledger rows it writes.
 
 The ClickHouse rollup tables are the durable state: a row holds the ABSOLUTE totals of one
 (window, key, source partition) and, as its version, the last source position applied to it
@@ -12,6 +13,10 @@ kept in memory: after a failed write the memory still matches ClickHouse.
 In memory a total is a Totals tuple (read by its FIELDS' names): the cost as an integer count of 10^-12 (the ledger's Decimal(38, 12)
 scale: exact, schemas/money.py), the seven counters, the version; key strings are interned. About
 250 bytes a key.
+
+A label's key is held as "KEY=VALUE" in the place of the user or model (a label key has no "="),
+and written as the label tables' label_key and label_value; an event without the key counts
+under the value "".
 """
 
 from __future__ import annotations
@@ -37,11 +42,11 @@ COUNTERS = (
     "images",
     "guardrail_units",
 )
-# (table, column of the key, window)
+KINDS = {"user": "user_id", "model": "model", "label": "label"}  # rollup kind -> its key column
+LABEL = "label"  # the label tables' key: label_key and label_value (above)
+# (table, column of the key, window): every rollup table, label ones included
 TABLES: tuple[tuple[str, str, WindowSize], ...] = tuple(
-    (f"rollup_{kind}_{w.name}", "user_id" if kind == "user" else "model", w)
-    for kind in ("user", "model")
-    for w in WINDOWS
+    (f"rollup_{kind}_{w.name}", column, w) for kind, column in KINDS.items() for w in WINDOWS
 )
 MINUTE_MS = 60_000
 
@@ -82,11 +87,33 @@ Key = tuple[str, str, str, int]  # (tenant, user or model, currency, source part
 
 
 class Rollups:
-    def __init__(self, keep_ms: int = Settings.model_fields["allowed_lateness_hours"].default * 3_600_000) -> None:
+    def __init__(
+        self,
+        keep_ms: int = Settings.model_fields["allowed_lateness_hours"].default * 3_600_000,
+        label_keys: tuple[str, ...] = (),
+    ) -> None:
+        """`label_keys`: the label keys rolled up besides users and models (MS_ROLLUP_LABELS)."""
         self.keep_ms = keep_ms  # windows ending this long before the newest event leave memory
         self.slices: dict[Slice, dict[Key, Totals]] = {}
         self.newest_ms = 0
         self.row_by_row = 0  # batches staged row by row (replays), not aggregated
+        self.label_keys = label_keys
+        self.prefixes = tuple((k, k + "=") for k in label_keys)
+        # the tables kept (label ones only with label keys), and for each source of a row's keys
+        # (its user, its model, then one per label key) the indices of its tables in self.tables
+        self.tables = tuple(t for t in TABLES if t[1] != LABEL or label_keys)
+        per_kind = len(WINDOWS)
+        self.sources = (range(0, per_kind), range(per_kind, 2 * per_kind)) + tuple(
+            range(2 * per_kind, 3 * per_kind) for _ in label_keys
+        )
+        self.windows = {table: w for table, _, w in self.tables}
+
+    def whos(self, row: LedgerRow) -> tuple[str, ...]:
+        """A ledger row's key in each source, in the order of self.sources."""
+        if not self.prefixes:
+            return (row["user_id"], row["model"])
+        labels = row["labels"]
+        return (row["user_id"], row["model"], *(prefix + labels.get(k, "") for k, prefix in self.prefixes))
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self.slices.values())
@@ -95,8 +122,9 @@ class Rollups:
         """The totals a batch of ledger rows (``ts`` in ms) changes, new values, not yet kept
         (`aggregate=False`: always row by row, for tests that compare the two)."""
         # minute -> the window starts of TABLES (every window boundary is a minute boundary)
-        starts = {m: [w.start(m) for _, _, w in TABLES] for m in {row["ts"] - row["ts"] % MINUTE_MS for row in ledger}}
-        need = {(t[0], st[i]) for st in starts.values() for i, t in enumerate(TABLES)}
+        tables = self.tables
+        starts = {m: [w.start(m) for _, _, w in tables] for m in {row["ts"] - row["ts"] % MINUTE_MS for row in ledger}}
+        need = {(t[0], st[i]) for st in starts.values() for i, t in enumerate(tables)}
         self._load(store, need - self.slices.keys())
         if ledger:
             self.newest_ms = max(self.newest_ms, max(row["ts"] for row in ledger))
@@ -114,8 +142,8 @@ class Rollups:
         the batch and lie beyond every version they touch), else None. Same result as
         _stage_rows, with 2 updates per row in place of 8."""
         last: dict[int, int] = {}
-        minutes: tuple[dict[tuple[int, Key], list[int]], dict[tuple[int, Key], list[int]]] = ({}, {})
-        intern = sys.intern
+        minutes: list[dict[tuple[int, Key], list[int]]] = [{} for _ in self.sources]
+        intern, whos, labelled = sys.intern, self.whos, bool(self.prefixes)
         for row in ledger:
             p = row["src_partition"]
             pos = position(row["src_offset"], row.get("src_index", 0))
@@ -128,7 +156,7 @@ class Rollups:
                 intern(row["currency"]),
                 row["ts"] - row["ts"] % MINUTE_MS,
             )
-            for groups, who in ((minutes[0], row["user_id"]), (minutes[1], row["model"])):
+            for groups, who in zip(minutes, whos(row) if labelled else (row["user_id"], row["model"])):
                 k = (start, (tenant, intern(who), currency, p))
                 g = groups.get(k)
                 if g is None:
@@ -156,10 +184,9 @@ class Rollups:
                     g[7] += row["guardrail_units"]
                     g[LAST] = pos
         staged: dict[Slice, dict[Key, Totals]] = {}
-        per_kind = len(TABLES) // 2
-        for kind, groups in enumerate(minutes):
-            for t in range(kind * per_kind, (kind + 1) * per_kind):
-                table = TABLES[t][0]
+        for source, groups in zip(self.sources, minutes):
+            for t in source:
+                table = self.tables[t][0]
                 derived: dict[tuple[int, Key], list[int]] = {}
                 for (start, key), g in groups.items():
                     k = (starts[start][t], key)
@@ -192,32 +219,32 @@ class Rollups:
     def _stage_rows(self, ledger: list[LedgerRow], starts: dict[int, list[int]]) -> dict[Slice, dict[Key, Totals]]:
         """Row by row: a row is applied to a total only when its position is beyond the total's version."""
         staged: dict[Slice, dict[Key, Totals]] = {}
-        intern = sys.intern
+        intern, tables = sys.intern, self.tables
         for row in ledger:
             pos, p = position(row["src_offset"], row.get("src_index", 0)), row["src_partition"]
             delta = row_sums(row, to_units(row["cost"]))
             tenant, currency = intern(row["tenant_id"]), intern(row["currency"])
-            for (table, column, _), start in zip(TABLES, starts[row["ts"] - row["ts"] % MINUTE_MS]):
-                sl = (table, start)
-                key = (tenant, intern(row[column]), currency, p)  # type: ignore[literal-required]  # user_id or model
-                changed = staged.get(sl)
-                if changed is None:
-                    changed = staged[sl] = {}
-                tot = changed.get(key) or self.slices[sl].get(key, ZERO)
-                if pos <= tot[VERSION]:
-                    continue  # applied before
-                changed[key] = plus(tot, delta, pos)
+            row_starts = starts[row["ts"] - row["ts"] % MINUTE_MS]
+            for source, who in zip(self.sources, self.whos(row)):
+                key = (tenant, intern(who), currency, p)
+                for t in source:
+                    sl = (tables[t][0], row_starts[t])
+                    changed = staged.get(sl)
+                    if changed is None:
+                        changed = staged[sl] = {}
+                    tot = changed.get(key) or self.slices[sl].get(key, ZERO)
+                    if pos <= tot[VERSION]:
+                        continue  # applied before
+                    changed[key] = plus(tot, delta, pos)
         return staged
 
-    @classmethod
-    def rows(cls, staged: dict[Slice, dict[Key, Totals]]) -> dict[str, list[dict[str, Any]]]:
+    def rows(self, staged: dict[Slice, dict[Key, Totals]]) -> dict[str, list[dict[str, Any]]]:
         """Staged totals as rows of their rollup tables."""
-        return dict(cls.table_rows(staged))
+        return dict(self.table_rows(staged))
 
-    @staticmethod
-    def table_rows(staged: dict[Slice, dict[Key, Totals]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def table_rows(self, staged: dict[Slice, dict[Key, Totals]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Staged totals as rows, one rollup table at a time."""
-        for table, column, _ in TABLES:
+        for table, column, _ in self.tables:
             rows = []
             for (t, start), changed in staged.items():
                 if t != table:
@@ -227,12 +254,15 @@ class Rollups:
                     row = {
                         "window_start": ws,
                         "tenant_id": tenant,
-                        column: who,
                         "currency": currency,
                         "src_partition": p,
                         "cost": units_text(tot[COST]),
                         "version": tot[VERSION],
                     }
+                    if column == LABEL:
+                        row["label_key"], _, row["label_value"] = who.partition("=")
+                    else:
+                        row[column] = who
                     row.update(zip(COUNTERS, tot[COST + 1 : SUMMED]))
                     rows.append(row)
             if rows:
@@ -242,7 +272,7 @@ class Rollups:
         """After the staged rows are written: keep them, and let old windows leave memory."""
         for sl, changed in staged.items():
             self.slices.setdefault(sl, {}).update(changed)
-        windows = {table: w for table, _, w in TABLES}
+        windows = self.windows
         for sl in [sl for sl in self.slices if windows[sl[0]].end(sl[1]) + self.keep_ms < self.newest_ms]:
             del self.slices[sl]  # ClickHouse has it: a late event reloads it
 
@@ -251,7 +281,10 @@ class Rollups:
         for table, start in slices:
             by_table.setdefault(table, []).append(start)
             self.slices[(table, start)] = {}
-        columns = {table: column for table, column, _ in TABLES}
+        columns = {
+            table: "concat(label_key, '=', label_value)" if column == LABEL else column
+            for table, column, _ in self.tables
+        }
         for table, starts in by_table.items():
             rows = store.query(
                 f"SELECT toUnixTimestamp64Milli(window_start) AS ws, tenant_id, {columns[table]} AS who, currency, "

@@ -35,6 +35,7 @@ def row(rnd: random.Random, p: int, offset: int, index: int = 0) -> dict:
         "cache_write_tokens": 0,
         "images": rnd.randrange(2),
         "guardrail_units": 0,
+        "labels": {"app": rnd.choice(["chat", "search"]), **({"team": "a=b"} if rnd.random() < 0.5 else {})},
     }
 
 
@@ -42,7 +43,8 @@ def test_aggregated_staging_equals_row_by_row_and_falls_back_on_replays():
     rnd = random.Random(11)
     fell_back = 0
     for trial in range(60):
-        a, b = Rollups(), Rollups()
+        keys = ("app", "team") if trial % 2 else ()
+        a, b = Rollups(label_keys=keys), Rollups(label_keys=keys)
         offsets = {p: 0 for p in range(3)}
         for _batch in range(4):
             ledger = []
@@ -59,6 +61,36 @@ def test_aggregated_staging_equals_row_by_row_and_falls_back_on_replays():
             b.keep(by_rows)
         fell_back += a.row_by_row
     assert 0 < fell_back < 240  # both paths ran
+
+
+def test_each_label_keys_values_add_up_to_the_tenants_total():
+    """An event without a key counts under the value "" (a value may hold "="): per key, the values'
+    totals are the tenant's, as the user totals are."""
+    rnd = random.Random(5)
+    r = Rollups(label_keys=("app", "team"))
+    ledger = [row(rnd, p=i % 3, offset=i) for i in range(300)]
+    staged = r.stage(EmptyStore(), ledger)
+    rows = r.rows(staged)
+
+    def sums(table: str, column: str) -> dict:
+        out: dict = {}
+        for x in rows[table]:
+            k = (x["tenant_id"], x["currency"], x[column])
+            out[k] = out.get(k, 0) + to_units(x["cost"])
+        return out
+
+    by_user = sums("rollup_user_month", "tenant_id")
+    labels = rows["rollup_label_month"]
+    assert {x["label_key"] for x in labels} == {"app", "team"}
+    assert {x["label_value"] for x in labels if x["label_key"] == "team"} == {"", "a=b"}  # split on the first "="
+    for key in ("app", "team"):
+        per_key: dict = {}
+        for x in labels:
+            if x["label_key"] == key:
+                k = (x["tenant_id"], x["currency"], x["tenant_id"])
+                per_key[k] = per_key.get(k, 0) + to_units(x["cost"])
+        assert per_key == by_user
+    assert "rollup_label_month" not in Rollups().rows(Rollups().stage(EmptyStore(), ledger))  # none unless asked
 
 
 def test_units_text_round_trips():
