@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from schemas.errors import InputRejected
 from streams.kafka_security import PLAINTEXT, KafkaSecurity
@@ -32,6 +32,10 @@ class Budget(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=256)
     user_id: str | None = None
     model: str | None = None
+    # label values the budget is limited to (chargeback: {"team": "search"}); every one must match
+    labels: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")], str] = Field(
+        default_factory=dict, max_length=4
+    )
     period: Literal["day", "month"]
     timezone: str = "UTC"
     currency: str
@@ -85,12 +89,15 @@ class Budget(BaseModel):
             raise ValueError("tenant_id must not contain spaces")
         return self
 
-    def matches(self, tenant_id: str, user_id: str, model: str, currency: str) -> bool:
+    def matches(
+        self, tenant_id: str, user_id: str, model: str, currency: str, labels: dict[str, str] | None = None
+    ) -> bool:
         return (
             tenant_id == self.tenant_id
             and currency == self.currency
             and (self.user_id is None or self.user_id == user_id)
             and (self.model is None or self.model == model)
+            and all((labels or {}).get(k) == v for k, v in self.labels.items())
         )
 
     def period_of(self, ts: dt.datetime) -> str:
@@ -115,6 +122,7 @@ class Budget(BaseModel):
             parts.append(f"user {self.user_id}")
         if self.model:
             parts.append(f"model {self.model}")
+        parts.extend(f"label {k}={v}" for k, v in sorted(self.labels.items()))
         return ", ".join(parts)
 
 

@@ -55,7 +55,7 @@ class Alert:
         return {
             "idempotency_key": self.key,
             "budget": b.id,
-            "scope": {"tenant_id": b.tenant_id, "user_id": b.user_id, "model": b.model},
+            "scope": {"tenant_id": b.tenant_id, "user_id": b.user_id, "model": b.model, "labels": b.labels},
             "period": {"kind": b.period, "key": self.period, "timezone": b.timezone},
             "threshold": money_str(self.threshold),
             "spend": money_str(self.spend),
@@ -171,7 +171,7 @@ class AlertEvaluator:
         }
         out: list[Alert] = []
         for b in budgets:
-            if not b.matches(row["tenant_id"], row["user_id"], row["model"], row["currency"]):
+            if not b.matches(row["tenant_id"], row["user_id"], row["model"], row["currency"], row.get("labels")):
                 continue
             period = b.period_of(ts)
             looked_up = (b.id, period) not in self.spend

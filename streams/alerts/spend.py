@@ -31,6 +31,7 @@ def params(b: Budget, start: Any, end: Any) -> dict[str, Any]:
         "tenant_id": b.tenant_id,
         "user_id": b.user_id,
         "model": b.model,
+        **({"labels": b.labels} if b.labels else {}),
         "currency": b.currency,
         "since": start,
         "until": end,

@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from schemas.batch import INDEX_BITS
 from schemas.errors import InputRejected
+from streams.analyst.usage import USAGE_TYPES, UsageParams, usage_sql
 from streams.sink.windows import WINDOWS
 from streams.storage import Store
 
@@ -67,6 +68,7 @@ class LedgerSpendParams(_Params):
     tenant_id: str = Field(min_length=1, max_length=256)
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
     model: str | None = Field(default=None, min_length=1, max_length=256)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=4)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     since: AwareDatetime
     until: AwareDatetime
@@ -147,6 +149,9 @@ def ledger_spend_sql(p: LedgerSpendParams) -> tuple[str, dict[str, Any]]:
     if p.model:
         where.append("model = {m:String}")
         params["m"] = p.model
+    for i, (k, v) in enumerate(sorted(p.labels.items())):
+        where.append(f"labels[{{lk{i}:String}}] = {{lv{i}:String}}")
+        params[f"lk{i}"], params[f"lv{i}"] = k, v
     return (
         "SELECT src_partition AS p, sum(cost) AS cost, "
         "max(bitShiftLeft(src_offset, {bits:UInt8}) + src_index) AS upto "
@@ -163,7 +168,7 @@ def counts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Read:
-    params: type[_Params]
+    params: type[BaseModel]
     sql: Callable[[Any], tuple[str, dict[str, Any]]]
     types: dict[str, str]  # column types, to restore values that crossed HTTP as JSON
 
@@ -174,10 +179,11 @@ READS: dict[str, Read] = {
     "alerts": Read(NoParams, alerts_sql, ALERT_TYPES),
     "counts": Read(NoParams, counts_sql, COUNT_TYPES),
     "ledger_spend": Read(LedgerSpendParams, ledger_spend_sql, LEDGER_SPEND_TYPES),
+    "usage": Read(UsageParams, usage_sql, USAGE_TYPES),  # streams/analyst/usage.py
 }
 
 
-def parse(name: str, params: Any) -> tuple[Read, _Params]:
+def parse(name: str, params: Any) -> tuple[Read, BaseModel]:
     """The read called `name` and its validated parameters, or ReadError."""
     read = READS.get(name)
     if read is None:

@@ -53,6 +53,7 @@ def budgets_list(settings: Settings, fmt: str) -> None:
 @click.option("--tenant", default=None)
 @click.option("--user", default=None)
 @click.option("--model", default=None)
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only events with this label (repeatable).")
 @click.option("--period", default=None, help="day | month")
 @click.option("--timezone", default="UTC", show_default=True)
 @click.option("--currency", default=None)
@@ -66,6 +67,7 @@ def budgets_set(
     tenant: str | None,
     user: str | None,
     model: str | None,
+    labels: tuple[str, ...],
     period: str | None,
     timezone: str,
     currency: str | None,
@@ -84,6 +86,7 @@ def budgets_set(
                 "tenant_id": tenant,
                 "user_id": user,
                 "model": model,
+                "labels": dict(label_pair(x) for x in labels) if labels else None,
                 "period": period,
                 "timezone": timezone,
                 "currency": currency,
@@ -103,6 +106,14 @@ def budgets_set(
             click.echo(f"warning: budget {b.id}: {warning}", err=True)
 
 
+def label_pair(text: str) -> tuple[str, str]:
+    """KEY=VALUE of a --label option."""
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise click.BadParameter(f"give a label as KEY=VALUE, not {text!r}", param_hint="--label")
+    return key, value
+
+
 def unseen_scope(settings: Settings, b: Budget) -> str | None:
     """Why the budget may never fire (no event of its scope and currency counted yet: a misspelled
     tenant, user or model?), or None. The ledger is read as analysts read it (the store, else the
@@ -112,11 +123,7 @@ def unseen_scope(settings: Settings, b: Budget) -> str | None:
     from schemas.errors import MeterstreamError
     from streams.analyst.reader import Reader
 
-    scope = (
-        f"tenant {b.tenant_id}"
-        + (f", user {b.user_id}" if b.user_id else "")
-        + (f", model {b.model}" if b.model else "")
-    )
+    scope = b.scope_text()
     try:
         with Reader(settings) as reader:
             reader.attempts = 1  # a check: no waiting for a worker
@@ -125,6 +132,7 @@ def unseen_scope(settings: Settings, b: Budget) -> str | None:
                 tenant_id=b.tenant_id,
                 user_id=b.user_id,
                 model=b.model,
+                **({"labels": b.labels} if b.labels else {}),
                 currency=b.currency,
                 since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
                 until=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pricing import money_str
-from schemas.errors import ConfigurationError
+from schemas.errors import ConfigurationError, InputRejected
 from streams.cli.formats import format_options
 from streams.producer import DEFAULT_LINGER_MS
 from streams.settings import Settings
@@ -47,6 +47,10 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+# counters a table leaves out when they are 0 on every row (json and csv keep every column)
+QUIET_ZERO = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "images"})
+
+
 def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
     clean = [{c: _json_value(r.get(c)) for c in columns} for r in rows]
     if fmt == "json":
@@ -58,13 +62,15 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
         writer.writerows(clean)
         sys.stdout.write(buf.getvalue())
     else:
-        # cells are Text, never markup: a user_id such as "[/x]" or "[b]alice" shows as it is
+        # cells are Text, never markup: a user_id such as "[/x]" or "[b]alice" shows as it is;
+        # counters that are 0 on every row are left out; piped, no cell is cut to a width
+        shown = [c for c in columns if c not in QUIET_ZERO or any(r[c] not in (0, None) for r in clean)]
         table = Table()
-        for c in columns:
-            table.add_column(Text(c))
+        for c in shown:
+            table.add_column(Text(c), overflow="fold")
         for r in clean:
-            table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in columns))
-        Console().print(table)
+            table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in shown))
+        Console(width=None if sys.stdout.isatty() else 4096).print(table)
 
 
 def port_free(host: str, port: int, moved_by: str) -> None:
@@ -270,42 +276,115 @@ def publish_refusals(settings: Settings, topic: str, refusals: list[tuple[bytes,
 
 
 @click.command("report")
-@click.option("--by", type=click.Choice(["user", "model"]), required=True)
+@click.option(
+    "--by",
+    required=True,
+    metavar="DIMS",
+    help="tenant, user, model or label:KEY; two at once with a comma (e.g. model,user).",
+)
 @click.option(
     "--window", type=click.Choice(["minute", "hour", "day", "month", "total"]), default="total", show_default=True
 )
+@click.option("--tz", default=None, help="Day and month windows in this IANA time zone (e.g. Asia/Shanghai).")
 @click.option("--tenant", default=None)
-@click.option("--since", default=None, callback=time_option, help="RFC 3339 time (inclusive, window start).")
-@click.option("--until", default=None, callback=time_option, help="RFC 3339 time (exclusive, window start).")
+@click.option("--user", default=None)
+@click.option("--model", default=None)
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only events with this label (repeatable).")
+@click.option("--since", default=None, callback=time_option, help="RFC 3339 time (inclusive).")
+@click.option("--until", default=None, callback=time_option, help="RFC 3339 time (exclusive).")
+@click.option("--top", type=click.IntRange(1, 10_000), default=None, help="Only the top N per currency (and window).")
+@click.option("--order", type=click.Choice(["cost", "tokens", "events"]), default="cost", show_default=True)
+@click.option(
+    "--avg", "average", is_flag=True, help="Average input and output tokens per request (over token events only)."
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Draw spend over time (per currency) to a PNG file.",
+    help="Draw cost over time per key (top 8 and the rest) to a PNG file.",
 )
 @click.pass_obj
 def report_command(
-    settings: Settings, by: str, window: str, tenant: str | None, since: Any, until: Any, fmt: str, plot: Path | None
+    settings: Settings,
+    by: str,
+    window: str,
+    tz: str | None,
+    tenant: str | None,
+    user: str | None,
+    model: str | None,
+    labels: tuple[str, ...],
+    since: Any,
+    until: Any,
+    top: int | None,
+    order: str,
+    average: bool,
+    fmt: str,
+    plot: Path | None,
 ) -> None:
-    """Spend totals per currency from ClickHouse, by user or by model."""
+    """Cost, events and tokens per currency from ClickHouse, grouped by tenant, user, model or a
+    label (streams/analyst/usage.py). Each row's share is its part of the cost of its currency
+    (and window) over everything the filters select, rounded half-even to 0.1%."""
     from streams.analyst.reader import Reader
+    from streams.cli.alerts import label_pair
 
+    dims = tuple(d.strip() for d in by.split(",") if d.strip())
+    asked: dict[str, Any] = {
+        "group_by": dims,
+        "window": window,
+        "tz": tz,
+        "since": since,
+        "until": until,
+        "tenant": tenant,
+        "user": user,
+        "model": model,
+        "labels": dict(label_pair(x) for x in labels),
+        "order": order,
+        "average": average,
+        "rolled_up_labels": settings.label_keys,
+    }
+    if plot is not None and window == "total":
+        raise click.UsageError("--plot needs --window minute|hour|day|month")
     with Reader(settings) as reader:
-        rows = reader.read("spend", by=by, window=window, tenant=tenant, since=since, until=until)
-    who = "user_id" if by == "user" else "model"
-    columns = ["tenant_id", who, "currency", "cost", "events"]
+        try:
+            rows = reader.read("usage", **asked, top=top)
+            totals = reader.read("usage", **{**asked, "group_by": ("tenant",), "average": False})
+        except InputRejected as exc:  # a bad --by, --tz or label, said as the option's
+            raise click.UsageError(str(exc).replace("bad parameters for usage: ", "")) from None
+    add_shares(rows, totals)
+    columns = ["tenant_id", *(usage_column(d) for d in dims if d != "tenant"), "currency", "cost", "share", "events"]
+    columns += ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"]
+    if average:
+        columns += ["token_events", "avg_input_tokens", "avg_output_tokens"]
+        for r in rows:
+            n = int(r["token_events"])
+            for c in ("input_tokens", "output_tokens"):
+                r[f"avg_{c}"] = (Decimal(r[c]) / n).quantize(Decimal("0.1")) if n else None
     if window != "total":
         columns.insert(0, "window_start")
     emit(rows, fmt, columns)
     if plot is not None:
-        if window == "total":
-            raise click.UsageError("--plot needs --window minute|hour|day|month")
-        from streams.analyst.plot import spend_over_time
+        from streams.analyst.plot import usage_over_time
 
-        spend_over_time(rows, plot, f"spend by {by} per {window}")
+        usage_over_time(rows, plot, [usage_column(d) for d in dims], f"cost by {by} per {window}", since, until)
         click.echo(f"wrote {plot}", err=True)
     warn_if_waiting(settings)
+
+
+def usage_column(dim: str) -> str:
+    """The column of a --by dimension in the usage read's rows."""
+    return {"tenant": "tenant_id", "user": "user_id", "model": "model"}.get(dim, dim)
+
+
+def add_shares(rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+    """Each row's share of its currency's (and window's) cost over all tenants, half-even to 0.1%."""
+    whole: dict[tuple[Any, str], Decimal] = {}
+    for t in totals:
+        k = (t.get("window_start"), t["currency"])
+        whole[k] = whole.get(k, Decimal(0)) + Decimal(t["cost"])
+    for r in rows:
+        total = whole.get((r.get("window_start"), r["currency"]))
+        r["share"] = f"{(Decimal(r['cost']) * 100 / total).quantize(Decimal('0.1'))}%" if total else None
 
 
 def warn_if_waiting(settings: Settings) -> None:

@@ -33,6 +33,11 @@ class Expected:
     reasons: list[str] = field(default_factory=list)
     by_user: dict[Key, list] = field(default_factory=lambda: defaultdict(lambda: [Decimal(0), 0]))
     by_model: dict[Key, list] = field(default_factory=lambda: defaultdict(lambda: [Decimal(0), 0]))
+    # per label: who = "KEY=VALUE" (an event without the key: "KEY="), for LABEL_KEYS
+    by_label: dict[Key, list] = field(default_factory=lambda: defaultdict(lambda: [Decimal(0), 0]))
+
+
+LABEL_KEYS = ("app", "team")  # the label keys the oracle rolls up (the generated traffic's)
 
 
 def partition_for(key: bytes | None, partitions: int) -> int | None:
@@ -83,7 +88,10 @@ class Oracle:
         exp.counted += 1
         cost = Decimal(result["cost"])
         cur = result["currency"]
-        for table, who in ((exp.by_user, result["user_id"]), (exp.by_model, result["model"])):
+        labels = result.get("labels") or {}
+        pairs = [(exp.by_user, result["user_id"]), (exp.by_model, result["model"])]
+        pairs += [(exp.by_label, f"{k}={labels.get(k, '')}") for k in LABEL_KEYS]
+        for table, who in pairs:
             for w in WINDOWS:
                 acc = table[(w.name, w.start(ts_ms), result["tenant_id"], who, cur)]
                 acc[0] += cost

@@ -194,7 +194,8 @@ def _event(
         "model": model,
         "mode": mode,
         "usage": usage,
-        "labels": {"app": rnd.choice(["chat", "search", "agent"])},
+        # a team on 4 in 5 events (no draw from rnd: the rest of the traffic is as it was)
+        "labels": {"app": rnd.choice(["chat", "search", "agent"]), **({"team": f"team-{i % 4}"} if i % 5 else {})},
     }
     if region:
         ev["region"] = region

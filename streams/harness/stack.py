@@ -131,8 +131,12 @@ class Stack:
     def events_topic(self) -> str:
         return self.env["MS_EVENTS_TOPIC"]
 
+    def cli_result(self, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`meterstream ARGS` as it ended, whatever its exit code."""
+        return subprocess.run(CLI + list(args), env=env or self.env, capture_output=True, timeout=timeout)
+
     def cli(self, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        proc = subprocess.run(CLI + list(args), env=env or self.env, capture_output=True, timeout=timeout)
+        proc = self.cli_result(*args, env=env, timeout=timeout)
         if proc.returncode != 0:
             raise AssertionError(f"meterstream {' '.join(args)} failed: {proc.stderr.decode()[-3000:]}")
         return proc

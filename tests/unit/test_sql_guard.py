@@ -251,6 +251,13 @@ def _named_reads() -> list[tuple[str, str, dict]]:
             {"by": "user", "window": "day", "tenant": "acme", "since": when, "until": when + dt.timedelta(days=1)},
             {"by": "model", "window": "total", "since": when},
         ],
+        "usage": [  # streams/analyst/usage.py: each source (rollup views, the ledger), windows, zones, top N
+            {"group_by": ["user"], "window": "total", "tenant": "acme", "since": when},
+            {"group_by": ["model", "user"], "window": "hour", "top": 3, "order": "tokens"},
+            {"group_by": ["label:team"], "window": "day", "tz": "Asia/Kolkata", "rolled_up_labels": ["team"]},
+            {"group_by": ["tenant"], "window": "month", "tz": "Asia/Shanghai", "labels": {"app": "chat"}},
+            {"group_by": ["model"], "average": True, "labels": {"team": "a"}, "until": when},
+        ],
         "rejects": [{"limit": 10}],
         "alerts": [{}],
         "counts": [{}],
