@@ -347,7 +347,12 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
     t_start = time.monotonic()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rnd = random.Random(sc.seed)
-    stack = Stack(broker.bootstrap, tmp / sc.name, partitions=args.partitions, extra_env={"MS_FAULT_INJECTION": "1"})
+    stack = Stack(
+        broker.bootstrap,
+        tmp / sc.name,
+        partitions=args.partitions,
+        extra_env={"MS_FAULT_INJECTION": "1", "MS_ROLLUP_LABELS": "app,team"},
+    )
     out = Outcome()
     try:
         if sc.soak:  # too many to hold: written to a file, the oracle fed as it is written
@@ -417,7 +422,14 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
         if out.recoveries:
             out.faults.append(f"the worker recovered in place {out.recoveries} times (offset holes)")
         diffs = 0
-        for by, window in (("user", "total"), ("model", "total"), ("user", "minute"), ("model", "day")):
+        for by, window in (
+            ("user", "total"),
+            ("model", "total"),
+            ("user", "minute"),
+            ("model", "day"),
+            ("label:app", "hour"),
+            ("label:team", "total"),
+        ):
             got = normalize(stack.report(by, window), by, window)
             d = diff(got, as_rows(exp, by, window))
             diffs += len(d)

@@ -23,6 +23,9 @@ from streams.storage import Store
 Rows = list[dict[str, Any]]
 SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}
 REJECT_TYPES = {
+    "n": "UInt64",
+    "first_rejected_at": "DateTime64(3, 'UTC')",
+    "last_rejected_at": "DateTime64(3, 'UTC')",
     "src_partition": "UInt32",
     "src_offset": "UInt64",
     "src_index": "UInt16",
@@ -56,6 +59,11 @@ class SpendParams(_Params):
 
 class RejectsParams(_Params):
     limit: int = Field(default=1000, ge=1, le=10_000_000)
+    tenant: str | None = Field(default=None, min_length=1, max_length=256)
+    since: AwareDatetime | None = None  # when rejected
+    until: AwareDatetime | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=256)  # a part of the reason, any case
+    group: bool = False  # one row per reason: how many, first and last rejected
 
 
 class NoParams(_Params):
@@ -116,11 +124,31 @@ def spend_sql(p: SpendParams) -> tuple[str, dict[str, Any]]:
 
 
 def rejects_sql(p: RejectsParams) -> tuple[str, dict[str, Any]]:
+    where: list[str] = ["1"]
+    params: dict[str, Any] = {"limit": p.limit}
+    if p.tenant is not None:
+        where.append("tenant_id = {tenant:String}")
+        params["tenant"] = p.tenant
+    if p.since is not None:
+        where.append("rejected_at >= {since:DateTime64(3, 'UTC')}")
+        params["since"] = _ch_time(p.since)
+    if p.until is not None:
+        where.append("rejected_at < {until:DateTime64(3, 'UTC')}")
+        params["until"] = _ch_time(p.until)
+    if p.reason is not None:
+        where.append("positionCaseInsensitiveUTF8(reason, {reason:String}) > 0")
+        params["reason"] = p.reason
+    cond = " AND ".join(where)
+    if p.group:
+        return (
+            "SELECT reason, count() AS n, min(rejected_at) AS first_rejected_at, max(rejected_at) AS last_rejected_at "
+            f"FROM rejected_events FINAL WHERE {cond} GROUP BY reason ORDER BY n DESC, reason LIMIT {{limit:UInt32}}"
+        ), params
     return (
         "SELECT src_topic, src_partition, src_offset, src_index, event_id, tenant_id, reason, payload, "
-        "rejected_at FROM rejected_events FINAL ORDER BY src_partition, src_offset, src_index "
+        f"rejected_at FROM rejected_events FINAL WHERE {cond} ORDER BY src_partition, src_offset, src_index "
         "LIMIT {limit:UInt32}"
-    ), {"limit": p.limit}
+    ), params
 
 
 def alerts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:

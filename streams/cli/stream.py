@@ -414,13 +414,31 @@ def warn_if_waiting(settings: Settings) -> None:
 @click.command("rejects")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--tenant", default=None)
+@click.option("--since", default=None, callback=time_option, help="Rejected at or after (RFC 3339).")
+@click.option("--until", default=None, callback=time_option, help="Rejected before (RFC 3339).")
+@click.option("--reason", default=None, help="Only reasons containing this text (any case).")
+@click.option("--group", is_flag=True, help="One line per reason: how many, first and last rejected.")
 @click.pass_obj
-def rejects_command(settings: Settings, fmt: str, limit: int) -> None:
+def rejects_command(
+    settings: Settings,
+    fmt: str,
+    limit: int,
+    tenant: str | None,
+    since: Any,
+    until: Any,
+    reason: str | None,
+    group: bool,
+) -> None:
     """Dead-lettered inputs with their reasons (payloads never hold `text`)."""
     from streams.analyst.reader import Reader
 
+    asked = {"limit": limit, "tenant": tenant, "since": since, "until": until, "reason": reason, "group": group}
     with Reader(settings) as reader:
-        rows = reader.read("rejects", limit=limit)
+        rows = reader.read("rejects", **{k: v for k, v in asked.items() if v not in (None, False)})
+    if group:
+        emit(printable_rejects(rows), fmt, ["n", "reason", "first_rejected_at", "last_rejected_at"])
+        return
     cols = ["src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason"]
     emit(printable_rejects(rows), fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
 

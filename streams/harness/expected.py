@@ -116,9 +116,15 @@ def expected_totals(
 
 
 def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
-    table = exp.by_user if by == "user" else exp.by_model
+    """The oracle's totals keyed like normalize(); `by`: user, model or label:KEY."""
+    table = exp.by_user if by == "user" else exp.by_model if by == "model" else exp.by_label
+    prefix = by.removeprefix("label:") + "=" if by.startswith("label:") else None
     out = {}
     for (w, start, tenant, who, cur), (cost, n) in table.items():
+        if prefix is not None:
+            if not who.startswith(prefix):
+                continue
+            who = who[len(prefix) :]
         if w == window:
             ws = None if start is None else dt.datetime.fromtimestamp(start / 1000, dt.UTC)
             out[(ws, tenant, who, cur)] = (cost, n)
@@ -127,7 +133,7 @@ def as_rows(exp: Expected, by: str, window: str) -> dict[tuple, tuple[Decimal, i
 
 def normalize(rows: list[dict], by: str, window: str) -> dict[tuple, tuple[Decimal, int]]:
     """Report rows (from `report --format json`, or from streams.analyst.reads) keyed like as_rows."""
-    who = "user_id" if by == "user" else "model"
+    who = "user_id" if by == "user" else "model" if by == "model" else by  # label:KEY
     out = {}
     for r in rows:
         ws = None

@@ -151,6 +151,18 @@ def test_every_everyday_question_is_one_exact_command(kafka_service, clickhouse_
         drawn = sum(p[1] for lines in chart.values() for points in lines.values() for p in points)
         assert drawn == sum(Decimal(r["cost"]) for r in rows)
 
+        # dead letters: grouped by reason they add up; filters by tenant and reason text
+        grouped = json.loads(stack.cli("rejects", "--group", "--format", "json").stdout)
+        assert sum(int(g["n"]) for g in grouped) == exp.rejected > 0
+        some = grouped[0]["reason"][:12]
+        picked = json.loads(stack.cli("rejects", "--reason", some.upper(), "--format", "json").stdout)
+        assert picked and all(some.lower() in r["reason"].lower() for r in picked)
+        assert len(picked) == sum(int(g["n"]) for g in grouped if some.lower() in g["reason"].lower())
+        tenants = {r["tenant_id"] for r in json.loads(stack.cli("rejects", "--format", "json").stdout)}
+        for t in tenants - {None}:
+            mine = json.loads(stack.cli("rejects", "--tenant", t, "--format", "json").stdout)
+            assert mine and {r["tenant_id"] for r in mine} == {t}
+
         # a bad dimension or zone is a usage error, one line
         bad = stack.cli_result("report", "--by", "colour")
         assert bad.returncode == 2 and b"group by tenant, user, model or label:KEY" in bad.stderr
