@@ -24,7 +24,7 @@ class Ledger:
         rows = [
             r
             for r in self.rows.values()
-            if b.matches(r["tenant_id"], r["user_id"], r["model"], r["currency"])
+            if b.matches(r["tenant_id"], r["user_id"], r["model"], r["currency"], r.get("labels"))
             and start <= dt.datetime.fromtimestamp(r["ts"] / 1000, UTC) < end
         ]
         upto: dict[int, int] = {}
@@ -92,6 +92,22 @@ def test_scripted_sequence_daily_and_monthly_for_user_tenant_and_model():
         ("tenant-day", "2026-03-12", "0.5"),
         ("user-month", "2026-03", "1"),  # row 7 (tenant day 3: 6.1)
     ]
+
+
+def test_a_budget_on_a_label_counts_only_that_labels_spend():
+    """Chargeback: a team's budget sees the team's events (every label it names must match)."""
+    ledger = Ledger()
+    ev = AlertEvaluator(ledger.spend)
+    ev.set_budget(budget(id="search", labels={"team": "search"}, thresholds=["1"]), T0)
+    rows = [row(0, "6"), row(1, "6"), row(2, "6"), row(3, "6")]
+    rows[1]["labels"] = rows[3]["labels"] = {"team": "search", "app": "chat"}
+    rows[2]["labels"] = {"team": "ads"}
+    assert run(ev, ledger, rows) == [("search", "2026-03-10", "1")]  # 6 + 6 of search's: 12 >= 10
+    b = budget(labels={"team": "search"})
+    assert b.scope_text() == "tenant acme, label team=search"
+    assert not b.matches("acme", "u1", "gpt-4o", "USD", None) and b.matches("acme", "u", "m", "USD", {"team": "search"})
+    with pytest.raises(BudgetError, match="labels"):
+        budget(labels={"bad key": "x"})
 
 
 def test_one_event_over_several_thresholds_gives_one_alert_each():
