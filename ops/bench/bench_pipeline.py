@@ -12,7 +12,7 @@ beside its baselines from the same run (a bare aiokafka consumer, a no-op Faust 
               Target: p99 <= 2 s.
   P4          worker RSS with 1,000,000 active window keys. Target: <= 1 GiB.
 
-    python ops/bench/bench_pipeline.py [--events 1000000] [--only p2,p3,single,scale,p4] [--json OUT]
+    python ops/bench/bench_pipeline.py [--events 1000000] [--only p2,p3,labels,single,scale,p4] [--json OUT]
 
 The broker is the project's own (ops/kafka/kafka.sh, started here on free ports) unless
 --bootstrap is given; the worker is `meterstream worker` in a subprocess, as users run it.
@@ -166,6 +166,7 @@ def p2_throughput(
     batch: bool,
     roles: list[str],
     baselines: bool = True,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Events produced up front (batched records or one per event), then worker processes of the
     given roles started together; sustained = events / (first progress -> totals exact)."""
@@ -174,7 +175,7 @@ def p2_throughput(
         f"\n{name}: {n:,} events, {'batched' if batch else 'single-event'} records, {args.partitions} "
         f"partitions, workers: {' + '.join(roles)}"
     )
-    stack = Stack(bootstrap, tmp / name, partitions=args.partitions)
+    stack = Stack(bootstrap, tmp / name, partitions=args.partitions, extra_env=env)
     try:
         t = time.perf_counter()
         lines = [
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freshness-rate", type=int, default=0, help="P3 rate (default: half of P2's)")
     ap.add_argument("--probes-per-s", type=int, default=5)
     ap.add_argument("--linger-ms", type=float, default=50, help="P3: the producer's linger")
-    ap.add_argument("--only", default="p2,p3,single,scale,p4")
+    ap.add_argument("--only", default="p2,p3,labels,single,scale,p4")
     ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start our own)")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", type=Path, default=RESULTS / "pipeline.json")
@@ -407,6 +408,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if "p3" in results["p2"]:
                     results["p3"] = results["p2"].pop("p3")
+            if "labels" in args.only:  # P2-batched again, the sink rolling up two label keys too
+                results["p2_labels"] = p2_throughput(
+                    bootstrap,
+                    tmp,
+                    args,
+                    now,
+                    name="p2_labels",
+                    batch=True,
+                    roles=args.p2_roles.split(","),
+                    baselines=False,
+                    env={"MS_ROLLUP_LABELS": "app,team"},
+                )
+                if "p2" in results:
+                    results["p2_labels"]["share_of_p2_without"] = round(
+                        results["p2_labels"]["sustained_events_per_s"] / results["p2"]["sustained_events_per_s"], 3
+                    )
             if "single" in args.only or "scale" in args.only:
                 results["p2_single"] = p2_throughput(
                     bootstrap, tmp, args, now, name="p2_single", batch=False, roles=["all"]

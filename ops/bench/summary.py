@@ -80,6 +80,17 @@ def table() -> str:
                     verdict(p2["share_of_rate_alone"] >= 0.5),
                 )
             )
+        if (p2l := r.get("p2_labels")) and "share_of_p2_without" in p2l:
+            rows.append(
+                (
+                    "P2",
+                    f"batched records with two label keys rolled up (MS_ROLLUP_LABELS=app,team), the same "
+                    f"events, beside P2 without",
+                    f"{p2l['sustained_events_per_s']:,} events/s = {p2l['share_of_p2_without']:.1%}",
+                    "",
+                    "",
+                )
+            )
         if p2s := r.get("p2_single"):
             rows.append(
                 (
