@@ -28,7 +28,7 @@ from streams.storage.chdb_store import check_identifier
 ANALYST_ROLE = "meterstream_analyst"
 ANALYST_PROFILE = "meterstream_analyst_readonly"
 WINDOWS = ("minute", "hour", "day", "month")
-KEYS = ("user", "model")
+KEYS = ("user", "model", "label")
 
 # Everything analysts query, and the tables the views read (SQL SECURITY INVOKER).
 ANALYST_VIEWS = tuple(f"spend_by_{k}_{w}" for k in KEYS for w in WINDOWS)

@@ -33,7 +33,7 @@ SHARDING = {
     "ledger": "cityHash64(tenant_id)",
     "rejected_events": "cityHash64(src_topic, src_partition, src_offset)",
     "alerts": "cityHash64(alert_key)",
-    **{f"rollup_{k}_{w}": "cityHash64(tenant_id)" for k in ("user", "model") for w in WINDOWS},
+    **{f"rollup_{k}_{w}": "cityHash64(tenant_id)" for k in ("user", "model", "label") for w in WINDOWS},
 }
 # sha256 of each file's statements joined by NUL, as the single-node path ran them before
 # MS_CLICKHOUSE_CLUSTER existed (computed on main at 3800399).
@@ -139,7 +139,7 @@ def test_every_migration_statement_in_its_cluster_form(chdb):
             else:
                 assert len(out) == 1
     assert tables == set(SHARDING)
-    assert views == {f"spend_by_{k}_{w}" for k in ("user", "model") for w in WINDOWS}
+    assert views == {f"spend_by_{k}_{w}" for k in ("user", "model", "label") for w in WINDOWS}
     assert alters == 6 + 1 + 2 + 1  # 0004, 0006, 0007, 0008
 
 
