@@ -39,6 +39,28 @@ ALERT_TYPES = {
 }
 LEDGER_SPEND_TYPES = {"p": "UInt32", "cost": "Decimal(38, 12)", "upto": "UInt64"}
 COUNT_TYPES = {"ledger": "UInt64", "rejected": "UInt64", "alerts": "UInt64"}
+# `meterstream explain` and `statement` (streams/cli/finance.py, streams/analyst/statement.py)
+_MONEY, _TIME = "Decimal(38, 12)", "DateTime64(3, 'UTC')"
+EXPLAIN_TYPES = {
+    "ts": _TIME,
+    "cost": _MONEY,
+    "list_cost": _MONEY,
+    "src_partition": "UInt32",
+    "src_offset": "UInt64",
+    "src_index": "UInt16",
+    "tenants": "UInt64",
+}
+REJECTED_EVENT_TYPES = {**REJECT_TYPES, "times": "UInt64"}
+STATEMENT_LINE_TYPES = {
+    "quantity": _MONEY,
+    "amount": _MONEY,
+    "list_amount": _MONEY,
+    "items": "UInt64",
+    "first_ts": _TIME,
+    "last_ts": _TIME,
+}
+STATEMENT_TOTAL_TYPES = {"cost": _MONEY, "list_cost": _MONEY, "events": "UInt64", "overlaid": "UInt64"}
+STATEMENT_REJECTED_TYPES = {"rejected": "UInt64"}
 
 
 class ReadError(InputRejected):
@@ -80,6 +102,27 @@ class LedgerSpendParams(_Params):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     since: AwareDatetime
     until: AwareDatetime
+
+
+class EventParams(_Params):
+    """One event id, optionally of one tenant (`meterstream explain`)."""
+
+    event_id: str = Field(min_length=1, max_length=256)
+    tenant: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class StatementParams(_Params):
+    """A tenant and a UTC calendar month, YYYY-MM (`meterstream statement`)."""
+
+    tenant: str = Field(min_length=1, max_length=256)
+    month: str = Field(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$")  # events are from 2000 on
+
+
+def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a UTC calendar month given as YYYY-MM."""
+    year, mon = int(month[:4]), int(month[5:7])
+    start = dt.datetime(year, mon, 1, tzinfo=dt.UTC)
+    return start, dt.datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=dt.UTC)
 
 
 def coarsest_window(*bounds: dt.datetime | None) -> str:
@@ -194,6 +237,90 @@ def counts_sql(_: NoParams) -> tuple[str, dict[str, Any]]:
     ), {}
 
 
+def _event_where(p: EventParams) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"e": p.event_id}
+    if p.tenant is None:
+        return "event_id = {e:String}", params
+    params["t"] = p.tenant
+    return "tenant_id = {t:String} AND event_id = {e:String}", params
+
+
+def explain_sql(p: EventParams) -> tuple[str, dict[str, Any]]:
+    """The event's ledger row (at most 2: `tenants` says how many tenants have the id)."""
+    where, params = _event_where(p)
+    return (
+        "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, currency, cost, list_cost, "
+        "price_overlay, catalog_version, catalog_hash, line_items, usage, estimated, src_partition, src_offset, "
+        f"src_index, count() OVER () AS tenants FROM ledger FINAL WHERE {where} ORDER BY tenant_id LIMIT 2"
+    ), params
+
+
+def rejected_event_sql(p: EventParams) -> tuple[str, dict[str, Any]]:
+    """The id's dead letters (the first 5; `times` says how many there are)."""
+    where, params = _event_where(p)
+    return (
+        "SELECT tenant_id, event_id, reason, rejected_at, src_partition, src_offset, src_index, "
+        f"count() OVER () AS times FROM rejected_events FINAL WHERE {where} "
+        "ORDER BY rejected_at, src_partition, src_offset, src_index LIMIT 5"
+    ), params
+
+
+def _month_params(p: StatementParams) -> dict[str, Any]:
+    start, end = month_bounds(p.month)
+    return {"t": p.tenant, "a": _ch_time(start), "b": _ch_time(end)}
+
+
+_IN_MONTH = "tenant_id = {t:String} AND ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')}"
+
+
+def statement_lines_sql(p: StatementParams) -> tuple[str, dict[str, Any]]:
+    """The tenant's line items in the month (ledger FINAL), summed per currency, model,
+    dimension, unit and unit price (the tenant's and the list's), overlay rule and catalog
+    version. Amounts are the items' decimal texts read at the ledger's scale."""
+    return (
+        "SELECT currency, provider, model, price_overlay, catalog_version, catalog_hash, "
+        "JSONExtractString(item, 'dimension') AS dimension, JSONExtractString(item, 'unit') AS unit, "
+        "JSONExtractString(item, 'unit_price') AS unit_price, "
+        "JSONExtractString(item, 'list_unit_price') AS list_unit_price, "
+        "sum(toDecimal128(JSONExtractString(item, 'quantity'), 12)) AS quantity, "
+        "sum(toDecimal128(JSONExtractString(item, 'cost'), 12)) AS amount, "
+        "sum(toDecimal128(if(JSONExtractString(item, 'list_cost') = '', JSONExtractString(item, 'cost'), "
+        "JSONExtractString(item, 'list_cost')), 12)) AS list_amount, "
+        "count() AS items, min(ts) AS first_ts, max(ts) AS last_ts "
+        f"FROM ledger FINAL ARRAY JOIN JSONExtractArrayRaw(line_items) AS item WHERE {_IN_MONTH} "
+        "GROUP BY currency, provider, model, price_overlay, catalog_version, catalog_hash, dimension, unit, "
+        "unit_price, list_unit_price "
+        "ORDER BY currency, provider, model, dimension, unit, unit_price, list_unit_price, price_overlay, "
+        "catalog_version, catalog_hash"
+    ), _month_params(p)
+
+
+def statement_totals_sql(p: StatementParams) -> tuple[str, dict[str, Any]]:
+    """Per currency: the tenant's ledger cost and list cost in the month, its events, and how
+    many of them a price overlay priced."""
+    return (
+        "SELECT currency, sum(cost) AS cost, sum(list_cost) AS list_cost, count() AS events, "
+        f"countIf(price_overlay != '') AS overlaid FROM ledger FINAL WHERE {_IN_MONTH} "
+        "GROUP BY currency ORDER BY currency"
+    ), _month_params(p)
+
+
+# a dead letter's month: the event's own ts when its stored payload has one in RFC 3339 with an
+# offset (schemas/redact.py keeps an id-like ts), else the time it was dead-lettered
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+
+
+def statement_rejected_sql(p: StatementParams) -> tuple[str, dict[str, Any]]:
+    """How many of the tenant's inputs were dead-lettered for the month (RFC3339 above)."""
+    ts = "JSONExtractString(payload, 'ts')"
+    when = f"if(match({ts}, {{form:String}}), parseDateTime64BestEffortOrNull({ts}, 3, 'UTC'), NULL)"
+    return (
+        f"SELECT count() AS rejected FROM rejected_events FINAL WHERE tenant_id = {{t:String}} "
+        f"AND coalesce({when}, rejected_at) >= {{a:DateTime64(3, 'UTC')}} "
+        f"AND coalesce({when}, rejected_at) < {{b:DateTime64(3, 'UTC')}}"
+    ), {**_month_params(p), "form": RFC3339}
+
+
 @dataclass(frozen=True)
 class Read:
     params: type[BaseModel]
@@ -207,6 +334,11 @@ READS: dict[str, Read] = {
     "alerts": Read(NoParams, alerts_sql, ALERT_TYPES),
     "counts": Read(NoParams, counts_sql, COUNT_TYPES),
     "ledger_spend": Read(LedgerSpendParams, ledger_spend_sql, LEDGER_SPEND_TYPES),
+    "explain": Read(EventParams, explain_sql, EXPLAIN_TYPES),
+    "rejected_event": Read(EventParams, rejected_event_sql, REJECTED_EVENT_TYPES),
+    "statement_lines": Read(StatementParams, statement_lines_sql, STATEMENT_LINE_TYPES),
+    "statement_totals": Read(StatementParams, statement_totals_sql, STATEMENT_TOTAL_TYPES),
+    "statement_rejected": Read(StatementParams, statement_rejected_sql, STATEMENT_REJECTED_TYPES),
     "usage": Read(UsageParams, usage_sql, USAGE_TYPES),  # streams/analyst/usage.py
 }
 

@@ -22,7 +22,9 @@ an `{x:Identifier}` included) gives the tree checked here:
   `function X() is not allowed`: what reads settings, the host, dictionaries or tables by a
   name given as a string (getSetting, getSettingOrDefault, globalVariable, hasColumnInTable,
   joinGet, dictGet, file …), what reports on the server (version, hostName, currentUser …),
-  JSON functions, and what runs an aggregate given by name (arrayReduce, initializeAggregation).
+  JSON functions (but JSONExtractString and JSONExtractArrayRaw, which read their string
+  argument only: the ledger's line_items), and what runs an aggregate given by name (arrayReduce,
+  initializeAggregation).
 
 The accepted query then runs under readonly=1 with limits on time, result, memory and rows and
 bytes read (Store.query_readonly, streams/storage/base.py; on the embedded engine also a short
@@ -74,6 +76,7 @@ ALLOWED_FUNCTIONS = frozenset(
     arrayReverseSort arraySlice arraySort arraySplit arraySum arrayUniq arrayZip arrayFold arrayStringConcat
     arrayUnion arrayExcept countEqual empty notEmpty has hasAll hasAny indexOf length range reverse
     map mapKeys mapValues mapContainsKey mapFromArrays
+    JSONExtractString JSONExtractArrayRaw
     concat concatWithSeparator lower upper lowerUTF8 upperUTF8 lengthUTF8 substring substringUTF8 left right
     leftUTF8 rightUTF8 leftPad rightPad leftPadUTF8 rightPadUTF8 trimBoth trimLeft trimRight startsWith
     endsWith startsWithUTF8 endsWithUTF8 repeat format printf replaceAll replaceOne replaceRegexpAll

@@ -176,6 +176,7 @@ def demo(events: int) -> None:
 
 
 from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
+from streams.cli.finance import explain_command, statement_command  # noqa: E402
 from streams.cli.ingest import ingest_group  # noqa: E402
 from streams.cli.status import status_command  # noqa: E402
 
@@ -192,5 +193,7 @@ for _cmd in (
     alerts_command,
     ingest_group,
     status_command,
+    explain_command,
+    statement_command,
 ):
     main.add_command(_cmd)
