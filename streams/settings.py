@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     ingest_body_timeout_s: float = Field(default=30.0, gt=0)
     ingest_header_timeout_s: float = Field(default=15.0, gt=0)
 
+    # -- api: the usage API for products (streams/api/) -----------------------------------------------
+    # Bind address and port, the read tokens' hashes (unset: data_dir/api-tokens), the Host names
+    # it answers to besides loopback ones.
+    api_bind: str = "127.0.0.1"
+    api_port: int = 6071
+    api_tokens_file: Path | None = None
+    api_allowed_hosts: str = ""
+
     # -- analyst: reads, ad-hoc SQL and re-rating from the CLI ---------------------------------------
     # Analysts reach a worker's store through its web port when the embedded engine is locked
     # (unset: http://127.0.0.1:web_port; comma-separated: several workers).
@@ -292,6 +300,10 @@ class Settings(BaseSettings):
     @property
     def ingest_tokens(self) -> Path:
         return self.ingest_tokens_file or self.data_dir / "ingest-tokens"
+
+    @property
+    def api_tokens(self) -> Path:
+        return self.api_tokens_file or self.data_dir / "api-tokens"
 
     @property
     def chdb_path(self) -> Path:

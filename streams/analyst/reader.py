@@ -67,7 +67,7 @@ class Reader:
         return _typed(rows, reads.READS[name].types)
 
     def sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """An analyst's own SELECT, checked (streams/analyst/sql_guard.py) and run read-only."""
+        """An analyst's own SELECT, DESCRIBE or SHOW, checked (streams/analyst/sql_guard.py) and run read-only."""
         if self.store is not None:
             try:
                 return run_checked_sql(self.store, self.settings, text, params)
@@ -129,16 +129,18 @@ class Reader:
 def run_checked_sql(store: Store, settings: Settings, text: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Check `text` with the store's own parser, then run it read-only with the MS_SQL_* limits
     (time, result rows, memory, rows and bytes read; on the embedded engine a time limit of at
-    most MS_SQL_EMBEDDED_TIMEOUT_S: streams/storage/chdb_store.py)."""
+    most MS_SQL_EMBEDDED_TIMEOUT_S: streams/storage/chdb_store.py). A SELECT runs as its
+    canonical text; for DESCRIBE and SHOW the guard's own statement runs, and SHOW TABLES keeps
+    the tables and views analysts may read (SqlGuard.check)."""
     if params is not None and (
         not isinstance(params, dict)
         or not all(isinstance(k, str) and isinstance(v, str | int | bool) for k, v in params.items())
     ):
         raise RefusedSQL("params must map names to strings or integers")
-    canonical = SqlGuard(store, settings.clickhouse_database).canonical(text, params)
-    return store.query_readonly(
-        canonical,
-        params,
+    checked = SqlGuard(store, settings.clickhouse_database).check(text, params)
+    rows = store.query_readonly(
+        checked.sql,
+        checked.params,
         max_rows=settings.sql_max_rows,
         timeout_s=settings.sql_timeout_s,
         max_memory_mb=settings.sql_max_memory_mb,
@@ -146,6 +148,7 @@ def run_checked_sql(store: Store, settings: Settings, text: str, params: dict[st
         max_bytes_read=settings.sql_max_bytes_read,
         embedded_timeout_s=settings.sql_embedded_timeout_s,
     )
+    return checked.keep(rows)
 
 
 def _typed(rows: list[dict[str, Any]], types: dict[str, str]) -> list[dict[str, Any]]:

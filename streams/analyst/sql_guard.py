@@ -28,7 +28,24 @@ an `{x:Identifier}` included) gives the tree checked here:
 
 The accepted query then runs under readonly=1 with limits on time, result, memory and rows and
 bytes read (Store.query_readonly, streams/storage/base.py; on the embedded engine also a short
-time limit, streams/storage/chdb_store.py)."""
+time limit, streams/storage/chdb_store.py).
+
+Besides a SELECT, an analyst may look the schema up (SqlGuard.check), for the tables and views on
+READABLE only (the analyst role's grants, streams/storage/access.py; each described in
+DESCRIPTIONS), in this database only:
+
+    DESCRIBE [TABLE] t            SHOW COLUMNS FROM t [FROM db]      SHOW CREATE [TABLE|VIEW] t
+    SHOW [FULL] TABLES [FROM db] [[NOT] LIKE|ILIKE 'pattern']   (pattern: letters, digits, _ and %)
+
+The parser's tree names the statement (its kind is on an allow-list; SHOW DATABASES, SETTINGS,
+GRANTS, USERS, PROCESSLIST … are other kinds, or other text of the same kind) and its canonical
+text (formatQuery) must be one of the forms above exactly: no FORMAT, SETTINGS, INTO OUTFILE,
+LIMIT, parameter, subquery or table function. The analyst's text is then never run: the guard
+builds the statement from the checked name (`DESCRIBE TABLE db.t`, `SHOW TABLES FROM db` …), and
+the rows of SHOW TABLES are kept only for READABLE names (Checked.keep). SHOW CREATE shows the
+DDL of our own tables and views, which ops/clickhouse/migrations/ publishes already (plus what
+the engine adds: its default settings, on a cluster the Distributed table's cluster name): it
+holds no data and no secret."""
 
 from __future__ import annotations
 
@@ -39,6 +56,7 @@ from typing import Any
 
 from schemas.errors import InputRejected
 from streams.storage import Store, StoreError
+from streams.storage.access import ANALYST_OBJECTS, KEYS, WINDOWS
 
 MAX_SQL_BYTES = 64 * 1024
 _NODE = re.compile(r"^( *)([\w:]+)(?: (.*?))?(?: \(children \d+\))?$")
@@ -155,6 +173,34 @@ IN_FUNCTIONS = frozenset(
     }
 )
 ALWAYS_OTHER_DATABASES = frozenset({"system", "information_schema"})
+
+# The tables and views analysts may look up with DESCRIBE and SHOW (and `meterstream tables`
+# lists): the objects the analyst role may SELECT on a server (streams/storage/access.py).
+READABLE = frozenset(ANALYST_OBJECTS)
+_WINDOW_TEXT = {"minute": "UTC minute", "hour": "UTC hour", "day": "UTC day", "month": "UTC calendar month"}
+_KEY_TEXT = {"user": "user", "model": "model", "label": "label key and value (the keys in MS_ROLLUP_LABELS)"}
+# What each object holds, in one line, in the order `meterstream tables` lists them
+# (docs/schema.md says more). tests/unit/test_tables.py: every READABLE object has one, and each
+# names an object the migrations create.
+DESCRIPTIONS: dict[str, str] = {
+    **{
+        f"spend_by_{k}_{w}": f"spend and usage per {_WINDOW_TEXT[w]}, tenant, {_KEY_TEXT.get(k, k)} and currency, "
+        "exact (the newest rollup row of each source partition, added up): for totals over time"
+        for k in KEYS
+        for w in WINDOWS
+    },
+    "ledger": "one row per priced event: usage, cost (the tenant's) and list_cost (the catalog's), line items, "
+    "labels, catalog, source position; one row per (tenant_id, event_id) once merged: read it with FINAL",
+    "rejected_events": "one row per dead-lettered input: its reason, the redacted payload, the source position; "
+    "read it with FINAL",
+    "alerts": "one row per spend alert fired (budget, period, threshold) and its delivery state; read it with FINAL",
+    **{
+        f"rollup_{k}_{w}": f"behind spend_by_{k}_{w}: totals per {_WINDOW_TEXT[w]}, tenant, {_KEY_TEXT.get(k, k)}, "
+        f"currency and source partition, several versions of a row until merged: query the view instead"
+        for k in KEYS
+        for w in WINDOWS
+    },
+}
 
 
 class RefusedSQL(InputRejected):
@@ -358,27 +404,78 @@ _ALLOWED_KINDS = frozenset(
 )
 
 
+# The statements, besides a SELECT, that look the schema up (module doc): the parser's kind for
+# each, and the canonical text (formatQuery) each must be exactly.
+_METADATA_KINDS = frozenset(
+    {"DescribeQuery", "ShowTables", "ShowColumns", "ShowCreateTableQuery", "ShowCreateViewQuery"}
+)
+_DESCRIBE = re.compile(r"DESCRIBE TABLE (?:(\w+)\.)?(\w+)", re.ASCII)
+_SHOW_TABLES = re.compile(r"SHOW (FULL )?TABLES(?: FROM (\w+))?(?: ((?:NOT )?I?LIKE) '([\w%]*)')?", re.ASCII)
+_SHOW_COLUMNS = re.compile(r"SHOW COLUMNS FROM (\w+)(?: FROM (\w+))?", re.ASCII)
+_SHOW_CREATE = re.compile(r"SHOW CREATE (?:TABLE|VIEW) (?:(\w+)\.)?(\w+)", re.ASCII)
+_OUTPUT_CLAUSE = re.compile(r"^(?:FORMAT|SETTINGS|INTO OUTFILE)\b", re.M)
+METADATA_FORMS = "DESCRIBE TABLE t, SHOW [FULL] TABLES, SHOW COLUMNS FROM t or SHOW CREATE TABLE t"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What runs for an accepted statement: the analyst's SELECT in canonical text with its
+    parameters, or the DESCRIBE/SHOW statement the guard built from the checked name."""
+
+    sql: str
+    params: Mapping[str, Any] | None = None
+    only: frozenset[str] | None = None  # SHOW TABLES: keep the rows of these names only
+
+    def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows the analyst may see of what `sql` returned."""
+        if self.only is None:
+            return rows
+        return [r for r in rows if r.get("name") in self.only]
+
+
 class SqlGuard:
     """Checks analysts' SQL with one store's parser."""
 
-    def __init__(self, store: Store, database: str) -> None:
-        self.store, self.database = store, database
+    def __init__(self, store: Store, database: str, readable: frozenset[str] = READABLE) -> None:
+        """`readable`: the tables and views DESCRIBE and SHOW may name (READABLE)."""
+        self.store, self.database, self.readable = store, database, readable
 
     def canonical(self, sql: str, params: Mapping[str, Any] | None = None) -> str:
-        """The one statement `sql` holds, in ClickHouse's canonical text, or RefusedSQL."""
+        """The one SELECT `sql` holds, in ClickHouse's canonical text, or RefusedSQL."""
+        text = self._formatted(sql)
+        self._check_select(self._tree(text, params), text)
+        return text
+
+    def check(self, sql: str, params: Mapping[str, Any] | None = None) -> Checked:
+        """What to run for `sql`: one SELECT (as canonical() checks it), or DESCRIBE/SHOW of a
+        READABLE table (module doc); else RefusedSQL with the reason."""
+        text = self._formatted(sql)
+        nodes = self._tree(text, params)
+        if nodes and nodes[0].kind in _METADATA_KINDS:
+            return self._metadata(nodes, text)
+        self._check_select(nodes, text)
+        return Checked(text, params)
+
+    def _formatted(self, sql: str) -> str:
         if not isinstance(sql, str) or not sql.strip():
             raise RefusedSQL("give one SELECT query")
         if len(sql.encode()) > MAX_SQL_BYTES:
             raise RefusedSQL(f"the query is over {MAX_SQL_BYTES} bytes")
         try:
-            text = self.store.query("SELECT formatQuery({sql:String}) AS q", {"sql": sql})[0]["q"]
+            return str(self.store.query("SELECT formatQuery({sql:String}) AS q", {"sql": sql})[0]["q"])
         except StoreError as exc:
             raise RefusedSQL(f"not one valid statement: {_first_line(exc)}") from None
+
+    def _tree(self, text: str, params: Mapping[str, Any] | None) -> list[Node]:
         try:
             lines = [r["explain"] for r in self.store.query("EXPLAIN AST " + text, params)]
         except StoreError as exc:
             raise RefusedSQL(f"cannot parse: {_first_line(exc)}") from None
-        nodes = _parse_tree(lines)
+        return _parse_tree(lines)
+
+    def _check_select(self, nodes: list[Node], text: str) -> None:
+        if not nodes or nodes[0].kind != "SelectWithUnionQuery":
+            raise RefusedSQL(f"{_head(text)} is not allowed: only a SELECT query, or {METADATA_FORMS}")
         functions = check_tree(nodes, self.database)
         names = qualified(nodes)
         if names:
@@ -386,7 +483,51 @@ class SqlGuard:
             check_databases(names, databases, self.database)
         if functions:
             check_functions(functions, self.functions(functions))
-        return text
+
+    def _metadata(self, nodes: list[Node], text: str) -> Checked:
+        """DESCRIBE or SHOW of a READABLE table or view: the statement the guard builds for it."""
+        db = self.database
+        if not _WORD.fullmatch(db):
+            raise RefusedSQL(f"the database name {db!r} is not a plain identifier")
+        kind = nodes[0].kind
+        if _OUTPUT_CLAUSE.search(text):
+            raise RefusedSQL("INTO OUTFILE, FORMAT and SETTINGS are not allowed")
+        if kind == "DescribeQuery":
+            inner = nodes[2] if len(nodes) > 2 else None
+            if inner is None or inner.kind != "TableIdentifier":
+                what = f"the table function {_name(inner)}()" if inner and inner.kind == "Function" else "a query"
+                raise RefusedSQL(f"DESCRIBE takes the name of a table or view, not {what}")
+            if not (m := _DESCRIBE.fullmatch(text)):
+                raise RefusedSQL("give DESCRIBE TABLE name: a plain name (no parameter, no alias)")
+            table = self._readable(m.group(1), m.group(2))
+            return Checked(f"DESCRIBE TABLE {db}.{table}")
+        if kind == "ShowColumns":
+            if not (m := _SHOW_COLUMNS.fullmatch(text)):
+                raise RefusedSQL("give SHOW COLUMNS FROM name [FROM database]")
+            table = self._readable(m.group(2), m.group(1))
+            return Checked(f"SHOW COLUMNS FROM {table} FROM {db}")
+        if kind in ("ShowCreateTableQuery", "ShowCreateViewQuery"):
+            if not (m := _SHOW_CREATE.fullmatch(text)):
+                raise RefusedSQL("give SHOW CREATE TABLE name")
+            table = self._readable(m.group(1), m.group(2))
+            return Checked(f"SHOW CREATE TABLE {db}.{table}")
+        m = _SHOW_TABLES.fullmatch(text)  # ShowTables: also SHOW DATABASES, SETTINGS, CLUSTERS …
+        if m is None and text.startswith(("SHOW TABLES", "SHOW FULL TABLES")):
+            raise RefusedSQL(f"give SHOW [FULL] TABLES [FROM {db}] [[NOT] LIKE|ILIKE 'pattern'], not {_head(text)}")
+        if m is None:
+            raise RefusedSQL(f"{_head(text)} is not allowed: only a SELECT query, or {METADATA_FORMS}")
+        full, other, like, pattern = m.groups()
+        if other is not None and other != db:
+            raise RefusedSQL(f"only tables of the database {db!r} may be read, not {other}")
+        sql = f"SHOW {full or ''}TABLES FROM {db}" + (f" {like} '{pattern}'" if like else "")
+        return Checked(sql, only=self.readable)
+
+    def _readable(self, database: str | None, table: str) -> str:
+        if database is not None and database != self.database:
+            raise RefusedSQL(f"only tables of the database {self.database!r} may be read, not {database}.{table}")
+        if table not in self.readable:
+            raise RefusedSQL(f"{table} is not a table or view analysts may read (meterstream tables lists them)")
+        return table
 
     def functions(self, names: set[str]) -> FunctionTable:
         """The engine's entries for `names` and their possible bases (names are plain words: checked)."""
@@ -398,6 +539,12 @@ class SqlGuard:
             f"WHERE name IN ({listed}) OR (case_insensitive AND lower(name) IN ({folded}))"
         )
         return FunctionTable(rows)
+
+
+def _head(text: str) -> str:
+    """The start of a statement, to name it in a refusal."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= 50 else first[:50] + "…"
 
 
 def _first_line(exc: Exception) -> str:

@@ -176,9 +176,12 @@ def demo(events: int) -> None:
 
 
 from streams.cli.alerts import alerts_command, budgets_group  # noqa: E402
+from streams.cli.api import api_group  # noqa: E402
+from streams.cli.dashboard import dashboard_command  # noqa: E402
 from streams.cli.finance import explain_command, statement_command  # noqa: E402
 from streams.cli.ingest import ingest_group  # noqa: E402
 from streams.cli.status import status_command  # noqa: E402
+from streams.cli.tables import tables_command  # noqa: E402
 
 for _cmd in (
     price_command,
@@ -189,11 +192,14 @@ for _cmd in (
     rejects_command,
     rerate_command,
     sql_command,
+    tables_command,
     budgets_group,
     alerts_command,
     ingest_group,
+    api_group,
     status_command,
     explain_command,
     statement_command,
+    dashboard_command,
 ):
     main.add_command(_cmd)

@@ -493,7 +493,8 @@ def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | No
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_obj
 def sql_command(settings: Settings, query: str, params: tuple[str, ...], fmt: str) -> None:
-    """Run one read-only SELECT over meterstream's tables and views. It is checked by ClickHouse's
+    """Run one read-only SELECT (or DESCRIBE / SHOW TABLES / SHOW COLUMNS) over meterstream's
+    tables and views. It is checked by ClickHouse's
     own parser first (tables of this database only, wherever they appear; functions from an
     allow-list; no table functions, INTO OUTFILE, FORMAT or SETTINGS) and runs under readonly=1
     within MS_SQL_TIMEOUT_S (MS_SQL_EMBEDDED_TIMEOUT_S on the embedded engine), MS_SQL_MAX_ROWS,
@@ -506,6 +507,26 @@ def sql_command(settings: Settings, query: str, params: tuple[str, ...], fmt: st
         if not sep or not name:
             raise click.BadParameter(f"{p!r}: give NAME=VALUE", param_hint="--param")
         bound[name] = value
+    from streams.analyst.reader import AnalystRefused
+    from streams.storage import StoreError
+
     with Reader(settings) as reader:
-        rows = reader.sql(query, bound)
+        try:
+            rows = reader.sql(query, bound)
+        except StoreError as exc:  # stopped by a limit: the query is refused (exit 1), the store is there
+            if not any(code in str(exc) for code in SQL_LIMIT_CODES):
+                raise
+            raise AnalystRefused(one_line(exc)) from exc
     emit(rows, fmt, list(rows[0]) if rows else [])
+
+
+# ClickHouse's error names for a query stopped by one of the MS_SQL_* limits (the worker's /sql
+# answers them 400: refused, as here)
+SQL_LIMIT_CODES = (
+    "MEMORY_LIMIT_EXCEEDED",
+    "TOO_MANY_ROWS",
+    "TOO_MANY_BYTES",
+    "TOO_MANY_ROWS_OR_BYTES",
+    "TIMEOUT_EXCEEDED",
+    "TOO_SLOW",
+)

@@ -9,7 +9,10 @@ with ``#`` and blank lines are skipped. The file must not be readable by group o
 web token). A running server reads the file again when it changes (`TokensFile`), so a token
 added or deleted takes effect within a second; a file that cannot be used then accepts no token
 until it is mended. `entries` lists the lines (names, tenants, a hash prefix: never a token);
-`revoke` removes a producer's tokens."""
+`revoke` removes a producer's tokens.
+
+The usage API's read tokens (streams/api/) are kept in a file of the same form: the functions
+take a `Kind` (default `INGEST`) that names the commands their messages point to."""
 
 from __future__ import annotations
 
@@ -35,6 +38,18 @@ log = logging.getLogger("meterstream.ingest")
 
 class TokenFileError(ConfigurationError):
     """A tokens file that cannot be used, or a name that cannot be added; the message says why."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Whose tokens a file holds: the command that manages them, what a name is called, the log."""
+
+    command: str = "meterstream ingest token"
+    holder: str = "producer"
+    log: str = "meterstream.ingest"
+
+
+INGEST = Kind()
 
 
 def digest(token: str) -> bytes:
@@ -74,8 +89,9 @@ class TokensFile:
     (looked at once a second at most). A file that cannot be used (deleted, made readable by
     others, a malformed line) accepts no token until it is mended, and says so in the log."""
 
-    def __init__(self, path: Path, first: Tokens) -> None:
-        self.path, self._tokens = path, first
+    def __init__(self, path: Path, first: Tokens, kind: Kind = INGEST) -> None:
+        self.path, self._tokens, self.kind = path, first, kind
+        self._log = logging.getLogger(kind.log)
         self._seen, self._looked = self._stamp(), time.monotonic()
 
     def _stamp(self) -> tuple[int, ...] | None:
@@ -94,11 +110,11 @@ class TokensFile:
         if stamp != self._seen:
             self._seen = stamp
             try:
-                self._tokens = load(self.path)
-                log.info("tokens file %s read again", self.path)
+                self._tokens = load(self.path, self.kind)
+                self._log.info("tokens file %s read again", self.path)
             except TokenFileError as exc:
                 self._tokens = Tokens([])
-                log.error("tokens file not usable, no token is accepted until it is mended: %s", exc)
+                self._log.error("tokens file not usable, no token is accepted until it is mended: %s", exc)
         return self._tokens
 
 
@@ -107,13 +123,13 @@ def _private(path: Path, mode: int) -> None:
         raise TokenFileError(f"{path} is readable or writable by others: chmod 600 it")
 
 
-def load(path: Path) -> Tokens:
+def load(path: Path, kind: Kind = INGEST) -> Tokens:
     """The tokens file's entries; TokenFileError if it is missing, not private, malformed or empty."""
     try:
         _private(path, path.stat().st_mode)
         text = path.read_text()
     except FileNotFoundError:
-        raise TokenFileError(f"no tokens file {path}: create one with `meterstream ingest token add NAME`") from None
+        raise TokenFileError(f"no tokens file {path}: create one with `{kind.command} add NAME`") from None
     entries = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
@@ -128,7 +144,7 @@ def load(path: Path) -> Tokens:
                 raise TokenFileError(f"{path}, line {n}: tenants= takes tenant ids separated by commas")
         entries.append((Producer(m.group(1), tenants), bytes.fromhex(m.group(2))))
     if not entries:
-        raise TokenFileError(f"no tokens in {path}: add one with `meterstream ingest token add NAME`")
+        raise TokenFileError(f"no tokens in {path}: add one with `{kind.command} add NAME`")
     return Tokens(entries)
 
 
@@ -142,17 +158,17 @@ class Entry:
     fingerprint: str
 
 
-def entries(path: Path) -> list[Entry]:
+def entries(path: Path, kind: Kind = INGEST) -> list[Entry]:
     """The tokens file's lines, in order (TokenFileError as for `load`)."""
-    return [Entry(p.name, p.tenants, h.hex()[:8]) for p, h in load(path)._entries]
+    return [Entry(p.name, p.tenants, h.hex()[:8]) for p, h in load(path, kind)._entries]
 
 
-def revoke(path: Path, name: str, fingerprint: str | None = None) -> int:
+def revoke(path: Path, name: str, fingerprint: str | None = None, kind: Kind = INGEST) -> int:
     """Remove `name`'s tokens from the file (only the one whose hash starts with `fingerprint`,
     when given), rewritten whole under a temporary name and moved into place (mode 0600); how
     many were removed. TokenFileError when none matches. A running ingest refuses them within a
     second."""
-    load(path)  # private, well formed
+    load(path, kind)  # private, well formed
     kept, removed = [], 0
     for line in path.read_text().splitlines():
         m = _LINE.fullmatch(line.strip())
@@ -162,7 +178,7 @@ def revoke(path: Path, name: str, fingerprint: str | None = None) -> int:
         kept.append(line)
     if not removed:
         which = f"{name} with hash {fingerprint}…" if fingerprint else name
-        raise TokenFileError(f"no token of {which} in {path} (meterstream ingest token list)")
+        raise TokenFileError(f"no token of {which} in {path} ({kind.command} list)")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(fd, "w") as f:
@@ -174,11 +190,11 @@ def revoke(path: Path, name: str, fingerprint: str | None = None) -> int:
     return removed
 
 
-def add(path: Path, name: str, tenants: list[str] | None = None) -> str:
+def add(path: Path, name: str, tenants: list[str] | None = None, kind: Kind = INGEST) -> str:
     """Make a token for `name` (limited to `tenants`' events when given), append its hash to the
     file (created with mode 0600), return it."""
     if not NAME.fullmatch(name):
-        raise TokenFileError("a producer name is 1-64 letters, digits, _ . - (starting with a letter or digit)")
+        raise TokenFileError(f"a {kind.holder} name is 1-64 letters, digits, _ . - (starting with a letter or digit)")
     if tenants is not None and not (tenants and all(TENANT.fullmatch(t) for t in tenants)):
         raise TokenFileError("a tenant is an event's tenant_id: 1-256 printable ASCII characters, no space or comma")
     path.parent.mkdir(parents=True, exist_ok=True)

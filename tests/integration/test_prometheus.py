@@ -84,6 +84,15 @@ class Prometheus:
         assert doc["status"] == "success", doc
         return doc["data"]["result"]
 
+    def query_range(self, promql: str, start: float, end: float, step: float) -> tuple[str, list[dict[str, Any]]]:
+        """(resultType, result) of a range query, as Grafana asks for a graph (unix seconds)."""
+        args = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        url = f"http://127.0.0.1:{self.port}/api/v1/query_range?" + urllib.parse.urlencode(args)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return doc["data"]["resultType"], doc["data"]["result"]
+
     def value(self, promql: str) -> float | None:
         """The query's one value, or None when it has no series."""
         result = self.query(promql)

@@ -19,7 +19,11 @@ def test_services_and_volumes():
     declared = set(COMPOSE["volumes"])
     for svc in services.values():
         for vol in svc.get("volumes", []):
-            assert vol.split(":")[0] in declared, vol
+            source = vol.split(":")[0]
+            if source.startswith("./"):  # a file of this repository, mounted read-only
+                assert (REPO_ROOT / source).exists() and vol.endswith(":ro"), vol
+            else:
+                assert source in declared, vol
     deps = services["worker"]["depends_on"]
     assert deps == {"kafka": {"condition": "service_healthy"}, "clickhouse": {"condition": "service_healthy"}}
 
@@ -58,6 +62,7 @@ def _published(port_spec: str) -> tuple[str | None, str, str]:
 def test_every_published_port_binds_to_loopback():
     published = [(name, p) for name, svc in COMPOSE["services"].items() for p in svc.get("ports", [])]
     assert ("clickhouse", "127.0.0.1:8123:8123") in published
+    assert ("grafana", "127.0.0.1:3000:3000") in published
     for name, spec in published:
         assert not isinstance(spec, dict), f"{name}: use the short 'IP:host:container' form"
         host_ip, _, _ = _published(spec)
@@ -79,3 +84,38 @@ def test_kafka_keeps_its_log_in_the_mounted_volume():
     kafka = COMPOSE["services"]["kafka"]
     mounts = {v.split(":", 1)[1] for v in kafka["volumes"]}
     assert kafka["environment"]["KAFKA_LOG_DIRS"] in mounts
+
+
+def test_grafana_has_no_default_password_and_reads_the_provisioned_files():
+    """The admin password and the ClickHouse user's come from the environment, with no default
+    (`${VAR:?…}`: compose refuses to start without them); the plugin is installed; the
+    provisioning and dashboards are mounted read-only where the provisioning files expect them;
+    every $VAR those files read is given to the service."""
+    import re
+
+    grafana = COMPOSE["services"]["grafana"]
+    env = grafana["environment"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert env["GF_INSTALL_PLUGINS"].split()[0] == "grafana-clickhouse-datasource"
+    for key in ("GF_SECURITY_ADMIN_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD"):
+        assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", env[key]), (
+            f"{key} must come from the environment, with no default"
+        )
+    assert not any("PASSWORD" in k and ":-" in str(v) for k, v in env.items())
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
+    assert mounts["/etc/grafana/provisioning"] == "./ops/grafana/provisioning"
+    provider = yaml.safe_load((REPO_ROOT / "ops/grafana/provisioning/dashboards/meterstream.yml").read_text())
+    assert mounts[provider["providers"][0]["options"]["path"]] == "./ops/grafana/dashboards"
+    datasources = (REPO_ROOT / "ops/grafana/provisioning/datasources/meterstream.yml").read_text()
+    values = "\n".join(line for line in datasources.splitlines() if not line.lstrip().startswith("#"))
+    assert "$CLICKHOUSE_GRAFANA_PASSWORD" in values
+    for var in set(re.findall(r"\$\{?([A-Z_]+)", values)):
+        assert var in env, f"the datasource provisioning reads ${var}, which the grafana service does not set"
+    # the ClickHouse user Grafana logs in as: its file mounted into the server, its password from there too
+    ch = COMPOSE["services"]["clickhouse"]
+    assert (
+        "./ops/grafana/clickhouse/grafana-user.xml:/etc/clickhouse-server/users.d/grafana-user.xml:ro" in ch["volumes"]
+    )
+    assert ch["environment"]["CLICKHOUSE_GRAFANA_PASSWORD"] == env["CLICKHOUSE_GRAFANA_PASSWORD"]
+    assert grafana["depends_on"] == {"clickhouse": {"condition": "service_healthy"}}

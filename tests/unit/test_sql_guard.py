@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streams.analyst import reads
-from streams.analyst.sql_guard import ALLOWED_FUNCTIONS, RefusedSQL, SqlGuard
+from streams.analyst.sql_guard import ALLOWED_FUNCTIONS, READABLE, RefusedSQL, SqlGuard
 from streams.settings import Settings
 from streams.storage.chdb_store import ChdbStore
 from streams.storage.migrations import migrate
@@ -296,8 +296,8 @@ def test_the_readme_shows_the_queries_this_checks():
 def test_analysts_queries_pass_and_run(analyst, sql):
     if "ledger_pairs" in sql:  # a WITH-less table name on the right of IN: a table of this database
         analyst.store.command("CREATE TABLE IF NOT EXISTS ledger_pairs (t String, u String) ENGINE = Memory")
-    canonical = analyst.canonical(sql, {"t": "nobody"})
-    analyst.store.query_readonly(canonical, {"t": "nobody"}, max_rows=10_000, timeout_s=10)
+    checked = analyst.check(sql, {"t": "nobody"})  # a SELECT, or the docs' DESCRIBE and SHOW
+    analyst.store.query_readonly(checked.sql, checked.params, max_rows=10_000, timeout_s=10)
 
 
 NAMED_READS = _named_reads()
@@ -309,3 +309,113 @@ def test_the_named_reads_would_pass_the_guard_too(analyst, name, sql, bound):
     allow-list still covers every function they call."""
     canonical = analyst.canonical(sql, bound)
     analyst.store.query_readonly(canonical, bound, max_rows=10_000, timeout_s=10)
+
+
+# --- Looking the schema up: DESCRIBE and SHOW of the tables and views analysts may read (READABLE),
+# in this database only. The guard runs a statement it builds from the checked name, never the
+# analyst's text, and SHOW TABLES keeps only READABLE names.
+
+METADATA_ACCEPTED = {  # what an analyst writes -> what the guard runs
+    "DESCRIBE ledger": "DESCRIBE TABLE meterstream.ledger",
+    "desc table meterstream.spend_by_user_day": "DESCRIBE TABLE meterstream.spend_by_user_day",
+    "DESC `alerts`": "DESCRIBE TABLE meterstream.alerts",
+    "SHOW TABLES": "SHOW TABLES FROM meterstream",
+    "show tables in meterstream": "SHOW TABLES FROM meterstream",
+    "SHOW FULL TABLES LIKE 'spend%'": "SHOW FULL TABLES FROM meterstream LIKE 'spend%'",
+    "SHOW TABLES NOT ILIKE '%_MINUTE'": "SHOW TABLES FROM meterstream NOT ILIKE '%_MINUTE'",
+    "SHOW COLUMNS FROM rejected_events": "SHOW COLUMNS FROM rejected_events FROM meterstream",
+    "SHOW COLUMNS IN meterstream.ledger": "SHOW COLUMNS FROM ledger FROM meterstream",
+    "SHOW CREATE TABLE ledger": "SHOW CREATE TABLE meterstream.ledger",
+    "SHOW CREATE ledger": "SHOW CREATE TABLE meterstream.ledger",
+    "SHOW CREATE VIEW spend_by_model_month": "SHOW CREATE TABLE meterstream.spend_by_model_month",
+}
+
+
+@pytest.mark.parametrize("sql", list(METADATA_ACCEPTED))
+def test_describe_and_show_of_readable_objects_pass_as_the_guards_own_statement(analyst, sql):
+    checked = analyst.check(sql, {"t": "x"})
+    assert checked.sql == METADATA_ACCEPTED[sql] and not checked.params
+    rows = checked.keep(analyst.store.query_readonly(checked.sql, None, max_rows=10_000, timeout_s=10))
+    assert rows
+    if "TABLES" in checked.sql:  # the database holds schema_migrations too
+        assert {r["name"] for r in rows} <= READABLE
+
+
+def test_show_tables_lists_the_readable_objects_only(analyst):
+    analyst.store.command("CREATE TABLE IF NOT EXISTS secret_notes (x String) ENGINE = Memory")
+    raw = {r["name"] for r in analyst.store.query("SHOW TABLES")}
+    assert {"schema_migrations", "secret_notes"} <= raw  # the engine would show them
+    checked = analyst.check("SHOW TABLES")
+    shown = [r["name"] for r in checked.keep(analyst.store.query_readonly(checked.sql, max_rows=100, timeout_s=10))]
+    assert shown == sorted(READABLE)
+
+
+METADATA_LEAKS = {  # each answers on the raw engine: what it would reveal past the guard
+    "DESCRIBE system.users": "only tables of the database 'meterstream' may be read, not system.users",
+    "DESCRIBE TABLE system.one": "not system.one",
+    "DESC information_schema.tables": "not information_schema.tables",
+    "SHOW COLUMNS FROM users FROM system": "not system.users",
+    "SHOW TABLES FROM system": "only tables of the database 'meterstream' may be read, not system",
+    "SHOW FULL TABLES FROM information_schema LIKE 't%'": "not information_schema",
+    "SHOW DATABASES": "SHOW DATABASES is not allowed: only a SELECT query",
+    "SHOW SETTINGS LIKE 'max_%'": "is not allowed: only a SELECT query",
+    "SHOW CHANGED SETTINGS LIKE '%'": "is not allowed: only a SELECT query",
+    "SHOW GRANTS": "SHOW GRANTS is not allowed",
+    "SHOW PROCESSLIST": "SHOW PROCESSLIST is not allowed",
+    "SHOW FUNCTIONS": "SHOW FUNCTIONS is not allowed",
+    "SHOW CREATE DATABASE meterstream": "SHOW CREATE DATABASE meterstream is not allowed",
+    "DESCRIBE numbers(3)": "DESCRIBE takes the name of a table or view, not the table function numbers()",
+    "DESCRIBE (SELECT * FROM system.users)": "DESCRIBE takes the name of a table or view, not a query",
+    "DESCRIBE schema_migrations": "schema_migrations is not a table or view analysts may read",
+    "SHOW CREATE TABLE schema_migrations": "schema_migrations is not a table or view analysts may read",
+    "EXISTS TABLE ledger": "EXISTS TABLE ledger is not allowed",
+}
+
+METADATA_REFUSED = {  # refused for their shape, or what a server would answer (chDB has no users, no clusters)
+    "SHOW CREATE TABLE system.one": "not system.one",
+    "SHOW CLUSTERS": "SHOW CLUSTERS is not allowed",
+    "SHOW USERS": "SHOW USERS is not allowed",
+    "SHOW CREATE USER default": "SHOW CREATE USER default is not allowed",
+    "DESCRIBE ledger FORMAT JSON": "INTO OUTFILE, FORMAT and SETTINGS are not allowed",
+    "DESCRIBE ledger SETTINGS describe_include_subcolumns = 1": "INTO OUTFILE, FORMAT and SETTINGS are not allowed",
+    "SHOW TABLES SETTINGS readonly = 0": "INTO OUTFILE, FORMAT and SETTINGS are not allowed",
+    "SHOW CREATE TABLE ledger INTO OUTFILE '/tmp/ms-guard-x'": "INTO OUTFILE, FORMAT and SETTINGS are not allowed",
+    "DESCRIBE ledger; SHOW TABLES": "not one valid statement",
+    "DESCRIBE {tbl:Identifier}": "give DESCRIBE TABLE name",  # a parameter naming the table
+    "SHOW CREATE TABLE {tbl:Identifier}": "give SHOW CREATE TABLE name",
+    "SHOW TABLES FROM {db:Identifier}": "give SHOW [FULL] TABLES",
+    "DESCRIBE ledger AS l": "give DESCRIBE TABLE name",
+    "SHOW TABLES LIMIT 1": "give SHOW [FULL] TABLES",
+    "SHOW TABLES LIKE 'a\\'' || (SELECT 1)": "not one valid statement",
+    "SHOW TABLES LIKE '%\\_x'": "give SHOW [FULL] TABLES",  # an escape: the pattern is letters, digits, _ and %
+    "SHOW FULL COLUMNS FROM ledger": "give SHOW COLUMNS FROM name",
+    "SHOW COLUMNS FROM ledger LIKE 't%'": "give SHOW COLUMNS FROM name",
+    "SHOW TEMPORARY TABLES": "SHOW TEMPORARY TABLES is not allowed",
+    "SHOW DICTIONARIES": "SHOW DICTIONARIES is not allowed",
+    "SHOW CREATE TEMPORARY TABLE ledger": "give SHOW CREATE TABLE name",
+    "SHOW CREATE DICTIONARY ledger": "not allowed",
+    "SHOW INDEX FROM ledger": "not allowed",
+    "DESCRIBE LEDGER": "LEDGER is not a table or view analysts may read",  # names are case-sensitive
+    "DESCRIBE other.ledger": "not other.ledger",
+}
+
+
+@pytest.mark.parametrize("sql", list(METADATA_LEAKS))
+def test_each_metadata_leak_answers_on_the_engine_but_is_refused(analyst, sql):
+    assert analyst.store.query(sql) or sql.startswith("SHOW GRANTS")  # the engine answers it
+    with pytest.raises(RefusedSQL, match=re.escape(METADATA_LEAKS[sql])):
+        analyst.check(sql)
+
+
+@pytest.mark.parametrize("sql", list(METADATA_REFUSED))
+def test_other_metadata_statements_are_refused_with_the_reason(analyst, sql):
+    with pytest.raises(RefusedSQL, match=re.escape(METADATA_REFUSED[sql])):
+        analyst.check(sql, {"tbl": "system.one", "db": "system"})
+    assert not Path("/tmp/ms-guard-x").exists()
+
+
+def test_a_select_still_goes_through_canonical_only(analyst):
+    """canonical() is the SELECT check (the limits tests use it); check() also takes DESCRIBE/SHOW."""
+    with pytest.raises(RefusedSQL, match="only a SELECT query"):
+        analyst.canonical("DESCRIBE ledger")
+    assert analyst.check("SELECT 1").sql == analyst.canonical("SELECT 1")
