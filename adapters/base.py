@@ -1,13 +1,16 @@
 """What every adapter shares: the ids a payload lacks (Ids), the one error (ConversionError),
 and strict readers of counts and times. An adapter returns billing_event v1 dicts; it never
 guesses: a count that is missing where it is required, negative, not an integer, or a bucket
-billing_event v1 cannot hold is a ConversionError with the reason."""
+billing_event v1 cannot hold is a ConversionError with the reason. So are counts that do not add
+up, a usage field the adapter does not know, and a tier, speed or region that is not on the
+adapter's allow-list of values priced at the list price (a value is standard only when known to
+be; docs/events-and-adapters.md lists each provider's fields with their sources)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.errors import InputRejected
@@ -54,6 +57,43 @@ def obj(parent: Any, key: str, where: str) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise ConversionError(f"{where}.{key} is not an object")
     return v
+
+
+def known(o: dict[str, Any], allowed: Collection[str], where: str) -> None:
+    """Every key of a usage object is one this adapter reads: a field it does not know may be a
+    new way the provider bills (a tier, a tool, a modality), so it is refused, never ignored."""
+    for k in o:
+        if k not in allowed:
+            raise ConversionError(
+                f"{where} has the field {quoted(k)}, which this adapter does not know: it may change "
+                "the bill, so the payload is refused rather than priced without it"
+            )
+
+
+def allowed(value: Any, standard: Collection[Any], where: str, why: str) -> None:
+    """A tier, speed, region or mode judged from an allow-list: a value not known to be priced at
+    the list price is refused with `why` (what it is priced at instead), never priced as standard."""
+    if value not in standard:
+        raise ConversionError(f"{where} {quoted(value)}: {why}")
+
+
+def total(stated: Any, parts: int, where: str, what: str) -> None:
+    """A provider's total that must equal the parts it is defined as (absent: nothing to check)."""
+    if stated is None:
+        return
+    if type(stated) is not int or stated != parts:
+        raise ConversionError(f"{where} {quoted(stated)} is not {what} ({parts}): the counts do not add up")
+
+
+def derived_id(ids: Ids, event_id: str | None, suffix: str) -> Ids:
+    """The ids of one of several events a payload gives: its event id (the caller's, else the
+    payload's) with a suffix, so each is counted once and a retried payload gives the same ids."""
+    base = ids.event_id or event_id
+    if not base:
+        raise ConversionError("the payload does not carry event_id: give it as an option")
+    if len(base) + len(suffix) > 128:
+        raise ConversionError(f"event_id {quoted(base)} is too long to number the events it gives ({suffix})")
+    return replace(ids, event_id=base + suffix)
 
 
 def from_unix(seconds: int | float, where: str) -> str:

@@ -1,19 +1,39 @@
 """OpenTelemetry GenAI spans, OTLP JSON (``{"resourceSpans": [...]}``): one event per span that
-has ``gen_ai.usage.*`` attributes (others are skipped, not errors).
+has ``gen_ai.usage.*`` attributes (others are skipped, not errors). Attributes: the GenAI semantic
+conventions (open-telemetry/semantic-conventions ``docs/registry/attributes/gen-ai.md`` and
+``docs/gen-ai/openai.md`` at 7b0c0fe1, since moved to open-telemetry/semantic-conventions-genai);
+docs/events-and-adapters.md has the table.
 
+  gen_ai.operation.name                     chat, text_completion, generate_content (a model
+                                            call: input and output counts required) or
+                                            embeddings (input required); another (invoke_agent,
+                                            execute_tool...: an agent's usage sums its model
+                                            calls, which have spans of their own) or none -> refused
   gen_ai.usage.input_tokens                 input; under the current semantic conventions it
                                             INCLUDES cached tokens (cached="included", the
                                             default); senders that already subtract them exist:
                                             cached="excluded" for those. The choice is per source.
-  gen_ai.usage.cache_read.input_tokens      cache reads   -> cached_input_tokens
-  gen_ai.usage.cache_creation.input_tokens  cache writes  -> cache_write_tokens (counted in
-                                            input_tokens as well when cached="included")
-  gen_ai.usage.output_tokens                output        -> output_tokens
-  gen_ai.usage.reasoning.output_tokens      -> reasoning_tokens (part of output)
+                                            Missing on a model call: refused (an unknown count)
+  gen_ai.usage.cache_read.input_tokens      cache reads   -> cached_input_tokens (Bailian: refused,
+                                            implicit and explicit hits are priced apart)
+  gen_ai.usage.cache_creation.input_tokens  cache writes  -> refused when > 0: a span does not say
+                                            their TTL (Anthropic, Bedrock: 5 minutes or 1 hour,
+                                            priced apart; OpenAI: see its adapter); Bailian (one
+                                            5-minute TTL) -> cache_write_tokens
+  gen_ai.usage.output_tokens                output        -> output_tokens (missing on a model
+                                            call: refused)
+  gen_ai.usage.reasoning.output_tokens      -> reasoning_tokens (part of output; Bailian: thinking
+                                            output is priced apart -> refused when > 0)
+  any other gen_ai.usage.* attribute        -> refused (a count this adapter does not know)
   gen_ai.provider.name (or gen_ai.system)   openai, anthropic, aws.bedrock, alibaba/dashscope
   gen_ai.response.model (or gen_ai.request.model), gen_ai.response.id
-  openai.response.service_tier (or gen_ai.openai.response.service_tier, or the request's)
-                                            flex, priority, scale: priced apart -> refused
+  openai.response.service_tier (or gen_ai.openai.response.service_tier; without either, the
+  request's openai.request.service_tier / gen_ai.openai.request.service_tier)
+                                            judged from an allow-list: default; any other value
+                                            (auto: the tier that served is unknown; flex,
+                                            priority, scale...: priced apart) -> refused. Any other
+                                            ``*service_tier`` attribute: the provider's standard
+                                            tier (anthropic standard, aws.bedrock default) or refused
 Ids: tenant from the span's or resource's ``tenant.id`` attribute, user from ``user.id`` (or
 ``enduser.id``), else the options; event_id = gen_ai.response.id, else ``<traceId>-<spanId>``;
 ts = the span's end time."""
@@ -24,7 +44,7 @@ import datetime as dt
 from dataclasses import replace
 from typing import Any, Literal
 
-from adapters.base import ConversionError, Ids, event
+from adapters.base import ConversionError, Ids, allowed, event
 from schemas.validate import quoted
 
 TIER_KEYS = (
@@ -33,7 +53,8 @@ TIER_KEYS = (
     "openai.request.service_tier",
     "gen_ai.openai.request.service_tier",
 )
-PRICED_APART = {"flex", "priority", "scale"}  # OpenAI's tiers whose prices are not the list's
+RESPONSE_TIER_KEYS = TIER_KEYS[:2]  # the tier that served: it decides when present
+STANDARD_TIERS = {"openai": {"default"}, "anthropic": {"standard"}, "bedrock": {"default"}, "bailian": set()}
 PROVIDERS = {
     "openai": "openai",
     "anthropic": "anthropic",
@@ -42,6 +63,12 @@ PROVIDERS = {
     "dashscope": "bailian",
     "bailian": "bailian",
 }
+INPUT, OUTPUT = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"
+READS, WRITES = "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_creation.input_tokens"
+REASONING = "gen_ai.usage.reasoning.output_tokens"
+USAGE = {INPUT, OUTPUT, READS, WRITES, REASONING}
+MODEL_CALLS = {"chat", "text_completion", "generate_content"}  # a model call: input and output
+OPERATIONS = MODEL_CALLS | {"embeddings"}
 
 
 def _value(v: dict[str, Any]) -> Any:
@@ -67,6 +94,22 @@ def _tokens(a: dict[str, Any], key: str) -> int:
     return v
 
 
+def _tiers(a: dict[str, Any], provider: str) -> None:
+    """Every service-tier attribute judged from an allow-list: the response's tier decides when the
+    span has one (it may differ from the one asked for); else the request's."""
+    served = any(k in a for k in RESPONSE_TIER_KEYS)
+    for key, value in a.items():
+        if not key.endswith("service_tier") or (served and key in TIER_KEYS and key not in RESPONSE_TIER_KEYS):
+            continue
+        allowed(
+            value,
+            {"default"} if key in TIER_KEYS else STANDARD_TIERS[provider],
+            key,
+            "only the standard tier is priced by the catalog (auto does not say which tier served; flex, "
+            "priority, scale and other tiers are priced apart)",
+        )
+
+
 def span_event(
     span: dict[str, Any], resource: dict[str, Any], ids: Ids, cached: Literal["included", "excluded"]
 ) -> dict[str, Any] | None:
@@ -77,24 +120,54 @@ def span_event(
     provider = PROVIDERS.get(str(system))
     if provider is None:
         raise ConversionError(f"gen_ai provider {quoted(system)} has no catalog provider here")
-    for key in TIER_KEYS:
-        if a.get(key) in PRICED_APART:
-            raise ConversionError(f"{key} {quoted(a[key])}: priced apart from the list prices the catalog holds")
-    reads, writes = (
-        _tokens(a, "gen_ai.usage.cache_read.input_tokens"),
-        _tokens(a, "gen_ai.usage.cache_creation.input_tokens"),
+    _tiers(a, provider)
+    for key in a:
+        if key.startswith("gen_ai.usage.") and key not in USAGE:
+            raise ConversionError(
+                f"{quoted(key)}: a gen_ai.usage attribute this adapter does not know (it may change the bill)"
+            )
+    reads, writes = _tokens(a, READS), _tokens(a, WRITES)
+    inp, out, reasoning = _tokens(a, INPUT), _tokens(a, OUTPUT), _tokens(a, REASONING)
+    operation = a.get("gen_ai.operation.name")
+    if operation is None:
+        raise ConversionError(
+            "gen_ai.operation.name is missing: usage is billed only from a model call's span (chat, "
+            "text_completion, generate_content, embeddings); an agent's span sums its calls' usage"
+        )
+    allowed(
+        operation,
+        OPERATIONS,
+        "gen_ai.operation.name",
+        "usage is billed only from a model call's span (chat, text_completion, generate_content, "
+        "embeddings); an agent's or tool's span sums usage its model calls report again",
     )
-    inp, out = _tokens(a, "gen_ai.usage.input_tokens"), _tokens(a, "gen_ai.usage.output_tokens")
-    reasoning = _tokens(a, "gen_ai.usage.reasoning.output_tokens")
+    for key in (INPUT, OUTPUT) if operation in MODEL_CALLS else (INPUT,):
+        if key not in a:
+            raise ConversionError(
+                f"{key} is missing from a {operation} span: an unknown count is refused, never taken as zero"
+            )
+    if writes and provider != "bailian":
+        raise ConversionError(
+            f"{WRITES} {writes}: a span does not say the writes' TTL or retention, and 5-minute and "
+            "1-hour (or longer) writes are priced apart"
+        )
+    if provider == "bailian" and reads:
+        raise ConversionError(
+            f"{READS} {reads}: Model Studio prices implicit-cache hits (20% of input) apart from explicit "
+            "ones (10%), and a span does not say which"
+        )
+    if provider == "bailian" and reasoning:
+        raise ConversionError(
+            f"{REASONING} {reasoning}: Model Studio prices thinking-mode output apart from plain output"
+        )
     if cached == "included":
         if reads + writes > inp:
             raise ConversionError(
-                f"cache reads and writes ({reads + writes}) exceed gen_ai.usage.input_tokens "
-                f"({inp}), which this source says include them"
+                f"cache reads and writes ({reads + writes}) exceed {INPUT} ({inp}), which this source says include them"
             )
         inp -= reads + writes
     if reasoning > out:
-        raise ConversionError("reasoning tokens exceed gen_ai.usage.output_tokens, which include them")
+        raise ConversionError(f"reasoning tokens exceed {OUTPUT}, which include them")
     end = span.get("endTimeUnixNano")
     ts = None
     if end is not None:

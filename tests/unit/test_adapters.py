@@ -266,6 +266,7 @@ def test_openai_service_tiers_priced_apart_are_refused(tier):
         convert("openai", {**CHAT, "service_tier": tier}, IDS)
     assert one("openai", {**CHAT, "service_tier": "default"})["usage"] == one("openai", CHAT)["usage"]
     attrs = {
+        "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
         "gen_ai.response.model": "gpt-4o",
         "gen_ai.usage.input_tokens": 100,
@@ -317,6 +318,7 @@ def test_dashscope_cached_tokens_are_part_of_input_tokens():
 
 def test_otlp_input_includes_cached_by_default_and_the_choice_is_per_source():
     attrs = {
+        "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o",
         "gen_ai.response.model": "gpt-4o",
