@@ -1,4 +1,5 @@
-"""Provider payloads -> billing_event v1 (one module per format, each documented field by field).
+"""Provider payloads -> billing_event v1, 1.1 where a payload uses a 1.1 bucket or field (one module
+per format, each documented field by field).
 
     from adapters import Ids, convert
     events = convert("openai", response_json, Ids(tenant_id="acme", user_id="alice"))
@@ -14,19 +15,23 @@ from typing import Any
 
 import orjson
 
-from adapters import anthropic, bedrock, dashscope, openai, openai_audio, otlp
+from adapters import anthropic, azure, bedrock, dashscope, gemini, openai, openai_audio, openai_images, otlp
 from adapters.base import ConversionError, Ids
 from schemas.validate import quoted
 
 FORMATS: dict[str, Callable[[dict[str, Any], Ids], list[dict[str, Any]]]] = {
     "openai": openai.convert,
     "openai-transcription": openai_audio.convert,
+    "openai-image": openai_images.convert,
     "anthropic": anthropic.convert,
     "bedrock-converse": bedrock.converse,
     "bedrock-invoke": bedrock.invoke,
     "dashscope": dashscope.convert,
     "otlp-json": otlp.convert,
     "otlp-json-cached-excluded": partial(otlp.convert, cached="excluded"),
+    "gemini": gemini.convert_gemini,
+    "vertex": gemini.convert_vertex,
+    "azure-openai": azure.convert,
 }
 
 __all__ = ["FORMATS", "ConversionError", "Ids", "convert", "convert_line"]

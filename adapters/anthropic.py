@@ -7,20 +7,23 @@
 ``usage``:
   input_tokens                   input AFTER the last cache breakpoint: EXCLUDES cache -> input_tokens
   cache_read_input_tokens        cache reads                                           -> cached_input_tokens
-  cache_creation_input_tokens    cache writes (all TTLs)                               -> cache_write_tokens
+  cache_creation_input_tokens    cache writes (all TTLs)
   cache_creation.ephemeral_5m_input_tokens / ephemeral_1h_input_tokens: the split of the writes
-                                 by TTL; 1-hour writes are priced higher than 5-minute ones and
-                                 billing_event v1 has one cache-write bucket: refused when > 0. No
-                                 split: every write is a 5-minute one (the API added the split and
-                                 the 1-hour TTL together, SDK commit 2411906a)
+                                 by TTL (must add up): 5-minute -> cache_write_tokens, 1-hour ->
+                                 cache_write_1h_tokens (billing_event 1.1). No split: every write
+                                 is a 5-minute one (the API added the split and the 1-hour TTL
+                                 together, SDK commit 2411906a)
   output_tokens                  output (thinking included)                            -> output_tokens
   output_tokens_details.thinking_tokens  of output_tokens, approximate: checked, not kept
   service_tier                   standard -> realtime; batch -> mode batch (the catalog's batch
                                  factor); priority -> refused (priced by commitment, not the list)
   speed                          standard; fast -> refused (priced at a multiple the catalog lacks)
-  inference_geo                  global; another (US-only inference, priced x1.1) -> refused
-  server_tool_use                web_search_requests > 0 -> refused (billed per search: no
-                                 dimension in billing_event v1); web_fetch_requests: tokens only
+  inference_geo                  global (or absent): the list price; us -> inference_geo us (1.1:
+                                 US-only inference, x1.1 where the catalog prices it); another
+                                 (such as not_available, which the page does not document) -> refused
+  server_tool_use                web_search_requests -> server_tool_requests.web_search (1.1: per
+                                 search; with iterations, on the first event); web_fetch_requests:
+                                 tokens only, checked
   iterations                     (beta: compaction, advisor, server-side fallback) the per-sampling
                                  record of what is billed; the top level leaves compaction out.
                                  Each ``message`` or ``compaction`` iteration is its own event
@@ -45,6 +48,7 @@ from adapters.base import ConversionError, Ids, allowed, count, derived_id, even
 from schemas.validate import quoted
 
 TIERS = {None: "realtime", "standard": "realtime", "batch": "batch"}
+GEOS = {None: None, "global": None, "us": "us"}  # usage.inference_geo -> the event's inference_geo
 USAGE = {
     "input_tokens",
     "output_tokens",
@@ -73,9 +77,9 @@ SERVER_TOOLS = {"web_search_requests", "web_fetch_requests"}
 FALLBACK_CREDIT = {"redeemed", "not_applied"}
 
 
-def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
-    """The ids with the mode the usage's service tier names; ConversionError for a tier, speed,
-    inference region or server tool the catalog prices apart."""
+def _priced_as_listed(u: dict[str, Any], ids: Ids) -> tuple[Ids, str | None, int]:
+    """The ids with the mode the usage's service tier names, the event's inference_geo and the
+    web searches; ConversionError for a tier, speed or inference region not on the allow-list."""
     tier = u.get("service_tier")
     allowed(
         tier,
@@ -94,17 +98,14 @@ def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
     )
     allowed(
         u.get("inference_geo"),
-        (None, "global"),
+        GEOS,
         "inference_geo",
-        "only global inference is priced at the list price; inference kept in one geography "
-        "is priced at a multiple (x1.1 for US-only) the catalog does not state",
+        "only global and US-only (us) inference are documented with a price "
+        "(https://platform.claude.com/docs/en/build-with-claude/data-residency)",
     )
     tools = obj(u, "server_tool_use", "usage")
     known(tools, SERVER_TOOLS, "usage.server_tool_use")
-    if searches := count(tools, "web_search_requests", "usage.server_tool_use"):
-        raise ConversionError(
-            f"{searches} web search requests: billed per search, and billing_event v1 has no dimension for them"
-        )
+    searches = count(tools, "web_search_requests", "usage.server_tool_use")
     count(tools, "web_fetch_requests", "usage.server_tool_use")  # checked; web fetch costs its tokens only
     credit = obj(u, "fallback_credit", "usage")
     if u.get("fallback_credit") is not None:  # present: its status is required (BetaFallbackCreditUsage)
@@ -116,7 +117,8 @@ def _priced_as_listed(u: dict[str, Any], ids: Ids) -> Ids:
             "usage.fallback_credit.status.type",
             "a fallback-credit outcome whose effect on the counts is not documented",
         )
-    return dataclasses.replace(ids, mode=mode) if tier is not None and ids.mode == "realtime" else ids
+    ids = dataclasses.replace(ids, mode=mode) if tier is not None and ids.mode == "realtime" else ids
+    return ids, GEOS[u.get("inference_geo")], searches
 
 
 def _buckets(u: dict[str, Any], where: str) -> dict[str, int]:
@@ -134,15 +136,13 @@ def _buckets(u: dict[str, Any], where: str) -> dict[str, int]:
                 f"{where}.cache_creation splits into {five} + {hour} tokens, not the "
                 f"cache_creation_input_tokens {writes}"
             )
-        if hour:
-            raise ConversionError(
-                f"{hour} 1-hour cache-write tokens ({where}.cache_creation.ephemeral_1h_input_tokens): "
-                "priced apart from 5-minute writes, which billing_event v1 cannot tell apart"
-            )
+    else:
+        five, hour = writes, 0
     return {
         "input_tokens": count(u, "input_tokens", where, default=None),
         "cached_input_tokens": count(u, "cache_read_input_tokens", where),
-        "cache_write_tokens": writes,
+        "cache_write_tokens": five,
+        "cache_write_1h_tokens": hour,
         "output_tokens": count(u, "output_tokens", where, default=None),
     }
 
@@ -201,24 +201,34 @@ def convert(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
             "the message ran in a code execution container: billed per container-hour, "
             "which billing_event v1 has no dimension for"
         )
-    ids = _priced_as_listed(u, ids)
+    ids, geo, searches = _priced_as_listed(u, ids)
     usage = _buckets(u, "usage")
     details = obj(u, "output_tokens_details", "usage")
     known(details, {"thinking_tokens"}, "usage.output_tokens_details")
     if count(details, "thinking_tokens", "usage.output_tokens_details") > usage["output_tokens"]:
         raise ConversionError("usage.output_tokens_details.thinking_tokens exceed output_tokens, which include them")
     model, event_id = payload.get("model"), payload.get("id")
+    tools = {"server_tool_requests": {"web_search": searches}} if searches else {}
     its = u.get("iterations")
     if its is None or its == []:  # no breakdown: the top level is the whole bill
-        return [event("anthropic", model, usage, ids, event_id=event_id, ts=None)]
+        return [event("anthropic", model, usage | tools, ids, event_id=event_id, ts=None, inference_geo=geo)]
     if not isinstance(its, list):
         raise ConversionError("usage.iterations is not an array")
     billed = _iterations(its, model or ids.model, usage["output_tokens"])
     if len(its) == 1 and billed:
-        return [event("anthropic", model, billed[0][1], ids, event_id=event_id, ts=None)]
+        return [event("anthropic", model, billed[0][1] | tools, ids, event_id=event_id, ts=None, inference_geo=geo)]
     if not billed:
         raise ConversionError("the payload reports no tokens")
+    # the message's web searches are counted once, on its first event (the top level states them)
     return [
-        event("anthropic", model, buckets, derived_id(ids, event_id, f":{i}"), event_id=None, ts=None)
-        for i, buckets in billed
+        event(
+            "anthropic",
+            model,
+            buckets | (tools if n == 0 else {}),
+            derived_id(ids, event_id, f":{i}"),
+            event_id=None,
+            ts=None,
+            inference_geo=geo,
+        )
+        for n, (i, buckets) in enumerate(billed)
     ]

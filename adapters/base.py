@@ -1,7 +1,8 @@
 """What every adapter shares: the ids a payload lacks (Ids), the one error (ConversionError),
-and strict readers of counts and times. An adapter returns billing_event v1 dicts; it never
-guesses: a count that is missing where it is required, negative, not an integer, or a bucket
-billing_event v1 cannot hold is a ConversionError with the reason. So are counts that do not add
+and strict readers of counts and times. An adapter returns billing_event v1 dicts (1.1 where the
+payload uses a 1.1 bucket or field); it never guesses: a count that is missing where it is
+required, negative, not an integer, or a bucket billing_event cannot hold is a ConversionError
+with the reason. So are counts that do not add
 up, a usage field the adapter does not know, and a tier, speed or region that is not on the
 adapter's allow-list of values priced at the list price (a value is standard only when known to
 be; docs/events-and-adapters.md lists each provider's fields with their sources)."""
@@ -99,13 +100,26 @@ def derived_id(ids: Ids, event_id: str | None, suffix: str) -> Ids:
 def from_unix(seconds: int | float, where: str) -> str:
     if type(seconds) not in (int, float) or seconds <= 0:
         raise ConversionError(f"{where} is not a unix time")
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
+        raise ConversionError(f"{where} is not a unix time of a year 1-9999: {seconds}") from None
 
 
 def event(
-    provider: str, model: str | None, usage: Mapping[str, int | str], ids: Ids, *, event_id: str | None, ts: str | None
+    provider: str,
+    model: str | None,
+    usage: Mapping[str, Any],
+    ids: Ids,
+    *,
+    event_id: str | None,
+    ts: str | None,
+    service_tier: str | None = None,
+    inference_geo: str | None = None,
 ) -> dict[str, Any]:
-    """The billing_event: ids from the caller first, then the payload's; zero counts left out."""
+    """The billing_event: ids from the caller first, then the payload's; zero counts left out
+    (and server-tool counts of zero). ``service_tier`` and ``inference_geo`` (billing_event 1.1)
+    only when they are not the provider's standard: an event without them is a 1.0 event."""
     missing = [
         name
         for name, v in (
@@ -128,10 +142,21 @@ def event(
         "model": ids.model or model,
         "usage": {k: v for k, v in usage.items() if v},
     }
+    tools = out["usage"].get("server_tool_requests")
+    if tools is not None:
+        tools = {k: n for k, n in tools.items() if n}
+        if tools:
+            out["usage"]["server_tool_requests"] = tools
+        else:
+            del out["usage"]["server_tool_requests"]
     if ids.region:
         out["region"] = ids.region
     if ids.mode != "realtime":
         out["mode"] = ids.mode
+    if service_tier is not None:
+        out["service_tier"] = service_tier
+    if inference_geo is not None:
+        out["inference_geo"] = inference_geo
     if ids.labels:
         out["labels"] = dict(ids.labels)
     if not out["usage"]:

@@ -6,13 +6,15 @@ Converse API reference; docs/events-and-adapters.md has the table.
 Converse ``usage`` (totalTokens = the four below: they are disjoint):
   inputTokens             input, EXCLUDING cache reads and writes -> input_tokens
   cacheReadInputTokens    cache reads                             -> cached_input_tokens
-  cacheWriteInputTokens   cache writes                            -> cache_write_tokens
-  cacheDetails            the writes by TTL: 5m -> cache_write_tokens; 1h (priced apart) ->
-                          refused. Absent: every write is a 5-minute one (botocore added
-                          cacheDetails and the cachePoint ttl in the same release, 84888057)
+  cacheWriteInputTokens   cache writes (every TTL)
+  cacheDetails            the writes by TTL (must add up): 5m -> cache_write_tokens; 1h ->
+                          cache_write_1h_tokens (billing_event 1.1). Absent: every write is a
+                          5-minute one (botocore added cacheDetails and the cachePoint ttl in the
+                          same release, 84888057)
   outputTokens            output                                  -> output_tokens
-Converse ``serviceTier.type`` default (or absent: the field came with the request's tier); priority,
-flex, reserved -> refused (priced apart). ``performanceConfig.latency`` standard (or absent);
+Converse ``serviceTier.type`` default (or absent: the field came with the request's tier): the
+list price; priority, flex -> the event's service_tier (1.1; the catalog prices them per model);
+reserved -> refused (priced by commitment). ``performanceConfig.latency`` standard (or absent);
 optimized -> refused (latency-optimized inference has its own prices). ``trace.guardrail`` or
 stopReason guardrail_intervened (a guardrail assessed the call: billed per policy text unit) ->
 refused; ``trace.promptRouter.invokedModelId`` (a prompt router chose the model that is billed)
@@ -20,9 +22,9 @@ must be the ``model`` given.
 InvokeModel: the headers ``X-Amzn-Bedrock-Input-Token-Count``, ``-Output-Token-Count``,
 ``-Cache-Read-Input-Token-Count`` and ``-Cache-Write-Input-Token-Count`` (case-insensitive; a
 flat object of headers, or boto3's reply with ``ResponseMetadata.HTTPHeaders``), same buckets; a
-cache write there is refused (the headers do not say its TTL), as are ``X-Amzn-Bedrock-Service-Tier``
-other than default and ``X-Amzn-Bedrock-PerformanceConfig-Latency`` other than standard, and any
-other ``X-Amzn-Bedrock-*`` header this adapter does not know.
+cache write there is refused (the headers do not say its TTL), and so are ``X-Amzn-Bedrock-Service-Tier``
+other than default, priority or flex (mapped as above), ``X-Amzn-Bedrock-PerformanceConfig-Latency``
+other than standard, and any other ``X-Amzn-Bedrock-*`` header this adapter does not know.
 Neither names the model or a time: ``model`` (the modelId called, e.g. a cross-region profile id
 ``us.anthropic...``: the catalog decides it, never a guess here), ``ts``, ``event_id`` are
 options, as is ``region``. InvokeModel's ``X-Amzn-Requestid`` / Converse's
@@ -36,37 +38,34 @@ from adapters.base import ConversionError, Ids, allowed, count, event, known, ob
 from schemas.validate import quoted
 
 USAGE = {"inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens", "cacheDetails"}
-TIER_WHY = "only the default (on-demand) tier is priced by the catalog; priority, flex and reserved are priced apart"
+TIER_WHY = "only the default (on-demand), priority and flex tiers have list prices; reserved is priced by commitment"
+TIERS = {None: None, "default": None, "priority": "priority", "flex": "flex"}  # -> the event's service_tier
 LATENCY_WHY = "latency-optimized inference is priced apart from the standard list price"
 
 
-def _cache_writes(u: dict[str, Any]) -> int:
+def _cache_writes(u: dict[str, Any]) -> tuple[int, int]:
+    """(5-minute writes, 1-hour writes)."""
     writes = count(u, "cacheWriteInputTokens", "usage")
     details = u.get("cacheDetails")
     if details is None:
-        return writes
+        return writes, 0
     if not isinstance(details, list):
         raise ConversionError("usage.cacheDetails is not an array")
-    by_ttl = 0
+    by_ttl = {"5m": 0, "1h": 0}
     for i, d in enumerate(details):
         where = f"usage.cacheDetails[{i}]"
         if not isinstance(d, dict):
             raise ConversionError(f"{where} is not an object")
         known(d, {"ttl", "inputTokens"}, where)
         n = count(d, "inputTokens", where, default=None)
-        allowed(d.get("ttl"), ("5m", "1h"), f"{where}.ttl", "a cache TTL whose price is not known")
-        if d["ttl"] == "1h" and n:
-            raise ConversionError(
-                f"{n} 1-hour cache-write tokens ({where}): priced apart from 5-minute writes, "
-                "which billing_event v1 cannot tell apart"
-            )
-        by_ttl += n
-    if by_ttl != writes:
+        allowed(d.get("ttl"), by_ttl, f"{where}.ttl", "a cache TTL whose price is not known")
+        by_ttl[d["ttl"]] += n
+    if sum(by_ttl.values()) != writes:
         raise ConversionError(
-            f"usage.cacheDetails add up to {by_ttl} tokens, not the cacheWriteInputTokens {writes}: "
+            f"usage.cacheDetails add up to {sum(by_ttl.values())} tokens, not the cacheWriteInputTokens {writes}: "
             "the counts do not add up"
         )
-    return writes
+    return by_ttl["5m"], by_ttl["1h"]
 
 
 def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
@@ -77,7 +76,7 @@ def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
     tier = obj(payload, "serviceTier", "reply")
     if payload.get("serviceTier") is not None:  # present: its type is required (ServiceTier)
         known(tier, {"type"}, "serviceTier")
-        allowed(tier.get("type"), ("default",), "serviceTier.type", TIER_WHY)
+        allowed(tier.get("type"), set(TIERS) - {None}, "serviceTier.type", TIER_WHY)
     performance = obj(payload, "performanceConfig", "reply")
     known(performance, {"latency"}, "performanceConfig")
     allowed(performance.get("latency"), (None, "standard"), "performanceConfig.latency", LATENCY_WHY)
@@ -95,15 +94,17 @@ def converse(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
                 f"a prompt router served this call with {quoted(invoked)}, the model that is billed: "
                 "give that model as the model option"
             )
+    five, hour = _cache_writes(u)
     usage = {
         "input_tokens": count(u, "inputTokens", "usage", default=None),
         "cached_input_tokens": count(u, "cacheReadInputTokens", "usage"),
-        "cache_write_tokens": _cache_writes(u),
+        "cache_write_tokens": five,
+        "cache_write_1h_tokens": hour,
         "output_tokens": count(u, "outputTokens", "usage", default=None),
     }
     total(u.get("totalTokens"), sum(usage.values()), "totalTokens", "the sum of the input, cache and output counts")
     request_id = obj(payload, "ResponseMetadata", "reply").get("RequestId")
-    return [event("bedrock", None, usage, ids, event_id=request_id, ts=None)]
+    return [event("bedrock", None, usage, ids, event_id=request_id, ts=None, service_tier=TIERS[tier.get("type")])]
 
 
 _HEADERS = {
@@ -128,7 +129,7 @@ def invoke(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
                 f"the header {quoted(name)} is not one this adapter knows: it may change the bill, "
                 "so the payload is refused rather than priced without it"
             )
-    allowed(h.get(_TIER), (None, "default"), "X-Amzn-Bedrock-Service-Tier", TIER_WHY)
+    allowed(h.get(_TIER), TIERS, "X-Amzn-Bedrock-Service-Tier", TIER_WHY)
     allowed(h.get(_LATENCY), (None, "standard"), "X-Amzn-Bedrock-PerformanceConfig-Latency", LATENCY_WHY)
     usage = {}
     for bucket, name in _HEADERS.items():
@@ -142,4 +143,8 @@ def invoke(payload: dict[str, Any], ids: Ids) -> list[dict[str, Any]]:
             "the headers do not say their TTL, and 1-hour writes are priced apart from 5-minute ones "
             "(the Converse reply's usage.cacheDetails does)"
         )
-    return [event("bedrock", None, usage, ids, event_id=h.get("x-amzn-requestid"), ts=None)]
+    return [
+        event(
+            "bedrock", None, usage, ids, event_id=h.get("x-amzn-requestid"), ts=None, service_tier=TIERS[h.get(_TIER)]
+        )
+    ]

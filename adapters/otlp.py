@@ -29,9 +29,12 @@ docs/events-and-adapters.md has the table.
   gen_ai.response.model (or gen_ai.request.model), gen_ai.response.id
   openai.response.service_tier (or gen_ai.openai.response.service_tier; without either, the
   request's openai.request.service_tier / gen_ai.openai.request.service_tier)
-                                            judged from an allow-list: default; any other value
-                                            (auto: the tier that served is unknown; flex,
-                                            priority, scale...: priced apart) -> refused. Any other
+                                            judged from an allow-list: default; OpenAI's response
+                                            tier flex or priority -> the event's service_tier
+                                            (1.1); any other value (auto: the tier that served is
+                                            unknown; a request's flex or priority without the
+                                            response's: the tier that served is not stated; scale,
+                                            fast...: no price here) -> refused. Any other
                                             ``*service_tier`` attribute: the provider's standard
                                             tier (anthropic standard, aws.bedrock default) or refused
 Ids: tenant from the span's or resource's ``tenant.id`` attribute, user from ``user.id`` (or
@@ -94,20 +97,30 @@ def _tokens(a: dict[str, Any], key: str) -> int:
     return v
 
 
-def _tiers(a: dict[str, Any], provider: str) -> None:
+def _tiers(a: dict[str, Any], provider: str) -> str | None:
     """Every service-tier attribute judged from an allow-list: the response's tier decides when the
-    span has one (it may differ from the one asked for); else the request's."""
+    span has one (it may differ from the one asked for); else the request's. Returns the event's
+    service_tier: an OpenAI response tier the catalog prices apart (flex, priority), else None."""
     served = any(k in a for k in RESPONSE_TIER_KEYS)
+    tiers = {a[k] for k in RESPONSE_TIER_KEYS if k in a}
+    if len(tiers) > 1:
+        raise ConversionError(f"the span names two response service tiers ({', '.join(sorted(map(quoted, tiers)))})")
+    tier = None
     for key, value in a.items():
         if not key.endswith("service_tier") or (served and key in TIER_KEYS and key not in RESPONSE_TIER_KEYS):
+            continue
+        if provider == "openai" and key in RESPONSE_TIER_KEYS and value in ("flex", "priority"):
+            tier = value
             continue
         allowed(
             value,
             {"default"} if key in TIER_KEYS else STANDARD_TIERS[provider],
             key,
-            "only the standard tier is priced by the catalog (auto does not say which tier served; flex, "
-            "priority, scale and other tiers are priced apart)",
+            "only the standard tier, and OpenAI's flex and priority as the response states them, are priced "
+            "(auto, or a request's tier alone, does not say which tier served; scale and other tiers have no "
+            "price here)",
         )
+    return tier
 
 
 def span_event(
@@ -120,7 +133,7 @@ def span_event(
     provider = PROVIDERS.get(str(system))
     if provider is None:
         raise ConversionError(f"gen_ai provider {quoted(system)} has no catalog provider here")
-    _tiers(a, provider)
+    service_tier = _tiers(a, provider)
     for key in a:
         if key.startswith("gen_ai.usage.") and key not in USAGE:
             raise ConversionError(
@@ -203,6 +216,7 @@ def span_event(
         span_ids,
         event_id=a.get("gen_ai.response.id") or fallback,
         ts=ts,
+        service_tier=service_tier,
     )
 
 

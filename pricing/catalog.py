@@ -9,7 +9,7 @@ import bisect
 import datetime as dt
 import difflib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pricing.errors import CatalogError, PricingError
+from schemas.billing_event import INFERENCE_GEOS, SERVICE_TIERS
 from schemas.validate import quoted
 
 SHIPPED_CATALOGS = Path(__file__).parent / "catalogs"
@@ -35,8 +36,30 @@ Dimension = Literal[
     "dedicated_months",
     "guardrail_text_units",
     "human_tasks",
+    # billing_event 1.1
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "image_input_tokens",
+    "image_output_tokens",
+    "server_tool_requests",
 ]
-TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"})
+TOKEN_DIMENSIONS = frozenset(
+    {
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "audio_input_tokens",
+        "audio_output_tokens",
+        "image_input_tokens",
+        "image_output_tokens",
+    }
+)
+# server-side tools priced per request (`tool:` on a server_tool_requests price): the event's
+# usage.server_tool_requests keys (schemas.billing_event.ServerToolRequests)
+Tool = Literal["web_search"]
 # dimensions whose quantities are decimals (up to 3 places); the others count whole units
 DECIMAL_DIMENSIONS = frozenset({"audio_seconds", "storage_months", "dedicated_hours", "dedicated_months"})
 # What a product is; a guardrails product lists the kinds of invocation it applies to (`applies_to`).
@@ -73,6 +96,44 @@ def _exact(value: Any, what: str) -> Decimal:
     return d
 
 
+class Rounding(BaseModel):
+    """How the provider rounds a decimal quantity (a duration) before pricing it, as its own page
+    states it (FORMAT.md, "Rounding"): to a multiple of ``unit``, ``up``, ``down``, ``half_up``,
+    ``half_even`` or ``nearest`` (a tie exactly halfway is refused: the page says no rule for it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unit: Decimal
+    mode: Literal["up", "down", "nearest", "half_up", "half_even"]
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _unit(cls, v: Any) -> Decimal:
+        d = _exact(v, "rounding unit")
+        if d <= 0:
+            raise ValueError("rounding unit must be > 0")
+        return d
+
+    def apply(self, qty: Decimal) -> Decimal:
+        """``qty`` rounded to a multiple of the unit, exactly (no float)."""
+        steps = qty / self.unit
+        if self.mode == "nearest" and steps - steps.to_integral_value(rounding=ROUND_FLOOR) == Decimal("0.5"):
+            raise PricingError(
+                f"{qty} is halfway between two multiples of {self.unit}: the provider rounds to the "
+                "nearest and states no rule for a tie"
+            )
+        return steps.to_integral_value(rounding=ROUNDING_MODES[self.mode]) * self.unit
+
+
+# nearest: a tie is refused above, so the tie rule below never decides
+ROUNDING_MODES = {
+    "up": ROUND_CEILING,
+    "down": ROUND_FLOOR,
+    "nearest": ROUND_HALF_EVEN,
+    "half_up": ROUND_HALF_UP,
+    "half_even": ROUND_HALF_EVEN,
+}
+
+
 class PriceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     dimension: Dimension
@@ -100,6 +161,13 @@ class PriceSpec(BaseModel):
     # long-context tier: this price applies to a request whose input size (input + cached input +
     # cache write tokens) is above this many tokens, to the whole request, as providers bill it
     above_input_tokens: int | None = Field(default=None, ge=1)
+    # a service tier's own price (the product's `service_tiers` declares it, with its source);
+    # absent: the standard tier's
+    service_tier: str | None = Field(default=None, pattern=r"^[a-z]{1,16}$")
+    # server_tool_requests: the tool this price is for (required there, nowhere else)
+    tool: Tool | None = None
+    # the provider's stated rounding of a decimal quantity (audio_seconds ...) before pricing
+    rounding: Rounding | None = None
 
     @field_validator("price", mode="before")
     @classmethod
@@ -107,7 +175,17 @@ class PriceSpec(BaseModel):
         return _exact(v, "price")
 
     @model_validator(mode="after")
+    def _qualifiers(self) -> PriceSpec:
+        if (self.tool is None) != (self.dimension != "server_tool_requests"):
+            raise ValueError("a server_tool_requests price names its `tool`, and only it does")
+        if self.service_tier is not None and self.dimension not in TOKEN_DIMENSIONS:
+            raise ValueError(f"a service tier prices token dimensions only, not {self.dimension}")
+        return self
+
+    @model_validator(mode="after")
     def _places(self) -> PriceSpec:
+        if self.rounding is not None and self.dimension not in DECIMAL_DIMENSIONS:
+            raise ValueError(f"rounding applies to decimal quantities only, not {self.dimension}")
         unit = self.price / self.per
         if unit.normalize().as_tuple().exponent < -MAX_UNIT_PRICE_PLACES:  # type: ignore[operator]
             raise ValueError(f"price/per has more than {MAX_UNIT_PRICE_PLACES} decimal places")
@@ -120,6 +198,29 @@ class Tokenizer(BaseModel):
     exact: bool
 
 
+class Modifier(BaseModel):
+    """A service tier or an inference geography a product prices apart from its list prices, with
+    the page that says so: a `factor` on every token price, or (service tiers only, no factor)
+    prices of its own qualified by `service_tier:`. `effective_from`: priced from then on (absent:
+    as long as the product's entry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    factor: Decimal | None = None
+    source: str = Field(min_length=1)
+    effective_from: dt.datetime | None = None
+
+    @field_validator("factor", mode="before")
+    @classmethod
+    def _factor(cls, v: Any) -> Decimal | None:
+        return None if v is None else _exact(v, "factor")
+
+    @model_validator(mode="after")
+    def _aware(self) -> Modifier:
+        if self.effective_from is not None and self.effective_from.tzinfo is None:
+            raise ValueError("effective dates need a UTC offset")
+        return self
+
+
 class ProductSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -128,6 +229,9 @@ class ProductSpec(BaseModel):
     effective_from: dt.datetime
     effective_to: dt.datetime | None = None
     source: str = Field(min_length=1)
+    # the day the source's prices were read (YYYY-MM-DD): `catalog validate` warns when the entry
+    # prices events more than a stated age after it (pricing/staleness.py)
+    source_date: dt.date | None = None
     kind: Kind | None = None  # None: unknown (a guardrail with `applies_to` then does not apply)
     applies_to: tuple[Kind, ...] | None = None  # a guardrails product: the invocation kinds it applies to
     regions: tuple[RegionId, ...] | None = None  # None: the provider's regions, and `region` may be absent
@@ -136,6 +240,10 @@ class ProductSpec(BaseModel):
     # prices times the factor (the price of the Region the call was made from, then the factor)
     profiles: dict[ProfilePrefix, Decimal] | None = None
     profile_only: bool = False  # the bare id is not invoked on demand: only through a profile
+    # service tiers other than the standard one (the event's `service_tier`), and inference
+    # geographies other than the default (its `inference_geo`), this product prices
+    service_tiers: dict[str, Modifier] | None = None
+    inference_geos: dict[str, Modifier] | None = None
     tokenizer: Tokenizer | None = None
     prices: tuple[PriceSpec, ...] = Field(min_length=1)
 
@@ -159,19 +267,41 @@ class ProductSpec(BaseModel):
             raise ValueError("profile_only needs profiles")
         base = {p.dimension for p in self.prices if p.above_input_tokens is None and p.dimension in TOKEN_DIMENSIONS}
         tiers = sorted({p.above_input_tokens for p in self.prices if p.above_input_tokens is not None})
-        for t in tiers:
-            have = {p.dimension for p in self.prices if p.above_input_tokens == t}
-            if stray := have - TOKEN_DIMENSIONS:
-                raise ValueError(f"a long-context tier prices token dimensions only, not {sorted(stray)[0]}")
-            if missing := base - have:
+        service = self.service_tiers or {}
+        if undeclared := sorted({p.service_tier for p in self.prices if p.service_tier} - service.keys()):
+            raise ValueError(f"prices for the service tier {undeclared[0]!r}, which service_tiers does not declare")
+        for name, geo in (self.inference_geos or {}).items():
+            if geo.factor is None:
+                raise ValueError(f"inference geography {name!r} needs a factor on the token prices")
+        for name, tier in service.items():  # a tier of its own prices: every token dimension of the base
+            has = {p.dimension for p in self.prices if p.service_tier == name and p.above_input_tokens is None}
+            if tier.factor is not None and has:
+                raise ValueError(f"service tier {name!r} has a factor and prices of its own: one or the other")
+            if tier.factor is None and (missing := base - has):
                 raise ValueError(
-                    f"the tier above {t} input tokens has no {sorted(missing)[0]} price "
-                    "(a tier prices the whole request: every token dimension of the base)"
+                    f"service tier {name!r} has no {sorted(missing)[0]} price (a tier without a factor prices "
+                    "every token dimension of the base)"
                 )
+        for t in tiers:
+            for group_tier in (None, *service):
+                group = [p for p in self.prices if p.above_input_tokens == t and p.service_tier == group_tier]
+                if not group and group_tier is not None:
+                    continue  # the service tier prices no request above t: such a request is refused
+                have = {p.dimension for p in group}
+                if stray := have - TOKEN_DIMENSIONS:
+                    raise ValueError(f"a long-context tier prices token dimensions only, not {sorted(stray)[0]}")
+                if gap := base - have:
+                    what = "" if group_tier is None else f" (service tier {group_tier})"
+                    raise ValueError(
+                        f"the tier above {t} input tokens{what} has no {sorted(gap)[0]} price "
+                        "(a tier prices the whole request: every token dimension of the base)"
+                    )
         # token quantities are integers: a factored price per token must stay within 12 places
         factors = [ONE, *(self.profiles or {}).values()]
         if self.batch_factor is not None:
             factors += [f * self.batch_factor for f in factors]
+        for mods in (service, self.inference_geos or {}):
+            factors += [f * m.factor for f in factors for m in mods.values() if m.factor is not None]
         for p in self.prices:
             if p.dimension in TOKEN_DIMENSIONS:
                 for f in factors:
@@ -206,6 +336,17 @@ class CatalogFile(BaseModel):
         for spec in self.products:
             if stray := [k for k in spec.profiles or () if k not in self.profiles]:
                 raise ValueError(f"product {spec.id!r}: profile {stray[0]!r} is not declared in the file's profiles")
+        for spec in self.products:
+            for what, named, allowed in (
+                ("service tier", spec.service_tiers, SERVICE_TIERS),
+                ("inference geography", spec.inference_geos, INFERENCE_GEOS),
+            ):
+                others = allowed.get(self.provider, ())[1:]  # the first is the standard: priced by the base
+                if stray := [k for k in named or () if k not in others]:
+                    raise ValueError(
+                        f"product {spec.id!r}: {what} {stray[0]!r} is not one of {self.provider}'s priced apart "
+                        f"({', '.join(others) or 'none'}; schemas.billing_event)"
+                    )
         for spec in self.products:
             used = [*(spec.regions or ()), *(r for ps in spec.prices for r in ps.regions or ())]
             stray = [r for r in used if r not in known]

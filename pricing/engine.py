@@ -2,8 +2,9 @@
 
 Pure and exact: Decimal arithmetic in a context that traps any rounding (a cost that cannot be
 carried exactly is an error, not a rounded number); costs carry at most 12 decimal places. The
-only rounding is the one the guardrail rule states: text units = ceil(chars / 1000), for input
-and output text separately. Anything the catalog does not price is an error, never zero."""
+only roundings are the ones the providers state: the guardrail rule (text units = ceil(chars /
+1000), for input and output text separately) and a price's `rounding:` in the catalog (a duration
+rounded as the provider's page says). Anything the catalog does not price is an error, never zero."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from pricing.catalog import Catalog, PriceSpec, Product
 from pricing.errors import PricingError
 from pricing.overlays import Rule
-from schemas.billing_event import BillingEvent, Usage
+from schemas.billing_event import INFERENCE_GEOS, SERVICE_TIERS, BillingEvent, ServerToolRequests, Usage
 from schemas.money import EXACT, money_str
 from schemas.money import PLACES as MAX_PLACES
 from schemas.records import PricedEvent, priced_event
@@ -36,7 +37,40 @@ _UNIT_NAMES = {
     "dedicated_months": "instance-month",
     "guardrail_text_units": "text units",
     "human_tasks": "human task",
+    "cache_write_1h_tokens": "1-hour cache write tokens",
+    "audio_input_tokens": "audio input tokens",
+    "audio_output_tokens": "audio output tokens",
+    "image_input_tokens": "image input tokens",
+    "image_output_tokens": "image output tokens",
+    "server_tool_requests": "requests",
 }
+# Token buckets in line-item order (a 1.0 event's: input, cached, cache write, output), and the
+# ones that make a request's input size for long-context tiers (every prompt token, however billed)
+TOKEN_ORDER = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "image_input_tokens",
+    "output_tokens",
+    "audio_output_tokens",
+    "image_output_tokens",
+)
+INPUT_SIZE = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "image_input_tokens",
+)
+SERVER_TOOLS = tuple(ServerToolRequests.model_fields)  # the allow-list, in the contract's order
+# a 1.0 event's token buckets, in line-item order: pricing one reads no more (the hot path of the
+# full path pays nothing for 1.1)
+V10_ORDER = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
+_V11_USAGE = frozenset(TOKEN_ORDER) - frozenset(V10_ORDER) | {"server_tool_requests"}
+_USAGE_SERIALIZER = Usage.__pydantic_serializer__  # model_dump's own serializer, called as model_dump calls it
 
 
 def _per_label(per: int) -> str:
@@ -94,6 +128,8 @@ def _select_uncached(product: Product, dim: str, region: str | None, what: str, 
             continue
         if "tier" in want and p.above_input_tokens != want["tier"]:
             continue
+        if p.service_tier != want.get("service_tier") or p.tool != want.get("tool"):
+            continue  # a service tier's own price, or another tool's
         if "size" in want:
             w, h, steps = want["size"]
             if (p.max_width is not None and w > p.max_width) or (p.max_height is not None and h > p.max_height):
@@ -137,6 +173,8 @@ class _Bill:
         self.rule = rule
 
     def add(self, dim: str, qty: Decimal | int, p: PriceSpec, factor: Decimal = ONE, note: str = "") -> None:
+        if p.rounding is not None:  # the provider's stated rounding (catalog `rounding:`), never our own
+            qty, note = p.rounding.apply(Decimal(qty)), f"{note} (rounded {p.rounding.mode} to {p.rounding.unit})"
         unit_price = EXACT.multiply(p.price, factor) if factor != ONE else p.price
         cost = EXACT.divide(EXACT.multiply(qty, unit_price), p.per)
         item = {
@@ -229,6 +267,11 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
     _check_region(catalog, product, region)
     _check_profile(catalog, product, profile, region)
     factor, batch_note = _token_factor(product, event.mode, profile)
+    own_tier = None  # a service tier priced by prices of its own (catalog `service_tier:`)
+    if event.service_tier is not None or event.inference_geo is not None:
+        extra, note, own_tier = _modifiers(product, event)
+        factor = EXACT.multiply(factor, extra) if extra != ONE else factor
+        batch_note += note
 
     usage = event.usage
     rule = (
@@ -236,11 +279,16 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
         if event.tenant_id in catalog.overlay_tenants
         else None
     )
+    if own_tier is not None and rule is not None and rule.prices:
+        raise PricingError(
+            f"tenant price rule {rule.id} sets contract prices, which are for the standard tier: "
+            f"{product.provider}/{product.id} prices the service tier {own_tier} apart, and no contract price states it"
+        )
     bill = _Bill(rule)
     estimated = False
-    counts = {
-        d: getattr(usage, d) for d in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
-    }
+    v11 = not _V11_USAGE.isdisjoint(usage.model_fields_set)  # a 1.1 bucket given: read them all
+    dims = TOKEN_ORDER if v11 else V10_ORDER
+    counts = {d: getattr(usage, d) for d in dims}
     if event.text is not None:
         for dim, text in (("input_tokens", event.text.input), ("output_tokens", event.text.output)):
             if text and counts[dim] is None:
@@ -248,15 +296,29 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
                 estimated = True
     tier: dict[str, Any] = {}
     if product.tiers:  # a long-context tier prices every token of the request
-        size = sum(counts[d] or 0 for d in ("input_tokens", "cached_input_tokens", "cache_write_tokens"))
+        size = sum(counts.get(d) or 0 for d in INPUT_SIZE)
         above = max((t for t in product.tiers if size > t), default=None)
         tier = {"tier": above}
         if above is not None:
             batch_note += f" (above {_per_label(above).strip() or above} input tokens)"
-    for dim in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens"):
+    if own_tier is not None:
+        tier["service_tier"] = own_tier
+    what = ""
+    if own_tier is not None:
+        above = tier.get("tier")
+        what = f" (service tier {own_tier}" + (f", above {_per_label(above).strip()} input tokens)" if above else ")")
+    for dim in dims:
         qty = counts[dim]
         if qty:
-            bill.add(dim, qty, _select(product, dim, region, dim, **tier), factor, batch_note)
+            bill.add(dim, qty, _select(product, dim, region, dim + what, **tier), factor, batch_note)
+
+    tools = usage.server_tool_requests if v11 else None
+    if tools is not None:  # per request: no token factor (batch, tier, geography) applies
+        for name in SERVER_TOOLS:
+            n = getattr(tools, name)
+            if n:
+                p = _select(product, "server_tool_requests", region, f"server tool {name} requests", tool=name)
+                bill.add("server_tool_requests", n, p, note=f" ({name})")
 
     for img in usage.images or ():
         p = _select(
@@ -334,12 +396,12 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
         if t.normalize(EXACT).as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
             raise PricingError(f"cost {t} needs more than {MAX_PLACES} decimal places")
 
-    usage_out = usage.model_dump(mode="json", exclude_none=True)
+    usage_out = _USAGE_SERIALIZER.to_python(usage, mode="json", exclude_none=True)  # == usage.model_dump(...)
     for dim, qty in counts.items():
         if qty is not None:
             usage_out[dim] = qty
     cost = money_str(total)
-    return priced_event(
+    priced = priced_event(
         event.event_id,
         event.ts.isoformat(),
         event.tenant_id,
@@ -361,6 +423,39 @@ def price_event(event: BillingEvent, catalog: Catalog) -> PricedEvent:
         estimated,
         guardrail_units,
     )
+    if event.service_tier is not None:  # 1.1: kept, so that a re-rating prices the same tier
+        priced["service_tier"] = event.service_tier
+    if event.inference_geo is not None:
+        priced["inference_geo"] = event.inference_geo
+    return priced
+
+
+def _modifiers(product: Product, event: BillingEvent) -> tuple[Decimal, str, str | None]:
+    """The event's service tier and inference geography as the product prices them (catalog
+    `service_tiers`, `inference_geos`): a factor on the token prices, its unit note, and the
+    service tier whose own prices apply (None: the standard tier's). The standard tier and the
+    default geography are the list price; any other the product does not price is refused."""
+    spec = product.spec
+    factor, note, own = ONE, "", None
+    name = f"{product.provider}/{product.id}"
+    for kind, value, standard, priced in (
+        ("service tier", event.service_tier, SERVICE_TIERS, spec.service_tiers),
+        ("inference_geo", event.inference_geo, INFERENCE_GEOS, spec.inference_geos),
+    ):
+        if value is None or value == standard[event.provider][0]:  # the schema checked it is the provider's
+            continue
+        mod = (priced or {}).get(value)
+        if mod is None:
+            has = ", ".join((standard[event.provider][0], *(priced or ())))
+            raise PricingError(f"{name} does not price the {kind} {value} (it prices: {has})")
+        if mod.effective_from is not None and event.ts < mod.effective_from:
+            raise PricingError(f"{name} prices the {kind} {value} from {mod.effective_from.isoformat()}")
+        if mod.factor is None:
+            own, note = value, f"{note} (service tier {value})"
+        else:
+            factor = EXACT.multiply(factor, mod.factor)
+            note = f"{note} ({kind} {value} x{money_str(mod.factor)})"
+    return factor, note, own
 
 
 def _token_factor(product: Product, mode: str, profile: str | None) -> tuple[Decimal, str]:

@@ -8,7 +8,12 @@ which must then have at most 6 decimal places; a value with more (a float's arti
   input_cost_per_token             -> input_tokens
   output_cost_per_token            -> output_tokens
   cache_read_input_token_cost      -> cached_input_tokens
-  cache_creation_input_token_cost  -> cache_write_tokens (the 5-minute write)
+  cache_creation_input_token_cost  -> cache_write_tokens (the 5-minute write); but for OpenAI's
+                                   fine-tuned models (keys ``ft:...``) -> cached_input_tokens: OpenAI
+                                   charges no cache writes, and the map gives those models' cached-
+                                   input price under this key (ft:gpt-4o-2024-11-20: 1.875e-06, half
+                                   its input price, OpenAI's cached-input rate for fine-tuned GPT-4o);
+                                   an ``ft:`` key with both cache keys is ambiguous and not imported
   <cost>_above_<N>k_tokens         -> the same dimension, above_input_tokens: N x 1000 (a
                                    long-context tier; it must price every dimension the base does)
   *_batches                        -> batch_factor, when every batch price gives the same exact factor
@@ -43,6 +48,23 @@ DIMENSIONS = {
 }
 KINDS = {"chat": "text", "completion": "text", "responses": "text", "embedding": "embedding"}
 PER = 1_000_000
+# OpenAI's providers in the map: their fine-tuned models (``ft:`` keys) carry the cached-input price
+# in cache_creation_input_token_cost (OpenAI bills no cache writes)
+OPENAI_PROVIDERS = frozenset({"openai", "text-completion-openai"})
+
+
+def dimensions_of(key: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The map's cost keys -> catalog dimensions, for this entry (see the module docstring)."""
+    if key.startswith("ft:") and entry.get("litellm_provider") in OPENAI_PROVIDERS:
+        if entry.get("cache_read_input_token_cost") is not None and (
+            entry.get("cache_creation_input_token_cost") is not None
+        ):
+            raise ValueError(
+                "a fine-tuned OpenAI model with both cache_read_input_token_cost and "
+                "cache_creation_input_token_cost: which one is the cached-input price is ambiguous"
+            )
+        return DIMENSIONS | {"cache_creation_input_token_cost": "cached_input_tokens"}
+    return DIMENSIONS
 
 
 @dataclass
@@ -134,13 +156,21 @@ SERVICE_TIERS = ("priority", "flex", "ultrafast", "decisions")
 NOT_EXPRESSED = {"search_context_cost_per_query": "web search queries (an event carries no count of them)"}
 
 
+def product_of(key: str, entry: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+    """One map entry as a catalog product (no dates), and the costs it leaves unpriced; ValueError
+    with the reason when it cannot be converted exactly. The one mapping from the map's keys to
+    catalog prices: ``catalog import`` and ``catalog check`` both use it."""
+    return _product(key, entry, None, source)
+
+
 def _product(
-    key: str, entry: dict[str, Any], effective_from: dt.datetime, source: str
+    key: str, entry: dict[str, Any], effective_from: dt.datetime | None, source: str
 ) -> tuple[dict[str, Any], list[str]]:
     """The product, and the costs it leaves unpriced (no event field carries them)."""
     mode = entry.get("mode")
     if mode not in KINDS:
         raise ValueError(f"mode {mode!r} is not priced by tokens here")
+    dimensions = dimensions_of(key, entry)
     costs = {k for k, v in entry.items() if "cost" in k and v is not None}
     standard: dict[tuple[str, int | None], str] = {}  # (dimension, tier) -> key
     batches: dict[tuple[str, int | None], str] = {}
@@ -155,7 +185,7 @@ def _product(
             else:
                 other.append(k)
             continue
-        slot = (DIMENSIONS[m["base"]], int(m["k"]) * 1000 if m["k"] else None)
+        slot = (dimensions[m["base"]], int(m["k"]) * 1000 if m["k"] else None)
         variant = m["variant"]
         if variant is None:
             standard[slot] = k

@@ -1,4 +1,4 @@
-"""The billing_event contract (v1): pydantic models and the published JSON Schema."""
+"""The billing_event contract (v1, minor version 1.1): pydantic models and the published JSON Schema."""
 
 from schemas.billing_event import (
     BillingEvent,
@@ -6,6 +6,7 @@ from schemas.billing_event import (
     GuardrailPolicy,
     GuardrailUsage,
     ImageUsage,
+    ServerToolRequests,
     TextPayload,
     TrainingUsage,
     Usage,
@@ -17,6 +18,7 @@ __all__ = [
     "GuardrailPolicy",
     "GuardrailUsage",
     "ImageUsage",
+    "ServerToolRequests",
     "TextPayload",
     "TrainingUsage",
     "Usage",

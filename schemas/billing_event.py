@@ -7,7 +7,11 @@ carry at most 3 decimal places, no exponent and no negative zero, and are kept c
 them as JSON strings when the exact text matters (JSON numbers with more than 15 significant
 digits cannot be told apart from their float). ``ts`` is an instant (judged in UTC) with at most
 microsecond precision. Label values hold no control or format characters (FORBIDDEN_CHARS).
-Strict JSON (no repeated keys, no NaN) is checked before the models, in schemas/validate.py."""
+Strict JSON (no repeated keys, no NaN) is checked before the models, in schemas/validate.py.
+
+Version 1.1 (SCHEMA_MINOR) is additive: usage buckets for 1-hour cache writes, audio and image
+tokens and server-tool requests, and the event's ``service_tier`` and ``inference_geo``, each
+judged from an allow-list. Every 1.0 event is a 1.1 event and is priced exactly as before."""
 
 from __future__ import annotations
 
@@ -29,9 +33,27 @@ from pydantic import (
 from pydantic_core import CoreSchema
 
 SCHEMA_VERSION = 1
+SCHEMA_MINOR = 1  # additive changes within v1: a 1.0 event is valid and priced the same (see the docstring)
 MAX_EVENT_BYTES = 1_048_576  # a whole serialized event, without its line ending (the one limit)
 MAX_FUTURE = dt.timedelta(minutes=15)  # clock skew allowed for `ts` ahead of the receiver
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # no ts before this instant
+
+# The service tiers each provider names, its standard (list-price) tier first: a value is judged
+# from this allow-list, never priced as standard unless it is the standard. Sources:
+# openai-python types/responses/service_tier.py (default, flex, priority; auto, scale, fast and
+# ultrafast are not priced here); anthropic-sdk-python types/usage.py (standard, priority; batch is
+# `mode`); Amazon Bedrock's service tiers (Standard, Priority, Flex; the API's `default` is
+# standard, `reserved` is not priced here). Whether a product prices a tier is the catalog's say.
+SERVICE_TIERS: dict[str, tuple[str, ...]] = {
+    "openai": ("default", "flex", "priority"),
+    "anthropic": ("standard", "priority"),
+    "bedrock": ("standard", "priority", "flex"),
+}
+ServiceTier = Literal["default", "standard", "flex", "priority"]
+# Where inference ran, per provider, the default (list-price) geography first: Anthropic's
+# `inference_geo` (https://platform.claude.com/docs/en/build-with-claude/data-residency).
+INFERENCE_GEOS: dict[str, tuple[str, ...]] = {"anthropic": ("global", "us")}
+InferenceGeo = Literal["global", "us"]
 
 # Characters no id or label may hold: Unicode categories Cc (C0, DEL, C1 controls), Cf (format:
 # bidi embeddings, overrides, isolates and marks, zero-width characters, soft hyphen, BOM, tags),
@@ -165,6 +187,16 @@ class GuardrailUsage(_Strict):
         return -(-self.output_chars // 1000)
 
 
+class ServerToolRequests(_Strict):
+    """Requests to a provider's server-side tools, billed per request on top of tokens. The keys
+    are the allow-list: a tool not named here is rejected (a catalog prices each with `tool:`)."""
+
+    web_search: int | None = count(1_000_000)
+
+    def has_quantity(self) -> bool:
+        return bool(self.web_search)
+
+
 class Usage(_Strict):
     input_tokens: int | None = count(100_000_000)
     output_tokens: int | None = count(100_000_000)
@@ -180,6 +212,13 @@ class Usage(_Strict):
     # Of output_tokens, those the model spent reasoning: a count to see, priced as output
     # (OpenAI's completion_tokens_details.reasoning_tokens are part of completion_tokens).
     reasoning_tokens: int | None = count(100_000_000)
+    # 1.1: buckets disjoint from the ones above, each priced apart where the catalog prices it
+    cache_write_1h_tokens: int | None = count(100_000_000)  # 1-hour cache writes (cache_write_tokens: 5-minute)
+    audio_input_tokens: int | None = count(100_000_000)  # not in input_tokens
+    audio_output_tokens: int | None = count(100_000_000)  # not in output_tokens
+    image_input_tokens: int | None = count(100_000_000)  # not in input_tokens
+    image_output_tokens: int | None = count(100_000_000)  # not in output_tokens
+    server_tool_requests: ServerToolRequests | None = None
 
     @model_validator(mode="after")
     def _reasoning_within_output(self) -> Usage:
@@ -203,6 +242,12 @@ class Usage(_Strict):
             or (d is not None and (d.hours or d.months))
             or (g is not None and (g.input_chars or g.output_chars))
             or self.human_tasks
+            or self.cache_write_1h_tokens
+            or self.audio_input_tokens
+            or self.audio_output_tokens
+            or self.image_input_tokens
+            or self.image_output_tokens
+            or (self.server_tool_requests is not None and self.server_tool_requests.has_quantity())
         )
 
 
@@ -228,6 +273,8 @@ class BillingEvent(_Strict):
     model: Name
     region: Region | None = None
     mode: Literal["realtime", "batch"] = "realtime"
+    service_tier: ServiceTier | None = None  # 1.1; absent: the provider's standard tier
+    inference_geo: InferenceGeo | None = None  # 1.1; absent: the provider's default geography
     usage: Usage
     text: TextPayload | None = None
     labels: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
@@ -238,6 +285,22 @@ class BillingEvent(_Strict):
             raise ValueError("ts must carry a UTC offset (RFC 3339)")
         if self.ts < EARLIEST:  # the instant, whatever the offset
             raise ValueError("ts is before 2000 (UTC)")
+        if self.service_tier is not None:
+            tiers = SERVICE_TIERS.get(self.provider, ())
+            if self.service_tier not in tiers:
+                raise ValueError(
+                    f"service_tier {self.service_tier!r} is not one of {self.provider}'s service tiers"
+                    + (f" ({', '.join(tiers)})" if tiers else " (it names none)")
+                )
+            if self.mode == "batch" and self.service_tier != tiers[0]:
+                raise ValueError(f"a batch request has no service tier but the standard ({tiers[0]})")
+        if self.inference_geo is not None:
+            geos = INFERENCE_GEOS.get(self.provider, ())
+            if self.inference_geo not in geos:
+                raise ValueError(
+                    f"inference_geo {self.inference_geo!r} is not one of {self.provider}'s inference geographies"
+                    + (f" ({', '.join(geos)})" if geos else " (it names none)")
+                )
         text = self.text
         from_text = text is not None and (
             (text.input and self.usage.input_tokens is None) or (text.output and self.usage.output_tokens is None)

@@ -7,16 +7,35 @@ import sys
 from pathlib import Path
 
 from schemas import batch
-from schemas.billing_event import SCHEMA_VERSION, BillingEvent
+from schemas.billing_event import SCHEMA_MINOR, SCHEMA_VERSION, BillingEvent
 
+# One file per major version: a minor version is additive (every event of an earlier minor stays
+# valid and is priced the same), so it replaces the file's content; its $id and title name it.
 SCHEMA_PATH = Path(__file__).parent / f"billing_event.v{SCHEMA_VERSION}.schema.json"
+VERSION = f"{SCHEMA_VERSION}.{SCHEMA_MINOR}"
 
 
 def render() -> str:
     schema = BillingEvent.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://meterstream.dev/schemas/billing_event.v{SCHEMA_VERSION}.schema.json"
-    schema["title"] = f"billing_event v{SCHEMA_VERSION}"
+    schema["$id"] = f"https://meterstream.dev/schemas/billing_event.v{VERSION}.schema.json"
+    schema["title"] = f"billing_event v{VERSION}"
+    schema["x-meterstream-version"] = {
+        "major": SCHEMA_VERSION,
+        "minor": SCHEMA_MINOR,
+        "compatibility": (
+            "additive within a major version: every event valid under an earlier minor version is "
+            "valid under this one and is priced the same"
+        ),
+        "history": {
+            "1.0": "the first published contract",
+            "1.1": (
+                "usage.cache_write_1h_tokens, audio_input_tokens, audio_output_tokens, image_input_tokens, "
+                "image_output_tokens, server_tool_requests {web_search}; service_tier and inference_geo "
+                "(allow-lists per provider)"
+            ),
+        },
+    }
     schema["$comment"] = (
         "One Kafka record on the events topic is ONE billing_event (this schema), unless it carries "
         f"the header '{batch.BATCH_HEADER[0]}: {batch.BATCH_HEADER[1].decode()}': then its value is JSON "

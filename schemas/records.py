@@ -12,7 +12,7 @@ MAX_SINK_RECORD bytes; a dead-letter record is one RejectionRow."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -46,6 +46,8 @@ class PricedEvent(TypedDict):
     catalog_hash: str
     estimated: bool  # tokens counted from text, not reported
     guardrail_units: int
+    service_tier: NotRequired[str]  # billing_event 1.1: only when the event names one
+    inference_geo: NotRequired[str]  # likewise
 
 
 def priced_event(
@@ -106,6 +108,8 @@ class LedgerRow(TypedDict):
     model: str
     region: str
     mode: str
+    service_tier: str  # billing_event 1.1: '' when the event named none
+    inference_geo: str  # likewise
     ts: Any  # ms since the epoch in a sink record; a datetime when re-rating
     currency: str
     cost: str
@@ -141,6 +145,8 @@ def ledger_row(priced: PricedEvent, ts: Any, partition: int, offset: int, *, ver
         "model": priced["model"],
         "region": priced["region"] or "",
         "mode": priced["mode"],
+        "service_tier": priced.get("service_tier", ""),
+        "inference_geo": priced.get("inference_geo", ""),
         "ts": ts,
         "currency": priced["currency"],
         "cost": priced["cost"],

@@ -268,8 +268,11 @@ def parse_event(raw: bytes | str, *, now: dt.datetime | None = None) -> BillingE
 # keys: 2 quote bytes per string this shape can hold, no more (an escaped quote, or a key decoding
 # dropped, adds some: parse_event decides; see _no_duplicates). Label values:
 # str.isprintable() is False for every FORBIDDEN_CHARS character (and for a few allowed ones,
-# e.g. U+00A0, which parse_event then decides).
-_TOP = frozenset(BillingEvent.model_fields)
+# e.g. U+00A0, which parse_event then decides). The 1.1 fields (service_tier, inference_geo, the new
+# usage buckets) are not the common shape: an event with any of them takes parse_event, so the hot
+# path pays nothing for them (tests/unit/test_rating_fastpath.py checks both paths agree on them).
+_V11_TOP = frozenset({"service_tier", "inference_geo"})
+_TOP = frozenset(BillingEvent.model_fields) - _V11_TOP
 _COUNTS = {
     f: next(m.le for m in Usage.model_fields[f].metadata if hasattr(m, "le"))  # upper bounds
     for f in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "human_tasks")

@@ -118,7 +118,8 @@ def rerate(
         )
     before = _totals(store, since, until)
     rows = store.query(
-        "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, usage, labels, currency, "
+        "SELECT tenant_id, event_id, user_id, provider, model, region, mode, service_tier, inference_geo, ts, "
+        "usage, labels, currency, "
         "src_partition, src_offset, src_index FROM ledger FINAL "
         "WHERE ts >= {a:DateTime64(3, 'UTC')} AND ts < {b:DateTime64(3, 'UTC')}",
         {"a": _p(since), "b": _p(until)},
@@ -136,6 +137,8 @@ def rerate(
                 "model": r["model"],
                 "region": r["region"] or None,
                 "mode": r["mode"],
+                "service_tier": r["service_tier"] or None,  # billing_event 1.1: the tier it was priced at
+                "inference_geo": r["inference_geo"] or None,
                 "usage": orjson.loads(r["usage"]),
                 "labels": r["labels"] or None,
             },

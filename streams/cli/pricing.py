@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from pricing import CatalogError, load_catalog
 from pricing.rating import Rejection, rate
+from pricing.staleness import MAX_SOURCE_AGE
 from schemas.errors import ConfigurationError, InputRejected, Unavailable
 from schemas.validate import strip_line
 from streams.cli.formats import check_ids, converted, format_options, ids_of, open_input
@@ -90,10 +92,37 @@ def catalog_group() -> None:
     """Inspect the pricing catalogs meterstream loads."""
 
 
+def _as_of(value: str | None, hint: str) -> dt.datetime:
+    """An RFC 3339 time with an offset (default: now)."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("an RFC 3339 time, e.g. 2026-12-01T00:00:00Z", param_hint=hint) from None
+    if t.tzinfo is None:
+        raise click.BadParameter("needs an offset (Z or +hh:mm)", param_hint=hint)
+    return t
+
+
 @catalog_group.command("validate")
 @catalog_option
-def catalog_validate(catalog_dir: Path | None) -> None:
-    """Load every catalog file and report what was loaded (exit 1 on any defect)."""
+@click.option(
+    "--max-source-age",
+    "max_age_days",
+    type=click.IntRange(1),
+    default=MAX_SOURCE_AGE.days,
+    show_default=True,
+    help="Warn for an entry whose source_date is more than this many days older than the last event it "
+    "prices (its effective_to, or now for an open-ended entry).",
+)
+@click.option("--as-of", "as_of", default=None, help="Judge staleness at this RFC 3339 time (default: now).")
+def catalog_validate(catalog_dir: Path | None, max_age_days: int, as_of: str | None) -> None:
+    """Load every catalog file and report what was loaded (exit 1 on any defect). Stale prices are
+    warnings on stderr, not defects (pricing/staleness.py)."""
+    from pricing.staleness import warnings
+
+    at = _as_of(as_of, "--as-of")
     cat = _load(catalog_dir)
     entries = cat.entries()
     click.echo(
@@ -102,6 +131,8 @@ def catalog_validate(catalog_dir: Path | None) -> None:
     )
     for f in cat.files:
         click.echo(f"  {f}")
+    for line in warnings(cat, at, dt.timedelta(days=max_age_days)):
+        click.echo(f"warning: {line}", err=True)
 
 
 @catalog_group.command("list")
@@ -133,12 +164,17 @@ def catalog_list(provider: str | None, catalog_dir: Path | None) -> None:
 def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
     """Show every price of one product (all its effective versions) with its source."""
     cat = _load(catalog_dir)
-    versions = cat.products.get((provider, model))
+    versions = _versions(cat, provider, model)
     if not versions:
         raise InputRejected(f"unknown product {provider}/{model} (see meterstream catalog list)")
+    prefix = cat.profile_of.get((provider, model))
+    if prefix is not None:
+        click.echo(f"{provider}/{model}: {versions[0].id} through the cross-region profile {prefix}.")
     for p in versions:
         s = p.spec
         click.echo(f"{p.provider}/{s.id}  {s.name or ''}  [{p.catalog_version}]")
+        if s.source_date is not None:
+            click.echo(f"  source date: {s.source_date}")
         click.echo(
             f"  effective: {s.effective_from.isoformat()} .. {s.effective_to.isoformat() if s.effective_to else 'open'}"
         )
@@ -153,8 +189,20 @@ def catalog_show(provider: str, model: str, catalog_dir: Path | None) -> None:
             click.echo(f"  tokenizer: {s.tokenizer.encoding} ({'exact' if s.tokenizer.exact else 'estimate'})")
         for ps in s.prices:
             quals = {k: v for k, v in ps.model_dump(exclude={"dimension", "per", "price"}).items() if v is not None}
+            if ps.rounding is not None:
+                quals["rounding"] = f"{ps.rounding.mode}:{ps.rounding.unit}"
             q = " ".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in quals.items())
             click.echo(f"  {ps.dimension:<22} {ps.price} {p.currency} per {ps.per}  {q}")
+
+
+def _versions(cat: Any, provider: str, model: str) -> list[Any]:
+    """Every effective version of the product ``model`` names: its id, an alias or a profile id
+    (``us.<id>``), and also the bare id of a product served through profiles only, which the
+    pricing index leaves out (Bedrock refuses it on demand, so events under it are rejected)."""
+    hit = cat.products.get((provider, model))
+    if hit:
+        return list(hit)
+    return [p for p in cat.entries() if p.provider == provider and model in (p.spec.id, *p.spec.aliases)]
 
 
 @catalog_group.command("import")
@@ -241,6 +289,38 @@ def catalog_diff(old: Path, new: Path) -> None:
         click.echo(f"removed  {name(k)}: {v}")
     click.echo(f"{len(d['changed'])} changed, {len(d['added'])} added, {len(d['removed'])} removed", err=True)
     sys.exit(1 if any(d.values()) else 0)
+
+
+@catalog_group.command("check")
+@click.option(
+    "--against",
+    "against",
+    type=click.Choice(["litellm"]),
+    required=True,
+    help="What to compare with: litellm, LiteLLM's model_prices_and_context_window.json.",
+)
+@click.argument("price_map", metavar="MAP", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@catalog_option
+@click.option(
+    "--as-of", "as_of", default=None, help="Compare our entries in force at this RFC 3339 time (default: now)."
+)
+def catalog_check(against: str, price_map: Path, catalog_dir: Path | None, as_of: str | None) -> None:
+    """Where our catalogs and LiteLLM's price map MAP disagree: prices per dimension (and tier,
+    Region, profile), batch factors, deprecations, models the map has that we lack (for our
+    providers) and ours the map lacks. Exit 1 when any disagree, 0 when none do. Lines marked
+    `note` are not disagreements (pricing/litellm_check.py)."""
+    from pricing import litellm_check
+    from pricing.litellm_import import load_price_map
+
+    at = _as_of(as_of, "--as-of")
+    cat = _load(catalog_dir)
+    source = f"LiteLLM price map {price_map.name} (sha256 {hashlib.sha256(price_map.read_bytes()).hexdigest()[:16]})"
+    report = litellm_check.check(load_price_map(price_map), cat, at, source)
+    for kind, text in report.lines:
+        click.echo(f"{kind:<9} {text}")
+    counts = ", ".join(f"{n} {k}" for k, n in report.counts().items() if n)
+    click.echo(f"{report.disagreements} disagreements" + (f" ({counts})" if counts else ""), err=True)
+    sys.exit(1 if report.disagreements else 0)
 
 
 @catalog_group.command("publish")

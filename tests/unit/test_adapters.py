@@ -176,8 +176,8 @@ def test_openai_responses_keep_reasoning_as_a_count_inside_output():
 @pytest.mark.parametrize(
     "patch, reason",
     [
-        ({"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 12}}, "audio tokens"),
-        ({"completion_tokens_details": {"audio_tokens": 3}}, "audio tokens"),
+        ({"prompt_tokens_details": {"cached_tokens": 7, "audio_tokens": 12}}, "which of them were cached"),
+        ({"completion_tokens_details": {"audio_tokens": 301}}, "audio output tokens \\(301\\) exceed"),
         ({"prompt_tokens_details": {"cached_tokens": 5000}}, "exceed prompt_tokens"),
         ({"completion_tokens_details": {"reasoning_tokens": 301}}, "exceed completion_tokens"),
         ({"prompt_tokens": -1}, "integer >= 0"),
@@ -202,7 +202,10 @@ def test_anthropic_input_excludes_cache_and_writes_are_their_own_bucket():
     assert e["provider"] == "anthropic" and e["model"] == "claude-sonnet-4-5-20250929"
 
 
-def test_anthropic_one_hour_cache_writes_and_a_missing_time_are_refused():
+def test_anthropic_one_hour_cache_writes_are_their_own_bucket_and_a_missing_time_is_refused():
+    """usage.cache_creation (anthropic-sdk-python types/cache_creation.py) splits the writes by TTL:
+    5-minute -> cache_write_tokens, 1-hour -> cache_write_1h_tokens (billing_event 1.1), priced at
+    2 x input (pricing page, prompt caching): Sonnet 4.5 $6 per 1M."""
     hour = {
         **ANTHROPIC,
         "usage": {
@@ -210,8 +213,17 @@ def test_anthropic_one_hour_cache_writes_and_a_missing_time_are_refused():
             "cache_creation": {"ephemeral_5m_input_tokens": 51, "ephemeral_1h_input_tokens": 2000},
         },
     }
-    with pytest.raises(ConversionError, match="1-hour"):
-        convert("anthropic", hour, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
+    ev = one("anthropic", hour, Ids("acme", "alice", ts="2026-10-01T12:00:00Z"))
+    assert ev["usage"] == {
+        "input_tokens": 50,
+        "cached_input_tokens": 4000,
+        "cache_write_tokens": 51,
+        "cache_write_1h_tokens": 2000,
+        "output_tokens": 503,
+    }
+    priced = rate(orjson.dumps(ev), CAT, now=NOW)
+    # (50 x 3 + 4,000 x 0.30 + 51 x 3.75 + 2,000 x 6 + 503 x 15) / 1M = 21,086.25 / 1M
+    assert priced["cost"] == "0.02108625", priced
     bad_split = {**ANTHROPIC, "usage": {**ANTHROPIC["usage"], "cache_creation": {"ephemeral_5m_input_tokens": 1}}}
     with pytest.raises(ConversionError, match="splits"):
         convert("anthropic", bad_split, Ids("acme", "alice", ts="2026-12-01T12:00:00Z"))
@@ -225,8 +237,7 @@ def test_anthropic_one_hour_cache_writes_and_a_missing_time_are_refused():
         ({"service_tier": "priority"}, "service_tier 'priority'"),
         ({"service_tier": "turbo"}, "service_tier 'turbo'"),
         ({"speed": "fast"}, "speed 'fast'"),
-        ({"inference_geo": "us"}, "inference_geo 'us'"),
-        ({"server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0}}, "3 web search requests"),
+        ({"inference_geo": "not_available"}, "inference_geo 'not_available'"),
         ({"server_tool_use": {"web_fetch_requests": -1}}, "integer >= 0"),
     ],
 )
@@ -260,8 +271,52 @@ def test_an_anthropic_batch_message_is_priced_as_batch_and_web_fetch_costs_its_t
     assert Decimal(batch["cost"]) * 2 == Decimal(standard["cost"]) == Decimal("0.01658625")  # batch_factor 0.5
 
 
-@pytest.mark.parametrize("tier", ["flex", "priority", "scale"])
-def test_openai_service_tiers_priced_apart_are_refused(tier):
+def test_anthropic_us_only_inference_and_web_search_are_priced():
+    """usage.inference_geo us (data-residency page) -> the event's inference_geo; server_tool_use
+    web_search_requests -> server_tool_requests.web_search (billing_event 1.1)."""
+    usage = {
+        **ANTHROPIC["usage"],
+        "inference_geo": "us",
+        "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 1},
+    }
+    ev = one("anthropic", {**ANTHROPIC, "model": "claude-opus-4-8", "usage": usage}, Ids("acme", "alice", ts=TS_DEC))
+    assert ev["inference_geo"] == "us" and ev["usage"]["server_tool_requests"] == {"web_search": 3}
+    priced = rate(orjson.dumps(ev), CAT, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    # tokens at 1.1 x (50 x 5 + 4,000 x 0.5 + 2,051 x 6.25 + 503 x 25 = 27,643.75 per 1M) = 0.030408125;
+    # 3 searches x $10 / 1,000 = 0.03
+    assert priced["cost"] == "0.060408125", priced
+    # the same on a model released before Opus 4.6: the API does not take inference_geo there
+    sonnet = one("anthropic", {**ANTHROPIC, "usage": usage}, Ids("acme", "alice", ts="2026-10-01T12:00:00Z"))
+    assert "does not price the inference_geo us" in rate(orjson.dumps(sonnet), CAT, now=NOW).reason
+
+
+TS_DEC = "2026-12-05T12:00:00Z"
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+def test_openai_flex_and_priority_are_the_events_service_tier(tier):
+    """service_tier as the response states it (openai-python types/chat/chat_completion.py)."""
+    ev = one("openai", {**CHAT, "model": "gpt-5", "service_tier": tier}, dataclasses.replace(IDS, ts=TS_DEC))
+    assert ev["service_tier"] == tier
+    priced = rate(orjson.dumps(ev), CAT, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    # gpt-5: 86 in + 1,920 cached + 300 out; flex x0.5 of 1.25 / 0.125 / 10, priority 2.5 / 0.25 / 20 per 1M
+    assert priced["cost"] == {"flex": "0.0016737500", "priority": "0.006695"}[tier].rstrip("0"), priced
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.response.model": "gpt-5",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+        "user.id": "alice",
+    }
+    span = one("otlp-json", otlp({**attrs, "openai.response.service_tier": tier}), Ids())
+    assert span["service_tier"] == tier
+    with pytest.raises(ConversionError, match=f"openai.request.service_tier '{tier}'"):
+        convert("otlp-json", otlp({**attrs, "openai.request.service_tier": tier}), Ids())
+
+
+@pytest.mark.parametrize("tier", ["scale", "auto", "fast"])
+def test_openai_service_tiers_without_a_price_are_refused(tier):
     with pytest.raises(ConversionError, match=f"service_tier '{tier}'"):
         convert("openai", {**CHAT, "service_tier": tier}, IDS)
     assert one("openai", {**CHAT, "service_tier": "default"})["usage"] == one("openai", CHAT)["usage"]
@@ -421,7 +476,18 @@ def test_openai_transcription_is_billed_by_audio_duration():
     ("payload", "reason"),
     [
         ({"text": "x"}, "no usage"),
-        ({"usage": {"type": "tokens", "input_tokens": 10, "output_tokens": 3}}, "no audio-token bucket"),
+        ({"usage": {"type": "tokens", "input_tokens": 10, "output_tokens": 3}}, "input_token_details is missing"),
+        (
+            {
+                "usage": {
+                    "type": "tokens",
+                    "input_tokens": 10,
+                    "output_tokens": 3,
+                    "input_token_details": {"audio_tokens": 9, "text_tokens": 2},
+                }
+            },
+            "is not audio_tokens \\+ text_tokens",
+        ),
         ({"usage": {"type": "duration", "seconds": 8.470000267028809}}, "at most 3 decimal places"),
         ({"usage": {"type": "duration", "seconds": "9"}}, "must be a number"),
         ({"usage": {"type": "duration", "seconds": 0}}, "must be > 0"),
@@ -430,3 +496,19 @@ def test_openai_transcription_is_billed_by_audio_duration():
 def test_openai_transcriptions_that_cannot_be_billed_exactly_are_refused(payload, reason):
     with pytest.raises(ConversionError, match=reason):
         convert("openai-transcription", payload, WHISPER_IDS)
+
+
+def test_a_created_time_beyond_the_calendar_is_refused_not_raised():
+    from adapters import Ids, convert
+    from adapters.base import ConversionError
+
+    payload = {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 10**12,  # about the year 33658: no datetime holds it
+        "model": "gpt-4o",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    with pytest.raises(ConversionError, match="is not a unix time of a year 1-9999"):
+        convert("openai", payload, Ids(tenant_id="acme", user_id="u"))
+

@@ -9,6 +9,7 @@ from the shipped catalogs (pricing/catalogs/*.yaml), which cite the providers' p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -249,9 +250,9 @@ def iteration_patch(payload: dict[str, Any], index: int, **patch: Any) -> dict[s
                 COMPACTED,
                 0,
                 cache_creation_input_tokens=2000,
-                cache_creation={"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 2000},
+                cache_creation={"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1999},
             ),
-            "2000 1-hour cache-write tokens (usage.iterations[0].cache_creation.ephemeral_1h_input_tokens)",
+            "usage.iterations[0].cache_creation splits into 0 + 1999 tokens, not the cache_creation_input_tokens 2000",
         ),
         (
             {**COMPACTED, "usage": {**COMPACTED["usage"], "iterations": [{"type": "compaction", "output_tokens": 9}]}},
@@ -300,8 +301,10 @@ def test_a_fallback_credit_is_billed_from_the_counts_it_already_shows(status):
             "code execution container: billed per container-hour",
         ),
         # usage.py: inference_geo is a free string; the data residency page lists global and us
-        (with_usage(SONNET, inference_geo="not_available"), "inference_geo 'not_available': only global inference"),
-        (with_usage(SONNET, inference_geo="us"), "inference_geo 'us'"),
+        (
+            with_usage(SONNET, inference_geo="not_available"),
+            "inference_geo 'not_available': only global and US-only (us) inference are documented with a price",
+        ),
         (with_usage(SONNET, speed="fast"), "speed 'fast'"),
         (with_usage(SONNET, service_tier="priority"), "service_tier 'priority'"),
         (
@@ -363,18 +366,43 @@ def test_converse_five_minute_writes_default_tier_and_standard_latency_are_the_l
     assert convert("bedrock-converse", bare, B_IDS) == [e]  # absent: the fields came with the request's options
 
 
+def test_converse_priority_flex_and_one_hour_writes_are_mapped_and_priced_where_the_catalog_prices_them():
+    """serviceTier.type priority / flex -> the event's service_tier (billing_event 1.1), and
+    cacheDetails ttl 1h -> cache_write_1h_tokens: the shipped Bedrock catalog prices no service
+    tier (Claude 3 Haiku) and no 1-hour write (Claude Sonnet 4.5) yet, so the rater refuses them
+    with the reason; the conversion itself is exact."""
+    (p,) = convert("bedrock-converse", {**CONVERSE, "serviceTier": {"type": "priority"}}, B_IDS)
+    assert p["service_tier"] == "priority" and p["usage"] == CONVERSE_USAGE
+    (f,) = convert("bedrock-converse", {**CONVERSE, "serviceTier": {"type": "flex"}}, B_IDS)
+    assert f["service_tier"] == "flex"
+    hour = {
+        **CONVERSE,
+        "usage": {
+            **CONVERSE["usage"],
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 60}, {"ttl": "5m", "inputTokens": 40}],
+        },
+    }
+    sonnet = dataclasses.replace(B_IDS, model="global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    (h,) = convert("bedrock-converse", hour, sonnet)
+    assert h["usage"] == {**CONVERSE_USAGE, "cache_write_tokens": 40, "cache_write_1h_tokens": 60}
+    later = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    assert (
+        "does not price the service tier priority (it prices: standard)" in rate(orjson.dumps(p), CAT, now=later).reason
+    )
+    assert "has no price for cache_write_1h_tokens" in rate(orjson.dumps(h), CAT, now=later).reason
+    (i,) = convert("bedrock-invoke", {**INVOKE, "X-Amzn-Bedrock-Service-Tier": "flex"}, B_IDS)
+    assert i["service_tier"] == "flex" and i["usage"] == {"input_tokens": 1200, "output_tokens": 300}
+
+
 @pytest.mark.parametrize(
     "patch, reason",
     [
-        ({"serviceTier": {"type": "priority"}}, "serviceTier.type 'priority': only the default (on-demand) tier"),
-        ({"serviceTier": {"type": "flex"}}, "serviceTier.type 'flex'"),
-        ({"serviceTier": {"type": "reserved"}}, "serviceTier.type 'reserved'"),
+        (
+            {"serviceTier": {"type": "reserved"}},
+            "serviceTier.type 'reserved': only the default (on-demand), priority and flex tiers have list prices",
+        ),
         ({"serviceTier": {}}, "serviceTier.type None"),
         ({"performanceConfig": {"latency": "optimized"}}, "performanceConfig.latency 'optimized': latency-optimized"),
-        (
-            {"usage": {**CONVERSE["usage"], "cacheDetails": [{"ttl": "1h", "inputTokens": 100}]}},
-            "100 1-hour cache-write tokens (usage.cacheDetails[0])",
-        ),
         (
             {
                 "usage": {
@@ -437,8 +465,7 @@ INVOKE: dict[str, Any] = {
 @pytest.mark.parametrize(
     "patch, reason",
     [
-        ({"X-Amzn-Bedrock-Service-Tier": "priority"}, "X-Amzn-Bedrock-Service-Tier 'priority'"),
-        ({"x-amzn-bedrock-service-tier": "flex"}, "X-Amzn-Bedrock-Service-Tier 'flex'"),
+        ({"X-Amzn-Bedrock-Service-Tier": "reserved"}, "X-Amzn-Bedrock-Service-Tier 'reserved'"),
         ({"x-amzn-bedrock-performanceconfig-latency": "optimized"}, "PerformanceConfig-Latency 'optimized'"),
         (
             {"x-amzn-bedrock-cache-write-input-token-count": "100"},
@@ -526,8 +553,8 @@ def usage_patch(payload: dict[str, Any], **patch: Any) -> dict[str, Any]:
     "payload, reason",
     [
         *(
-            ({**CHAT, "service_tier": tier}, f"service_tier '{tier}': only the default tier")
-            for tier in ("auto", "flex", "scale", "priority", "fast", "ultrafast")
+            ({**CHAT, "service_tier": tier}, f"service_tier '{tier}': only default, flex and priority are priced")
+            for tier in ("auto", "scale", "fast", "ultrafast")
         ),
         (
             usage_patch(CHAT, total_tokens=2300),
@@ -546,10 +573,9 @@ def usage_patch(payload: dict[str, Any], **patch: Any) -> dict[str, Any]:
             "200 cache-write tokens (usage.input_tokens_details.cache_write_tokens)",
         ),
         (
-            usage_patch(CHAT, prompt_tokens_details={"cached_tokens": 0, "image_tokens": 765}),
-            "765 image input tokens (usage.prompt_tokens_details.image_tokens)",
+            usage_patch(CHAT, prompt_tokens_details={"cached_tokens": 1920, "image_tokens": 65}),
+            "1920 cached tokens with 0 audio and 65 image input tokens: which of them were cached",
         ),
-        (usage_patch(CHAT, completion_tokens_details={"audio_tokens": 40}), "40 audio tokens"),
         (usage_patch(CHAT, prompt_tokens_details={"video_tokens": 9}), "usage.prompt_tokens_details has the field"),
         (usage_patch(RESPONSE, tool_usage={"web_search": 1}), "usage has the field 'tool_usage'"),
         (
@@ -765,7 +791,10 @@ def test_otlp_spans_priced_as_listed():
             {**SPAN, "gen_ai.operation.name": "invoke_agent"},
             "gen_ai.operation.name 'invoke_agent': usage is billed only from a model call's span",
         ),
-        ({**SPAN, "openai.response.service_tier": "priority"}, "openai.response.service_tier 'priority'"),
+        (
+            {**SPAN, "openai.response.service_tier": "priority", "gen_ai.openai.response.service_tier": "default"},
+            "the span names two response service tiers",
+        ),
         ({**SPAN, "openai.response.service_tier": "ultrafast"}, "openai.response.service_tier 'ultrafast'"),
         ({**SPAN, "gen_ai.openai.response.service_tier": "scale"}, "gen_ai.openai.response.service_tier 'scale'"),
         ({**SPAN, "openai.request.service_tier": "auto"}, "openai.request.service_tier 'auto'"),
@@ -795,3 +824,175 @@ def test_otlp_spans_priced_as_listed():
 )
 def test_otlp_spans_that_cannot_be_priced_exactly_are_refused_with_the_reason(attrs, reason):
     assert reason in refused("otlp-json", otlp(attrs), Ids())
+
+
+# ================================================================== billing_event 1.1 buckets
+# Audio, image and embedding payloads, priced from the shipped openai-usd.yaml (its sources: the
+# OpenAI pricing page, each price checked against LiteLLM 1.110.2's map). Shapes: openai-python
+# e43b4224: types/completion_usage.py (PromptTokensDetails.audio_tokens, text_tokens;
+# CompletionTokensDetails.audio_tokens, text_tokens), types/create_embedding_response.py,
+# types/images_response.py, types/audio/transcription.py (UsageTokens).
+
+AUDIO_CHAT: dict[str, Any] = {
+    "id": "chatcmpl-audio-1",
+    "object": "chat.completion",
+    "created": 1761998400,  # 2025-11-01T12:00:00Z
+    "model": "gpt-audio",
+    "choices": [{"index": 0, "message": {"role": "assistant", "audio": {"id": "audio_1"}}, "finish_reason": "stop"}],
+    "usage": {
+        "prompt_tokens": 1062,
+        "completion_tokens": 420,
+        "total_tokens": 1482,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 1000, "text_tokens": 62},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400, "text_tokens": 20},
+    },
+}
+
+
+def test_chat_audio_tokens_are_their_own_buckets_and_priced_at_the_models_audio_prices():
+    (e,) = convert("openai", AUDIO_CHAT, IDS)
+    assert e["usage"] == {
+        "input_tokens": 62,
+        "audio_input_tokens": 1000,
+        "output_tokens": 20,
+        "audio_output_tokens": 400,
+    }
+    # gpt-audio: 62 x 2.50 + 1,000 x 32 + 20 x 10 + 400 x 64 = 57,955 per 1M
+    assert cost([e]) == Decimal("0.057955")
+    # the same usage on gpt-4o, which has no audio price: refused by the catalog, never priced as text
+    (t,) = convert("openai", {**AUDIO_CHAT, "model": "gpt-4o"}, IDS)
+    assert rate(orjson.dumps(t), CAT, now=NOW).reason == "openai/gpt-4o has no price for audio_input_tokens"
+
+
+EMBEDDINGS: dict[str, Any] = {
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255, -0.009327292]}],
+    "model": "text-embedding-3-small",
+    "usage": {"prompt_tokens": 8, "total_tokens": 8},
+}
+E_IDS = Ids("acme", "alice", event_id="emb-1", ts=TS)
+
+
+def test_embeddings_are_priced_by_their_prompt_tokens():
+    (e,) = convert("openai", EMBEDDINGS, E_IDS)
+    assert e["usage"] == {"input_tokens": 8} and e["model"] == "text-embedding-3-small"
+    assert cost([e]) == Decimal("0.00000016")  # 8 x $0.02 / 1M
+    (big,) = convert("openai", {**EMBEDDINGS, "model": "text-embedding-3-large"}, E_IDS)
+    assert cost([big]) == Decimal("0.00000104")  # 8 x $0.13 / 1M
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (usage_patch(EMBEDDINGS, total_tokens=9), "usage.total_tokens 9 is not prompt_tokens (8)"),
+        ({**EMBEDDINGS, "data": [{"object": "list"}]}, "not an embeddings response"),
+        (usage_patch(EMBEDDINGS, cached_tokens=2), "usage has the field 'cached_tokens'"),
+        ({**EMBEDDINGS, "usage": {"total_tokens": 8}}, "usage.prompt_tokens is missing"),
+    ],
+)
+def test_embeddings_that_cannot_be_priced_exactly_are_refused(payload, reason):
+    assert reason in refused("openai", payload, E_IDS)
+
+
+IMAGE_EDIT: dict[str, Any] = {
+    "created": 1748001600,  # 2025-05-23T12:00:00Z
+    "data": [{"b64_json": "iVBORw0KGgo="}],
+    "background": "opaque",
+    "output_format": "png",
+    "quality": "high",
+    "size": "1024x1024",
+    "usage": {
+        "input_tokens": 1050,
+        "input_tokens_details": {"text_tokens": 50, "image_tokens": 1000},
+        "output_tokens": 4160,
+        "total_tokens": 5210,
+    },
+}
+I_IDS = Ids("acme", "alice", event_id="img-1", model="gpt-image-1")
+
+
+def test_image_tokens_are_priced_text_and_image_apart():
+    (e,) = convert("openai-image", IMAGE_EDIT, I_IDS)
+    assert e["usage"] == {"input_tokens": 50, "image_input_tokens": 1000, "image_output_tokens": 4160}
+    assert e["ts"] == "2025-05-23T12:00:00Z"
+    # gpt-image-1: 50 x 5 + 1,000 x 10 + 4,160 x 40 = 176,650 per 1M (high 1024x1024: 4,160 output tokens)
+    assert cost([e]) == Decimal("0.17665")
+    detailed = usage_patch(IMAGE_EDIT, output_tokens_details={"image_tokens": 4160, "text_tokens": 0})
+    assert convert("openai-image", detailed, I_IDS) == [e]
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ({"created": 1748001600, "data": [{"url": "https://x"}]}, "a model priced per image (dall-e-2, dall-e-3)"),
+        (
+            usage_patch(IMAGE_EDIT, input_tokens_details={"text_tokens": 50, "image_tokens": 999}),
+            "usage.input_tokens 1050 is not text_tokens + image_tokens (1049)",
+        ),
+        (
+            {**IMAGE_EDIT, "usage": {**IMAGE_EDIT["usage"], "input_tokens_details": None}},
+            "input_tokens_details is missing",
+        ),
+        (
+            usage_patch(IMAGE_EDIT, output_tokens_details={"image_tokens": 4000, "text_tokens": 100}),
+            "usage.output_tokens 4160 is not text_tokens + image_tokens (4100)",
+        ),
+        (usage_patch(IMAGE_EDIT, total_tokens=5000), "usage.total_tokens 5000 is not input_tokens + output_tokens"),
+    ],
+)
+def test_image_payloads_that_cannot_be_priced_exactly_are_refused(payload, reason):
+    assert reason in refused("openai-image", payload, I_IDS)
+
+
+def test_a_token_billed_transcription_splits_audio_and_text_input():
+    usage = {
+        "type": "tokens",
+        "input_tokens": 1214,
+        "input_token_details": {"audio_tokens": 1200, "text_tokens": 14},
+        "output_tokens": 230,
+        "total_tokens": 1444,
+    }
+    (e,) = convert(
+        "openai-transcription", {"text": "...", "usage": usage}, Ids("a", "b", "t-1", TS, "gpt-4o-transcribe")
+    )
+    assert e["usage"] == {"input_tokens": 14, "audio_input_tokens": 1200, "output_tokens": 230}
+    # gpt-4o-transcribe is not catalogued: refused where it is priced, with the reason
+    assert "unknown model 'gpt-4o-transcribe'" in rate(orjson.dumps(e), CAT, now=NOW).reason
+
+
+def test_iterations_keep_their_one_hour_writes_and_the_searches_are_counted_once():
+    """usage.iterations (beta_message_iteration_usage.py, beta_compaction_iteration_usage.py) each
+    with its cache_creation split; the top level's server_tool_use goes on the first event only."""
+    usage = {
+        "input_tokens": 100,
+        "output_tokens": 300,
+        "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0},
+        "iterations": [
+            {
+                "type": "compaction",
+                "input_tokens": 5000,
+                "output_tokens": 100,
+                "cache_creation_input_tokens": 1000,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000},
+            },
+            {"type": "message", "input_tokens": 100, "output_tokens": 300},
+        ],
+    }
+    payload = {
+        "id": "msg_iter_1h",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [],
+        "usage": usage,
+    }
+    first, second = convert("anthropic", payload, Ids("acme", "alice", ts=TS))
+    assert first["event_id"] == "msg_iter_1h:0" and first["usage"] == {
+        "input_tokens": 5000,
+        "cache_write_1h_tokens": 1000,
+        "output_tokens": 100,
+        "server_tool_requests": {"web_search": 2},
+    }
+    assert second["usage"] == {"input_tokens": 100, "output_tokens": 300}
+    # Haiku 4.5: (5,000 x 1 + 1,000 x 2 + 100 x 5) + (100 x 1 + 300 x 5) per 1M, 2 searches x $10 / 1,000
+    assert cost([first, second]) == Decimal("0.0291")

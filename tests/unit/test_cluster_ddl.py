@@ -140,7 +140,7 @@ def test_every_migration_statement_in_its_cluster_form(chdb):
                 assert len(out) == 1
     assert tables == set(SHARDING)
     assert views == {f"spend_by_{k}_{w}" for k in ("user", "model", "label") for w in WINDOWS}
-    assert alters == 6 + 1 + 2 + 1  # 0004, 0006, 0007, 0008
+    assert alters == 6 + 1 + 2 + 1 + 1  # 0004, 0006, 0007, 0008, 0010
 
 
 def test_the_alters_of_0006_and_0007(chdb):

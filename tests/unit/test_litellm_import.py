@@ -32,8 +32,10 @@ def imported(tmp_path: Path, *providers: str) -> tuple[Path, str, str]:
 
 def test_import_converts_exactly_and_lists_what_it_cannot(tmp_path):
     out, stdout, stderr = imported(tmp_path, "openai", "anthropic")
-    assert "openai-usd.yaml: 4 products" in stdout and "anthropic-usd.yaml: 2 products" in stdout
+    # openai: gpt-4o, gpt-4o-mini, o3-mini, text-embedding-3-small and the two fine-tuned models
+    assert "openai-usd.yaml: 6 products" in stdout and "anthropic-usd.yaml: 2 products" in stdout
     for key, why in [
+        ("ft:gpt-odd-both-caches", "which one is the cached-input price is ambiguous"),
         ("gpt-4o-audio-preview", "input_cost_per_audio_token"),
         ("dall-e-3", "mode 'image_generation'"),
         ("gpt-odd-float", "not exact"),
@@ -124,3 +126,34 @@ def test_diff_lists_changed_added_and_removed_prices(tmp_path):
     assert sum(line.startswith("removed  openai/o3-mini ") for line in lines) == 3
     same = CliRunner().invoke(main, ["catalog", "diff", str(out), str(out)])
     assert same.exit_code == 0 and "0 changed, 0 added, 0 removed" in same.stderr
+
+
+def test_a_fine_tuned_openai_models_cache_creation_cost_is_its_cached_input_price(tmp_path):
+    # The map gives ft:gpt-4o-2024-11-20 cache_creation_input_token_cost 1.875e-06 (half its
+    # 3.75e-06 input: OpenAI's cached-input rate for fine-tuned GPT-4o); OpenAI bills no cache
+    # writes. It becomes cached_input_tokens, and a cache write on it is rejected, never priced.
+    out, _, _ = imported(tmp_path, "openai")
+    cat = load_catalog(out)
+    ft = cat.lookup("openai", "ft:gpt-4o-2024-11-20", NOW)
+    assert {d: [str(p.price) for p in ps] for d, ps in ft.prices.items()} == {
+        "input_tokens": ["3.75"],
+        "cached_input_tokens": ["1.875"],
+        "output_tokens": ["15"],
+    }
+    ev = {
+        "event_id": "ft1",
+        "ts": NOW.isoformat(),
+        "tenant_id": "t",
+        "user_id": "u",
+        "provider": "openai",
+        "model": "ft:gpt-4o-2024-11-20",
+        "usage": {"input_tokens": 1000, "cached_input_tokens": 4000, "output_tokens": 100},
+    }
+    # 1,000 x 3.75/1M = 0.00375; 4,000 x 1.875/1M = 0.0075; 100 x 15/1M = 0.0015
+    assert rate(orjson.dumps(ev), cat, now=NOW)["cost"] == "0.01275"
+    ev["usage"] = {"input_tokens": 1000, "cache_write_tokens": 10}
+    assert "has no price for cache_write_tokens" in rate(orjson.dumps(ev), cat, now=NOW).reason
+    # an ft: model that states its cached input under the usual key is imported as it says
+    mini = cat.lookup("openai", "ft:gpt-4o-mini-2024-07-18", NOW)
+    assert [str(p.price) for p in mini.prices["cached_input_tokens"]] == ["0.15"]
+    assert mini.spec.batch_factor == Decimal("0.5") and "cache_write_tokens" not in mini.prices

@@ -1,5 +1,6 @@
 """The worked examples of tests/data/pricing_rules_examples.yaml (cross-region profiles, cache
-writes, long-context tiers, tenant overlays), priced through the same path as the stream
+writes, long-context tiers, tenant overlays; and billing_event 1.1's 1-hour cache writes, server
+tools, inference geography, service tiers, audio, image and embedding tokens), priced through the same path as the stream
 (pricing.rating.rate: the fast path where it applies, else the engine) to their exact totals."""
 
 from __future__ import annotations
@@ -16,16 +17,46 @@ from pricing.bundle import load_bundle, read_bundle
 from pricing.rating import Rejection, rate
 
 DATA = yaml.safe_load((Path(__file__).parent.parent / "data" / "pricing_rules_examples.yaml").read_text())
-CATALOG = load_bundle(read_bundle() | {f"overlays/{name}": text for name, text in DATA["overlays"].items()})
+
+
+def _patched(files: dict[str, str]) -> dict[str, str]:
+    """The shipped files with the examples' ``catalog_patches`` (a rule a catalog file does not
+    carry yet): each replaces its text once, or finds the file already carrying it."""
+    for patch in DATA.get("catalog_patches") or ():
+        text = files[patch["file"]]
+        if patch["with"] not in text:
+            assert text.count(patch["replace"]) == 1, patch
+            files[patch["file"]] = text.replace(patch["replace"], patch["with"])
+    return files
+
+
+CATALOG = load_bundle(_patched(read_bundle()) | {f"overlays/{n}": t for n, t in DATA["overlays"].items()})
 NOW = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)  # after every example's ts
+
+
+RULES = (
+    "cross-region",
+    "cache-write",
+    "tier",
+    "overlay",
+    # billing_event 1.1: each priced kind has priced examples and a refusal
+    "cache-write-1h",
+    "server-tool",
+    "inference-geo",
+    "service-tier",
+    "audio",
+    "image",
+    "embedding",
+)
 
 
 def test_every_rule_has_examples_and_rejections_where_it_refuses():
     rules = [v["rule"] for v in DATA["examples"]]
-    assert {r: rules.count(r) >= 3 for r in ("cross-region", "cache-write", "tier", "overlay")} == dict.fromkeys(
-        ("cross-region", "cache-write", "tier", "overlay"), True
-    )
+    assert {r: rules.count(r) >= 3 for r in RULES} == dict.fromkeys(RULES, True)
     assert all(("expected_error" in v) != ("expected_total" in v) for v in DATA["examples"])
+    for rule in RULES[4:]:
+        kinds = {"expected_error" in v for v in DATA["examples"] if v["rule"] == rule}
+        assert kinds == {True, False} or rule == "embedding", rule  # priced, and refused where it must be
 
 
 @pytest.mark.parametrize("vector", DATA["examples"], ids=[v["name"] for v in DATA["examples"]])

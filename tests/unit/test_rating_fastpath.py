@@ -242,6 +242,25 @@ def _mutations() -> list[Any]:
         usage(bogus=1),
         usage(input_tokens=2**70),
         lambda d: d.update(usage=dict(reversed(list(d["usage"].items())))),
+        # billing_event 1.1: never the fast path, the same answer
+        top(service_tier="default"),
+        top(service_tier="standard"),
+        top(service_tier="flex"),
+        top(service_tier="priority"),
+        top(service_tier="scale"),
+        top(service_tier=None),
+        top(inference_geo="us"),
+        top(inference_geo="global"),
+        top(inference_geo=None),
+        usage(cache_write_1h_tokens=5),
+        usage(audio_input_tokens=3),
+        usage(audio_output_tokens=0),
+        usage(image_input_tokens=7),
+        usage(image_output_tokens=2),
+        usage(server_tool_requests={"web_search": 1}),
+        usage(server_tool_requests={"web_search": 0}),
+        usage(server_tool_requests={}),
+        usage(server_tool_requests={"web_fetch": 1}),
     ]
     return muts
 

@@ -211,8 +211,8 @@ REFUSED: list[tuple[str, str, dict[str, Any], str, str]] = [
     (
         "otlp-service-tier-priced-apart",
         "otlp-json",
-        otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "openai.response.service_tier": "flex"}),
-        "openai.response.service_tier 'flex'",
+        otlp_payload({**OTLP_USAGE, **OTLP_TEXT, "openai.response.service_tier": "scale"}),
+        "openai.response.service_tier 'scale'",
         "chatcmpl-otel-9",
     ),
     (

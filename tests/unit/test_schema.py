@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import jsonschema
 import orjson
@@ -75,3 +76,66 @@ def test_future_bound_uses_now():
     with pytest.raises(InvalidEvent, match="future"):
         parse_event(orjson.dumps(ahead), now=NOW)
     assert parse_event(orjson.dumps({**GOOD, "ts": "2024-08-02T00:10:00Z"}), now=NOW)
+
+
+V10_SCHEMA = Path(__file__).parent.parent / "data" / "billing_event.v1.0.schema.json"  # as published at 1.0
+
+
+def test_the_published_schema_names_its_minor_version():
+    schema = orjson.loads(SCHEMA_PATH.read_bytes())
+    assert schema["$id"] == "https://meterstream.dev/schemas/billing_event.v1.1.schema.json"
+    assert schema["title"] == "billing_event v1.1"
+    assert (schema["x-meterstream-version"]["major"], schema["x-meterstream-version"]["minor"]) == (1, 1)
+
+
+def test_every_1_0_event_is_a_1_1_event_and_the_1_1_fields_are_new():
+    """Additive: what the 1.0 schema accepts, 1.1 accepts (each 1.0 field is kept as it was); the
+    1.1 fields are what 1.0 rejected."""
+    old, new = orjson.loads(V10_SCHEMA.read_bytes()), orjson.loads(SCHEMA_PATH.read_bytes())
+    for name, prop in old["properties"].items():
+        assert new["properties"][name] == prop, name
+    for name, d in old["$defs"].items():
+        if name == "Usage":
+            assert {k: v for k, v in new["$defs"]["Usage"]["properties"].items() if k in d["properties"]} == d[
+                "properties"
+            ]
+        else:
+            assert new["$defs"][name] == d, name
+    assert set(new["properties"]) - set(old["properties"]) == {"service_tier", "inference_geo"}
+    added = set(new["$defs"]["Usage"]["properties"]) - set(old["$defs"]["Usage"]["properties"])
+    assert added == {
+        "cache_write_1h_tokens",
+        "audio_input_tokens",
+        "audio_output_tokens",
+        "image_input_tokens",
+        "image_output_tokens",
+        "server_tool_requests",
+    }
+    jsonschema.validate(GOOD, old)
+    jsonschema.validate(GOOD, new)
+    v11 = {**GOOD, "provider": "anthropic", "region": None, "inference_geo": "us", "service_tier": "standard"}
+    v11 = {k: v for k, v in v11.items() if v is not None}
+    v11["usage"] = {"input_tokens": 5, "cache_write_1h_tokens": 7, "server_tool_requests": {"web_search": 1}}
+    jsonschema.validate(v11, new)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(v11, old)
+    parse_event(orjson.dumps(v11), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "patch, reason",
+    [
+        ({"provider": "openai", "service_tier": "standard"}, "service_tier 'standard' is not one of openai's"),
+        ({"provider": "bailian", "service_tier": "flex"}, "(it names none)"),
+        ({"provider": "openai", "service_tier": "flex", "mode": "batch"}, "a batch request has no service tier"),
+        ({"provider": "openai", "inference_geo": "us"}, "inference_geo 'us' is not one of openai's"),
+        ({"service_tier": "auto"}, "service_tier: Input should be"),
+        ({"usage": {"server_tool_requests": {"web_search": 0}}}, "usage has no quantity above zero"),
+        ({"usage": {"server_tool_requests": {"web_fetch": 2}}}, "server_tool_requests.web_fetch: Extra inputs"),
+        ({"usage": {"audio_input_tokens": -1}}, "usage.audio_input_tokens: Input should be greater than or equal to 0"),
+    ],
+)
+def test_the_1_1_fields_are_judged_from_allow_lists(patch, reason):
+    with pytest.raises(InvalidEvent) as exc:
+        parse_event(orjson.dumps({**GOOD, **patch}), now=NOW)
+    assert reason in exc.value.reason, exc.value.reason

@@ -1,0 +1,58 @@
+"""billing_event 1.1: a ledger row keeps the event's service tier and inference geography
+(migration 0010), so that re-rating a closed period prices the same tier and geography again,
+never the standard one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import orjson
+
+from pricing.bundle import load_catalog
+from pricing.rating import rate
+from schemas.records import ledger_row
+from streams.analyst.rerate import rerate
+from streams.settings import Settings
+from streams.storage.chdb_store import ChdbStore
+from streams.storage.migrations import migrate
+
+UTC = dt.UTC
+TS = dt.datetime(2026, 12, 5, 12, tzinfo=UTC)
+EVENTS = [
+    {"event_id": "flex-1", "provider": "openai", "model": "gpt-5", "service_tier": "flex"},
+    {"event_id": "geo-1", "provider": "anthropic", "model": "claude-opus-4-6", "inference_geo": "us"},
+    {"event_id": "std-1", "provider": "openai", "model": "gpt-5"},
+]
+
+
+def test_rerating_prices_the_tier_and_geography_the_event_named(tmp_path):
+    catalog = load_catalog()
+    rows = []
+    for n, e in enumerate(EVENTS):
+        raw = {"ts": TS.isoformat(), "tenant_id": "acme", "user_id": "alice", "usage": {"input_tokens": 1000000}, **e}
+        priced = rate(orjson.dumps(raw), catalog, now=TS)
+        rows.append({**ledger_row(priced, TS, 0, n, version=1), "ingested_at": TS})
+    assert [(r["service_tier"], r["inference_geo"]) for r in rows] == [("flex", ""), ("", "us"), ("", "")]
+    with ChdbStore(tmp_path / "chdb", "meterstream") as store:
+        migrate(store, Settings().migrations_dir)
+        store.insert("ledger", rows)
+        out = rerate(
+            store,
+            catalog,
+            dt.datetime(2026, 12, 1, tzinfo=UTC),
+            dt.datetime(2026, 12, 6, tzinfo=UTC),
+            lateness=dt.timedelta(hours=48),
+            now=dt.datetime(2027, 2, 1, tzinfo=UTC),
+        )
+        assert out["events"] == 3
+        got = {
+            r["event_id"]: (r["service_tier"], r["inference_geo"], Decimal(str(r["cost"])))
+            for r in store.query("SELECT event_id, service_tier, inference_geo, cost FROM ledger FINAL")
+        }
+    # gpt-5 1M input: flex 0.625, standard 1.25; Opus 4.6 US-only 1.1 x 5 = 5.5
+    assert got == {
+        "flex-1": ("flex", "", Decimal("0.625")),
+        "geo-1": ("", "us", Decimal("5.5")),
+        "std-1": ("", "", Decimal("1.25")),
+    }
