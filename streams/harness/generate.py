@@ -25,7 +25,7 @@ TEMPLATES: list[tuple[int, str, str, str | None, str]] = [
     (3, "bedrock", "stability.stable-diffusion-xl-v1", None, "image"),
     (3, "bedrock", "guardrails", None, "guardrail"),
     (8, "bailian", "qwen-plus", None, "chat_batchable"),
-    (6, "bailian", "qwen-turbo", None, "chat_batchable"),
+    (6, "bailian", "qwen-flash", None, "chat_batchable"),  # qwen-turbo has no current price (refused)
     (2, "bailian", "qwen-max", None, "dedicated"),
     (1, "bailian", "qwen2-7b-instruct", None, "training"),
     (1, "bedrock", "human-evaluation", None, "human"),
