@@ -511,4 +511,3 @@ def test_a_created_time_beyond_the_calendar_is_refused_not_raised():
     }
     with pytest.raises(ConversionError, match="is not a unix time of a year 1-9999"):
         convert("openai", payload, Ids(tenant_id="acme", user_id="u"))
-
