@@ -346,7 +346,9 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
         {
             **CHAT,
             "id": "chatcmpl-audio",
-            "usage": {**CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9}},
+            # cached tokens beside audio ones: which were cached is not documented (refused; audio
+            # tokens alone are priced since billing_event 1.1)
+            "usage": {**CHAT["usage"], "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 9}},
         }
     )
     chats.insert(4, audio)
@@ -360,7 +362,7 @@ def test_provider_payloads_are_converted_and_refusals_answered(stack, ingest):
     want = [e for c in chats if c is not audio for e in convert_line("openai", c, ids)]
     assert status == 202 and doc["accepted"] == 20 and len(doc["rejected"]) == 1
     assert doc["rejected"][0]["index"] == 4 and doc["rejected"][0]["reason"].startswith("not converted (openai): ")
-    assert "audio tokens" in doc["rejected"][0]["reason"]
+    assert "which of them were cached" in doc["rejected"][0]["reason"]
     records = read_topic(stack.bootstrap, stack.events_topic, before)
     written = events_of(records, PRODUCER)
     assert Counter(e for evs in written.values() for e in evs) == Counter(want)
