@@ -35,7 +35,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.errors import Unavailable
@@ -44,7 +43,7 @@ from streams.analyst.reader import AnalystRefused, Reader
 from streams.analyst.usage import UsageParams
 from streams.api import query
 from streams.http_guard import Bearer, Refused, allowed_hosts, guard, json_error, shown
-from streams.ingest.server import OneLine
+from streams.ingest.server import AccessLog, OneLine
 from streams.ingest.tokens import Producer, TokensFile
 from streams.settings import Settings
 
@@ -188,19 +187,10 @@ async def count_answers(request: web.Request, handler: Any) -> Any:
     return response
 
 
-class ApiAccessLog(AbstractAccessLogger):
-    """The ingest's access log line, naming the token's name (never the token or a header)."""
+class ApiAccessLog(AccessLog):
+    """The ingest's access log line, naming the read token's name (never the token or a header)."""
 
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s %s %d %.3fs",
-            request.remote,
-            request.get("reader", "-"),
-            request.method,
-            shown(request),
-            response.status,
-            time,
-        )
+    who = "reader"
 
 
 def make_app(settings: Settings, tokens: TokensFile, read: UsageRead | None = None) -> web.Application:

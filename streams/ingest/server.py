@@ -198,13 +198,16 @@ async def count_answers(request: web.Request, handler: Any) -> Any:
 
 
 class AccessLog(AbstractAccessLogger):
-    """One line a request: who, what, the status, how long (never a header or the body)."""
+    """One line a request: who, what, the status, how long (never a header or the body). `who`:
+    the request key holding the token's name."""
+
+    who = "producer"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %s %d %.3fs",
             request.remote,
-            request.get("producer", "-"),
+            request.get(self.who, "-"),
             request.method,
             shown(request),
             response.status,
