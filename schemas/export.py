@@ -7,12 +7,29 @@ import sys
 from pathlib import Path
 
 from schemas import batch
+from schemas.billing_correction import CORRECTION_VERSION, BillingCorrection
 from schemas.billing_event import SCHEMA_MINOR, SCHEMA_VERSION, BillingEvent
 
 # One file per major version: a minor version is additive (every event of an earlier minor stays
 # valid and is priced the same), so it replaces the file's content; its $id and title name it.
 SCHEMA_PATH = Path(__file__).parent / f"billing_event.v{SCHEMA_VERSION}.schema.json"
 VERSION = f"{SCHEMA_VERSION}.{SCHEMA_MINOR}"
+CORRECTION_PATH = Path(__file__).parent / f"billing_correction.v{CORRECTION_VERSION}.schema.json"
+
+
+def render_correction() -> str:
+    """The billing_correction record's JSON Schema (schemas/billing_correction.py)."""
+    schema = BillingCorrection.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://meterstream.dev/schemas/billing_correction.v{CORRECTION_VERSION}.schema.json"
+    schema["title"] = f"billing_correction v{CORRECTION_VERSION}"
+    schema["$comment"] = (
+        "A correction of one counted event, by (tenant_id, event_id): action void takes it back whole, "
+        "action replace prices `usage` (a billing_event usage object) in its place. `meterstream correct` "
+        "takes a JSON Lines file of them. The original ledger row is kept; the pipeline writes a row "
+        "holding the difference. correction_id is the idempotency key. See docs/fixing-the-past.md."
+    )
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def render() -> str:
@@ -65,4 +82,5 @@ def render() -> str:
 
 if __name__ == "__main__":
     SCHEMA_PATH.write_text(render(), encoding="utf-8")
-    sys.stdout.write(f"wrote {SCHEMA_PATH}\n")
+    CORRECTION_PATH.write_text(render_correction(), encoding="utf-8")
+    sys.stdout.write(f"wrote {SCHEMA_PATH} and {CORRECTION_PATH}\n")

@@ -8,6 +8,8 @@ tests); it never raises, and says why a record cannot be read instead:
   content-type: application/jsonl                    a batch of events (schemas/batch.py)
   content-type: application/vnd.meterstream.catalog+json
     meterstream-catalog-seq, meterstream-catalog-hmac  a catalog record (schemas/catalog_record.py)
+  content-type: application/vnd.meterstream.adjustment+json
+    meterstream-adjust-seq, meterstream-adjust-hmac    an adjustment record (schemas/adjustment.py)
   meterstream-refused: <reason>                      a payload its producer refused (schemas/refusal.py)
 
 Any other header is ignored (a null value included). A record is unreadable, and is rejected
@@ -27,8 +29,11 @@ CATALOG_TYPE = b"application/vnd.meterstream.catalog+json"
 REFUSED = "meterstream-refused"
 CATALOG_SEQ = "meterstream-catalog-seq"
 CATALOG_HMAC = "meterstream-catalog-hmac"
+ADJUST_TYPE = b"application/vnd.meterstream.adjustment+json"
+ADJUST_SEQ = "meterstream-adjust-seq"
+ADJUST_HMAC = "meterstream-adjust-hmac"
 MAX_REASON_BYTES = 1024
-_OURS = frozenset({CONTENT_TYPE, REFUSED, CATALOG_SEQ, CATALOG_HMAC})
+_OURS = frozenset({CONTENT_TYPE, REFUSED, CATALOG_SEQ, CATALOG_HMAC, ADJUST_SEQ, ADJUST_HMAC})
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 _CONTROLS.update(
     {
@@ -40,7 +45,7 @@ _CONTROLS.update(
 
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """A catalog record's sequence and signature, as its headers give them (None: absent)."""
+    """A catalog or adjustment record's sequence and signature, as its headers give them (None: absent)."""
 
     seq: int | None
     hmac: str
@@ -50,6 +55,7 @@ class Seal:
 class RecordKind:
     batch: bool = False
     catalog: Seal | None = None  # a catalog record
+    adjust: Seal | None = None  # an adjustment record (schemas/adjustment.py)
     refused: str | None = None  # a payload its producer refused, and why
     unreadable: str | None = None  # why the record cannot be read (rejected with this reason)
 
@@ -98,11 +104,14 @@ def read_kind(headers: object) -> RecordKind:
         return RecordKind(refused=reason or "refused by its producer")
     kind = ours.get(CONTENT_TYPE)
     if kind == CATALOG_TYPE:
-        seq = ours.get(CATALOG_SEQ)
-        return RecordKind(
-            catalog=Seal(
-                int(seq) if seq is not None and seq.isdigit() and len(seq) <= 19 else None,
-                ours.get(CATALOG_HMAC, b"").decode("ascii", "replace"),
-            )
-        )
+        return RecordKind(catalog=_seal(ours.get(CATALOG_SEQ), ours.get(CATALOG_HMAC)))
+    if kind == ADJUST_TYPE:
+        return RecordKind(adjust=_seal(ours.get(ADJUST_SEQ), ours.get(ADJUST_HMAC)))
     return BATCH if kind == BATCH_TYPE else EVENT
+
+
+def _seal(seq: bytes | None, mac: bytes | None) -> Seal:
+    return Seal(
+        int(seq) if seq is not None and seq.isdigit() and len(seq) <= 19 else None,
+        (mac or b"").decode("ascii", "replace"),
+    )

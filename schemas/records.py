@@ -6,7 +6,8 @@
 
 The types are TypedDicts: at run time plain dicts (orjson writes them as they are, the hot path
 pays nothing), to mypy a contract that every builder and reader keeps. A sink record is
-``{"at": ms, "l": [LedgerRow, ...]}`` or ``{"at": ms, "x": [RejectionRow, ...]}``, at most
+``{"at": ms, "l": [LedgerRow, ...]}`` or ``{"at": ms, "x": [RejectionRow, ...]}`` (or, from
+adjustment records, "a" audit_log, "d" redrives and "c" period_closes rows), at most
 MAX_SINK_RECORD bytes; a dead-letter record is one RejectionRow."""
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ class LedgerRow(TypedDict):
     src_offset: int  # the offset of its record there,
     src_index: int  # and its line in a batch record
     version: int
+    # rows from adjustment records only (streams/rating/adjustments.py; the table's defaults otherwise):
+    events: NotRequired[int]  # what it adds to the count of events (1; a void -1, a replacement 0)
+    adjustment: NotRequired[int]  # the event's adjustment number (0: the event's own row)
+    entry: NotRequired[str]  # how it came: redrive, backfill, void, replace, rerate
+    audit_id: NotRequired[str]  # the audit_log entry of the change
+    occurred_at: NotRequired[int]  # the event's own time in ms, when it is booked at another (ts)
 
 
 def ledger_row(priced: PricedEvent, ts: Any, partition: int, offset: int, *, version: int, index: int = 0) -> LedgerRow:
@@ -219,11 +226,20 @@ def dead_letter_value(row: RejectionRow) -> bytes:
     return orjson.dumps(row)
 
 
-def sink_records(at_ms: int, ledger: list[LedgerRow], rejected: list[RejectionRow]) -> list[bytes]:
+def sink_records(
+    at_ms: int,
+    ledger: list[LedgerRow],
+    rejected: list[RejectionRow],
+    *,
+    audit: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    redrives: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    closes: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> list[bytes]:
     """A batch's rows as sink records of at most MAX_SINK_RECORD bytes each, in order: the
-    rejections, then the ledger rows; each row serialized once, packed greedily (schemas/batch.py Run)."""
+    rejections, then the ledger rows, then what adjustment records give besides (audit_log,
+    redrives and period_closes rows); each row serialized once, packed greedily (schemas/batch.py Run)."""
     records: list[bytes] = []
-    for tag, rows in ((b"x", rejected), (b"l", ledger)):
+    for tag, rows in ((b"x", rejected), (b"l", ledger), (b"a", audit), (b"d", redrives), (b"c", closes)):
         if rows:
             head = b'{"at":%d,"%s":[' % (at_ms, tag)
             records += [
@@ -240,14 +256,24 @@ class SinkRecord:
     at_ms: int
     ledger: list[LedgerRow] = field(default_factory=list)
     rejected: list[RejectionRow] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    redrives: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def decode(cls, value: bytes) -> SinkRecord:
         """The record's rows; ValueError when it is not a sink record."""
         doc = orjson.loads(value)
         if not isinstance(doc, dict) or not isinstance(doc.get("at"), int):
-            raise ValueError("not a sink record: an object with `at` (ms) and `l` or `x` rows")
-        return cls(doc["at"], doc.get("l") or [], doc.get("x") or [])
+            raise ValueError("not a sink record: an object with `at` (ms) and `l`, `x`, `a`, `d` or `c` rows")
+        return cls(
+            doc["at"],
+            doc.get("l") or [],
+            doc.get("x") or [],
+            doc.get("a") or [],
+            doc.get("d") or [],
+            doc.get("c") or [],
+        )
 
 
 __all__ = [

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # The key catalog records are signed with (meterstream catalog publish; the raters check it).
     # Unset: one written to data_dir/catalog-key. A secret: never logged, printed or stored elsewhere.
     catalog_key: SecretStr | None = None
+    adjust_key: SecretStr | None = (
+        None  # seals adjustment records (schemas/adjustment.py); else $MS_DATA_DIR/adjust-key
+    )
     catalog_status_interval_s: float = 30.0  # how often a rater reports its versions (and at every switch)
     allowed_lateness_hours: int = 48  # how late an event may come (the sink keeps its windows as long)
     dedup_retention_hours: int = 24

@@ -1,7 +1,8 @@
 """Secrets the workers and the CLI on one machine share: the bearer token of the workers' web
-endpoints, and the key catalog records are signed with.
+endpoints, the key catalog records are signed with, and the key of adjustment records
+(schemas/adjustment.py).
 
-Each is its setting when set (`MS_WEB_TOKEN`, `MS_CATALOG_KEY`); otherwise a random secret the
+Each is its setting when set (`MS_WEB_TOKEN`, `MS_CATALOG_KEY`, `MS_ADJUST_KEY`); otherwise a random secret the
 first worker writes into `$MS_DATA_DIR/<name>` (mode 0600), which the CLI on the same machine
 and account reads. Workers on several machines need the setting, the same on each."""
 
@@ -39,6 +40,7 @@ class SharedSecret:
 
 WEB_TOKEN = SharedSecret(file="web-token", setting="web_token", what="web token")
 CATALOG_KEY = SharedSecret(file="catalog-key", setting="catalog_key", what="catalog key")
+ADJUST_KEY = SharedSecret(file="adjust-key", setting="adjust_key", what="adjustment key")
 
 
 def token_path(settings: Settings, which: SharedSecret = WEB_TOKEN) -> Path:

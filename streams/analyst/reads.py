@@ -16,12 +16,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from schemas.batch import INDEX_BITS
 from schemas.errors import InputRejected
+from streams.analyst import past_reads as past
 from streams.analyst.usage import USAGE_TYPES, UsageParams, usage_sql
 from streams.sink.windows import WINDOWS
 from streams.storage import Store
 
 Rows = list[dict[str, Any]]
-SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "UInt64", "window_start": "DateTime64(3, 'UTC')"}
+SPEND_TYPES = {"cost": "Decimal(38, 12)", "events": "Int64", "window_start": "DateTime64(3, 'UTC')"}
 REJECT_TYPES = {
     "n": "UInt64",
     "first_rejected_at": "DateTime64(3, 'UTC')",
@@ -59,7 +60,7 @@ STATEMENT_LINE_TYPES = {
     "first_ts": _TIME,
     "last_ts": _TIME,
 }
-STATEMENT_TOTAL_TYPES = {"cost": _MONEY, "list_cost": _MONEY, "events": "UInt64", "overlaid": "UInt64"}
+STATEMENT_TOTAL_TYPES = {"cost": _MONEY, "list_cost": _MONEY, "events": "Int64", "overlaid": "UInt64"}
 STATEMENT_REJECTED_TYPES = {"rejected": "UInt64"}
 
 
@@ -299,8 +300,8 @@ def statement_totals_sql(p: StatementParams) -> tuple[str, dict[str, Any]]:
     """Per currency: the tenant's ledger cost and list cost in the month, its events, and how
     many of them a price overlay priced."""
     return (
-        "SELECT currency, sum(cost) AS cost, sum(list_cost) AS list_cost, count() AS events, "
-        f"countIf(price_overlay != '') AS overlaid FROM ledger FINAL WHERE {_IN_MONTH} "
+        "SELECT currency, sum(cost) AS cost, sum(list_cost) AS list_cost, sum(events) AS events, "
+        f"countIf(price_overlay != '' AND adjustment = 0) AS overlaid FROM ledger FINAL WHERE {_IN_MONTH} "
         "GROUP BY currency ORDER BY currency"
     ), _month_params(p)
 
@@ -340,6 +341,15 @@ READS: dict[str, Read] = {
     "statement_totals": Read(StatementParams, statement_totals_sql, STATEMENT_TOTAL_TYPES),
     "statement_rejected": Read(StatementParams, statement_rejected_sql, STATEMENT_REJECTED_TYPES),
     "usage": Read(UsageParams, usage_sql, USAGE_TYPES),  # streams/analyst/usage.py
+    # fixing the past (streams/analyst/past_reads.py)
+    "event_rows": Read(past.EventRowsParams, past.event_rows_sql, past.LEDGER_TYPES),
+    "dead_letters": Read(past.DeadLetterParams, past.dead_letters_sql, past.DEAD_LETTER_TYPES),
+    "period_closes": Read(past.ClosesParams, past.closes_sql, past.CLOSE_TYPES),
+    "month_tenants": Read(past.MonthParams, past.month_tenants_sql, {}),
+    "period_rows": Read(past.PeriodRowsParams, past.period_rows_sql, past.LEDGER_TYPES),
+    "period_events": Read(past.PeriodEventsParams, past.period_events_sql, past.LEDGER_TYPES),
+    "audit": Read(past.AuditParams, past.audit_sql, past.AUDIT_TYPES),
+    "audit_rows": Read(past.AuditRowsParams, past.audit_rows_sql, past.AUDIT_ROW_TYPES),
 }
 
 

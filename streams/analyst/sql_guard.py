@@ -194,6 +194,12 @@ DESCRIPTIONS: dict[str, str] = {
     "rejected_events": "one row per dead-lettered input: its reason, the redacted payload, the source position; "
     "read it with FINAL",
     "alerts": "one row per spend alert fired (budget, period, threshold) and its delivery state; read it with FINAL",
+    "redrives": "one row per dead letter sent again by `meterstream redrive`: when, the outcome (counted, duplicate, "
+    "rejected) and the audit id; read it with FINAL",
+    "dead_letters": "rejected_events with each dead letter's last redrive (redriven_at, redrive_outcome)",
+    "period_closes": "one row per closed (tenant, month): the digest of its ledger rows and its totals; read it with FINAL",
+    "audit_log": "one row per change to the past (redrive, backfill, correct, rerate, period close): who, when, "
+    "what, why; read it with FINAL",
     **{
         f"rollup_{k}_{w}": f"behind spend_by_{k}_{w}: totals per {_WINDOW_TEXT[w]}, tenant, {_KEY_TEXT.get(k, k)}, "
         f"currency and source partition, several versions of a row until merged: query the view instead"

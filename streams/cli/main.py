@@ -180,6 +180,13 @@ from streams.cli.api import api_group  # noqa: E402
 from streams.cli.dashboard import dashboard_command  # noqa: E402
 from streams.cli.finance import explain_command, statement_command  # noqa: E402
 from streams.cli.ingest import ingest_group  # noqa: E402
+from streams.cli.past import (  # noqa: E402
+    audit_command,
+    backfill_command,
+    correct_command,
+    period_group,
+    redrive_command,
+)
 from streams.cli.status import status_command  # noqa: E402
 from streams.cli.tables import tables_command  # noqa: E402
 
@@ -201,5 +208,10 @@ for _cmd in (
     explain_command,
     statement_command,
     dashboard_command,
+    redrive_command,
+    backfill_command,
+    correct_command,
+    period_group,
+    audit_command,
 ):
     main.add_command(_cmd)

@@ -29,7 +29,7 @@ from streams.rating.rater import Output, Rater, Source
 from streams.rating.rocks import StateStore
 from streams.recovery import restart_in_place
 from streams.settings import Settings
-from streams.web_token import CATALOG_KEY, ensure_token
+from streams.web_token import ADJUST_KEY, CATALOG_KEY, ensure_token
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 log = logging.getLogger("meterstream.rating")
@@ -85,9 +85,18 @@ def source_of(msg: Any, now_s: float) -> tuple[Source, bytes]:
         kind, refused = read_kind(None), f"unreadable record ({type(exc).__name__})"
     if not isinstance(value, bytes):
         value = b"" if value is None else bytes(value)
-        if refused is None and kind.catalog is None and not kind.batch:
+        if refused is None and kind.catalog is None and kind.adjust is None and not kind.batch:
             refused = TOMBSTONE
-    return Source(msg.topic, msg.partition, msg.offset, ts_ms, kind.batch, catalog=kind.catalog, refused=refused), value
+    return Source(
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        ts_ms,
+        kind.batch,
+        catalog=kind.catalog,
+        adjust=kind.adjust,
+        refused=refused,
+    ), value
 
 
 def forward_records(partition: int, out: Output) -> Iterator[tuple[int, bytes, int, bytes]]:
@@ -189,6 +198,7 @@ class RatingRole:
             partitions=settings.topic_partitions,
             index=open_index(self.state),
             catalog_key=ensure_token(settings, CATALOG_KEY).get_secret_value().encode(),
+            adjust_key=ensure_token(settings, ADJUST_KEY).get_secret_value().encode(),
         )
         self.delivered: dict[int, int] = {}  # partition -> the offset after the last one Faust delivered here
         self.reported: dict[int, str] = {}  # the versions last reported to the status topic
@@ -289,7 +299,9 @@ class RatingRole:
         read off their canonical partition forwarded to it."""
         for row in out.rejected:
             await self.dlq.send(key=str(row["src_offset"]).encode(), value=dead_letter_value(row), partition=partition)
-        for value in sink_records(int(time.time() * 1000), out.ledger, out.rejected):
+        for value in sink_records(
+            int(time.time() * 1000), out.ledger, out.rejected, audit=out.audit, redrives=out.outcomes, closes=out.closes
+        ):
             await self.sink_topic.send(key=str(partition).encode(), value=value)
         for home, values, ts_ms, origin in forward_records(partition, out):
             self.stats["forwarded"] += values.count(b"\n") + 1

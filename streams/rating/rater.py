@@ -36,6 +36,7 @@ from schemas.batch import MAX_BATCH_BYTES, BatchTooLarge, position, split
 from schemas.record import Seal
 from schemas.records import LedgerRow, RejectionRow, ledger_row, rejection_row
 from streams.placement import Canonical
+from streams.rating import adjustments
 from streams.rating.catalogs import CatalogRefused, Versions
 from streams.rating.dedup import DEDUP_ENTRY_IDS, SEP, Index, MemoryIndex, entry_key
 from streams.settings import Settings
@@ -58,6 +59,7 @@ class Source:
     batch: bool = False  # the record is a batch (schemas/batch.py): its lines are the events
     index: int = 0  # an event's line in its batch record
     catalog: Seal | None = None  # a catalog record's sequence and signature (schemas/catalog_record.py)
+    adjust: Seal | None = None  # an adjustment record's (schemas/adjustment.py, streams/rating/adjustments.py)
     refused: str | None = None  # the record is rejected as it is, and why: a payload its producer
     #                             refused (schemas/refusal.py), or a record that cannot be read (schemas/record.py)
 
@@ -77,6 +79,10 @@ class Output:
     duplicates: int = 0
     # events whose canonical partition is another one: target partition -> (source, line)
     forward: dict[int, list[tuple[Source, bytes]]] = field(default_factory=dict)
+    # from adjustment records (schemas/adjustment.py): audit_log, redrives and period_closes rows
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Rater:
@@ -89,12 +95,15 @@ class Rater:
         partitions: int | None = None,
         index: Callable[[MutableMapping[str, Any], int], Index] | None = None,
         catalog_key: bytes | None = None,
+        adjust_key: bytes | None = None,
     ) -> None:
         """`partitions`: the events topic's partition count; with it, an event read on another
         partition than its canonical one is not counted there but forwarded (Output.forward), so
         that its duplicates meet it whatever partition a producer chose. `index`: opens a
         partition's dedup index (default: in memory, from one scan of the state). `catalog_key`:
-        the key catalog records are signed with (none: every catalog record is refused)."""
+        the key catalog records are signed with (none: every catalog record is refused);
+        `adjust_key`: likewise for adjustment records (streams/rating/adjustments.py)."""
+        self.adjust_key = adjust_key
         self.versions = Versions(catalog, catalog_key)
         self.lateness_ms = lateness_ms
         self.dedup_ms = max(dedup_ms, lateness_ms)  # a duplicate must not outlive its dedup entry
@@ -127,6 +136,10 @@ class Rater:
         for src, raw in self._events(items, out):
             if src.refused is not None:
                 out.rejected.append(self._rejected(src, raw, src.refused, None))
+                continue
+            if src.adjust is not None:
+                catalog = latest if not history or src.pos > history[-1][0] else versions.at(state, p, history, src.pos)
+                max_ts = max(max_ts, self._adjustments(state, src, raw, catalog, idx, batch_seen, new_seen, out))
                 continue
             if src.catalog is not None:
                 try:
@@ -189,6 +202,49 @@ class Rater:
             state[meta_key] = [watermark, last]
         return out
 
+    def _adjustments(
+        self,
+        state: MutableMapping[str, Any],
+        src: Source,
+        raw: bytes,
+        catalog: Catalog,
+        idx: Index,
+        batch_seen: dict[tuple[str, str], int],
+        new_seen: list[list[Any]],
+        out: Output,
+    ) -> int:
+        """An adjustment record's entries, each at its own position (streams/rating/adjustments.py);
+        its ids are kept as long as an event's read at the record's time. Returns that time when
+        it counted any."""
+        try:
+            audit, entries = adjustments.check_record(state, self.adjust_key, src, raw, SEP)
+        except adjustments.EntryRefused as exc:
+            out.rejected.append(self._rejected(src, raw, str(exc), None))
+            return 0
+        audit_id = ""
+        if audit is not None:
+            audit_id = str(audit.get("audit_id", ""))
+            out.audit.append(audit)
+        counted = 0
+
+        def seen(ident: tuple[str, str], pos: int) -> bool:
+            nonlocal counted
+            first = batch_seen.get(ident)
+            if first is None:
+                first = idx.get(ident)
+            if first is not None and first != pos:
+                return True
+            if ident not in batch_seen:
+                batch_seen[ident] = pos
+                new_seen.append([ident[0], ident[1], pos])
+                counted = src.timestamp_ms
+            return False
+
+        for i, entry in enumerate(entries):
+            at = Source(src.topic, src.partition, src.offset, src.timestamp_ms, index=i)
+            adjustments.apply_entry(entry, at, catalog, audit_id, out, lambda ident, pos=at.pos: seen(ident, pos))
+        return counted
+
     def index(self, state: MutableMapping[str, Any], p: int) -> Index:
         """This partition's dedup index, opened once per assignment."""
         idx = self.indexes.get(p)
@@ -201,7 +257,7 @@ class Rater:
         """The events of a run of records: a single-event record as it is, a batch record's lines
         each at its own position; a batch that cannot be split is one rejection."""
         for src, value in items:
-            if not src.batch or src.catalog is not None or src.refused is not None:
+            if not src.batch or src.catalog is not None or src.adjust is not None or src.refused is not None:
                 yield src, value
                 continue
             try:

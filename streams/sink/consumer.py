@@ -35,19 +35,29 @@ log = logging.getLogger("meterstream.sink")
 def rows_by_table(records: list[SinkRecord]) -> dict[str, list[dict[str, Any]]]:
     """A batch's ledger and rejected_events rows (one per event, one per source position): the
     records' own rows, completed in place (no copies: a batch may hold 100,000 of them)."""
-    ledger: dict[tuple[str, str], dict[str, Any]] = {}
+    ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     rejected: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+    other: dict[str, list[dict[str, Any]]] = {"audit_log": [], "redrives": [], "period_closes": []}
     for rec in records:
         at = EpochMs(rec.at_ms)
         for row in rec.ledger:
             stored: dict[str, Any] = row  # type: ignore[assignment]  # completed with the table's columns
             stored["ts"], stored["ingested_at"] = EpochMs(row["ts"]), at
-            ledger[(row["tenant_id"], row["event_id"])] = stored
+            if "occurred_at" in row:  # an adjustment record's row (streams/rating/adjustments.py)
+                stored["occurred_at"] = EpochMs(row["occurred_at"])
+            ledger[(row["tenant_id"], row["event_id"], row.get("adjustment", 0))] = stored
         for x in rec.rejected:
             stored = x  # type: ignore[assignment]  # likewise
             stored["rejected_at"] = at
             rejected[(x["src_topic"], x["src_partition"], x["src_offset"], x.get("src_index", 0))] = stored
-    out: dict[str, list[dict[str, Any]]] = {}
+        for table, rows, times in (
+            ("audit_log", rec.audit, ("at",)),
+            ("redrives", rec.redrives, ("redriven_at",)),
+            ("period_closes", rec.closes, ("closed_at",)),
+        ):
+            for r in rows:
+                other[table].append({**r, **{t: EpochMs(int(r[t])) for t in times if isinstance(r.get(t), int)}})
+    out: dict[str, list[dict[str, Any]]] = {table: rows for table, rows in other.items() if rows}
     if ledger:
         out["ledger"] = list(ledger.values())
     if rejected:

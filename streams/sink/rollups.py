@@ -72,7 +72,7 @@ def row_sums(row: LedgerRow, cost: int) -> list[int]:
     """What a ledger row adds to Totals' summed fields, in their order (`cost`: its cost in 10^-12)."""
     return [
         cost,
-        1,
+        row.get("events", 1),
         row["input_tokens"],
         row["output_tokens"],
         row["cached_input_tokens"],
@@ -163,7 +163,7 @@ class Rollups:
                     # row_sums(row, cost) + [pos, pos], written out: once per row on the hot path
                     groups[k] = [
                         cost,
-                        1,
+                        row.get("events", 1),
                         row["input_tokens"],
                         row["output_tokens"],
                         row["cached_input_tokens"],
@@ -175,7 +175,7 @@ class Rollups:
                     ]
                 else:
                     g[0] += cost
-                    g[1] += 1
+                    g[1] += row.get("events", 1)
                     g[2] += row["input_tokens"]
                     g[3] += row["output_tokens"]
                     g[4] += row["cached_input_tokens"]

@@ -31,8 +31,10 @@ WINDOWS = ("minute", "hour", "day", "month")
 KEYS = ("user", "model", "label")
 
 # Everything analysts query, and the tables the views read (SQL SECURITY INVOKER).
-ANALYST_VIEWS = tuple(f"spend_by_{k}_{w}" for k in KEYS for w in WINDOWS)
-ANALYST_TABLES = ("ledger", "rejected_events", "alerts") + tuple(f"rollup_{k}_{w}" for k in KEYS for w in WINDOWS)
+ANALYST_VIEWS = tuple(f"spend_by_{k}_{w}" for k in KEYS for w in WINDOWS) + ("dead_letters",)
+ANALYST_TABLES = ("ledger", "rejected_events", "alerts", "redrives", "period_closes", "audit_log") + tuple(
+    f"rollup_{k}_{w}" for k in KEYS for w in WINDOWS
+)
 ANALYST_OBJECTS = ANALYST_TABLES + ANALYST_VIEWS
 _HEX = re.compile(r"[0-9a-fA-F]{32,}")
 

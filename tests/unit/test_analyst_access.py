@@ -76,7 +76,7 @@ def test_grants_cover_every_analyst_object_and_the_tables_views_read(chdb):
     # everything but the migrations' bookkeeping is for analysts: a new table needs a decision here
     assert set(objects) - set(ANALYST_OBJECTS) == {"schema_migrations"}
     views = [r for r in objects.values() if r["engine"] == "View"]
-    assert len(views) == 12  # spend_by_{user,model,label}_{minute,hour,day,month}
+    assert len(views) == 13  # spend_by_{user,model,label}_{minute,hour,day,month}, dead_letters
     for v in views:  # SQL SECURITY INVOKER (the default for views): the reader needs the sources too
         sources = set(re.findall(r"FROM (?:meterstream\.)?(\w+)", v["as_select"]))
         assert sources and sources <= set(ANALYST_OBJECTS), (v["name"], sources)

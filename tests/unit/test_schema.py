@@ -9,7 +9,7 @@ import jsonschema
 import orjson
 import pytest
 
-from schemas.export import SCHEMA_PATH, render
+from schemas.export import CORRECTION_PATH, SCHEMA_PATH, render, render_correction
 from schemas.validate import InvalidEvent, parse_event
 
 GOOD = {
@@ -28,6 +28,27 @@ NOW = dt.datetime(2024, 8, 2, tzinfo=dt.UTC)
 
 def test_published_schema_matches_the_models():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run: python -m schemas.export"
+    assert CORRECTION_PATH.read_text(encoding="utf-8") == render_correction(), "run: python -m schemas.export"
+
+
+def test_a_billing_correction_voids_or_replaces_and_says_why():
+    from pydantic import ValidationError
+
+    from schemas.billing_correction import BillingCorrection
+
+    base = {"correction_id": "c-1", "tenant_id": "acme", "event_id": "req-1", "reason": "double count", "author": "ana"}
+    BillingCorrection.model_validate({**base, "action": "void"})
+    BillingCorrection.model_validate({**base, "action": "replace", "usage": {"input_tokens": 10}})
+    for bad in (
+        {**base, "action": "replace"},  # no usage
+        {**base, "action": "void", "usage": {"input_tokens": 1}},
+        {**base, "action": "replace", "usage": {"input_tokens": 0}},
+        {**base, "action": "void", "reason": ""},
+        {k: v for k, v in base.items() if k != "author"} | {"action": "void"},
+        {**base, "action": "delete"},
+    ):
+        with pytest.raises(ValidationError):
+            BillingCorrection.model_validate(bad)
 
 
 def test_good_event_passes_models_and_published_schema():

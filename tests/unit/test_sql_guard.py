@@ -276,6 +276,24 @@ def _named_reads() -> list[tuple[str, str, dict]]:
                 "until": when + dt.timedelta(days=1),
             }
         ],
+        # fixing the past (streams/analyst/past_reads.py)
+        "event_rows": [{"tenant": "acme", "event_ids": ["req-1", "req-2"]}],
+        "dead_letters": [
+            {"limit": 10},
+            {"reason": "model", "tenant": "acme", "since": when, "until": when, "after": ["ev", 0, 5, 1]},
+        ],
+        "period_closes": [{}, {"tenant": "acme", "month": "2026-01"}],
+        "month_tenants": [{"month": "2026-01"}, {"month": "2026-01", "tenant": "acme"}],
+        "period_rows": [
+            {"tenant": "acme", "month": "2026-01"},
+            {"tenant": "acme", "month": "2026-01", "after": ["e", 1]},
+        ],
+        "period_events": [
+            {"since": when, "until": when + dt.timedelta(days=1)},
+            {"since": when, "until": when, "tenant": "acme", "after": ["acme", "e"], "limit": 10},
+        ],
+        "audit": [{}, {"since": when, "until": when, "action": "period close", "audit_id": "a1", "limit": 5}],
+        "audit_rows": [{"audit_id": "a1"}],
     }
     assert set(examples) == set(reads.READS), "a new named read: add an example here"
     out = []
