@@ -116,6 +116,7 @@ def add_events(
     their month is closed."""
     named = [(what, ev, of, _identity(ev)) for what, ev, of in events]
     known = _existing(read, [(i[0], i[2]) for *_, i in named if i is not None])
+    sending: set[tuple[str, str]] = set()
     for what, event, redrive_of, ident in named:
         if ident is None:
             change.skipped.append((what, "not an event: no tenant_id, user_id and event_id"))
@@ -124,6 +125,10 @@ def add_events(
         if (tenant, event_id) in known:
             change.skipped.append((what, "already counted: the ledger holds this event"))
             continue
+        if (tenant, event_id) in sending:
+            change.skipped.append((what, "the same event is sent once in this run (from its first occurrence)"))
+            continue
+        sending.add((tenant, event_id))
         at = _ms(event.get("ts"))
         book = closed.book_ms(tenant, at) if at is not None else None
         change.booked_later += book is not None
