@@ -14,7 +14,7 @@ Every class keeps its own name in the module that raises it; their bases are the
     │   ├── CatalogRefused        a catalog record a rater refuses (streams/rating/catalogs.py)
     │   ├── RefusedSQL            an analyst's query not run (streams/analyst/sql_guard.py)
     │   ├── ReadError             an unknown read or bad parameters (streams/analyst/reads.py)
-    │   ├── RerateError           a re-rate not done (streams/analyst/rerate.py)
+    │   ├── RerateError           a re-rate not done (streams/fixes/rerate.py)
     │   ├── BudgetError           a budget refused (streams/alerts/budgets.py)
     │   ├── AnalystRefused        an analyst's read refused for what it asked (streams/analyst/reader.py)
     │   ├── BadIds                ids of an ingest request (streams/ingest/ids.py)

@@ -17,7 +17,6 @@ sink holds (`StoreAccess`), each role's status (`RoleStatus`) and the sink's fau
     GET  /metrics         the same counters and more, in Prometheus's text format (streams/metrics.py)
     POST /read/<name>     a named read (streams/analyst/reads.py) with typed parameters
     POST /sql             {"sql": "SELECT …", "params": {}}: one checked SELECT (streams/analyst/sql_guard.py)
-    POST /rerate          {"since", "until", "catalog": NAME}: catalogs from MS_RERATE_CATALOGS_DIR
     POST /fault/sink      {"fail": bool}   only with MS_FAULT_INJECTION=1
     POST /fault/recover   {}               only with MS_FAULT_INJECTION=1: recover as at an offset hole
 """
@@ -25,7 +24,6 @@ sink holds (`StoreAccess`), each role's status (`RoleStatus`) and the sink's fau
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable, Sequence
@@ -135,7 +133,7 @@ def install(
     fault_paths = (
         {"/fault/recover"} | ({"/fault/sink"} if faults is not None else set()) if settings.fault_injection else set()
     )
-    fixed = {"/health", "/ready", "/status", "/metrics", "/sql", "/rerate"} | fault_paths
+    fixed = {"/health", "/ready", "/status", "/metrics", "/sql"} | fault_paths
 
     def routes(path: str) -> bool:
         return path in fixed or (path.startswith("/read/") and path.count("/") == 2)
@@ -241,32 +239,6 @@ def install(
                 return rows_response(self, await with_store(checked))
             async with sql_turn:
                 return rows_response(self, await with_store(checked, exclusive=True))
-
-    @app.page("/rerate")
-    class RerateView(faust.web.View):
-        async def post(self, request: Any) -> Any:
-            from pricing import CatalogError
-            from streams.analyst.rerate import RerateError, rerating
-
-            body = await json_object(request)
-            if set(body) - {"since", "until", "catalog"}:
-                raise Refused(400, "the body takes since, until and catalog (a name)")
-            try:
-                since = dt.datetime.fromisoformat(str(body["since"]))
-                until = dt.datetime.fromisoformat(str(body["until"]))
-                asked = rerating(settings, body.get("catalog"), since, until)
-            except RerateError as exc:  # the catalog's name (streams/analyst/rerate.py's one rule)
-                raise Refused(400, str(exc)) from None
-            except (KeyError, ValueError, CatalogError) as exc:
-                raise Refused(400, f"bad re-rate request: {exc}") from None
-
-            def run(store: Store) -> Any:
-                try:
-                    return asked.run(store)
-                except RerateError as exc:
-                    raise Refused(400, str(exc)) from None
-
-            return self.json(await with_store(run, exclusive=True))
 
     if settings.fault_injection and faults is not None:
         injection: FaultInjection = faults

@@ -455,7 +455,7 @@ def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @click.command("rerate")
 @click.option(
-    "--since", required=True, callback=time_option, help="RFC 3339 start of the period (event time, inclusive)."
+    "--since", required=True, callback=time_option, help="RFC 3339 start of the period (booking time, inclusive)."
 )
 @click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
 @click.option(
@@ -464,25 +464,53 @@ def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
     "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).",
 )
+@click.option("--tenant", default=None, help="Only this tenant's events.")
+@click.option("--dry-run", is_flag=True, help="Show the difference per tenant, model and currency; send nothing.")
+@click.option("--author", default=None, help="Who re-rates (default: user@host), for the audit log.")
+@click.option("--why", "why", default="re-rating", show_default=True, help="Why, for the audit log.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait until applied.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
-def rerate_command(settings: Settings, since: Any, until: Any, catalog: str | None) -> None:
-    """Re-price a closed period from the stored usage with another catalog, rewrite the affected
-    rollups, and print the old and new totals per currency."""
+def rerate_command(
+    settings: Settings,
+    since: Any,
+    until: Any,
+    catalog: str | None,
+    tenant: str | None,
+    dry_run: bool,
+    author: str | None,
+    why: str,
+    timeout: float,
+    fmt: str,
+) -> None:
+    """Re-price the events booked in a period with another catalog. The original rows are kept:
+    where a price changes, a row holding the difference is added (in the first open month when
+    the event's month is closed), and the rollups, budgets and alerts move by it. Prints the
+    difference per tenant, model and currency (--dry-run: and sends nothing)."""
+    from pricing import load_catalog
     from streams.analyst.reader import Reader
-    from streams.analyst.rerate import rerating
+    from streams.cli.past import _send, _show
+    from streams.fixes.flows import default_actor
+    from streams.fixes.periods import Closed
+    from streams.fixes.rerate import catalog_dir, plan
 
+    priced_with = load_catalog(catalog_dir(settings, catalog))
     with Reader(settings) as reader:
-        if reader.store is not None:  # the catalog by the worker's rule (streams/analyst/rerate.py)
-            result = rerating(settings, catalog, since, until).run(reader.store)
-        else:  # the worker holding the store resolves the name, by the same rule
-            result = reader.post(
-                "/rerate", {"since": since.isoformat(), "until": until.isoformat(), "catalog": catalog}, timeout=600
-            )
-    click.echo(f"re-rated {result['events']} events (version {result['version']})")
-    old = {t["currency"]: t for t in result["before"]}
-    for t in result["after"]:
-        o = old.get(t["currency"], {"cost": "0"})
-        click.echo(f"{t['currency']}: {money_str(Decimal(o['cost']))} -> {money_str(Decimal(t['cost']))}")
+        change, summary = plan(
+            reader.read,
+            priced_with,
+            since,
+            until,
+            tenant=tenant,
+            closed=Closed.of(reader.read("period_closes")),
+            actor=author or default_actor(),
+            why=why,
+        )
+    emit(summary, fmt, ["tenant_id", "model", "currency", "events", "before", "after", "difference"])
+    _show(change, dry_run)
+    if not dry_run and change.entries:
+        _send(settings, [change], timeout)
+        click.echo(f"re-rated {change.entries} events (audit {change.audit['audit_id']})")
 
 
 @click.command("sql")

@@ -1,10 +1,14 @@
-"""`meterstream rerate` while a worker holds the embedded engine: a closed period re-priced with
-another catalog; ledger-backed rollups then equal the engine's totals under the new catalog."""
+"""`meterstream rerate` while a worker holds the embedded engine: a period re-priced with another
+catalog as adjustments (a dry run first, which sends nothing); the rollups then equal the
+engine's totals under the new catalog in every window; a re-rating given again sends nothing; and
+once the month is closed, a re-rating is booked in the next month and the closed one verifies."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,15 +48,14 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
         shutil.copytree(new_dir, elsewhere)
         with pytest.raises(AssertionError, match="re-rates only with catalogs in"):
             stack.cli("rerate", "--since", since.isoformat(), "--until", until.isoformat(), "--catalog", str(elsewhere))
-        for catalog in (str(elsewhere), "../catalog-elsewhere", "/etc"):  # the endpoint itself takes no paths
-            refused = stack.post(
-                stack.ports[0], "/rerate", {"since": since.isoformat(), "until": until.isoformat(), "catalog": catalog}
-            )
-            assert refused[0] == 400 and "not a path" in refused[1]["error"], refused
-        out = stack.cli(
-            "rerate", "--since", since.isoformat(), "--until", until.isoformat(), "--catalog", "v2"
-        ).stdout.decode()
-        assert "re-rated" in out and "USD:" in out
+        period = ("--since", since.isoformat(), "--until", until.isoformat())
+        dry = stack.cli("rerate", *period, "--catalog", "v2", "--dry-run", "--format", "json")
+        summary = json.loads(dry.stdout)
+        assert summary and any(Decimal(r["difference"]) > 0 for r in summary if r["model"].startswith("gpt-4o"))
+        assert b"would send" in dry.stderr
+        assert stack.query("SELECT count() AS n FROM ledger WHERE adjustment > 0")[0]["n"] in (0, "0")  # nothing sent
+        out = stack.cli("rerate", *period, "--catalog", "v2", "--why", "October price list").stdout.decode()
+        assert "re-rated" in out
 
         exp = expected_totals(
             lines,
@@ -67,12 +70,25 @@ def test_rerate_a_closed_period_with_a_new_catalog(kafka_service, clickhouse_ser
             for window in ("minute", "hour", "day", "month", "total"):
                 got = normalize(stack.report(by, window), by, window)
                 assert got == as_rows(exp, by, window), diff(got, as_rows(exp, by, window))[:3]
+        again = stack.cli("rerate", *period, "--catalog", "v2")
+        assert b"sending 0 entries" in again.stderr, again.stderr  # the prices changed already
+
+        # the month closed, a re-rating back to the shipped catalog is booked in the next month
+        month = then.strftime("%Y-%m")
+        stack.cli("period", "close", "--month", month)
+        back = stack.cli("rerate", *period)
+        assert b"booked in the first open period" in back.stderr, back.stderr
+        verified = stack.cli("period", "verify", "--month", month).stdout.decode()
+        assert "unchanged" in verified and "CHANGED" not in verified, verified
+        got = normalize(stack.report("model", "total"), "model", "total")
+        assert got == as_rows(old, "model", "total"), diff(got, as_rows(old, "model", "total"))[:3]
+        by_month = normalize(stack.report("model", "month"), "model", "month")
+        assert {k: v for k, v in by_month.items() if k[0].strftime("%Y-%m") == month} == {
+            k: v for k, v in as_rows(exp, "model", "month").items() if k[0].strftime("%Y-%m") == month
+        }  # the closed month still shows what it closed with
+        audit = json.loads(stack.cli("audit", "--action", "rerate", "--format", "json").stdout)
+        assert len(audit) == 2 and any(
+            a["reason"] == "October price list" for a in audit
+        )  # what sent nothing is no change
     finally:
         stack.stop()
-
-
-def test_rerate_refuses_an_open_period(kafka_service, clickhouse_service, tmp_path):
-    stack = Stack(kafka_service.bootstrap, tmp_path, clickhouse_service.url)
-    now = dt.datetime.now(dt.UTC)
-    with pytest.raises(AssertionError, match="still open to late events"):
-        stack.cli("rerate", "--since", (now - dt.timedelta(hours=3)).isoformat(), "--until", now.isoformat())
