@@ -18,7 +18,8 @@ ClickHouse).
       the traffic is produced
   soak  30 minutes of traffic at half the sustained rate (docs/benchmarks.md: P2-batched), roles split; the
       RSS of each process is sampled every 10 s and its growth after a 5-minute warm-up reported
-  short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage (CI)
+  short  all of them at once, small: ~100k events, 3 kills, 1 broker restart, a 10 s outage, then
+      200 voids and 100 replacements (`meterstream correct`) through 2 more kills (CI)
 
     python ops/chaos/run.py                 # R1..R9, full size
     python ops/chaos/run.py --scenarios short
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,7 @@ class Scenario:
     storm_s: float = 0  # a storm: traffic produced over this long, a kill every
     storm_every_s: float = 20  # ... this many seconds, alternating between kill_role processes
     soak: bool = False  # no kills: RSS sampled every 10 s over the storm's duration
+    corrections: int = 0  # then: this many voids and half as many replacements, through 2 SIGKILLs
 
 
 @dataclass
@@ -146,7 +149,8 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
         ),
         "short": Scenario(
             "short",
-            "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, bad corpus, late events",
+            "all at once, small: 3 SIGKILLs, 1 broker restart, 10 s outage, 10% duplicates, bad corpus, late events, "
+            "then 200 voids and 100 replacements through 2 SIGKILLs",
             n or 100_000,
             kills=3,
             broker_restarts=1,
@@ -155,6 +159,7 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
             bad=True,
             late=True,
             seed=107,
+            corrections=200,
         ),
     }
 
@@ -342,6 +347,83 @@ def rss_growth(samples: dict[str, list[tuple[int, int]]], warmup_s: float) -> di
     return out
 
 
+def corrections(
+    sc: Scenario, stack: Stack, exp: Any, port: int, tmp: Path, rnd: random.Random, out: Outcome, timeout: float
+) -> None:
+    """Void `sc.corrections` counted events and replace the usage of half as many (their input
+    tokens halved: spend only falls, so no new alert is due), with `meterstream correct`, while
+    the worker is SIGKILLed twice; the oracle moves by each difference (docs/fixing-the-past.md)."""
+    import subprocess
+
+    from pricing.rating import Rejection, rate
+    from streams.analyst.past_reads import LEDGER_COLUMNS
+    from streams.fixes.ledger import states
+    from streams.harness.expected import adjust
+    from streams.harness.stack import CLI
+
+    rows = stack.query(
+        f"SELECT {LEDGER_COLUMNS} FROM ledger FINAL WHERE adjustment = 0 AND usage LIKE '%input_tokens%' "
+        f"ORDER BY event_id LIMIT {sc.corrections * 3}"
+    )
+    catalog = load_catalog()
+    docs: list[dict[str, Any]] = []
+    picked = [(k, st) for k, st in states(rows).items() if int((st.usage() or {}).get("input_tokens", 0)) > 1]
+    for n, ((tenant, event_id), st) in enumerate(picked[: sc.corrections * 3 // 2]):
+        base, current = st.base(), st.current()
+        old = Decimal(str(current["cost"]))
+        if n < sc.corrections:
+            doc = {"action": "void"}
+            delta, events = -old, -1
+        else:
+            usage = dict(st.usage() or {})
+            usage["input_tokens"] = max(1, usage["input_tokens"] // 2)
+            priced = rate(json.dumps(st.event(usage)).encode(), catalog, now=dt.datetime.now(dt.UTC))
+            if isinstance(priced, Rejection):
+                continue
+            doc = {"action": "replace", "usage": usage}
+            delta, events = Decimal(priced["cost"]) - old, 0
+        docs.append(
+            {
+                "correction_id": f"chaos-{n}",
+                "tenant_id": tenant,
+                "event_id": event_id,
+                "reason": "chaos",
+                "author": "chaos",
+                **doc,
+            }
+        )
+        adjust(
+            exp,
+            tenant,
+            base["user_id"],
+            base["model"],
+            base["labels"],
+            base["currency"],
+            int(st.own["ts_ms"]),
+            delta,
+            events,
+        )
+    path = tmp / f"{sc.name}-corrections.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    running = subprocess.Popen(
+        [*CLI, "correct", str(path), "--timeout", str(int(timeout))],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(2):
+        time.sleep(rnd.uniform(0.5, 2.5))
+        stack.kill_worker(port)
+        out.faults.append("SIGKILL while corrections are applied")
+        time.sleep(rnd.uniform(0, 1))
+        stack.start_worker(port)
+    _, err = running.communicate(timeout=timeout + 60)
+    if running.returncode != 0:
+        raise SystemExit(f"{sc.name}: meterstream correct failed: {err.decode()[-2000:]}")
+    voids = sum(d["action"] == "void" for d in docs)
+    out.faults.append(f"{voids} voids and {len(docs) - voids} replacements")
+
+
 def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n{sc.name}: {sc.what} ({sc.events:,} events)")
     t_start = time.monotonic()
@@ -418,6 +500,9 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
                 time.sleep(sc.outage_s)
                 fault_sink(stack, sink_port, False)
         stack.wait_until_exact(exp, timeout=args.timeout)
+        if sc.corrections:
+            corrections(sc, stack, exp, port, tmp, rnd, out, args.timeout)
+            stack.wait_until_exact(exp, timeout=args.timeout)
         out.recoveries += sum(recoveries(stack, p) for p in ports)
         if out.recoveries:
             out.faults.append(f"the worker recovered in place {out.recoveries} times (offset holes)")
@@ -435,7 +520,7 @@ def run(sc: Scenario, broker: Broker, tmp: Path, args: argparse.Namespace) -> di
             diffs += len(d)
             if d:
                 print(f"  DIFF {by}/{window}: {d[:5]}")
-        counted = int(stack.query("SELECT count() AS n FROM ledger FINAL")[0]["n"])
+        counted = int(stack.query("SELECT countIf(adjustment = 0) AS n FROM ledger FINAL")[0]["n"])
         dead = stack.count_rejected()
         delivered: list[str] = []
         deadline = time.monotonic() + 60

@@ -101,6 +101,30 @@ class Oracle:
             acc[1] += 1
 
 
+def adjust(
+    exp: Expected,
+    tenant: str,
+    user: str,
+    model: str,
+    labels: dict[str, str],
+    currency: str,
+    ts_ms: int,
+    cost: Decimal,
+    events: int,
+) -> None:
+    """A correction's difference (`cost`, `events`) booked at `ts_ms` (docs/fixing-the-past.md),
+    in every window of the event's user, model and label keys."""
+    pairs = [(exp.by_user, user), (exp.by_model, model)]
+    pairs += [(exp.by_label, f"{k}={labels.get(k, '')}") for k in LABEL_KEYS]
+    for table, who in pairs:
+        for key in [(w.name, w.start(ts_ms), tenant, who, currency) for w in WINDOWS] + [
+            ("total", None, tenant, who, currency)
+        ]:
+            acc = table[key]
+            acc[0] += cost
+            acc[1] += events
+
+
 def expected_totals(
     lines: Iterable[bytes],
     catalog: Catalog,

@@ -1,6 +1,7 @@
 """The short chaos run (ops/chaos/run.py --scenarios short): ~100k events with 10% duplicates,
 the bad-input corpus and late events, while the worker is SIGKILLed 3 times, the broker restarts
-once and the sink fails for 10 s. Totals must equal the oracle's and every alert arrive once."""
+once and the sink fails for 10 s; then 200 voids and 100 replacements through 2 more SIGKILLs.
+Totals must equal the oracle's (moved by each correction's difference) and every alert arrive once."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def test_short_chaos_run_is_exact(tmp_path):
     assert result["duplicates_dropped"] == result["oracle"]["duplicates"] > 5_000
     assert result["alerts_expected"] > 0 and result["alerts_delivered"] == result["alerts_expected"]
     assert result["alerts_repeated"] == 0 and not result["alerts_unexpected"]
-    assert sum(f.startswith("SIGKILL") for f in result["faults"]) == 3
+    assert sum(f.startswith("SIGKILL at") for f in result["faults"]) == 3
+    assert sum(f == "SIGKILL while corrections are applied" for f in result["faults"]) == 2
+    assert "200 voids and 100 replacements" in result["faults"]
     assert any(f.startswith("broker stopped") for f in result["faults"])
     assert any(f.startswith("sink failing") for f in result["faults"])
