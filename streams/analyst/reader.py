@@ -9,6 +9,7 @@ way (streams/analyst/sql_guard.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import time
 import urllib.error
@@ -111,6 +112,8 @@ class Reader:
                 problems.append(f"{url}: {_error_text(text)}")
             except urllib.error.URLError as exc:
                 problems.append(f"{url}: {exc.reason}")
+            except (ConnectionError, TimeoutError, http.client.HTTPException) as exc:  # a worker stopped mid-answer
+                problems.append(f"{url}: {type(exc).__name__}: {exc}")
         raise _NoWorker(
             "the embedded engine is held by another process and no worker serves it: " + "; ".join(problems)
         )

@@ -252,7 +252,8 @@ def explain_sql(p: EventParams) -> tuple[str, dict[str, Any]]:
     return (
         "SELECT tenant_id, event_id, user_id, provider, model, region, mode, ts, currency, cost, list_cost, "
         "price_overlay, catalog_version, catalog_hash, line_items, usage, estimated, src_partition, src_offset, "
-        f"src_index, count() OVER () AS tenants FROM ledger FINAL WHERE {where} ORDER BY tenant_id LIMIT 2"
+        f"src_index, count() OVER () AS tenants FROM ledger FINAL WHERE {where} AND adjustment = 0 "
+        "ORDER BY tenant_id LIMIT 2"
     ), params
 
 

@@ -212,7 +212,7 @@ def usage_sql(p: UsageParams) -> tuple[str, dict[str, Any]]:
     counts = ", ".join(f"{t} AS c_{t}" for t in TOKENS)
     if source == "ledger":
         inner = (
-            f"SELECT tenant_id, user_id, model, labels, currency, cost, ts AS t, 1 AS n, {counts} "
+            f"SELECT tenant_id, user_id, model, labels, currency, cost, ts AS t, events AS n, {counts} "
             f"FROM ledger FINAL WHERE {' AND '.join(where) or '1'}"
         )
     else:

@@ -51,7 +51,7 @@ def _send(settings: Settings, changes: list[Any], timeout: float) -> dict[int, i
     try:
         for change in changes:
             if change.entries:
-                for p, o in sender.send(change.by_partition, change.audit).items():
+                for p, o in sender.send(change.by_partition, change.audit, progress=_say).items():
                     sent[p] = max(sent.get(p, -1), o)
     finally:
         sender.close()
@@ -119,7 +119,7 @@ def redrive_command(
     """Send dead-lettered events through rating again, after a fix (a catalog published, a model
     added). Exactly once: an event the ledger holds is not sent, the rater drops one counted
     meanwhile, and a dead letter a redrive counted is not sent again. Each dead letter's
-    outcome (counted, duplicate, rejected and why) is kept (`meterstream rejects --redrives`)."""
+    outcome (counted, duplicate, rejected and why) is kept: the dead_letters view."""
     from streams.fixes import flows
 
     reader, read = _read(settings)

@@ -38,12 +38,18 @@ class Sender:
         return self.last_seq
 
     def send(
-        self, by_partition: dict[int, list[dict[str, Any]]], audit: dict[str, Any] | None, timeout: float = 30
+        self,
+        by_partition: dict[int, list[dict[str, Any]]],
+        audit: dict[str, Any] | None,
+        timeout: float = 30,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[int, int]:
         """Send each partition's entries (records of at most MAX_ENTRIES, in order); the last
         offset written per partition."""
         futures = []
-        for p, entries in sorted(by_partition.items()):
+        for n, (p, entries) in enumerate(sorted(by_partition.items()), 1):
+            if progress and len(entries) > 1000:
+                progress(f"sending {len(entries)} entries to partition {p} ({n} of {len(by_partition)})")
             if p not in self.partitions:
                 raise ConfigurationError(f"partition {p} is not one of {self.topic}'s")
             for value in adjustment.records(entries, audit):
@@ -73,6 +79,7 @@ def wait_applied(
     security = kafka_security(settings)
     rating, sink = health.rating_group(settings), health.sink_group(settings)
     target: dict[tuple[str, int], int] | None = None
+    said = time.monotonic()
     while time.monotonic() < deadline:
         try:
             lags = asyncio.run(health.lag_once(settings.bootstrap, security, [rating, sink], timeout_s=5.0))
@@ -83,6 +90,10 @@ def wait_applied(
             continue
         if target is None:
             rated = {(p.topic, p.partition): p.committed for p in lags.get(rating.group_id, ())}
+            behind = sum(max(0, o + 1 - rated.get((settings.events_topic, p), 0)) for p, o in sent.items())
+            if progress and behind and time.monotonic() - said > 5:
+                progress(f"waiting: the rating workers are {behind} records short of the last one sent")
+                said = time.monotonic()
             if all(rated.get((settings.events_topic, p), 0) > o for p, o in sent.items()):
                 target = {
                     (p.topic, p.partition): p.end for p in lags.get(sink.group_id, ()) if p.topic == settings.sink_topic
