@@ -16,7 +16,7 @@ No lateness rule applies, and the stream time is not moved. docs/fixing-the-past
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pricing import Catalog
     from streams.rating.rater import Output, Source
 
-TAKEN_KEPT = 64  # the (sequence, position) pairs of the adjustment records last taken on a partition
+TAKEN_KEPT = 1024  # the (sequence, position) pairs of the adjustment records last taken on a partition
 _ZERO = Decimal(0)
 
 
@@ -209,10 +209,13 @@ def apply_entry(
     audit_id: str,
     out: Output,
     seen: Any,
+    home: Callable[[str, str], int] | None = None,
 ) -> tuple[str, str] | None:
     """Apply one entry at `src`: a ledger row, a rejection, a period close or a redrive's
     outcome into `out`. `seen(ident)` deduplicates: it returns True when the identity was counted
-    at another position (and records it otherwise). Returns the identity counted, if any."""
+    at another position (and records it otherwise). `home(tenant, user)`: an event's canonical
+    partition (an event entry elsewhere is refused: its duplicates are looked for there). Returns
+    the identity counted, if any."""
     if not isinstance(entry, dict) or entry.get("op") not in ("event", "adjust", "close"):
         out.rejected.append(_rejected(src, entry, "an adjustment entry is an object with op event, adjust or close"))
         return None
@@ -248,6 +251,17 @@ def apply_entry(
     try:
         if op == "event":
             row, reason, ident = event_row(entry, src, catalog, audit_id)
+            canonical = (
+                home(row["tenant_id"], row["user_id"]) if row is not None and home is not None else src.partition
+            )
+            if canonical != src.partition:
+                row, reason = (
+                    None,
+                    (
+                        f"{entry['entry']}: sent to partition {src.partition}, not the event's canonical partition "
+                        f"{canonical} (is MS_TOPIC_PARTITIONS the topic's partition count?)"
+                    ),
+                )
             if row is None or ident is None:
                 out.rejected.append(_rejected(src, entry, str(reason), ident))
                 outcome("rejected", str(reason))

@@ -242,7 +242,9 @@ class Rater:
 
         for i, entry in enumerate(entries):
             at = Source(src.topic, src.partition, src.offset, src.timestamp_ms, index=i)
-            adjustments.apply_entry(entry, at, catalog, audit_id, out, lambda ident, pos=at.pos: seen(ident, pos))
+            adjustments.apply_entry(
+                entry, at, catalog, audit_id, out, lambda ident, pos=at.pos: seen(ident, pos), self.canonical
+            )
         return counted
 
     def index(self, state: MutableMapping[str, Any], p: int) -> Index:

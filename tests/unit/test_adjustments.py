@@ -176,3 +176,17 @@ def test_without_a_key_every_adjustment_record_is_refused():
     r, state = Rater(CAT), {}
     out = r.process_batch(state, [sealed(0, [{"op": "close", "row": {}}], 10)])
     assert out.closes == [] and "no adjustment key" in out.rejected[0]["reason"]
+
+
+def test_an_event_entry_off_its_canonical_partition_is_refused():
+    from streams.placement import Canonical
+
+    home = Canonical(4)
+    user = next(u for u in (f"u{i}" for i in range(50)) if home("t", u) != 0)
+    r, state = Rater(CAT, partitions=4, adjust_key=KEY), {}
+    entry = {"op": "event", "entry": "backfill", "event": ev("b1", T, user=user), "book_ms": None}
+    out = r.process_batch(state, [sealed(0, [entry], 10)])
+    assert out.ledger == [] and "not the event's canonical partition" in out.rejected[0]["reason"]
+    here = next(u for u in (f"u{i}" for i in range(50)) if home("t", u) == 0)
+    ok = r.process_batch(state, [sealed(1, [{**entry, "event": ev("b2", T, user=here)}], 11)])
+    assert len(ok.ledger) == 1
