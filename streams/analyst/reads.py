@@ -31,6 +31,7 @@ REJECT_TYPES = {
     "src_offset": "UInt64",
     "src_index": "UInt16",
     "rejected_at": "DateTime64(3, 'UTC')",
+    "redriven_at": "Nullable(DateTime64(3, 'UTC'))",
 }
 ALERT_TYPES = {
     "threshold": "Decimal(9, 4)",
@@ -190,8 +191,8 @@ def rejects_sql(p: RejectsParams) -> tuple[str, dict[str, Any]]:
         ), params
     return (
         "SELECT src_topic, src_partition, src_offset, src_index, event_id, tenant_id, reason, payload, "
-        f"rejected_at FROM rejected_events FINAL WHERE {cond} ORDER BY src_partition, src_offset, src_index "
-        "LIMIT {limit:UInt32}"
+        f"rejected_at, redriven_at, redrive_outcome FROM dead_letters WHERE {cond} "
+        "ORDER BY src_partition, src_offset, src_index LIMIT {limit:UInt32}"
     ), params
 
 

@@ -440,7 +440,11 @@ def rejects_command(
         emit(printable_rejects(rows), fmt, ["n", "reason", "first_rejected_at", "last_rejected_at"])
         return
     cols = ["src_partition", "src_offset", "src_index", "event_id", "tenant_id", "reason"]
-    emit(printable_rejects(rows), fmt, cols + (["payload", "rejected_at"] if fmt == "json" else []))
+    emit(
+        printable_rejects(rows),
+        fmt,
+        cols + (["payload", "rejected_at", "redriven_at", "redrive_outcome"] if fmt == "json" else []),
+    )
 
 
 def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

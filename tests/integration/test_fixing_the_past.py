@@ -114,6 +114,8 @@ def test_redrive_after_a_catalog_fix_counts_each_dead_letter_once(stack, tmp_pat
     outcomes = stack.query("SELECT redrive_outcome AS o, count() AS n FROM dead_letters GROUP BY o ORDER BY o")
     # the 15 dead letters of the first pass were counted; the 15 of the failed redrive are rejected ones
     assert {r["o"]: int(r["n"]) for r in outcomes}.get("counted") == 15, outcomes
+    shown = [r for r in stack.rejects() if r["redrive_outcome"] == "counted"]  # `meterstream rejects` says so
+    assert len(shown) == 15 and all(r["redriven_at"] for r in shown)
 
     # a second redrive sends nothing and changes nothing
     second = stack.cli("redrive", "--reason", "model")
