@@ -37,28 +37,19 @@ with one of these entries each:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
 import orjson
 
-from schemas.record import ADJUST_HMAC, ADJUST_SEQ, ADJUST_TYPE, CONTENT_TYPE
+from schemas.record import ADJUST_HMAC, ADJUST_SEQ, ADJUST_TYPE, CONTENT_TYPE, seal
+from schemas.records import COUNTERS
 
 ADJUST_HEADER = (CONTENT_TYPE, ADJUST_TYPE)
 MAX_ADJUST_BYTES = 900_000  # under the producer's and the broker's 1 MB default record limits
 MAX_ENTRIES = 4096  # positions (offset, index) hold an index below 8192 (schemas/batch.py)
 ENTRY_KINDS = {"event": ("redrive", "backfill"), "adjust": ("void", "replace", "rerate")}
-# what an adjustment row adds up: the rollups' and budgets' quantities (schemas/records.py LedgerRow)
-QUANTITIES = (
-    "events",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "images",
-    "guardrail_units",
-)
+QUANTITIES = COUNTERS  # what an adjustment row adds up (schemas/records.py)
 # an adjustment's identity in the rating agent's dedup index: the event id, this separator (not
 # printable: never in an id) and the adjustment's number
 ADJUSTMENT_SEP = "\x1e"
@@ -66,8 +57,7 @@ ADJUSTMENT_SEP = "\x1e"
 
 def signature(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> str:
     """The seal of an adjustment record: HMAC-SHA256 of where it goes, its sequence and its value."""
-    bound = b"meterstream-adjustment/1\n%s\n%d\n%d\n" % (topic.encode(), partition, seq)
-    return hmac.new(key, bound + value, hashlib.sha256).hexdigest()
+    return seal(b"meterstream-adjustment/1", key, value, topic=topic, partition=partition, seq=seq)
 
 
 def headers(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> list[tuple[str, bytes]]:

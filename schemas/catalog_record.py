@@ -16,12 +16,11 @@ the switch happens at the same offset for every worker and on every replay."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 import orjson
 
-from schemas.record import CATALOG_HMAC, CATALOG_SEQ, CATALOG_TYPE, CONTENT_TYPE
+from schemas.record import CATALOG_HMAC, CATALOG_SEQ, CATALOG_TYPE, CONTENT_TYPE, seal
 
 CATALOG_HEADER = (CONTENT_TYPE, CATALOG_TYPE)
 SIGNATURE_HEADER = CATALOG_HMAC
@@ -31,8 +30,7 @@ MAX_CATALOG_BYTES = 900_000  # under the producer's and the broker's 1 MB defaul
 
 def signature(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> str:
     """The seal of a catalog record: HMAC-SHA256 of where it goes, its sequence and its value."""
-    bound = b"meterstream-catalog/2\n%s\n%d\n%d\n" % (topic.encode(), partition, seq)
-    return hmac.new(key, bound + value, hashlib.sha256).hexdigest()
+    return seal(b"meterstream-catalog/2", key, value, topic=topic, partition=partition, seq=seq)
 
 
 def headers(key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> list[tuple[str, bytes]]:

@@ -19,6 +19,8 @@ two readers could then disagree on what the record is."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -108,6 +110,13 @@ def read_kind(headers: object) -> RecordKind:
     if kind == ADJUST_TYPE:
         return RecordKind(adjust=_seal(ours.get(ADJUST_SEQ), ours.get(ADJUST_HMAC)))
     return BATCH if kind == BATCH_TYPE else EVENT
+
+
+def seal(domain: bytes, key: bytes, value: bytes, *, topic: str, partition: int, seq: int) -> str:
+    """HMAC-SHA256 under `key` of a sealed record (a catalog or adjustment record): its kind
+    (`domain`), where it goes, its sequence and its value, in hex."""
+    bound = b"%s\n%s\n%d\n%d\n" % (domain, topic.encode(), partition, seq)
+    return hmac.new(key, bound + value, hashlib.sha256).hexdigest()
 
 
 def _seal(seq: bytes | None, mac: bytes | None) -> Seal:

@@ -22,6 +22,16 @@ from schemas.redact import stored_payload
 from schemas.validate import MAX_REASON, ids_of
 
 MAX_SINK_RECORD = 768 * 1024  # bytes: well under the producer's 1,000,000-byte request limit
+# what a ledger row adds up besides its cost: the rollups' counters, signed (an adjustment subtracts)
+COUNTERS = (
+    "events",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "images",
+    "guardrail_units",
+)
 
 
 class PricedEvent(TypedDict):
@@ -277,6 +287,7 @@ class SinkRecord:
 
 
 __all__ = [
+    "COUNTERS",
     "MAX_SINK_RECORD",
     "LedgerRow",
     "PricedEvent",

@@ -29,6 +29,18 @@ def _t(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def _between(
+    where: list[str], params: dict[str, Any], column: str, since: dt.datetime | None, until: dt.datetime | None
+) -> None:
+    """`column` in [since, until), whichever is given, as bound parameters."""
+    if since:
+        where.append(f"{column} >= {{since:DateTime64(3, 'UTC')}}")
+        params["since"] = _t(since)
+    if until:
+        where.append(f"{column} < {{until:DateTime64(3, 'UTC')}}")
+        params["until"] = _t(until)
+
+
 class EventRowsParams(_Params):
     """Some events of one tenant: all their ledger rows (an event's own and its adjustments)."""
 
@@ -65,12 +77,7 @@ def dead_letters_sql(p: DeadLetterParams) -> tuple[str, dict[str, Any]]:
     if p.tenant:
         where.append("tenant_id = {t:String}")
         params["t"] = p.tenant
-    if p.since:
-        where.append("rejected_at >= {a:DateTime64(3, 'UTC')}")
-        params["a"] = _t(p.since)
-    if p.until:
-        where.append("rejected_at < {b:DateTime64(3, 'UTC')}")
-        params["b"] = _t(p.until)
+    _between(where, params, "rejected_at", p.since, p.until)
     if p.after:
         where.append(
             "(src_topic, src_partition, src_offset, src_index) > ({at:String}, {ap:UInt32}, {ao:UInt64}, {ai:UInt16})"
@@ -187,13 +194,9 @@ class AuditParams(_Params):
 
 
 def audit_sql(p: AuditParams) -> tuple[str, dict[str, Any]]:
-    where, params = ["1"], {}
-    if p.since:
-        where.append("at >= {a:DateTime64(3, 'UTC')}")
-        params["a"] = _t(p.since)
-    if p.until:
-        where.append("at < {b:DateTime64(3, 'UTC')}")
-        params["b"] = _t(p.until)
+    where: list[str] = ["1"]
+    params: dict[str, Any] = {}
+    _between(where, params, "at", p.since, p.until)
     if p.action:
         where.append("action = {act:String}")
         params["act"] = p.action

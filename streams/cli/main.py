@@ -160,7 +160,6 @@ from streams.cli.stream import (  # noqa: E402
     produce_command,
     rejects_command,
     report_command,
-    rerate_command,
     sql_command,
     worker_command,
 )
@@ -186,6 +185,7 @@ from streams.cli.past import (  # noqa: E402
     correct_command,
     period_group,
     redrive_command,
+    rerate_command,
 )
 from streams.cli.status import status_command  # noqa: E402
 from streams.cli.tables import tables_command  # noqa: E402

@@ -18,7 +18,7 @@ import orjson
 
 from schemas.errors import InputRejected
 from schemas.money import money_str
-from streams.cli.stream import time_option
+from streams.cli.stream import emit, time_option
 from streams.settings import Settings
 
 MONTH_HELP = "The UTC calendar month, YYYY-MM."
@@ -95,15 +95,34 @@ def _canonical(settings: Settings) -> Any:
     return Canonical(settings.topic_partitions)
 
 
+def change_options(why: str, timeout: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every command that sends a change takes: --dry-run, --author, --why, --timeout."""
+
+    def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing."),
+                click.option(
+                    "--author", default=None, help="Who makes the change (default: user@host), for the audit log."
+                ),
+                click.option("--why", "why", default=why, show_default=True, help="Why, for the audit log."),
+                click.option(
+                    "--timeout", type=float, default=timeout, show_default=True, help="Seconds to wait until applied."
+                ),
+            )
+        ):
+            fn = option(fn)
+        return fn
+
+    return add
+
+
 @click.command("redrive")
 @click.option("--reason", default=None, help="Only dead letters whose reason contains this text (any case).")
 @click.option("--tenant", default=None, help="Only this tenant's dead letters.")
 @click.option("--since", default=None, callback=time_option, help="Rejected at or after (RFC 3339).")
 @click.option("--until", default=None, callback=time_option, help="Rejected before (RFC 3339).")
-@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
-@click.option("--author", default=None, help="Who redrives (default: user@host), for the audit log.")
-@click.option("--why", "why", default="redrive after a fix", show_default=True, help="Why, for the audit log.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait until applied.")
+@change_options("redrive after a fix", 120.0)
 @click.pass_obj
 def redrive_command(
     settings: Settings,
@@ -146,10 +165,7 @@ def redrive_command(
 
 @click.command("backfill")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
-@click.option("--author", default=None, help="Who backfills (default: user@host), for the audit log.")
-@click.option("--why", "why", default="backfill of history", show_default=True, help="Why, for the audit log.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait until applied.")
+@change_options("backfill of history", 300.0)
 @click.pass_obj
 def backfill_command(
     settings: Settings, file: Path, dry_run: bool, author: str | None, why: str, timeout: float
@@ -266,6 +282,62 @@ def correct_command(
     for c in changes:
         if c.entries:
             _outcome(settings, c.audit["audit_id"])
+
+
+@click.command("rerate")
+@click.option(
+    "--since", required=True, callback=time_option, help="RFC 3339 start of the period (booking time, inclusive)."
+)
+@click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
+@click.option(
+    "--catalog",
+    default=None,
+    help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
+    "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).",
+)
+@click.option("--tenant", default=None, help="Only this tenant's events.")
+@change_options("re-rating", 300.0)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def rerate_command(
+    settings: Settings,
+    since: Any,
+    until: Any,
+    catalog: str | None,
+    tenant: str | None,
+    dry_run: bool,
+    author: str | None,
+    why: str,
+    timeout: float,
+    fmt: str,
+) -> None:
+    """Re-price the events booked in a period with another catalog. The original rows are kept:
+    where a price changes, a row holding the difference is added (in the first open month when
+    the event's month is closed), and the rollups, budgets and alerts move by it. Prints the
+    difference per tenant, model and currency (--dry-run: and sends nothing)."""
+    from pricing import load_catalog
+    from streams.analyst.reader import Reader
+    from streams.fixes.flows import default_actor
+    from streams.fixes.periods import Closed
+    from streams.fixes.rerate import catalog_dir, plan
+
+    priced_with = load_catalog(catalog_dir(settings, catalog))
+    with Reader(settings) as reader:
+        change, summary = plan(
+            reader.read,
+            priced_with,
+            since,
+            until,
+            tenant=tenant,
+            closed=Closed.of(reader.read("period_closes")),
+            actor=author or default_actor(),
+            why=why,
+        )
+    emit(summary, fmt, ["tenant_id", "model", "currency", "events", "before", "after", "difference"])
+    _show(change, dry_run)
+    if not dry_run and change.entries:
+        _send(settings, [change], timeout)
+        click.echo(f"re-rated {change.entries} events (audit {change.audit['audit_id']})")
 
 
 @click.group("period")

@@ -457,66 +457,6 @@ def printable_rejects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, **{c: visible(r[c]) for c in ("reason", "payload") if isinstance(r.get(c), str)}} for r in rows]
 
 
-@click.command("rerate")
-@click.option(
-    "--since", required=True, callback=time_option, help="RFC 3339 start of the period (booking time, inclusive)."
-)
-@click.option("--until", required=True, callback=time_option, help="RFC 3339 end of the period (exclusive).")
-@click.option(
-    "--catalog",
-    default=None,
-    help="A catalog name (a directory in MS_RERATE_CATALOGS_DIR, never a path) to price with; "
-    "default: the worker's own (MS_CATALOG_DIR or the shipped catalogs).",
-)
-@click.option("--tenant", default=None, help="Only this tenant's events.")
-@click.option("--dry-run", is_flag=True, help="Show the difference per tenant, model and currency; send nothing.")
-@click.option("--author", default=None, help="Who re-rates (default: user@host), for the audit log.")
-@click.option("--why", "why", default="re-rating", show_default=True, help="Why, for the audit log.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait until applied.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.pass_obj
-def rerate_command(
-    settings: Settings,
-    since: Any,
-    until: Any,
-    catalog: str | None,
-    tenant: str | None,
-    dry_run: bool,
-    author: str | None,
-    why: str,
-    timeout: float,
-    fmt: str,
-) -> None:
-    """Re-price the events booked in a period with another catalog. The original rows are kept:
-    where a price changes, a row holding the difference is added (in the first open month when
-    the event's month is closed), and the rollups, budgets and alerts move by it. Prints the
-    difference per tenant, model and currency (--dry-run: and sends nothing)."""
-    from pricing import load_catalog
-    from streams.analyst.reader import Reader
-    from streams.cli.past import _send, _show
-    from streams.fixes.flows import default_actor
-    from streams.fixes.periods import Closed
-    from streams.fixes.rerate import catalog_dir, plan
-
-    priced_with = load_catalog(catalog_dir(settings, catalog))
-    with Reader(settings) as reader:
-        change, summary = plan(
-            reader.read,
-            priced_with,
-            since,
-            until,
-            tenant=tenant,
-            closed=Closed.of(reader.read("period_closes")),
-            actor=author or default_actor(),
-            why=why,
-        )
-    emit(summary, fmt, ["tenant_id", "model", "currency", "events", "before", "after", "difference"])
-    _show(change, dry_run)
-    if not dry_run and change.entries:
-        _send(settings, [change], timeout)
-        click.echo(f"re-rated {change.entries} events (audit {change.audit['audit_id']})")
-
-
 @click.command("sql")
 @click.argument("query")
 @click.option(

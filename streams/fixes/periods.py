@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from schemas.money import money_str
+from schemas.records import COUNTERS
 from streams.analyst.reads import month_bounds
 
 UTC = dt.UTC
@@ -44,13 +45,7 @@ DIGEST_COLUMNS = (
     "currency",
     "cost",
     "list_cost",
-    "events",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "images",
-    "guardrail_units",
+    *COUNTERS,
     "line_items",
     "usage",
     "labels",
@@ -63,24 +58,15 @@ DIGEST_COLUMNS = (
     "version",
 )
 _SCALE = Decimal("1e-12")
-_INTEGERS = frozenset(
-    (
-        "adjustment",
-        "ts_ms",
-        "occurred_ms",
-        "events",
-        "input_tokens",
-        "output_tokens",
-        "cached_input_tokens",
-        "cache_write_tokens",
-        "images",
-        "guardrail_units",
-        "src_partition",
-        "src_offset",
-        "src_index",
-        "version",
-    )
-)
+_INTEGERS = frozenset(COUNTERS) | {
+    "adjustment",
+    "ts_ms",
+    "occurred_ms",
+    "src_partition",
+    "src_offset",
+    "src_index",
+    "version",
+}
 
 
 def month_of(ms: int) -> str:

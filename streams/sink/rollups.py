@@ -27,21 +27,12 @@ from typing import Any
 
 from schemas.batch import position
 from schemas.money import to_units, units_text
-from schemas.records import LedgerRow
+from schemas.records import COUNTERS, LedgerRow
 from streams.settings import Settings
 from streams.sink.windows import WINDOWS, WindowSize
 from streams.storage import Store
 from streams.storage.base import EpochMs
 
-COUNTERS = (
-    "events",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "images",
-    "guardrail_units",
-)
 KINDS = {"user": "user_id", "model": "model", "label": "label"}  # rollup kind -> its key column
 LABEL = "label"  # the label tables' key: label_key and label_value (above)
 # (table, column of the key, window): every rollup table, label ones included
