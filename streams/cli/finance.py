@@ -79,18 +79,31 @@ def explain_command(settings: Settings, event_id: str, tenant: str | None, fmt: 
         if not rows:
             dead = reader.read("rejected_event", event_id=event_id, tenant=tenant)
             raise InputRejected(_dead_letters(event_id, tenant, dead))
-    if int(rows[0]["tenants"]) > 1:
-        raise InputRejected(
-            f"event {quoted(event_id)} is counted for {int(rows[0]['tenants'])} tenants: say which with --tenant"
-        )
+        if int(rows[0]["tenants"]) > 1:
+            raise InputRejected(
+                f"event {quoted(event_id)} is counted for {int(rows[0]['tenants'])} tenants: say which with --tenant"
+            )
+        later = reader.read("event_rows", tenant=rows[0]["tenant_id"], event_ids=[event_id])[1:]
     row = rows[0]
     items = statement.explain_items(row)
     statement.annotate_sources(items, catalogs_for(settings, [row["catalog_hash"]]), row["tenant_id"])
     doc = statement.explain(row, items)
+    # its corrections, voids and re-ratings (docs/fixing-the-past.md): what each changed
+    doc["adjustments"] = [
+        {"adjustment": int(r["adjustment"]), "entry": r["entry"], "audit_id": r["audit_id"], "cost": r["cost"]}
+        for r in later
+    ]
     if fmt == "json":
         sys.stdout.buffer.write(statement.to_json(doc))
         return
     _explain_table(doc)
+    for a in doc["adjustments"]:
+        click.echo(
+            f"adjustment {a['adjustment']} ({a['entry']}, audit {a['audit_id']}): {money_str(a['cost'])} {doc['currency']}"
+        )
+    if doc["adjustments"]:
+        now = sum((a["cost"] for a in doc["adjustments"]), row["cost"])
+        click.echo(f"the event costs {money_str(now)} {doc['currency']} now")
 
 
 def _explain_table(doc: dict[str, Any]) -> None:

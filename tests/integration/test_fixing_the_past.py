@@ -292,6 +292,8 @@ def test_void_and_replace_move_rollups_budgets_and_alerts_by_the_difference_thro
     )
     assert len(rows) == 6 and {r["entry"] for r in rows} == {"void", "replace"}
     assert all(int(r["events"]) == -1 for r in rows if r["entry"] == "void")
+    explained = stack.cli("explain", big["event_id"], "--tenant", "acme").stdout.decode()
+    assert "adjustment 1 (replace, audit r-1)" in explained and f"the event costs {new_big} USD now" in explained
     ghost = stack.query("SELECT reason FROM rejected_events FINAL WHERE event_id = 'no-such-event'")
     assert ghost and "no event acme/no-such-event in the ledger" in ghost[0]["reason"]
 
