@@ -41,7 +41,7 @@ WINDOW_SQL = {"minute": "toStartOfMinute", "hour": "toStartOfHour", "day": "toSt
 USAGE_TYPES = {
     "cost": "Decimal(38, 12)",
     "events": "UInt64",
-    "token_events": "UInt64",
+    "token_events": "Int64",
     "window_start": "DateTime64(3, 'UTC')",
     **dict.fromkeys(TOKENS, "UInt64"),
 }
@@ -223,7 +223,8 @@ def usage_sql(p: UsageParams) -> tuple[str, dict[str, Any]]:
         )
     sums = ["sum(cost) AS cost", "sum(n) AS events", *(f"sum(c_{t}) AS {t}" for t in TOKENS)]
     if p.average:
-        sums.append("countIf(c_input_tokens + c_output_tokens > 0) AS token_events")
+        # events with tokens, net of voids (a void's row takes its tokens and its event back)
+        sums.append("sumIf(n, c_input_tokens + c_output_tokens != 0) AS token_events")
 
     select = [expr if expr == name else f"{expr} AS {name}" for expr, name in dims]
     group = [name for _, name in dims] + ["currency"]
