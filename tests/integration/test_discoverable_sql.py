@@ -30,7 +30,7 @@ def worker(kafka_service, clickhouse_service, tmp_path_factory):
 def test_describe_and_show_through_the_workers_sql(worker):
     stack, port = worker
     columns = [r["name"] for r in stack.query("DESCRIBE ledger")]
-    assert columns[:3] == ["tenant_id", "event_id", "user_id"] and "list_cost" in columns
+    assert columns[:4] == ["tenant_id", "event_id", "adjustment", "entry"] and "list_cost" in columns
     assert [r["name"] for r in stack.query("SHOW TABLES")] == sorted(READABLE)
     assert {r["field"] for r in stack.query("SHOW COLUMNS FROM spend_by_model_day")} >= {"model", "cost"}
     assert "ReplacingMergeTree" in stack.query("SHOW CREATE TABLE ledger")[0]["statement"]
