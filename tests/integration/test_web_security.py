@@ -101,7 +101,8 @@ def test_every_endpoint_but_health_needs_the_token(worker):
         ("/status", None),
         ("/sql", b'{"sql": "SELECT 1"}'),
         ("/read/counts", b"{}"),
-        ("/rerate", b"{}"),
+        ("/read/event_rows", b"{}"),
+        ("/metrics", None),
     ]:
         method = "POST" if body is not None else "GET"
         for auth in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": stack.token()}):
