@@ -10,8 +10,8 @@ source, and the numbers are the same either way (tests/integration/test_report.p
   model, the label ones tenant and one label key's values (MS_ROLLUP_LABELS);
 - otherwise the ledger (FINAL: each event's own row and its adjustments, `events` counting it
   once), e.g. model and user at once, a label key that is not rolled up, or `average` (the mean
-  tokens per request over token events only,
-  those with input or output tokens, so images and guardrail checks do not pull it to zero).
+  tokens per request over token events only, those with input or output tokens, so images and
+  guardrail checks do not pull it to zero).
 
 Windows are UTC unless `tz` names an IANA zone: days and months then start at that zone's
 midnight, summed exactly from the hour rollups (the minute ones for a zone whose offset is not
