@@ -28,10 +28,17 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _read(settings: Settings) -> tuple[Any, Callable[..., list[dict[str, Any]]]]:
+def _reader(settings: Settings) -> Any:
+    """A Reader that waits up to 2 minutes for a worker that is restarting, as a change waits to be applied."""
     from streams.analyst.reader import Reader
 
     reader = Reader(settings)
+    reader.attempts = 240
+    return reader
+
+
+def _read(settings: Settings) -> tuple[Any, Callable[..., list[dict[str, Any]]]]:
+    reader = _reader(settings)
     return reader, reader.read
 
 
@@ -316,13 +323,12 @@ def rerate_command(
     the event's month is closed), and the rollups, budgets and alerts move by it. Prints the
     difference per tenant, model and currency (--dry-run: and sends nothing)."""
     from pricing import load_catalog
-    from streams.analyst.reader import Reader
     from streams.fixes.flows import default_actor
     from streams.fixes.periods import Closed
     from streams.fixes.rerate import catalog_dir, plan
 
     priced_with = load_catalog(catalog_dir(settings, catalog))
-    with Reader(settings) as reader:
+    with _reader(settings) as reader:
         change, summary = plan(
             reader.read,
             priced_with,
@@ -359,7 +365,6 @@ def period_close(
     the first open month. Prints each tenant's digest (a hash chain over the month's ledger rows,
     with the totals), kept in period_closes for `period verify`."""
     from schemas.billing_event import MAX_FUTURE
-    from streams.analyst.reader import Reader
     from streams.fixes import flows, periods
 
     if not periods.MONTH.fullmatch(month):
@@ -370,7 +375,7 @@ def period_close(
     if why_not:
         raise InputRejected(why_not)
     actor = author or flows.default_actor()
-    with Reader(settings) as reader:
+    with _reader(settings) as reader:
         tenants = [r["tenant_id"] for r in reader.read("month_tenants", month=month, tenant=tenant)]
         if tenant and tenant not in tenants:
             tenants.append(tenant)  # a month without rows closes too: nothing may be booked in it
@@ -411,10 +416,9 @@ def period_close(
 def period_verify(settings: Settings, month: str | None, tenant: str | None) -> None:
     """Recompute the digest of each closed month and compare it with the one kept when it was
     closed. Exit 1 when any differs: a row was added, removed or altered behind its back."""
-    from streams.analyst.reader import Reader
     from streams.fixes import periods
 
-    with Reader(settings) as reader:
+    with _reader(settings) as reader:
         closes = reader.read("period_closes", month=month, tenant=tenant)
         changed = 0
         for c in closes:
@@ -448,9 +452,8 @@ def audit_command(
 ) -> None:
     """Every change made to the past (redrive, backfill, correct, rerate, period close): who,
     when, what and why, newest first."""
-    from streams.analyst.reader import Reader
 
-    with Reader(settings) as reader:
+    with _reader(settings) as reader:
         rows = reader.read("audit", since=since, until=until, action=action, audit_id=audit_id, limit=limit)
     if fmt == "json":
         out = [{**r, "at": r["at"].isoformat() if hasattr(r["at"], "isoformat") else r["at"]} for r in rows]
