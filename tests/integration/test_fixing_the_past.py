@@ -284,7 +284,8 @@ def test_void_and_replace_move_rollups_budgets_and_alerts_by_the_difference_thro
     assert running.returncode == 0, err.decode()
     new_big = price({**big, "usage": replacement}, catalog)
     want = spent - sum((price(e, catalog) for e in voids), Decimal(0)) - price(big, catalog) + new_big
-    assert ledger_totals(stack) == {"acme": (want, 35)}
+    # applied before `correct` returned; the worker killed last may still be starting: ask until it answers
+    wait_for(lambda: ledger_totals(stack) == {"acme": (want, 35)}, "the corrected ledger", timeout=120)
     assert sum(report_totals(stack).values()) == want  # the rollups moved by exactly the difference
     rows = stack.query(
         "SELECT event_id, adjustment, entry, events, toString(cost) AS cost FROM ledger FINAL "
