@@ -33,7 +33,7 @@ class EventState:
 
     @property
     def voided(self) -> bool:
-        return self.current()["events"] == 0
+        return sum(int(r["events"]) for r in self.rows) == 0
 
     def applied(self, audit_id: str) -> bool:
         """A row of this event was made by the change `audit_id` (a correction given again)."""
